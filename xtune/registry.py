@@ -1,8 +1,9 @@
-"""Name -> component registries, so YAML picks encoders, heads, losses and optimizers by short name."""
+"""Name -> component registries, so YAML picks encoders, heads, losses, optimizers by name."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class RegistryError(KeyError):

@@ -1,0 +1,1 @@
+"""Data: table readers, label vocabulary, tokenization with truncation, tf.data pipelines."""

@@ -1,0 +1,174 @@
+"""Tokenize once into a cache of ragged ids; serve tf.data batches with length bucketing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from xtune.data.examples import Examples
+from xtune.data.tokenization import TextEncoder
+
+TOKENIZE_CHUNK = 2048
+BUCKET_WIDTH = 16
+
+
+@dataclass
+class TokenizedSplit:
+    """Ragged token/segment ids stored flat (values + row splits) plus multi-hot labels."""
+
+    token_ids: np.ndarray  # int32 [total_tokens]
+    segment_ids: np.ndarray  # int8 [total_tokens]
+    row_splits: np.ndarray  # int64 [rows + 1]
+    labels: np.ndarray  # float32 [rows, num_labels]
+
+    def __len__(self) -> int:
+        return len(self.row_splits) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.row_splits)
+
+    def ragged(self, indices: np.ndarray | None = None) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+        tokens = tf.RaggedTensor.from_row_splits(self.token_ids, self.row_splits)
+        segments = tf.RaggedTensor.from_row_splits(
+            self.segment_ids.astype(np.int32), self.row_splits
+        )
+        if indices is not None:
+            tokens, segments = tf.gather(tokens, indices), tf.gather(segments, indices)
+        return tokens, segments
+
+
+def cache_key(examples: Examples, text_encoder: TextEncoder) -> str:
+    """Hash of the exact inputs and every tokenizer setting that can change an id."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(text_encoder.settings(), sort_keys=True).encode())
+    digest.update("\n".join(text_encoder.vocabulary).encode())
+    for text, pair in zip(examples.texts, examples.pairs or [None] * len(examples), strict=True):
+        digest.update(text.encode())
+        digest.update(b"\x00" if pair is None else b"\x01" + pair.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:24]
+
+
+def tokenize_examples(
+    examples: Examples, text_encoder: TextEncoder, labels: np.ndarray, cache_dir: str | None = None
+) -> TokenizedSplit:
+    """Tokenize a split, reusing the on-disk cache when the same texts were tokenized before."""
+    path = Path(cache_dir) / f"{cache_key(examples, text_encoder)}.npz" if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path) as stored:
+            return TokenizedSplit(
+                stored["token_ids"], stored["segment_ids"], stored["row_splits"], labels
+            )
+    token_chunks, segment_chunks, lengths = [], [], []
+    for start in range(0, len(examples), TOKENIZE_CHUNK):
+        texts = tf.constant(examples.texts[start : start + TOKENIZE_CHUNK])
+        pairs = None
+        if examples.pairs is not None:
+            pairs = tf.constant(examples.pairs[start : start + TOKENIZE_CHUNK])
+        encoded = text_encoder(texts, pairs)
+        token_chunks.append(encoded["token_ids"].flat_values.numpy())
+        segment_chunks.append(encoded["segment_ids"].flat_values.numpy().astype(np.int8))
+        lengths.append(encoded["token_ids"].row_lengths().numpy())
+    split = TokenizedSplit(
+        token_ids=np.concatenate(token_chunks).astype(np.int32),
+        segment_ids=np.concatenate(segment_chunks),
+        row_splits=np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
+        labels=labels,
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(
+            temporary,
+            token_ids=split.token_ids,
+            segment_ids=split.segment_ids,
+            row_splits=split.row_splits,
+        )
+        os.replace(temporary, path)
+    return split
+
+
+def bucket_boundaries(max_length: int, width: int = BUCKET_WIDTH) -> list[int]:
+    """Exclusive upper bucket edges as tf.data wants them: 17, 33, ..., max_length + 1."""
+    edges = {min(edge, max_length) for edge in range(width, max_length + width, width)}
+    return [edge + 1 for edge in sorted(edges)]
+
+
+def make_dataset(
+    split: TokenizedSplit,
+    batch_size: int,
+    padding: str,
+    max_length: int,
+    shuffle: bool,
+    seed: int,
+    indices: np.ndarray | None = None,
+    with_labels: bool = True,
+) -> tf.data.Dataset:
+    """Batches of `({"token_ids", "segment_ids", "padding_mask"}, labels)`.
+
+    padding: "fixed" pads every batch to `max_length`; "dynamic" pads to the batch's longest
+    row; "bucket" groups rows of similar length (edges every 16 tokens) and pads to the
+    bucket edge, so only max_length / 16 shapes are ever traced.
+    Padding uses -1 internally so the mask is exact, then maps pads to token id 0.
+    """
+    order = np.arange(len(split)) if indices is None else np.asarray(indices)
+    token_ids = tf.constant(split.token_ids)
+    segment_ids = tf.constant(split.segment_ids.astype(np.int32))
+    row_splits = tf.constant(split.row_splits)
+    labels = tf.constant(split.labels)
+
+    def row(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        start, end = row_splits[index], row_splits[index + 1]
+        return token_ids[start:end], segment_ids[start:end], labels[index]
+
+    dataset = tf.data.Dataset.from_tensor_slices(order)
+    if shuffle:
+        dataset = dataset.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(row, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    length = max_length if padding == "fixed" else None
+    padded_shapes = ([length], [length], [split.labels.shape[1]])
+    padding_values = (tf.constant(-1, tf.int32), tf.constant(0, tf.int32), tf.constant(0.0))
+    if padding == "bucket":
+        boundaries = bucket_boundaries(max_length)
+        dataset = dataset.bucket_by_sequence_length(
+            element_length_func=lambda t, s, y: tf.shape(t)[0],
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padded_shapes=padded_shapes,
+            padding_values=padding_values,
+            pad_to_bucket_boundary=True,
+        )
+    else:
+        dataset = dataset.padded_batch(
+            batch_size, padded_shapes=padded_shapes, padding_values=padding_values
+        )
+
+    def finish(t, s, y):
+        inputs = {
+            "token_ids": tf.maximum(t, 0),
+            "segment_ids": s,
+            "padding_mask": tf.cast(t >= 0, tf.int32),
+        }
+        return (inputs, y) if with_labels else inputs
+
+    return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def length_sorted_order(split: TokenizedSplit) -> np.ndarray:
+    """Row order for inference: similar lengths together, so dynamic padding wastes little."""
+    return np.argsort(split.lengths, kind="stable")
+
+
+def batches_per_epoch(split: TokenizedSplit, batch_size: int, padding: str, max_length: int) -> int:
+    """Exact batch count of `make_dataset` (bucket sizes do not depend on the shuffle)."""
+    if padding != "bucket":
+        return -(-len(split) // batch_size)
+    bucket_of_row = np.searchsorted(bucket_boundaries(max_length), split.lengths, side="right")
+    return int(sum(-(-count // batch_size) for count in np.bincount(bucket_of_row)))

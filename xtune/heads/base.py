@@ -1,0 +1,78 @@
+"""The `Head` contract and the MLP block every head can end with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from xtune.registry import Registry
+
+HEADS = Registry("head")
+
+
+class Head(keras.layers.Layer):
+    """Maps the encoder features dict to a `[batch, dim]` vector.
+
+    Reads `sequence_output` `[b, t, h]`, `pooled_output` `[b, h]`, `padding_mask` `[b, t]`
+    and, when `uses_hidden_states` is True, `hidden_states` (a list, one `[b, t, h]` per
+    transformer layer). Subclasses implement `features_to_vector`; the shared MLP stack
+    (`units`, `activation`, `dropout`, `layer_norm`) is applied after it.
+    """
+
+    uses_hidden_states = False
+
+    def __init__(
+        self,
+        units: list[int] | None = None,
+        activation: str = "gelu",
+        dropout: float = 0.1,
+        layer_norm: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.units = list(units or [])
+        self.activation = activation
+        self.dropout = dropout
+        self.layer_norm = layer_norm
+        self.input_dropout = keras.layers.Dropout(dropout, name="input_dropout")
+        self.mlp_layers = []
+        for i, width in enumerate(self.units):
+            block = [keras.layers.Dense(width, activation=activation, name=f"mlp_{i}")]
+            if layer_norm:
+                block.append(keras.layers.LayerNormalization(epsilon=1e-6, name=f"mlp_{i}_norm"))
+            block.append(keras.layers.Dropout(dropout, name=f"mlp_{i}_dropout"))
+            self.mlp_layers.append(block)
+
+    def features_to_vector(self, features: dict[str, Any], training: bool | None) -> Any:
+        raise NotImplementedError
+
+    def call(self, features: dict[str, Any], training: bool | None = None) -> Any:
+        x = self.features_to_vector(features, training)
+        x = self.input_dropout(x, training=training)
+        for block in self.mlp_layers:
+            for layer in block:
+                x = (
+                    layer(x, training=training)
+                    if isinstance(layer, keras.layers.Dropout)
+                    else layer(x)
+                )
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": self.activation,
+                "dropout": self.dropout,
+                "layer_norm": self.layer_norm,
+            }
+        )
+        return config
+
+
+def get_head(spec: Any) -> Head:
+    if hasattr(spec, "to_dict"):
+        spec = spec.to_dict()
+    return HEADS.build(spec)

@@ -1,0 +1,196 @@
+"""Multi-label evaluation metrics, per-label reports and majority baselines for the dev set."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    hamming_loss,
+    precision_recall_fscore_support,
+    precision_score,
+    recall_score,
+)
+
+# Whether a larger value of each metric is better ("max") or worse ("min"). The strings are the
+# `mode` values of keras.callbacks.ModelCheckpoint / EarlyStopping, so they can be passed as is.
+METRIC_DIRECTIONS: dict[str, str] = {
+    "subset_accuracy": "max",
+    "top1_accuracy": "max",
+    "micro_f1": "max",
+    "macro_f1": "max",
+    "samples_f1": "max",
+    "micro_precision": "max",
+    "micro_recall": "max",
+    "macro_precision": "max",
+    "macro_recall": "max",
+    "hamming_loss": "min",
+}
+
+
+def multilabel_metrics(y_true: ArrayLike, y_pred: ArrayLike, scores: ArrayLike) -> dict[str, float]:
+    """Scores a multi-label prediction; the keys are those of `METRIC_DIRECTIONS`.
+
+    - `subset_accuracy`: share of rows whose predicted label set equals the true set exactly
+      (a row with no true labels and no predictions counts as a match).
+    - `top1_accuracy`: share of rows whose highest-scoring label is a true label; a row with
+      no true label always counts as wrong; ties go to the lowest label index (`np.argmax`).
+    - `micro_*`: true/false positives and false negatives pooled over every (row, label) cell.
+    - `macro_*`: unweighted mean over *all* labels, as in the GoEmotions evaluation
+      (Demszky et al., 2020, `calculate_metrics.py`: sklearn `average="macro"`). A label whose
+      precision or recall is 0/0 (never predicted, or absent from `y_true`) scores 0 for that
+      quantity (`zero_division=0`); in particular a label that is neither present nor
+      predicted enters every macro average as 0, not as 1 and not dropped. On a small dev set
+      where a rare label has no support this caps `macro_*` below 1 even for a perfect model;
+      `per_label_report` shows the support, so such labels are easy to spot.
+    - `samples_f1`: F1 per row, averaged over rows; a row with no true labels scores 0 whatever
+      is predicted (sklearn, `zero_division=0`).
+    - `hamming_loss`: share of (row, label) cells predicted wrongly (lower is better).
+
+    Args:
+        y_true: `(num_rows, num_labels)` 0/1 targets.
+        y_pred: `(num_rows, num_labels)` 0/1 predictions (e.g. `scores >= threshold`).
+        scores: `(num_rows, num_labels)` real-valued scores (probabilities or logits), used
+            only for `top1_accuracy`.
+
+    Example:
+
+    ```python
+    multilabel_metrics([[1, 0], [0, 1]], [[1, 1], [0, 1]], [[0.9, 0.6], [0.2, 0.7]])
+    # subset_accuracy 0.5, top1_accuracy 1.0, micro_precision 2/3, micro_recall 1.0,
+    # hamming_loss 0.25
+    ```
+    """
+    true = _as_binary_matrix(y_true, "y_true")
+    pred = _as_binary_matrix(y_pred, "y_pred")
+    score = np.asarray(scores, dtype=np.float64)
+    _check_same_shape(true, pred, "y_pred")
+    _check_same_shape(true, score, "scores")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("scores contains NaN or infinite values")
+
+    top_label = np.argmax(score, axis=1)
+    top1_hits = true[np.arange(true.shape[0]), top_label] == 1
+    metrics = {
+        "subset_accuracy": accuracy_score(true, pred),
+        "top1_accuracy": np.mean(top1_hits),
+        "micro_f1": f1_score(true, pred, average="micro", zero_division=0),
+        "macro_f1": f1_score(true, pred, average="macro", zero_division=0),
+        "samples_f1": f1_score(true, pred, average="samples", zero_division=0),
+        "micro_precision": precision_score(true, pred, average="micro", zero_division=0),
+        "micro_recall": recall_score(true, pred, average="micro", zero_division=0),
+        "macro_precision": precision_score(true, pred, average="macro", zero_division=0),
+        "macro_recall": recall_score(true, pred, average="macro", zero_division=0),
+        "hamming_loss": hamming_loss(true, pred),
+    }
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def per_label_report(
+    y_true: ArrayLike, y_pred: ArrayLike, label_names: list[str]
+) -> list[dict[str, float | int | str]]:
+    """Precision, recall, F1 and support of each label, in `label_names` order.
+
+    Each row is `{"label", "precision", "recall", "f1", "support", "predicted"}`: `support` is
+    the number of rows where the label is true, `predicted` the number where it is predicted.
+    0/0 ratios are reported as 0, the same convention as the `macro_*` metrics.
+    """
+    true = _as_binary_matrix(y_true, "y_true")
+    pred = _as_binary_matrix(y_pred, "y_pred")
+    _check_same_shape(true, pred, "y_pred")
+    if len(label_names) != true.shape[1]:
+        raise ValueError(
+            f"label_names has {len(label_names)} names but y_true has {true.shape[1]} label columns"
+        )
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, pred, average=None, zero_division=0
+    )
+    predicted = pred.sum(axis=0)
+    return [
+        {
+            "label": name,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            "predicted": int(predicted[i]),
+        }
+        for i, name in enumerate(label_names)
+    ]
+
+
+def most_frequent_label_set(y_train: ArrayLike) -> np.ndarray:
+    """The 0/1 label row that occurs most often in `y_train`; ties go to the earliest row."""
+    train = _as_binary_matrix(y_train, "y_train")
+    counts = Counter(map(tuple, train.tolist()))
+    best = max(counts.values())
+    # Counter keeps first-seen order, so the first pattern reaching `best` is the earliest row.
+    pattern = next(row for row, count in counts.items() if count == best)
+    return np.asarray(pattern, dtype=np.int64)
+
+
+def majority_baseline(y_train: ArrayLike, y_eval: ArrayLike) -> dict[str, dict[str, float]]:
+    """Metrics on `y_eval` of two constant predictors fitted on `y_train`.
+
+    - `"most_frequent_label_set"`: every row gets the label set seen most often in training
+      (see `most_frequent_label_set`).
+    - `"most_frequent_label"`: every row gets only the label that is true in the most training
+      rows (ties go to the lowest label index).
+
+    Both use the training label frequencies as scores, so their `top1_accuracy` is that of
+    always ranking the most frequent label first. A model that does not beat these numbers has
+    learned nothing beyond the label prior.
+    """
+    train = _as_binary_matrix(y_train, "y_train")
+    evaluation = _as_binary_matrix(y_eval, "y_eval")
+    if train.shape[1] != evaluation.shape[1]:
+        raise ValueError(
+            f"y_train has {train.shape[1]} label columns but y_eval has {evaluation.shape[1]}"
+        )
+    num_rows = evaluation.shape[0]
+    frequencies = train.mean(axis=0)
+    prior_scores = np.tile(frequencies, (num_rows, 1))
+
+    label_set_prediction = np.tile(most_frequent_label_set(train), (num_rows, 1))
+    single_label_prediction = np.zeros_like(evaluation)
+    single_label_prediction[:, int(np.argmax(train.sum(axis=0)))] = 1
+    return {
+        "most_frequent_label_set": multilabel_metrics(
+            evaluation, label_set_prediction, prior_scores
+        ),
+        "most_frequent_label": multilabel_metrics(
+            evaluation, single_label_prediction, prior_scores
+        ),
+    }
+
+
+def is_improvement(metric: str, candidate: float, best: float | None) -> bool:
+    """Whether `candidate` beats `best` for `metric` (always True when there is no best yet)."""
+    if metric not in METRIC_DIRECTIONS:
+        raise ValueError(
+            f"unknown metric {metric!r}; expected one of {', '.join(sorted(METRIC_DIRECTIONS))}"
+        )
+    if best is None:
+        return True
+    if METRIC_DIRECTIONS[metric] == "max":
+        return candidate > best
+    return candidate < best
+
+
+def _as_binary_matrix(values: ArrayLike, name: str) -> np.ndarray:
+    matrix = np.asarray(values)
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty (num_rows, num_labels) matrix, got shape {matrix.shape}"
+        )
+    if not np.isin(matrix, (0, 1)).all():
+        raise ValueError(f"{name} must contain only 0/1 (or False/True) values")
+    return matrix.astype(np.int64)
+
+
+def _check_same_shape(reference: np.ndarray, other: np.ndarray, name: str) -> None:
+    if other.shape != reference.shape:
+        raise ValueError(f"{name} has shape {other.shape} but y_true has shape {reference.shape}")

@@ -1,0 +1,344 @@
+"""`train(config) -> RunResult`: data, encoder, model, fit with per-epoch dev metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xtune.config import RunConfig
+from xtune.data.examples import Examples, load_splits
+from xtune.data.labels import LabelVocab
+from xtune.data.pipeline import TokenizedSplit, batches_per_epoch, make_dataset, tokenize_examples
+from xtune.data.readers import DataError
+from xtune.data.tokenization import TextEncoder
+from xtune.encoders import LoadedEncoder, load_encoder
+from xtune.heads import get_head
+from xtune.losses import get_loss
+from xtune.metrics import METRIC_DIRECTIONS, majority_baseline
+from xtune.model import build_classifier, count_parameters
+from xtune.run_folder import RunFolder
+from xtune.thresholds import tune_thresholds
+from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
+from xtune.training.optimizers import OPTIMIZERS
+from xtune.training.schedules import SCHEDULES
+
+log = logging.getLogger(__name__)
+
+# A head that does not read the pooler leaves `pooled_dense` without gradients; that is fine.
+warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
+
+
+@dataclass
+class PreparedData:
+    """Examples, labels and token ids for every split of one (data config, tokenizer) pair."""
+
+    vocab: LabelVocab
+    examples: dict[str, Examples]
+    tokenized: dict[str, TokenizedSplit]
+    text_encoder: TextEncoder
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best: dict[str, float]
+    tuned: dict[str, float] | None
+    test: dict[str, float] | None
+    baseline: dict[str, Any]
+    parameters: dict[str, int]
+    seconds: float
+    train_samples_per_second: float
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "best_epoch": self.best_epoch,
+            "best": self.best,
+            "tuned": self.tuned,
+            "test": self.test,
+            "baseline": self.baseline,
+            "parameters": self.parameters,
+            "seconds": self.seconds,
+            "train_samples_per_second": self.train_samples_per_second,
+            "device": self.device,
+            **self.extra,
+        }
+
+
+def device_name() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU x{len(gpus)}" if gpus else "CPU"
+
+
+def cpu_supports_bfloat16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(setting: str) -> str:
+    """`auto`: bfloat16 on GPUs and on CPUs with bf16 instructions, float32 elsewhere."""
+    if setting != "auto":
+        return setting
+    if tf.config.list_physical_devices("GPU") or cpu_supports_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def resolve_jit(setting: str | bool) -> bool:
+    """`auto`: XLA on GPU; off on CPU, where it measured slower for training."""
+    if setting == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return bool(setting)
+
+
+def prepare_data(config: RunConfig, encoder: LoadedEncoder) -> PreparedData:
+    """Read every split and tokenize it (through the on-disk token cache)."""
+    examples, vocab = load_splits(config.data)
+    text_encoder = TextEncoder(
+        encoder.vocabulary,
+        encoder.lowercase,
+        config.data.max_length,
+        config.data.truncation,
+        config.data.head_tokens,
+    )
+    tokenized = {
+        name: tokenize_examples(
+            split, text_encoder, vocab.encode(split.label_sets), config.data.cache_dir
+        )
+        for name, split in examples.items()
+    }
+    return PreparedData(vocab, examples, tokenized, text_encoder)
+
+
+def check_single_label(loss: Any, data: PreparedData) -> None:
+    if loss.multi_label:
+        return
+    for name, split in data.examples.items():
+        for row, labels in zip(split.rows, split.label_sets, strict=True):
+            if len(labels) != 1:
+                raise DataError(
+                    f"{split.source}: row {row}: the loss {type(loss).__name__} is single-label "
+                    f"but the row has {len(labels)} labels ({name} split)"
+                )
+
+
+class DevEvaluation(keras.callbacks.Callback):
+    """After each epoch: full dev-set metrics by the loss's rule; keeps the best weights."""
+
+    def __init__(self, dev: TokenizedSplit, loss: Any, config: RunConfig):
+        super().__init__()
+        self.dev = dev
+        self.loss = loss
+        self.metric = config.training.metric
+        self.direction = METRIC_DIRECTIONS[self.metric]
+        self.batch_size = config.training.eval_batch_size
+        self.max_length = config.data.max_length
+        self.patience = config.training.early_stopping_patience
+        self.history: list[dict[str, Any]] = []
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        train_seconds = time.perf_counter() - self.epoch_started
+        logits = predict_logits(self.model, self.dev, self.batch_size, self.max_length)
+        if not np.all(np.isfinite(logits)):
+            raise FloatingPointError(f"epoch {epoch + 1}: non-finite logits on the dev set")
+        metrics = evaluate_scores(self.loss, self.dev.labels, scores_of(self.loss, logits))
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float((logs or {}).get("loss", math.nan)),
+            "train_seconds": round(train_seconds, 3),
+            **{f"val_{k}": v for k, v in metrics.items()},
+        }
+        self.history.append(record)
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in metrics.items()})
+        value = metrics[self.metric]
+        improved = self.best_value is None or (
+            value > self.best_value if self.direction == "max" else value < self.best_value
+        )
+        if improved:
+            self.best_value, self.best_epoch = value, epoch + 1
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+        print(
+            f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val {self.metric} {value:.4f}  "
+            f"micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+            + ("  (best)" if improved else ""),
+            flush=True,
+        )
+        if self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+
+def train(
+    config: RunConfig, run_dir: str | Path | None = None, data: PreparedData | None = None
+) -> RunResult:
+    """Train one run and write its run folder; `data` lets a grid reuse tokenized splits."""
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.training.seed)
+    precision = resolve_precision(config.training.mixed_precision)
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        return _train(config, run_dir, data, started, precision)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(
+    config: RunConfig,
+    run_dir: str | Path | None,
+    data: PreparedData | None,
+    started: float,
+    precision: str,
+) -> RunResult:
+    training = config.training
+    encoder = load_encoder(config.encoder)
+    if data is None:
+        data = prepare_data(config, encoder)
+    loss = get_loss(config.loss.to_dict())
+    check_single_label(loss, data)
+    head = get_head(config.head)
+    model = build_classifier(encoder, head, len(data.vocab))
+
+    train_split, dev_split = data.tokenized["train"], data.tokenized["dev"]
+    steps_per_epoch = batches_per_epoch(
+        train_split, training.batch_size, config.data.padding, config.data.max_length
+    )
+    if training.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
+    total_steps = steps_per_epoch * training.epochs
+    schedule = SCHEDULES.build(config.schedule.to_dict())
+    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, total_steps)
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=resolve_jit(training.jit_compile))
+    parameters = count_parameters(model)
+    folder = RunFolder.create(run_dir or default_run_dir(config))
+    folder.write_setup(config, data.vocab, encoder, data.text_encoder)
+    print(
+        f"xtune: {encoder.source}; {len(data.vocab)} labels; train {len(train_split)} / "
+        f"dev {len(dev_split)} rows; {parameters['trainable']:,} trainable parameters; "
+        f"{precision}; {device_name()}; run folder {folder.path}",
+        flush=True,
+    )
+
+    dataset = make_dataset(
+        train_split,
+        training.batch_size,
+        config.data.padding,
+        config.data.max_length,
+        shuffle=True,
+        seed=training.seed,
+    ).repeat()
+    evaluation = DevEvaluation(dev_split, loss, config)
+    fit_started = time.perf_counter()
+    model.fit(
+        dataset,
+        epochs=training.epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[evaluation],
+        verbose=training.verbose,
+        shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
+    )
+    fit_seconds = time.perf_counter() - fit_started
+    train_seconds = sum(h["train_seconds"] for h in evaluation.history)
+    samples = min(len(train_split), steps_per_epoch * training.batch_size) * len(evaluation.history)
+
+    model.set_weights(evaluation.best_weights)
+    dev_scores = scores_of(
+        loss, predict_logits(model, dev_split, training.eval_batch_size, config.data.max_length)
+    )
+    best = evaluate_scores(loss, dev_split.labels, dev_scores)
+    thresholds, tuned = None, None
+    if training.tune_thresholds and loss.default_threshold is not None:
+        thresholds = tune_thresholds(
+            dev_split.labels,
+            dev_scores,
+            training.tune_thresholds,
+            default_threshold=loss.default_threshold,
+        )
+        tuned = evaluate_scores(loss, dev_split.labels, dev_scores, thresholds)
+    test = None
+    if "test" in data.tokenized:
+        test_split = data.tokenized["test"]
+        test_scores = scores_of(
+            loss,
+            predict_logits(model, test_split, training.eval_batch_size, config.data.max_length),
+        )
+        test = {"default_rule": evaluate_scores(loss, test_split.labels, test_scores)}
+        if thresholds is not None:
+            test["tuned_thresholds"] = evaluate_scores(
+                loss, test_split.labels, test_scores, thresholds
+            )
+    baseline = majority_baseline(train_split.labels, dev_split.labels)
+
+    result = RunResult(
+        run_dir=folder.path,
+        history=evaluation.history,
+        best_epoch=evaluation.best_epoch,
+        best=best,
+        tuned=tuned,
+        test=test,
+        baseline=baseline,
+        parameters=parameters,
+        seconds=round(time.perf_counter() - started, 3),
+        train_samples_per_second=round(samples / train_seconds, 2) if train_seconds else 0.0,
+        device=device_name(),
+        extra={"precision": precision, "fit_seconds": round(fit_seconds, 3)},
+    )
+    folder.write_result(result, model if training.save_weights else None, thresholds)
+    print_summary(result, config.training.metric)
+    return result
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    name = config.training.run_name or time.strftime("run-%Y%m%d-%H%M%S")
+    return Path(config.training.output_dir) / name
+
+
+def print_summary(result: RunResult, metric: str) -> None:
+    keys = (
+        "subset_accuracy",
+        "top1_accuracy",
+        "micro_f1",
+        "macro_f1",
+        "samples_f1",
+        "hamming_loss",
+    )
+    baseline = result.baseline.get("most_frequent_label_set", {})
+    print(f"\nbest epoch {result.best_epoch} by val {metric}; dev metrics:")
+    print(f"  {'metric':<16}{'model':>10}{'tuned thr':>11}{'majority':>10}")
+    for key in keys:
+        tuned = f"{result.tuned[key]:.4f}" if result.tuned else "-"
+        base = f"{baseline[key]:.4f}" if key in baseline else "-"
+        print(f"  {key:<16}{result.best[key]:>10.4f}{tuned:>11}{base:>10}")
+    print(
+        f"{result.parameters['trainable']:,} trainable parameters; "
+        f"{result.train_samples_per_second} train samples/s; {result.seconds:.1f} s in all; "
+        f"run folder {result.run_dir}",
+        flush=True,
+    )
+
+
+def result_json(result: RunResult) -> str:
+    return json.dumps(result.summary(), indent=1, ensure_ascii=False, default=str)
