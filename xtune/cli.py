@@ -1,0 +1,111 @@
+"""`xtune train | grid | report | export | predict`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xtune", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train one run from a config file")
+    train.add_argument("config", help="run config YAML")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set training.epochs=3 (repeatable)",
+    )
+    train.add_argument("--run-dir", help="run folder (default: training.output_dir/<time>)")
+
+    grid = commands.add_parser("grid", help="run an ablation grid (resumable)")
+    grid.add_argument("grid_file", help="grid YAML (base + variants/grid + seeds)")
+    grid.add_argument("--only", action="append", default=[], metavar="ROW", help="run only ROW")
+    grid.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
+    grid.add_argument("--max-runs", type=int, help="stop after N runs")
+    grid.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the base config for every run (e.g. data.root=...)",
+    )
+
+    report = commands.add_parser("report", help="write the markdown report of a grid")
+    report.add_argument("results_dir", help="reports/<grid>/ (holds results.jsonl)")
+    report.add_argument("--output", help="markdown file (default: reports/<grid>.md)")
+
+    export = commands.add_parser("export", help="export a run as a SavedModel taking raw text")
+    export.add_argument("run_dir")
+    export.add_argument("out_dir")
+    export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+
+    predict = commands.add_parser("predict", help="label a CSV/TSV/JSONL/XLSX file")
+    predict.add_argument("model_dir", help="a run folder or an exported SavedModel")
+    predict.add_argument("--input", required=True)
+    predict.add_argument("--output", required=True)
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--top-k", type=int, default=3)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from xtune.config import ConfigError
+    from xtune.data.readers import DataError
+    from xtune.registry import RegistryError
+
+    try:
+        return run_command(args)
+    except (ConfigError, DataError, RegistryError, FileNotFoundError, FileExistsError) as error:
+        print(f"xtune {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from xtune.config import load_run_config
+        from xtune.training.trainer import train
+
+        train(load_run_config(args.config, args.overrides), run_dir=args.run_dir)
+        return 0
+    if args.command == "grid":
+        from xtune.grid.runner import run_grid
+
+        return run_grid(
+            args.grid_file,
+            only=args.only,
+            dry_run=args.dry_run,
+            max_runs=args.max_runs,
+            overrides=args.overrides,
+        )
+    if args.command == "report":
+        from xtune.grid.report import write_report
+
+        print(write_report(args.results_dir, args.output))
+        return 0
+    if args.command == "export":
+        from xtune.export.saved_model import export_run
+
+        export_run(args.run_dir, args.out_dir, force=args.force)
+        return 0
+    if args.command == "predict":
+        from xtune.export.predict import predict_file
+
+        predict_file(
+            args.model_dir, args.input, args.output, batch_size=args.batch_size, top_k=args.top_k
+        )
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
