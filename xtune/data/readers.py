@@ -75,7 +75,7 @@ def read_table(
         else:
             raise DataError(f"{path}: unknown format {fmt!r}; valid: csv, tsv, jsonl, xlsx")
     except UnicodeDecodeError as error:
-        line = _line_of_byte(path, error.start)
+        line = _first_undecodable_line(path)
         raise DataError(
             f"{path}: line {line}: bytes that are not valid UTF-8 ({error.reason}); "
             "save the file as UTF-8"
@@ -87,6 +87,10 @@ def read_table(
     return frame
 
 
-def _line_of_byte(path: Path, offset: int) -> int:
-    with path.open("rb") as file:
-        return file.read(offset).count(b"\n") + 1
+def _first_undecodable_line(path: Path) -> int:
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 0

@@ -1,0 +1,153 @@
+"""Readers, label formats, bad-row reporting and seeded splits."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xtune.config import DataConfig
+from xtune.data.examples import load_splits, read_examples
+from xtune.data.labels import LabelVocab
+from xtune.data.readers import DataError
+
+ROWS = [
+    {"id": 1, "title": "北河区", "body": "噪音扰民 很久了", "labels": "噪音|环境"},
+    {"id": 2, "title": "文星路", "body": "道路破损", "labels": "交通"},
+    {"id": 3, "title": "光明街", "body": "小区停水", "labels": "住房|环境"},
+]
+
+
+def config(**kwargs) -> DataConfig:
+    base = {"text": "body", "text_pair": "title", "labels": "labels", "cache_dir": None}
+    return DataConfig(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "xlsx"])
+def test_every_format_reads_the_same_examples(tmp_path, suffix):
+    frame = pd.DataFrame(ROWS)
+    path = tmp_path / f"data.{suffix}"
+    if suffix == "csv":
+        frame.to_csv(path, index=False)
+    elif suffix == "tsv":
+        frame.to_csv(path, sep="\t", index=False)
+    elif suffix == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        frame.to_excel(path, index=False)
+    examples = read_examples(config(train=str(path)), str(path))
+    assert examples.texts == ["噪音扰民 很久了", "道路破损", "小区停水"]
+    assert examples.pairs == ["北河区", "文星路", "光明街"]
+    assert examples.label_sets == [["噪音", "环境"], ["交通"], ["住房", "环境"]]
+    assert examples.rows == [1, 2, 3]
+
+
+def test_list_column_and_one_hot_columns(tmp_path):
+    path = tmp_path / "list.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"text": t, "tags": tags}, ensure_ascii=False)
+            for t, tags in [("a", ["x", "y"]), ("b", []), ("c", ["y"])]
+        ),
+        encoding="utf-8",
+    )
+    listed = read_examples(
+        config(text="text", text_pair=None, labels="tags", label_format="list"), str(path)
+    )
+    assert listed.label_sets == [["x", "y"], [], ["y"]]
+
+    wide = tmp_path / "wide.csv"
+    pd.DataFrame({"text": ["a", "b"], "x": [1, 0], "y": [1, 1]}).to_csv(wide, index=False)
+    columns = read_examples(
+        config(text="text", text_pair=None, label_format="columns", label_columns=["x", "y"]),
+        str(wide),
+    )
+    assert columns.label_sets == [["x", "y"], ["y"]]
+
+
+def test_header_less_tsv_with_label_indices(tmp_path):
+    (tmp_path / "names.txt").write_text("joy\nanger\nneutral\n", encoding="utf-8")
+    (tmp_path / "train.tsv").write_text("so happy\t0\tid1\nugh, fine\t1,2\tid2\n", encoding="utf-8")
+    cfg = config(
+        root=str(tmp_path),
+        train="train.tsv",
+        columns=["text", "labels", "id"],
+        text="text",
+        text_pair=None,
+        label_separator=",",
+        labels_are_indices=True,
+        label_names="names.txt",
+        dev_fraction=0.5,
+    )
+    examples = read_examples(cfg, "train.tsv")
+    assert examples.label_sets == [["joy"], ["anger", "neutral"]]
+
+
+def test_bad_rows_error_names_file_and_row(write_csv):
+    path = write_csv("bad.csv", ROWS + [{"id": 4, "title": "x", "body": "  ", "labels": "交通"}])
+    with pytest.raises(DataError) as error:
+        read_examples(config(), str(path))
+    assert str(path) in str(error.value) and "row 4" in str(error.value)
+    assert "empty text" in str(error.value)
+
+
+def test_bad_rows_skip_counts_them(write_csv):
+    rows = ROWS + [
+        {"id": 4, "title": "x", "body": "", "labels": "交通"},
+        {"id": 5, "title": "y", "body": "ok", "labels": "未知"},
+    ]
+    train = write_csv("train.csv", ROWS)
+    dev = write_csv("dev.csv", rows)
+    splits, vocab = load_splits(config(train=str(train), dev=str(dev), bad_rows="skip"))
+    assert len(splits["dev"]) == 3
+    assert len(splits["dev"].skipped) == 2
+    assert "row 4" in splits["dev"].skipped[0] and "row 5" in splits["dev"].skipped[1]
+    assert "not in the label vocabulary" in splits["dev"].skipped[1]
+    unknown_only = write_csv("dev2.csv", ROWS + [rows[-1]])
+    with pytest.raises(DataError, match="row 4: label.*'未知' not in the label vocabulary"):
+        load_splits(config(train=str(train), dev=str(unknown_only), bad_rows="error"))
+
+
+def test_undecodable_bytes(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("body,labels\nok,a\n".encode() + b"caf\xe9,a\nfine,b\n")
+    with pytest.raises(DataError, match=r"line 3.*not valid UTF-8"):
+        read_examples(config(text_pair=None), str(path))
+    examples = read_examples(config(text_pair=None, bad_rows="skip"), str(path))
+    assert examples.texts == ["ok", "fine"] and "row 2" in examples.skipped[0]
+
+
+def test_missing_file_and_column(tmp_path, write_csv):
+    with pytest.raises(DataError, match="nope.csv: data file not found"):
+        read_examples(config(), str(tmp_path / "nope.csv"))
+    path = write_csv("t.csv", [{"body": "x", "labels": "a"}])
+    with pytest.raises(DataError, match=r"column 'title' \(from data.text_pair\) not found"):
+        read_examples(config(), str(path))
+
+
+def test_seeded_split_is_deterministic_stratified_and_disjoint(write_csv):
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c", "d"]
+    rows = [
+        {"body": f"text {i}", "labels": "|".join(rng.choice(labels, rng.integers(1, 3), False))}
+        for i in range(200)
+    ]
+    path = write_csv("all.csv", rows)
+    cfg = config(train=str(path), text_pair=None, dev_fraction=0.25, split_seed=3)
+    first, vocab = load_splits(cfg)
+    second, _ = load_splits(cfg)
+    assert first["dev"].rows == second["dev"].rows
+    assert not set(first["dev"].rows) & set(first["train"].rows)
+    assert len(first["dev"]) + len(first["train"]) == 200
+    assert abs(len(first["dev"]) - 50) <= 2
+    full = vocab.encode([r["labels"].split("|") for r in rows]).mean(0)
+    dev = vocab.encode(first["dev"].label_sets).mean(0)
+    assert np.abs(full - dev).max() < 0.05  # label frequencies preserved
+
+
+def test_label_vocab_round_trip(tmp_path):
+    vocab = LabelVocab.from_label_sets([["b", "a"], ["b"], ["c"]])
+    assert vocab.names == ["b", "a", "c"]  # by frequency, then name
+    vocab.save(tmp_path / "labels.json")
+    assert LabelVocab.load(tmp_path / "labels.json") == vocab
+    assert vocab.decode(vocab.encode([["c", "b"]])) == [["b", "c"]]
