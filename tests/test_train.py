@@ -1,0 +1,99 @@
+"""End to end: train on the bundled sample, the run folder, reload, and the CLI's errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import REPO, sample_run_config
+from xtune.config import parse_run_config
+from xtune.run_folder import REQUIRED_FILES, load_run
+from xtune.training.evaluation import predict_logits
+from xtune.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    config = parse_run_config(sample_run_config(tmp, training={"epochs": 2}))
+    return config, train(config, run_dir=tmp / "run")
+
+
+def test_run_folder_is_complete_and_consistent(tiny_run):
+    config, result = tiny_run
+    for name in REQUIRED_FILES + ("history.csv", "history.json", "thresholds.json"):
+        assert (result.run_dir / name).is_file(), name
+    saved = parse_run_config(yaml.safe_load((result.run_dir / "config.yaml").read_text()))
+    assert saved == config
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] == result.best_epoch
+    best = history[result.best_epoch - 1]
+    assert metrics["best"]["subset_accuracy"] == pytest.approx(best["val_subset_accuracy"])
+    assert result.parameters["trainable"] > 0
+
+
+def test_reloaded_run_predicts_the_same(tiny_run):
+    config, result = tiny_run
+    from xtune.data.examples import load_splits
+    from xtune.data.pipeline import tokenize_examples
+
+    run = load_run(result.run_dir)
+    splits, vocab = load_splits(config.data)
+    assert vocab.names == run.labels
+    dev = tokenize_examples(splits["dev"], run.text_encoder, vocab.encode(splits["dev"].label_sets))
+    scores = np.asarray(run.loss.scores(predict_logits(run.model, dev, 64, 48)))
+    from xtune.training.evaluation import evaluate_scores
+
+    again = evaluate_scores(run.loss, dev.labels, scores)
+    assert again["micro_f1"] == pytest.approx(result.best["micro_f1"], abs=1e-6)
+    assert again["subset_accuracy"] == pytest.approx(result.best["subset_accuracy"], abs=1e-6)
+
+
+def test_a_finished_run_folder_is_never_overwritten(tiny_run):
+    config, result = tiny_run
+    before = (result.run_dir / "metrics.json").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a finished run"):
+        train(config, run_dir=result.run_dir)
+    assert (result.run_dir / "metrics.json").read_bytes() == before
+
+
+def run_cli(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "xtune.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_cli_reports_config_and_data_errors_clearly(tmp_path):
+    raw = sample_run_config(tmp_path, loss={"name": "bce", "gama": 2})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    done = run_cli("train", str(path))
+    assert done.returncode == 2
+    assert f"{path}: unknown key 'loss.gama'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    raw = sample_run_config(tmp_path, data={"train": str(tmp_path / "missing.csv")})
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    done = run_cli("train", str(path))
+    assert done.returncode == 2 and "missing.csv: data file not found" in done.stderr
+
+
+@pytest.mark.large
+def test_minilm_learns_the_sample_well_above_the_majority_baseline(tmp_path):
+    raw = yaml.safe_load((REPO / "experiments" / "demo_train.yaml").read_text())
+    raw["data"]["root"] = str(REPO)
+    raw["data"]["cache_dir"] = str(tmp_path / "cache")
+    raw["training"].update({"epochs": 3, "verbose": 0, "output_dir": str(tmp_path / "runs")})
+    result = train(parse_run_config(raw))
+    baseline = result.baseline["most_frequent_label_set"]
+    print(
+        f"\nMiniLM dev micro-F1 {result.best['micro_f1']:.3f} vs majority {baseline['micro_f1']:.3f}; "
+        f"subset acc {result.best['subset_accuracy']:.3f} vs {baseline['subset_accuracy']:.3f}"
+    )
+    assert result.best["micro_f1"] > baseline["micro_f1"] + 0.3
+    assert result.best["subset_accuracy"] > baseline["subset_accuracy"] + 0.2
