@@ -227,3 +227,22 @@ def test_is_improvement():
     assert not is_improvement("hamming_loss", 0.3, 0.2)
     with pytest.raises(ValueError, match="unknown metric 'f1'; expected one of .*micro_f1"):
         is_improvement("f1", 0.5, 0.4)
+
+
+def test_fixed_threshold_report_is_the_goemotions_paper_evaluation():
+    from xtune.metrics import fixed_threshold_report
+
+    scores = [[0.4, 0.2], [0.1, 0.6], [0.35, 0.31]]
+    truth = [[1, 0], [0, 1], [0, 1]]
+    report = fixed_threshold_report(truth, scores, ["joy", "anger"], threshold=0.3)
+    # Predictions at > 0.3: [[1, 0], [0, 1], [1, 1]].
+    # joy:   TP 1, FP 1, FN 0 -> P 1/2, R 1, F1 2/3.   anger: TP 2, FP 0, FN 0 -> P 1, R 1, F1 1.
+    assert report["per_label"][0]["precision"] == pytest.approx(0.5)
+    assert report["per_label"][0]["f1"] == pytest.approx(2 / 3)
+    assert report["per_label"][1]["f1"] == pytest.approx(1.0)
+    assert report["macro_precision"] == pytest.approx(0.75)
+    assert report["macro_recall"] == pytest.approx(1.0)
+    assert report["macro_f1"] == pytest.approx(5 / 6)  # mean of per-label F1, not F1 of means
+    # A score exactly at the threshold is not a prediction.
+    at = fixed_threshold_report([[1]], [[0.3]], ["x"], threshold=0.3)
+    assert at["macro_recall"] == 0.0
