@@ -1,0 +1,268 @@
+"""`predict_file`: label a CSV/TSV/JSONL/XLSX table with a run folder or an exported SavedModel.
+
+The output holds every input column, then:
+
+- `predicted_labels`: the labels chosen by the run's decision rule and thresholds, most
+  probable first, joined with `|`;
+- `top_labels`, `top_probabilities`: the `top_k` most probable labels and their
+  probabilities (4 decimals), each joined with `|`, whatever the decision rule says;
+- `prob_<label>`: one probability column per label, in the model's label order;
+- `error`: empty for a labelled row; for a bad row (empty or undecodable text) the reason,
+  and no prediction. Bad rows are also listed on stderr by their 1-based data-row number.
+
+Input columns with these names are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from xtune.data.examples import BadRow, clean_text
+from xtune.data.readers import DataError, detect_format, read_table
+
+PROBABILITY_PREFIX = "prob_"
+ERROR_COLUMN = "error"
+BAD_ROWS_SHOWN = 10
+
+
+class Predictor(Protocol):
+    """Raw texts (and pairs) -> probabilities and 0/1 predictions, float32 / int32 numpy."""
+
+    labels: list[str]
+    text_column: str
+    text_pair_column: str | None
+
+    def predict(
+        self, texts: list[str], pairs: list[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class RunFolderPredictor:
+    """The Keras model of a run folder, with the run's `TextEncoder`, loss and thresholds.
+
+    Column names and labels come from the small files; the model loads on the first batch,
+    so a table without the needed columns is refused at once.
+    """
+
+    def __init__(self, path: Path):
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        self.path = path
+        self.labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
+        self.text_column = config["data"]["text"]
+        self.text_pair_column = config["data"].get("text_pair") or None
+        self.run: Any = None
+
+    def predict(self, texts: list[str], pairs: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        from xtune.export.saved_model import load_float32_run
+
+        if self.run is None:
+            self.run = load_float32_run(self.path)
+        text_encoder = self.run.text_encoder
+        encoded = text_encoder(tf.constant(texts), None if pairs is None else tf.constant(pairs))
+        # Pad to a multiple of 16 so only max_length / 16 input shapes are ever traced.
+        longest = int(encoded["token_ids"].row_lengths().numpy().max())
+        length = min(text_encoder.max_length, -(-longest // 16) * 16)
+        logits = self.run.model.predict_on_batch(text_encoder.pad(encoded, length))
+        probabilities = np.asarray(self.run.loss.scores(logits), dtype=np.float32)
+        predictions = np.asarray(self.run.loss.decide(probabilities, self.run.thresholds))
+        return probabilities, predictions
+
+
+class SavedModelPredictor:
+    """An `xtune export` folder, called through its `serving_default` signature.
+
+    Column names and labels come from export.json; the SavedModel loads on the first batch.
+    """
+
+    def __init__(self, path: Path):
+        from xtune.export.saved_model import EXPORT_FILE
+
+        metadata_file = path / EXPORT_FILE
+        if not metadata_file.is_file():
+            raise DataError(f"{path}: a SavedModel without {EXPORT_FILE}; not an xtune export")
+        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+        if not metadata.get("text_inputs", False):
+            raise DataError(
+                f"{path}: this export takes token ids only; predict needs an `xtune export` "
+                "that takes raw text"
+            )
+        self.path = path
+        self.labels = list(metadata["labels"])
+        self.text_column = metadata["text_column"]
+        self.text_pair_column = metadata.get("text_pair_column") or None
+        self.serve: Any = None
+
+    def predict(self, texts: list[str], pairs: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        if self.serve is None:
+            import tensorflow_text  # noqa: F401  (registers the tokenizer ops of the graph)
+
+            self.serve = tf.saved_model.load(str(self.path)).signatures["serving_default"]
+        feed = {"text": tf.constant(texts, tf.string)}
+        if pairs is not None:
+            feed["text_pair"] = tf.constant(pairs, tf.string)
+        outputs = self.serve(**feed)
+        return outputs["probabilities"].numpy(), outputs["predictions"].numpy()
+
+
+def open_predictor(model_dir: str | Path) -> Predictor:
+    """A run folder (config.yaml + weights) or an exported SavedModel (saved_model.pb)."""
+    from xtune.run_folder import check_run_folder
+
+    path = Path(model_dir).expanduser()
+    if (path / "saved_model.pb").is_file():
+        return SavedModelPredictor(path)
+    return RunFolderPredictor(check_run_folder(path))
+
+
+@dataclass
+class PredictionSummary:
+    output: Path
+    rows: int
+    bad_rows: list[str] = field(default_factory=list)
+
+
+def predict_file(
+    model_dir: str | Path,
+    input: str | Path,
+    output: str | Path,
+    batch_size: int = 64,
+    top_k: int = 3,
+    verbose: int = 1,
+) -> PredictionSummary:
+    """Predict every row of `input` and write `output` (format by suffix); see the module doc."""
+    import keras
+
+    if batch_size < 1 or top_k < 1:
+        raise DataError(f"batch_size and top_k must be positive; got {batch_size}, {top_k}")
+    input_path, output_path = Path(input), Path(output)
+    output_format = detect_format(output_path)
+    predictor = open_predictor(model_dir)
+    frame = read_table(input_path, encoding_errors="replace")
+    columns = [predictor.text_column]
+    if predictor.text_pair_column:
+        columns.append(predictor.text_pair_column)
+    for column in columns:
+        if column not in frame.columns:
+            raise DataError(
+                f"{input_path}: column {column!r} (the model's text input) not found; the "
+                f"file has columns: {', '.join(map(str, frame.columns))}"
+            )
+    texts, pairs, good_rows, errors = read_inputs(frame, columns)
+    bad_rows = [
+        f"{input_path}: row {row + 1}: {error}" for row, error in enumerate(errors) if error
+    ]
+
+    num_labels = len(predictor.labels)
+    probabilities = np.full((len(frame), num_labels), np.nan, dtype=np.float32)
+    predictions = np.zeros((len(frame), num_labels), dtype=np.int32)
+    progress = keras.utils.Progbar(len(good_rows), unit_name="row", verbose=verbose)
+    for start in range(0, len(good_rows), batch_size):
+        rows = good_rows[start : start + batch_size]
+        batch_pairs = None if pairs is None else [pairs[i] for i in rows]
+        batch_probabilities, batch_predictions = predictor.predict(
+            [texts[i] for i in rows], batch_pairs
+        )
+        probabilities[rows], predictions[rows] = batch_probabilities, batch_predictions
+        progress.add(len(rows))
+
+    result = prediction_columns(predictor.labels, probabilities, predictions, errors, top_k)
+    replaced = [c for c in result.columns if c in frame.columns]
+    if replaced and verbose:
+        print(f"xtune predict: replacing input column(s) {', '.join(replaced)}", file=sys.stderr)
+    table = pd.concat([frame.drop(columns=replaced), result], axis=1)
+    write_table(table, output_path, output_format)
+    if bad_rows:
+        shown = "\n  ".join(bad_rows[:BAD_ROWS_SHOWN])
+        more = len(bad_rows) - BAD_ROWS_SHOWN
+        print(
+            f"xtune predict: {len(bad_rows)} bad row(s) written with an {ERROR_COLUMN!r} and no "
+            f"prediction:\n  {shown}" + (f"\n  ... and {more} more" if more > 0 else ""),
+            file=sys.stderr,
+        )
+    if verbose:
+        print(f"xtune predict: {len(frame)} rows -> {output_path}", flush=True)
+    return PredictionSummary(output_path, len(frame), bad_rows)
+
+
+def read_inputs(
+    frame: pd.DataFrame, columns: list[str]
+) -> tuple[list[str], list[str] | None, list[int], list[str]]:
+    """Cleaned texts (and pairs), the positions of usable rows, and one error per row ("")."""
+    texts, pairs, good_rows, errors = [], [], [], []
+    for position, record in enumerate(frame[columns].to_dict("records")):
+        try:
+            text = clean_text(record[columns[0]], "text")
+            pair = clean_text(record[columns[1]], "text_pair") if len(columns) > 1 else ""
+        except BadRow as error:
+            text, pair = "", ""
+            errors.append(str(error))
+        else:
+            good_rows.append(position)
+            errors.append("")
+        texts.append(text)
+        pairs.append(pair)
+    return texts, pairs if len(columns) > 1 else None, good_rows, errors
+
+
+def prediction_columns(
+    labels: list[str],
+    probabilities: np.ndarray,
+    predictions: np.ndarray,
+    errors: list[str],
+    top_k: int,
+) -> pd.DataFrame:
+    names = np.asarray(labels, dtype=object)
+    predicted, top_labels, top_probabilities = [], [], []
+    for row_probabilities, row_predictions, error in zip(
+        probabilities, predictions, errors, strict=True
+    ):
+        if error:
+            predicted.append("")
+            top_labels.append("")
+            top_probabilities.append("")
+            continue
+        order = np.argsort(-row_probabilities, kind="stable")
+        predicted.append("|".join(names[[i for i in order if row_predictions[i]]]))
+        top = order[:top_k]
+        top_labels.append("|".join(names[top]))
+        top_probabilities.append("|".join(f"{p:.4f}" for p in row_probabilities[top]))
+    columns: dict[str, Any] = {
+        "predicted_labels": predicted,
+        "top_labels": top_labels,
+        "top_probabilities": top_probabilities,
+    }
+    for index, label in enumerate(labels):
+        columns[f"{PROBABILITY_PREFIX}{label}"] = np.round(probabilities[:, index].astype(float), 6)
+    columns[ERROR_COLUMN] = errors
+    return pd.DataFrame(columns)
+
+
+def write_table(table: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write through a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if fmt in ("csv", "tsv"):
+            table.to_csv(temporary, sep="," if fmt == "csv" else "\t", index=False)
+        elif fmt == "jsonl":
+            table.to_json(temporary, orient="records", lines=True, force_ascii=False)
+        elif fmt == "xlsx":
+            table.to_excel(temporary, index=False, engine="openpyxl")
+        else:
+            raise DataError(f"{path}: cannot write format {fmt!r}; use csv, tsv, jsonl or xlsx")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
