@@ -61,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from xtune.config import ConfigError
     from xtune.data.readers import DataError
+    from xtune.export import ExportError
     from xtune.registry import RegistryError
 
+    user_errors = (ConfigError, DataError, ExportError, RegistryError, FileNotFoundError)
     try:
         return run_command(args)
-    except (ConfigError, DataError, RegistryError, FileNotFoundError, FileExistsError) as error:
+    except (*user_errors, FileExistsError) as error:
         print(f"xtune {args.command}: error: {error}", file=sys.stderr)
         return 2
 

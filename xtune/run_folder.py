@@ -40,6 +40,14 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def save_model_weights(model: Any, path: Path) -> None:
+    """The model's weights without the optimizer state, which `save_weights` would add (3x)."""
+    from keras.src.saving.saving_lib import save_weights_only
+
+    skip = [model.optimizer] if getattr(model, "optimizer", None) is not None else None
+    save_weights_only(model, path, objects_to_skip=skip)
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -82,7 +90,7 @@ class RunFolder:
             )
         if model is not None:
             temporary = self.path / f".tmp-{os.getpid()}.weights.h5"
-            model.save_weights(temporary)
+            save_model_weights(model, temporary)
             os.replace(temporary, self.path / WEIGHTS_FILE)
         write_atomic(
             self.path / "metrics.json",
