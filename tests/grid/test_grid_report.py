@@ -1,0 +1,176 @@
+"""The report's numbers equal statistics computed independently from results.jsonl."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tests.grid.grid_helpers import markdown_table, read_lines
+from xtune.grid.report import write_report
+
+BASE_CONFIG = {
+    "data": {"train": "train.csv", "max_length": 128, "truncation": "head"},
+    "encoder": {"name": "random", "vocabulary": "vocab.txt", "num_layers": 4},
+    "head": {"name": "default", "units": [256]},
+    "loss": {"name": "bce"},
+    "optimizer": {"name": "adamw", "learning_rate": 5e-4},
+    "schedule": {"name": "constant"},
+    "training": {"epochs": 3, "seed": 0, "metric": "subset_accuracy", "verbose": 1},
+}
+# row -> (overrides of the config, best-epoch val-acc per seed)
+ROWS = {
+    "baseline": ({}, [0.61, 0.64, 0.60]),
+    "lr 5e-5": ({"optimizer": {"learning_rate": 5e-5}}, [0.70, 0.66, 0.69]),
+    "head+tail": ({"data": {"truncation": "head_tail"}}, [0.58, 0.63]),
+    "one seed": ({"loss": {"name": "multilabel_ce"}}, [0.65]),
+}
+
+
+def config_of(overrides: dict) -> dict:
+    config = json.loads(json.dumps(BASE_CONFIG))
+    for section, values in overrides.items():
+        if section == "loss":
+            config[section] = dict(values)
+        else:
+            config[section].update(values)
+    return config
+
+
+def ok_line(row: str, index: int, seed: int, value: float, overrides: dict) -> dict:
+    rng = np.random.default_rng(index * 10 + seed)
+    history = []
+    for epoch in (1, 2, 3):
+        accuracy = value if epoch == 2 else value - 0.05 * rng.random()
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": 1.0 / epoch,
+                "train_seconds": 1.0,
+                "val_subset_accuracy": accuracy,
+                "val_micro_f1": accuracy + 0.1,
+                "val_macro_f1": accuracy - 0.1,
+            }
+        )
+    config = config_of(overrides)
+    config["training"]["seed"] = seed
+    return {
+        "grid": "toy",
+        "grid_file": "experiments/toy.yaml",
+        "run_id": f"{index:02d}{seed:010d}",
+        "status": "ok",
+        "row": row,
+        "row_index": index,
+        "overrides": overrides,
+        "seed": seed,
+        "metric": "subset_accuracy",
+        "config": config,
+        "history": history,
+        "best_epoch": 2,
+        "final_epoch": 3,
+        "best": {"subset_accuracy": value, "micro_f1": value + 0.1, "macro_f1": value - 0.1},
+        "final": {"subset_accuracy": history[-1]["val_subset_accuracy"]},
+        "wall_seconds": 12.5,
+        "steps_per_second": 3.25,
+        "device": "CPU",
+        "encoder": "random BERT (4 layers, hidden 256, vocab vocab.txt)",
+        "host": {"cpu_count": 2, "gpus": []},
+        "git_commit": "0123456789abcdef",
+        "git_dirty": False,
+        "versions": {"xtune": "0.1.0"},
+    }
+
+
+@pytest.fixture
+def toy_results(tmp_path: Path) -> Path:
+    folder = tmp_path / "reports" / "toy"
+    folder.mkdir(parents=True)
+    lines = []
+    for index, (row, (overrides, values)) in enumerate(ROWS.items()):
+        lines += [ok_line(row, index, seed, v, overrides) for seed, v in enumerate(values)]
+    failed = {**ok_line("lr 5e-5", 1, 9, 0.0, ROWS["lr 5e-5"][0]), "status": "failed"}
+    failed["error"] = "FloatingPointError: epoch 1: non-finite logits on the dev set"
+    lines.append(failed)
+    text = "".join(json.dumps(line) + "\n" for line in lines) + '{"run_id": "cut sh'
+    (folder / "results.jsonl").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_cell_numbers_match_an_independent_computation(toy_results):
+    path = Path(write_report(toy_results))
+    assert path == toy_results.parent / "toy.md"
+    text = path.read_text(encoding="utf-8")
+    lines = read_lines(toy_results / "results.jsonl")
+    baseline = [run["best"]["subset_accuracy"] for run in lines if run["row"] == "baseline"]
+    cells = {row["row"].strip("*"): row for row in markdown_table(text, "Cells")}
+    assert list(cells) == list(ROWS)
+    for row in ROWS:
+        ok = [run for run in lines if run["row"] == row and run["status"] == "ok"]
+        values = np.array([run["best"]["subset_accuracy"] for run in ok])
+        cell = cells[row]
+        shown_mean, shown_std = cell["val-acc mean ± std"].strip("*").split(" ± ")
+        assert float(shown_mean) == pytest.approx(values.mean(), abs=5e-5)
+        assert cell["n"].startswith(str(len(values)))
+        micro = np.mean([run["best"]["micro_f1"] for run in ok])
+        assert float(cell["micro-F1"]) == pytest.approx(micro, abs=5e-5)
+        if len(values) > 1:
+            variance = values.var(ddof=1)
+            assert float(cell["V(val-acc)"]) == pytest.approx(variance, rel=1e-3)
+            assert float(shown_std) == pytest.approx(values.std(ddof=1), abs=5e-5)
+        else:
+            assert cell["V(val-acc)"] == "–"
+        if row != "baseline":
+            delta = values.mean() - np.mean(baseline)
+            assert float(cell["Δ vs baseline"]) == pytest.approx(delta, abs=5e-5)
+            if len(values) > 1:
+                p = stats.ttest_ind(values, baseline, equal_var=False).pvalue
+                assert float(cell["p (Welch)"]) == pytest.approx(p, rel=1e-2)
+            else:
+                assert cell["p (Welch)"] == "–"
+    assert cells["lr 5e-5"]["row"] == "**lr 5e-5**"  # the best mean is bold
+    assert cells["lr 5e-5"]["n"] == "3 (1 failed)"
+
+
+def test_settings_that_vary_become_readable_columns(toy_results):
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    cells = markdown_table(text, "Cells")
+    assert {"learning rate", "truncation", "loss"} <= set(cells[0])
+    assert [cell["learning rate"] for cell in cells] == ["0.0005", "5e-05", "0.0005", "0.0005"]
+    assert "seed" not in cells[0] and "verbose" not in cells[0]
+
+
+def test_header_seeds_failures_and_plot(toy_results):
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    assert "random BERT (4 layers" in text and "no pretrained weights" in text
+    assert "`subset_accuracy`" in text and "ddof=1" in text and "Welch" in text
+    assert "incomplete line" in text
+    seeds = markdown_table(text, "Per seed")
+    assert len(seeds) == 3 + 3 + 2 + 1
+    assert seeds[0]["val-acc (best epoch)"] == "0.6100"
+    failed = markdown_table(text, "Failed runs")
+    assert [(row["row"], row["seed"]) for row in failed] == [("lr 5e-5", "9")]
+    assert "non-finite logits" in failed[0]["error"]
+    assert "](toy/dev_curves.png)" in text
+    assert (toy_results / "dev_curves.png").stat().st_size > 1000
+
+
+def test_many_varying_settings_collapse_into_one_changes_column(toy_results, tmp_path):
+    lines = read_lines(toy_results / "results.jsonl")
+    for number, line in enumerate(lines):
+        line["config"]["head"][f"extra_{line['row_index']}"] = number % 2 == 0
+        line["config"]["training"]["batch_size"] = 8 * (line["row_index"] + 1)
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    output = tmp_path / "elsewhere" / "toy.md"
+    text = Path(write_report(toy_results, output)).read_text(encoding="utf-8")
+    cells = markdown_table(text, "Cells")
+    assert cells[0]["changes vs baseline"] == "(baseline)"
+    assert "learning rate 5e-05" in cells[1]["changes vs baseline"]
+    assert "batch size 16" in cells[1]["changes vs baseline"]
+    assert "](../reports/toy/dev_curves.png)" in text
+    assert math.isfinite(float(cells[1]["Δ vs baseline"]))

@@ -1,0 +1,76 @@
+"""`PreparedDataCache`: read and tokenize each dataset once per grid, not once per run."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from xtune.config import RunConfig
+
+# Data settings that decide batching or where the token cache lives, not the token ids.
+NON_TOKEN_DATA_KEYS = ("cache_dir", "padding")
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """The two fields of a `LoadedEncoder` that `prepare_data` reads."""
+
+    vocabulary: list[str]
+    lowercase: bool
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256("\n".join(self.vocabulary).encode("utf-8"))
+        return f"{digest.hexdigest()[:16]}-lower={self.lowercase}"
+
+
+class PreparedDataCache:
+    """`PreparedData` by (data settings, vocabulary, lowercase), shared by the runs of a grid.
+
+    The tokenizer of an encoder is learned by loading that encoder once (its weights are then
+    dropped); `prepare_data` also keeps its on-disk token cache (`data.cache_dir`).
+    """
+
+    def __init__(self) -> None:
+        self.tokenizers: dict[str, TokenizerSettings] = {}
+        self.prepared: dict[str, Any] = {}
+        self.prepare_seconds: dict[str, float] = {}
+        self.hits = 0
+
+    def get(self, config: RunConfig) -> tuple[Any, float]:
+        """The run's `PreparedData`, and the seconds spent preparing it now (0.0 on reuse)."""
+        from xtune.training.trainer import prepare_data
+
+        started = time.perf_counter()
+        tokenizer = self.tokenizer_of(config)
+        key = self.data_key(config, tokenizer)
+        if key in self.prepared:
+            self.hits += 1
+            return self.prepared[key], 0.0
+        self.prepared[key] = prepare_data(config, tokenizer)  # type: ignore[arg-type]
+        seconds = time.perf_counter() - started
+        self.prepare_seconds[key] = seconds
+        return self.prepared[key], seconds
+
+    def tokenizer_of(self, config: RunConfig) -> TokenizerSettings:
+        from xtune.encoders import load_encoder
+
+        spec = json.dumps(config.encoder.to_dict(), sort_keys=True, default=str)
+        if spec not in self.tokenizers:
+            encoder = load_encoder(config.encoder)
+            self.tokenizers[spec] = TokenizerSettings(list(encoder.vocabulary), encoder.lowercase)
+            del encoder
+            gc.collect()
+        return self.tokenizers[spec]
+
+    @staticmethod
+    def data_key(config: RunConfig, tokenizer: TokenizerSettings) -> str:
+        data = dataclasses.asdict(config.data)
+        for key in NON_TOKEN_DATA_KEYS:
+            data.pop(key)
+        return json.dumps({"data": data, "tokenizer": tokenizer.fingerprint}, sort_keys=True)

@@ -1,0 +1,461 @@
+"""`write_report`: results.jsonl -> reports/<grid>.md (cells, seeds, failures) + a curves plot."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xtune.config import ConfigError
+from xtune.grid.results_file import ResultsFile
+from xtune.grid.spec import NON_RESULT_KEYS, format_value
+
+PLOT_FILE = "dev_curves.png"
+MAX_SETTING_COLUMNS = 5  # more varying settings than this go into one "changes" column
+ERROR_CHARACTERS = 200
+# Readable column names for settings whose dotted key says little on its own.
+SETTING_NAMES = {
+    "optimizer.learning_rate": "learning rate",
+    "optimizer.head_learning_rate": "head learning rate",
+    "optimizer.weight_decay": "weight decay",
+}
+# Sections whose name adds nothing in front of their keys (`data.max_length` -> "max length").
+SILENT_SECTIONS = ("data", "training")
+
+
+@dataclass
+class Cell:
+    """A grid row and its runs, in the order the grid listed them."""
+
+    index: int
+    name: str
+    config: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok_runs(self) -> list[dict[str, Any]]:
+        return sorted((r for r in self.runs if r["status"] == "ok"), key=lambda r: r["seed"])
+
+    def values(self, metric: str) -> list[float]:
+        return [float(run["best"][metric]) for run in self.ok_runs]
+
+
+def write_report(results_dir: str | Path, output: str | Path | None = None) -> str:
+    """Write the markdown report of a grid's results folder; returns its path."""
+    results_dir = Path(results_dir)
+    results = ResultsFile(results_dir)
+    if not results.path.is_file():
+        raise FileNotFoundError(f"{results.path}: no results (run `xtune grid` first)")
+    content = results.read()
+    if not content.lines:
+        raise ConfigError(f"{results.path}: no complete result lines yet")
+    if output is None:
+        output = results_dir.resolve().parent / f"{results_dir.resolve().name}.md"
+    output = Path(output)
+    cells = group_cells(list(content.by_run_id.values()))
+    metric = common_value(content.lines, "metric")
+    plot = results_dir / PLOT_FILE
+    plotted = plot_curves(cells, metric, plot)
+    lines = render(cells, metric, results.path, content.incomplete_tail, output.parent)
+    if plotted:
+        link = Path(os.path.relpath(plot.resolve(), output.resolve().parent)).as_posix()
+        lines += ["", "## Dev curves", "", f"![dev {metric} per epoch]({link})", ""]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return str(output)
+
+
+def group_cells(lines: list[dict[str, Any]]) -> list[Cell]:
+    cells: dict[str, Cell] = {}
+    for line in sorted(lines, key=lambda line: (line.get("row_index", 0), line["seed"])):
+        if line["row"] not in cells:
+            index = line.get("row_index", len(cells))
+            cells[line["row"]] = Cell(index, line["row"], line["config"])
+        cells[line["row"]].runs.append(line)
+    return sorted(cells.values(), key=lambda cell: cell.index)
+
+
+def common_value(lines: list[dict[str, Any]], key: str) -> Any:
+    values = {line[key] for line in lines}
+    if len(values) != 1:
+        raise ConfigError(f"results disagree on {key!r}: {sorted(values)}; report one metric")
+    return values.pop()
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+def sample_variance(values: list[float]) -> float:
+    """Unbiased variance (ddof=1); undefined (nan) for fewer than two values."""
+    return statistics.variance(values) if len(values) > 1 else math.nan
+
+
+def welch_p_value(values: list[float], baseline: list[float]) -> float:
+    """Two-sided Welch t-test p-value; nan when it is undefined (n < 2, or no variance)."""
+    if len(values) < 2 or len(baseline) < 2:
+        return math.nan
+    if sample_variance(values) == 0 and sample_variance(baseline) == 0:
+        return math.nan
+    from scipy import stats
+
+    return float(stats.ttest_ind(values, baseline, equal_var=False).pvalue)
+
+
+def best_cell(cells: list[Cell], metric: str) -> Cell | None:
+    from xtune.metrics import METRIC_DIRECTIONS
+
+    scored = [cell for cell in cells if cell.ok_runs]
+    if not scored:
+        return None
+    sign = 1 if METRIC_DIRECTIONS.get(metric, "max") == "max" else -1
+    return max(scored, key=lambda cell: sign * mean(cell.values(metric)))
+
+
+# ---------------------------------------------------------------- settings that vary
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """`{"head": {"units": [256]}}` -> `{"head.units": [256]}` (one level of sections)."""
+    flat = {}
+    for section, values in config.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                flat[f"{section}.{key}"] = value
+        else:
+            flat[section] = values
+    for key in (*NON_RESULT_KEYS, "training.seed"):
+        flat.pop(key, None)
+    return flat
+
+
+def varying_settings(cells: list[Cell]) -> list[str]:
+    flats = [flatten(cell.config) for cell in cells]
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    missing = object()
+    return [key for key in keys if len({repr(flat.get(key, missing)) for flat in flats}) > 1]
+
+
+def setting_name(key: str) -> str:
+    if key in SETTING_NAMES:
+        return SETTING_NAMES[key]
+    section, _, name = key.partition(".")
+    if name == "name":
+        return section
+    words = name.replace("_", " ")
+    return words if section in SILENT_SECTIONS else f"{section} {words}"
+
+
+def changes_from(cell: Cell, baseline: Cell, keys: list[str]) -> str:
+    if cell is baseline:
+        return "(baseline)"
+    flat, base = flatten(cell.config), flatten(baseline.config)
+    parts = [
+        f"{setting_name(key)} {format_value(flat[key])}"
+        for key in keys
+        if key in flat and flat.get(key) != base.get(key)
+    ]
+    parts += [f"no {setting_name(key)}" for key in keys if key in base and key not in flat]
+    return "; ".join(parts) or "(same settings)"
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def number(value: float, digits: int = 4) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def variance_text(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3e}"
+
+
+def p_text(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3g}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def escape(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(escape, header)) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
+    return lines
+
+
+def render(
+    cells: list[Cell], metric: str, source: Path, incomplete_tail: int, folder: Path
+) -> list[str]:
+    runs = [run for cell in cells for run in cell.runs]
+    grid = runs[0]["grid"]
+    ok = [run for run in runs if run["status"] == "ok"]
+    failed = [run for run in runs if run["status"] != "ok"]
+    seeds = sorted({run["seed"] for run in runs})
+    lines = [f"# Grid `{grid}`: dev {metric}, {len(cells)} rows x {len(seeds)} seeds", ""]
+    lines += header_notes(cells, metric, source, runs, ok, failed, incomplete_tail, folder)
+    lines += ["", "## Cells", ""]
+    lines += cell_table(cells, metric)
+    lines += ["", "## Per seed", ""]
+    lines += seed_table(cells, metric)
+    lines += ["", "## Failed runs", ""]
+    if failed:
+        lines += table(
+            ["row", "seed", "run id", "error"],
+            [
+                [run["row"], str(run["seed"]), f"`{run['run_id']}`", short_error(run)]
+                for run in failed
+            ],
+        )
+    else:
+        lines.append("None.")
+    return lines
+
+
+def header_notes(
+    cells: list[Cell],
+    metric: str,
+    source: Path,
+    runs: list[dict[str, Any]],
+    ok: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    incomplete_tail: int,
+    folder: Path,
+) -> list[str]:
+    epochs = sorted({run["config"]["training"]["epochs"] for run in runs})
+    seeds = sorted({run["seed"] for run in runs})
+    relative_source = Path(os.path.relpath(source.resolve(), folder.resolve())).as_posix()
+    notes = [
+        f"- **Encoder that produced these numbers:** {encoder_text(cells)}",
+        f"- **val-acc** is the dev-set `{metric}` (the grid's `training.metric`) at each run's "
+        "best epoch, i.e. the epoch whose weights the run keeps; the per-seed table also gives "
+        "the final epoch's value. micro/macro-F1 are dev values at that same epoch.",
+        "- Each cell: mean ± std over its seeds; std and the variance V(val-acc) are sample "
+        "statistics (ddof=1, divided by n-1), so they need n ≥ 2. Δ is the cell's mean minus "
+        "the baseline's (the first row). p is the two-sided Welch t-test (unequal variances) "
+        "of the cell's per-seed val-acc against the baseline's; – where undefined. The best "
+        "cell is in **bold**.",
+        f"- Runs: {len(ok)} ok, {len(failed)} failed; epochs per run: "
+        f"{', '.join(map(str, epochs))}; seeds: {', '.join(map(str, seeds))}.",
+        f"- Source: [{relative_source}]({relative_source}) (grid file "
+        f"`{runs[0].get('grid_file', '?')}`); written {time.strftime('%Y-%m-%d %H:%M')}.",
+    ]
+    majority = majority_text(ok, metric)
+    if majority:
+        notes.append(f"- Constant predictor for scale: {majority}.")
+    devices = sorted({describe_device(run) for run in ok})
+    commits = sorted({commit_text(run) for run in runs})
+    versions = runs[-1].get("versions") or {}
+    if devices:
+        wall = sum(run.get("wall_seconds", 0.0) for run in runs)
+        notes.append(
+            f"- Device: {', '.join(devices)}; summed run wall time {wall / 60:.1f} min; "
+            f"code: {', '.join(commits)}; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+            + "."
+        )
+    if incomplete_tail:
+        notes.append(
+            f"- The results file ends in an incomplete line ({incomplete_tail} bytes, an "
+            "interrupted write); it is ignored here and repaired by the next `xtune grid`."
+        )
+    return notes
+
+
+def majority_text(ok: list[dict[str, Any]], metric: str) -> str | None:
+    """The dev metric of predicting the training set's most frequent label set for every row."""
+    values = {
+        round(run["baseline"]["most_frequent_label_set"][metric], 4)
+        for run in ok
+        if metric in (run.get("baseline") or {}).get("most_frequent_label_set", {})
+    }
+    if len(values) != 1:
+        return None
+    return (
+        f"always predicting the most frequent training label set scores dev `{metric}` "
+        f"{values.pop():.4f}"
+    )
+
+
+def encoder_text(cells: list[Cell]) -> str:
+    by_source: dict[str, list[str]] = {}
+    for cell in cells:
+        for source in dict.fromkeys(run.get("encoder") for run in cell.runs):
+            by_source.setdefault(source or "unknown (no run got far enough)", []).append(cell.name)
+    if len(by_source) == 1:
+        (source,) = by_source
+        text = f"{source} (every row)."
+    else:
+        text = "; ".join(
+            f"{source} (rows: {', '.join(names)})" for source, names in by_source.items()
+        )
+    if any(source.startswith("random") for source in by_source):
+        text += (
+            " A *random* encoder has no pretrained weights: its numbers say how the settings "
+            "behave on a small randomly initialised BERT, not what a pretrained checkpoint reaches."
+        )
+    return text
+
+
+def describe_device(run: dict[str, Any]) -> str:
+    host = run.get("host") or {}
+    gpus = host.get("gpus") or []
+    device = run.get("device", "?")
+    if gpus:
+        return f"{device} ({', '.join(gpus)})"
+    return f"{device} ({host.get('cpu_count', '?')} cores)"
+
+
+def commit_text(run: dict[str, Any]) -> str:
+    commit = run.get("git_commit")
+    if not commit:
+        return "git commit unknown"
+    return f"commit {commit[:10]}" + (" + uncommitted changes" if run.get("git_dirty") else "")
+
+
+def cell_table(cells: list[Cell], metric: str) -> list[str]:
+    keys = varying_settings(cells)
+    baseline = cells[0]
+    best = best_cell(cells, metric)
+    baseline_values = baseline.values(metric)
+    as_columns = len(keys) <= MAX_SETTING_COLUMNS
+    header = ["row"]
+    header += [setting_name(key) for key in keys] if as_columns else ["changes vs baseline"]
+    header += [
+        "val-acc mean ± std",
+        "V(val-acc)",
+        "n",
+        "best epoch",
+        "micro-F1",
+        "macro-F1",
+        "Δ vs baseline",
+        "p (Welch)",
+    ]
+    rows = []
+    for cell in cells:
+        values = cell.values(metric)
+        flat = flatten(cell.config)
+        row = [cell.name]
+        if as_columns:
+            row += [format_value(flat[key]) if key in flat else "–" for key in keys]
+        else:
+            row.append(changes_from(cell, baseline, keys))
+        spread = sample_variance(values)
+        average = mean(values)
+        score = f"{number(average)} ± {number(math.sqrt(spread))}" if values else "–"
+        if cell is best:
+            row[0] = f"**{cell.name}**"
+            score = f"**{score}**"
+        failures = sum(1 for run in cell.runs if run["status"] != "ok")
+        row += [
+            score,
+            variance_text(spread),
+            f"{len(values)}" + (f" ({failures} failed)" if failures else ""),
+            number(mean([run["best_epoch"] for run in cell.ok_runs]), 1),
+            number(mean([run["best"]["micro_f1"] for run in cell.ok_runs])),
+            number(mean([run["best"]["macro_f1"] for run in cell.ok_runs])),
+            "–" if cell is baseline else signed(average - mean(baseline_values)),
+            "–" if cell is baseline else p_text(welch_p_value(values, baseline_values)),
+        ]
+        rows.append(row)
+    return table(header, rows)
+
+
+def signed(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.4f}"
+
+
+def seed_table(cells: list[Cell], metric: str) -> list[str]:
+    header = [
+        "row",
+        "seed",
+        "run id",
+        "val-acc (best epoch)",
+        "best epoch",
+        "val-acc (final epoch)",
+        "micro-F1",
+        "macro-F1",
+        "wall s",
+        "steps/s",
+    ]
+    rows = []
+    for cell in cells:
+        for run in cell.ok_runs:
+            rows.append(
+                [
+                    cell.name,
+                    str(run["seed"]),
+                    f"`{run['run_id']}`",
+                    number(run["best"][metric]),
+                    str(run["best_epoch"]),
+                    number(run["final"][metric]),
+                    number(run["best"]["micro_f1"]),
+                    number(run["best"]["macro_f1"]),
+                    f"{run['wall_seconds']:.1f}",
+                    number(run.get("steps_per_second") or math.nan, 2),
+                ]
+            )
+    return table(header, rows)
+
+
+def short_error(run: dict[str, Any]) -> str:
+    error = str(run.get("error") or "unknown error").splitlines()[0]
+    return error if len(error) <= ERROR_CHARACTERS else error[: ERROR_CHARACTERS - 1] + "…"
+
+
+# ---------------------------------------------------------------- plot
+
+
+def plot_curves(cells: list[Cell], metric: str, path: Path) -> bool:
+    """Dev metric per epoch: each cell's mean over seeds with a ± std band. False if empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = f"val_{metric}"
+    drawn = [cell for cell in cells if cell.ok_runs]
+    if not drawn:
+        return False
+    figure, axes = plt.subplots(figsize=(8, 4.8))
+    colors = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")
+    for position, cell in enumerate(drawn):
+        epochs = sorted({record["epoch"] for run in cell.ok_runs for record in run["history"]})
+        means, stds = [], []
+        for epoch in epochs:
+            values = [
+                record[key]
+                for run in cell.ok_runs
+                for record in run["history"]
+                if record["epoch"] == epoch
+            ]
+            means.append(mean(values))
+            spread = sample_variance(values)
+            stds.append(0.0 if math.isnan(spread) else math.sqrt(spread))
+        color = colors(position % colors.N)
+        label = f"{cell.name} (n={len(cell.ok_runs)})"
+        axes.plot(epochs, means, marker="o", color=color, label=label)
+        axes.fill_between(
+            epochs,
+            [m - s for m, s in zip(means, stds, strict=True)],
+            [m + s for m, s in zip(means, stds, strict=True)],
+            color=color,
+            alpha=0.15,
+        )
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(f"dev {metric}")
+    axes.set_title(f"{cells[0].runs[0]['grid']}: dev {metric} per epoch (mean ± std over seeds)")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return True
