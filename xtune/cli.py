@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--only", action="append", default=[], metavar="ROW", help="run only ROW")
     grid.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
     grid.add_argument("--max-runs", type=int, help="stop after N runs")
+    grid.add_argument("--output", help="results folder (default: the grid's, reports/<name>)")
     grid.add_argument(
         "--set",
         dest="overrides",
@@ -88,6 +89,7 @@ def run_command(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             max_runs=args.max_runs,
             overrides=args.overrides,
+            output=args.output,
         )
     if args.command == "report":
         from xtune.grid.report import write_report

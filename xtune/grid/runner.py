@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib.metadata
 import json
@@ -32,9 +33,15 @@ def run_grid(
     dry_run: bool = False,
     max_runs: int | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    output: str | Path | None = None,
 ) -> int:
-    """Run the grid; 0 when every selected run is recorded as ok, 1 when any failed."""
+    """Run the grid; 0 when every selected run is recorded as ok, 1 when any failed.
+
+    `output` replaces the grid's results folder (default `reports/<grid name>`).
+    """
     spec = load_grid(grid_file, overrides)
+    if output is not None:
+        spec = dataclasses.replace(spec, output=Path(output))
     runs = spec.select(only)
     check_data_files(runs)
     results = ResultsFile(spec.output)
