@@ -1,6 +1,22 @@
 """Heads: the encoder's features dict -> one vector per example, picked by name from YAML."""
 
-from xtune.heads import pooling  # noqa: F401  (registers the heads)
+# These modules register their heads into HEADS on import.
+from xtune.heads import attention, multi_layer, pooling, recurrent, textcnn  # noqa: F401
+from xtune.heads.attention import AttentionPoolingHead
 from xtune.heads.base import HEADS, Head, get_head
+from xtune.heads.multi_layer import MultiLayerPoolingHead
+from xtune.heads.pooling import PoolingHead, masked_pool
+from xtune.heads.recurrent import RecurrentHead
+from xtune.heads.textcnn import TextCNNHead
 
-__all__ = ["HEADS", "Head", "get_head"]
+__all__ = [
+    "HEADS",
+    "AttentionPoolingHead",
+    "Head",
+    "MultiLayerPoolingHead",
+    "PoolingHead",
+    "RecurrentHead",
+    "TextCNNHead",
+    "get_head",
+    "masked_pool",
+]

@@ -16,8 +16,10 @@ class Head(keras.layers.Layer):
 
     Reads `sequence_output` `[b, t, h]`, `pooled_output` `[b, h]`, `padding_mask` `[b, t]`
     and, when `uses_hidden_states` is True, `hidden_states` (a list, one `[b, t, h]` per
-    transformer layer). Subclasses implement `features_to_vector`; the shared MLP stack
-    (`units`, `activation`, `dropout`, `layer_norm`) is applied after it.
+    transformer layer). Subclasses implement `features_to_vector` and
+    `build_features_to_vector` (builds their own sub-layers from the feature shapes and returns
+    the vector's shape); dropout and the shared MLP stack (`units`, `activation`, `dropout`,
+    `layer_norm`) follow. `units: []` (the default) means no MLP: dropout only.
     """
 
     uses_hidden_states = False
@@ -46,6 +48,21 @@ class Head(keras.layers.Layer):
 
     def features_to_vector(self, features: dict[str, Any], training: bool | None) -> Any:
         raise NotImplementedError
+
+    def build_features_to_vector(self, features_shape: dict[str, Any]) -> tuple:
+        """Build the sub-layers `features_to_vector` uses; return the vector's shape."""
+        raise NotImplementedError
+
+    def build(self, features_shape: dict[str, Any]) -> None:
+        # Building every sub-layer here (not lazily in `call`) lets a head restored by
+        # `keras.saving` receive its weights before it is first called.
+        shape = tuple(self.build_features_to_vector(features_shape))
+        self.input_dropout.build(shape)
+        for block in self.mlp_layers:
+            for layer in block:
+                layer.build(shape)
+                shape = tuple(layer.compute_output_shape(shape))
+        self.built = True
 
     def call(self, features: dict[str, Any], training: bool | None = None) -> Any:
         x = self.features_to_vector(features, training)

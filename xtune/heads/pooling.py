@@ -5,48 +5,77 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import ml_dtypes
 from keras import ops
 
 from xtune.heads.base import HEADS, Head
 
 POOLING_MODES = ("cls", "pooler", "mean", "max", "min")
+# Modes that pool any `[b, t, h]` sequence; `pooler` is the encoder's own output.
+SEQUENCE_POOLING_MODES = ("cls", "mean", "max", "min")
 
 
 def masked_pool(states: Any, mask: Any, mode: str) -> Any:
-    """Pool `[b, t, h]` states over real tokens only (`mask` `[b, t]`, 1 = token)."""
+    """Pool `[b, t, h]` states over real tokens only (`mask` `[b, t]`, 1 = token).
+
+    Padding never contributes, whatever its states hold: `mean` divides by the number of
+    real tokens, `max`/`min` replace padded positions by the lowest/highest finite value of
+    the dtype (exact, and no inf arithmetic in bfloat16/float16). A row without any real
+    token pools to zeros. `cls` is position 0, which BERT inputs always fill with [CLS].
+    """
     if mode == "cls":
         return states[:, 0, :]
-    mask = ops.cast(ops.expand_dims(mask, -1), states.dtype)
+    keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
     if mode == "mean":
-        total = ops.sum(states * mask, axis=1)
-        return total / ops.maximum(ops.sum(mask, axis=1), 1.0)
-    # A large finite fill keeps max/min exact without inf arithmetic in low precision.
-    fill = ops.cast(1e4 if states.dtype in ("float16", "bfloat16") else 1e9, states.dtype)
+        # Accumulate in float32: a bfloat16 running sum over 100+ tokens keeps ~2 digits.
+        weights = ops.cast(keep, "float32")
+        total = ops.sum(ops.cast(states, "float32") * weights, axis=1)
+        count = ops.maximum(ops.sum(weights, axis=1), 1.0)
+        return ops.cast(total / count, states.dtype)
+    if mode not in ("max", "min"):
+        raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(SEQUENCE_POOLING_MODES)}")
+    limits = ml_dtypes.finfo(keras.backend.standardize_dtype(states.dtype))
     if mode == "max":
-        return ops.max(ops.where(mask > 0, states, -fill), axis=1)
-    if mode == "min":
-        return ops.min(ops.where(mask > 0, states, fill), axis=1)
-    raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(POOLING_MODES)}")
+        pooled = ops.max(ops.where(keep, states, ops.cast(float(limits.min), states.dtype)), axis=1)
+    else:
+        pooled = ops.min(ops.where(keep, states, ops.cast(float(limits.max), states.dtype)), axis=1)
+    has_token = ops.any(keep, axis=1)
+    return ops.where(has_token, pooled, ops.zeros_like(pooled))
 
 
-def pooling_modes(pooling: str | list[str]) -> list[str]:
+def pooling_modes(pooling: str | list[str], valid: tuple[str, ...] = POOLING_MODES) -> list[str]:
+    """`"mean"` or `["mean", "max"]` -> a checked list of modes (concatenated in that order)."""
     modes = [pooling] if isinstance(pooling, str) else list(pooling)
+    if not modes:
+        raise ValueError(f"pooling: give at least one mode; valid: {', '.join(valid)}")
     for mode in modes:
-        if mode not in POOLING_MODES:
-            raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(POOLING_MODES)}")
+        if mode not in valid:
+            raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(valid)}")
     return modes
+
+
+def concatenate(vectors: list[Any]) -> Any:
+    return vectors[0] if len(vectors) == 1 else ops.concatenate(vectors, axis=-1)
 
 
 @HEADS.register("default")
 @HEADS.register("pooling")
 @keras.saving.register_keras_serializable(package="xtune")
 class PoolingHead(Head):
-    """Pool the last layer (`cls`, `pooler`, `mean`, `max`, `min`, or a list to concatenate),
-    then dropout and an optional MLP stack.
+    """Pool the last layer, then dropout and an optional MLP stack.
+
+    `pooling` is one of `cls` (the [CLS] state), `pooler` (BERT's tanh pooled output),
+    `mean`, `max`, `min` (over real tokens only), or a list of them to concatenate.
 
     ```yaml
-    head: {name: pooling, pooling: [mean, max], units: [512, 256], dropout: 0.1}
+    head: {name: default, pooling: pooler, units: [256]}          # bert + mlp(256)
+    head: {name: pooling, pooling: mean, units: [512, 256]}       # mlp(512,256) + avg-pooling
+    head: {name: pooling, pooling: [mean, max], dropout: 0.1}     # concat of mean and max
     ```
+
+    Args:
+        pooling: a mode or a list of modes (default `pooler`).
+        units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
 
     def __init__(self, pooling: str | list[str] = "pooler", **kwargs: Any):
@@ -63,7 +92,14 @@ class PoolingHead(Head):
                 pooled.append(
                     masked_pool(features["sequence_output"], features["padding_mask"], mode)
                 )
-        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+        return concatenate(pooled)
+
+    def build_features_to_vector(self, features_shape: dict[str, Any]) -> tuple:
+        widths = [
+            features_shape["pooled_output" if mode == "pooler" else "sequence_output"][-1]
+            for mode in self.modes
+        ]
+        return (None, sum(widths))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "pooling": self.pooling}
