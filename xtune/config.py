@@ -101,6 +101,20 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Which encoder weights train, and how (`xtune.training.freezing`, `xtune.training.lora`)."""
+
+    freeze_encoder: bool = False  # train the head only
+    freeze_embeddings: bool = False
+    train_top_layers: int | None = None  # train only the top N transformer layers (+ pooler)
+    reinit_top_layers: int = 0  # re-initialize the top N transformer layers and the pooler
+    frozen_epochs: int = 0  # first train the head alone for this many epochs, then the rest
+    lora_rank: int | None = None  # LoRA on `lora_targets`; the encoder's own weights freeze
+    lora_alpha: float | None = None  # LoRA delta scale is alpha / rank; default alpha = rank
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs."""
 
@@ -110,6 +124,8 @@ class RunConfig:
     loss: ComponentSpec = ComponentSpec("bce")
     optimizer: ComponentSpec = ComponentSpec("adamw", {"learning_rate": 5e-5})
     schedule: ComponentSpec = ComponentSpec("constant")
+    adversarial: ComponentSpec = ComponentSpec("none")
+    finetune: FinetuneConfig = FinetuneConfig()
     training: TrainingConfig = TrainingConfig()
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,9 +144,10 @@ class RunConfig:
 
 SECTIONS = {
     "data": DataConfig,
+    "finetune": FinetuneConfig,
     "training": TrainingConfig,
 }
-COMPONENT_SECTIONS = ("encoder", "head", "loss", "optimizer", "schedule")
+COMPONENT_SECTIONS = ("encoder", "head", "loss", "optimizer", "schedule", "adversarial")
 CHOICES = {
     "data.format": ("auto", "csv", "tsv", "jsonl", "xlsx"),
     "data.label_format": ("delimited", "list", "columns"),
@@ -146,6 +163,7 @@ def registries() -> dict[str, Any]:
     from xtune.encoders import ENCODERS
     from xtune.heads import HEADS
     from xtune.losses import LOSSES
+    from xtune.training.adversarial import ADVERSARIAL
     from xtune.training.optimizers import OPTIMIZERS, SCHEDULES
 
     return {
@@ -154,6 +172,7 @@ def registries() -> dict[str, Any]:
         "loss": LOSSES,
         "optimizer": OPTIMIZERS,
         "schedule": SCHEDULES,
+        "adversarial": ADVERSARIAL,
     }
 
 

@@ -10,6 +10,8 @@ from xtune.encoders import LoadedEncoder
 from xtune.heads import Head
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
+# The functional encoder sub-model's name; layer-wise learning rates and freezing look it up.
+ENCODER_NAME = "encoder"
 
 
 def encoder_features_model(backbone: keras.Model) -> keras.Model:
@@ -26,7 +28,7 @@ def encoder_features_model(backbone: keras.Model) -> keras.Model:
         "pooled_output": backbone.output["pooled_output"],
         "hidden_states": hidden_states,
     }
-    return keras.Model(backbone.input, outputs, name="encoder")
+    return keras.Model(backbone.input, outputs, name=ENCODER_NAME)
 
 
 @keras.saving.register_keras_serializable(package="xtune")
@@ -35,15 +37,21 @@ class TextClassifier(keras.Model):
 
 
 def build_classifier(
-    encoder: LoadedEncoder, head: Head, num_labels: int, model_class: type = TextClassifier
+    encoder: LoadedEncoder,
+    head: Head,
+    num_labels: int,
+    model_class: type = TextClassifier,
+    **model_kwargs: Any,
 ) -> keras.Model:
+    """`model_class` (a `TextClassifier` subclass, e.g. with its own `train_step`) is built
+    on the functional graph with `model_kwargs`; every class yields the same weights."""
     inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
     features = dict(encoder_features_model(encoder.backbone)(inputs))
     features["padding_mask"] = inputs["padding_mask"]
     vector = head(features)
     # Logits stay float32 under mixed precision: losses and thresholds need the range.
     logits = keras.layers.Dense(num_labels, name="logits", dtype="float32")(vector)
-    return model_class(inputs=inputs, outputs=logits, name="xtune_classifier")
+    return model_class(inputs=inputs, outputs=logits, name="xtune_classifier", **model_kwargs)
 
 
 def count_parameters(model: keras.Model) -> dict[str, int]:

@@ -1,4 +1,10 @@
-"""Learning-rate schedules with linear warm-up, built on Keras schedules."""
+"""Learning-rate schedules with linear warm-up, built on Keras schedules.
+
+Steps count optimizer iterations (batches), from 0. Warm-up rises linearly and uses the peak
+rate at its last step (`warmup_steps - 1`), so no step is spent at rate 0; the decay then
+starts from the peak at step `warmup_steps` and reaches `final_ratio * peak` at the last
+step of training (`total_steps - 1`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from xtune.config import ConfigError
 from xtune.registry import Registry
 
 SCHEDULES = Registry("schedule")
@@ -18,8 +25,18 @@ ScheduleFactory = Callable[[float, int], Any]
 
 def warmup_steps_of(total_steps: int, warmup_steps: int, warmup_ratio: float) -> int:
     if warmup_steps and warmup_ratio:
-        raise ValueError("schedule: give warmup_steps or warmup_ratio, not both")
+        raise ConfigError("schedule: give warmup_steps or warmup_ratio, not both")
+    if warmup_steps < 0 or not 0.0 <= warmup_ratio < 1.0:
+        raise ConfigError(
+            f"schedule: warmup_steps must be >= 0 and warmup_ratio in [0, 1); got "
+            f"warmup_steps={warmup_steps}, warmup_ratio={warmup_ratio}"
+        )
     return int(warmup_steps or round(warmup_ratio * total_steps))
+
+
+def decay_steps_of(total_steps: int, warm: int) -> int:
+    """Steps from the end of warm-up to the last step, where the decay reaches its final rate."""
+    return max(total_steps - 1 - warm, 1)
 
 
 @keras.saving.register_keras_serializable(package="xtune")
@@ -73,7 +90,7 @@ def linear(
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
         decay = keras.optimizers.schedules.PolynomialDecay(
-            peak, max(total_steps - warm, 1), peak * final_ratio, power=1.0
+            peak, decay_steps_of(total_steps, warm), peak * final_ratio, power=1.0
         )
         return WarmupThen(peak, warm, decay) if warm else decay
 
@@ -89,7 +106,7 @@ def cosine(
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
         decay = keras.optimizers.schedules.CosineDecay(
-            peak, max(total_steps - warm, 1), alpha=final_ratio
+            peak, decay_steps_of(total_steps, warm), alpha=final_ratio
         )
         return WarmupThen(peak, warm, decay) if warm else decay
 

@@ -25,10 +25,20 @@ from xtune.encoders import LoadedEncoder, load_encoder
 from xtune.heads import get_head
 from xtune.losses import get_loss
 from xtune.metrics import METRIC_DIRECTIONS, majority_baseline
-from xtune.model import build_classifier, count_parameters
+from xtune.model import TextClassifier, build_classifier, count_parameters
 from xtune.run_folder import RunFolder
 from xtune.thresholds import tune_thresholds
+from xtune.training.adversarial import AdversarialTextClassifier, get_attack
+from xtune.training.ema import ema_weights
 from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
+from xtune.training.freezing import (
+    check_finetune,
+    reinitialize_top_layers,
+    set_trainable,
+    trainable_layer_indices,
+)
+from xtune.training.layerwise import learning_rate_table
+from xtune.training.lora import ADAPTER_FILE, enable_lora, save_adapter
 from xtune.training.optimizers import OPTIMIZERS
 from xtune.training.schedules import SCHEDULES
 
@@ -162,6 +172,11 @@ class DevEvaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         train_seconds = time.perf_counter() - self.epoch_started
+        # With `optimizer.use_ema` the epoch is scored, and kept as best, on the EMA weights.
+        with ema_weights(self.model):
+            self.evaluate_epoch(epoch, logs, train_seconds)
+
+    def evaluate_epoch(self, epoch: int, logs: dict | None, train_seconds: float) -> None:
         logits = predict_logits(self.model, self.dev, self.batch_size, self.max_length)
         if not np.all(np.isfinite(logits)):
             raise FloatingPointError(f"epoch {epoch + 1}: non-finite logits on the dev set")
@@ -219,8 +234,12 @@ def _train(
         data = prepare_data(config, encoder)
     loss = get_loss(config.loss.to_dict())
     check_single_label(loss, data)
-    head = get_head(config.head)
-    model = build_classifier(encoder, head, len(data.vocab))
+    model = build_model(config, encoder, len(data.vocab))
+    parameters = count_parameters(model)
+    stages = training_stages(config)
+    if stages[0].head_only:
+        set_trainable(model, config.finetune, head_only=True)
+        parameters["trainable_head_only_stage"] = count_parameters(model)["trainable"]
 
     train_split, dev_split = data.tokenized["train"], data.tokenized["dev"]
     steps_per_epoch = batches_per_epoch(
@@ -228,11 +247,6 @@ def _train(
     )
     if training.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
-    total_steps = steps_per_epoch * training.epochs
-    schedule = SCHEDULES.build(config.schedule.to_dict())
-    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, total_steps)
-    model.compile(optimizer=optimizer, loss=loss, jit_compile=resolve_jit(training.jit_compile))
-    parameters = count_parameters(model)
     folder = RunFolder.create(run_dir or default_run_dir(config))
     folder.write_setup(config, data.vocab, encoder, data.text_encoder)
     print(
@@ -252,14 +266,34 @@ def _train(
     ).repeat()
     evaluation = DevEvaluation(dev_split, loss, config)
     fit_started = time.perf_counter()
-    model.fit(
-        dataset,
-        epochs=training.epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[evaluation],
-        verbose=training.verbose,
-        shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
-    )
+    for stage in stages:
+        set_trainable(model, config.finetune, head_only=stage.head_only)
+        schedule = SCHEDULES.build(config.schedule.to_dict())
+        stage_steps = steps_per_epoch * (stage.end_epoch - stage.start_epoch)
+        optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
+        model.compile(optimizer=optimizer, loss=loss, jit_compile=resolve_jit(training.jit_compile))
+        # Built before the first step, or the train function is traced twice (the step
+        # would create the optimizer's variables).
+        model.optimizer.build(model.trainable_variables)
+        print(
+            f"{stage.description}, epochs {stage.start_epoch + 1}-{stage.end_epoch}; "
+            f"learning rates by parameter group:\n"
+            + learning_rate_table(
+                model, optimizer.learning_rate_multipliers, optimizer.base_learning_rate
+            ),
+            flush=True,
+        )
+        model.fit(
+            dataset,
+            initial_epoch=stage.start_epoch,
+            epochs=stage.end_epoch,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[evaluation],
+            verbose=training.verbose,
+            shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
+        )
+        if model.stop_training:  # early stopping ends the whole run, not just the stage
+            break
     fit_seconds = time.perf_counter() - fit_started
     train_seconds = sum(h["train_seconds"] for h in evaluation.history)
     samples = min(len(train_split), steps_per_epoch * training.batch_size) * len(evaluation.history)
@@ -306,9 +340,61 @@ def _train(
         device=device_name(),
         extra={"precision": precision, "fit_seconds": round(fit_seconds, 3)},
     )
+    if training.save_weights and config.finetune.lora_rank is not None:
+        save_adapter(model, folder.path / ADAPTER_FILE)
     folder.write_result(result, model if training.save_weights else None, thresholds)
     print_summary(result, config.training.metric)
     return result
+
+
+@dataclass
+class Stage:
+    """Epochs `start_epoch` (0-based) to `end_epoch` (exclusive) with one trainable set."""
+
+    start_epoch: int
+    end_epoch: int
+    head_only: bool
+    description: str
+
+
+def training_stages(config: RunConfig) -> list[Stage]:
+    """One stage, or with `finetune.frozen_epochs` the head alone first, then the rest.
+
+    Each stage gets a fresh optimizer whose schedule (warm-up included) spans that stage.
+    """
+    epochs, frozen = config.training.epochs, config.finetune.frozen_epochs
+    if not frozen:
+        return [Stage(0, epochs, False, "training")]
+    return [
+        Stage(0, frozen, True, "stage 1: head only (encoder frozen)"),
+        Stage(frozen, epochs, False, "stage 2: encoder unfrozen per `finetune`"),
+    ]
+
+
+def build_model(config: RunConfig, encoder: LoadedEncoder, num_labels: int) -> keras.Model:
+    """The classifier with the `finetune` settings applied: re-initialized top layers, LoRA,
+    and the trainable set of the main stage; `adversarial` picks the training step."""
+    finetune = config.finetune
+    check_finetune(finetune, encoder.num_layers, config.training.epochs)
+    attack = get_attack(config.adversarial)
+    head = get_head(config.head)
+    if attack is None:
+        model = build_classifier(encoder, head, num_labels, TextClassifier)
+    else:
+        model = build_classifier(
+            encoder, head, num_labels, AdversarialTextClassifier, attack=attack
+        )
+    reinitialize_top_layers(model, finetune.reinit_top_layers)
+    if finetune.lora_rank is not None:
+        enable_lora(
+            model,
+            finetune.lora_rank,
+            finetune.lora_alpha,
+            finetune.lora_targets,
+            trainable_layer_indices(finetune, encoder.num_layers),
+        )
+    set_trainable(model, finetune)
+    return model
 
 
 def default_run_dir(config: RunConfig) -> Path:

@@ -1,0 +1,63 @@
+"""`train(config)` with the optimization features on: the run folder reloads to the same model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tests.training.conftest import run_config
+from xtune.data.pipeline import make_dataset
+from xtune.encoders import load_encoder
+from xtune.run_folder import load_run
+from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
+from xtune.training.lora import ADAPTER_FILE, load_adapter
+from xtune.training.trainer import build_model, prepare_data, train
+
+
+def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, capsys):
+    config = run_config(
+        tiny_task,
+        tmp_path,
+        data={"padding": "fixed"},
+        optimizer={
+            "learning_rate": 5e-3,
+            "layerwise_lr_decay": 0.8,
+            "head_learning_rate": 2e-2,
+            "use_ema": True,
+            "ema_momentum": 0.5,
+            "gradient_accumulation_steps": 2,
+        },
+        schedule={"name": "linear", "warmup_ratio": 0.25},
+        finetune={"lora_rank": 2, "lora_alpha": 4},
+        adversarial={"name": "fgm", "epsilon": 0.5},
+        training={"epochs": 2, "run_name": "lora_fgm"},
+    )
+    data = prepare_data(config, load_encoder(config.encoder))
+    result = train(config, data=data)
+    printed = capsys.readouterr().out
+    assert "  embeddings" in printed and "frozen" in printed  # the learning-rate table
+
+    run = load_run(result.run_dir)
+    dev = data.tokenized["dev"]
+    logits = predict_logits(run.model, dev, 64, config.data.max_length)
+    # The reloaded (LoRA merged into the kernels) model scores what the run recorded.
+    assert evaluate_scores(run.loss, dev.labels, scores_of(run.loss, logits)) == result.best
+
+    # The adapter file alone, on the same base encoder, gives the same model.
+    keras.utils.set_random_seed(config.training.seed)
+    base = build_model(config, load_encoder(config.encoder), len(run.labels))
+    load_adapter(base, result.run_dir / ADAPTER_FILE)
+    inputs = next(
+        iter(make_dataset(dev, 64, "fixed", 16, shuffle=False, seed=0, with_labels=False))
+    )
+    np.testing.assert_array_equal(base(inputs, training=False), run.model(inputs, training=False))
+    # The reported count is what trained: the LoRA matrices and the head.
+    assert result.parameters["trainable"] == sum(
+        int(np.prod(v.shape)) for v in base.trainable_weights
+    )
+    assert {v.name for v in base.trainable_weights} == {
+        "lora_kernel_a",
+        "lora_kernel_b",
+        "kernel",
+        "bias",
+    }

@@ -1,0 +1,215 @@
+"""Adversarial training on the word-embedding matrix (FGM, PGD) by a `train_step` override.
+
+Each step: the clean loss and its gradients; then the matrix `E` (`token_embedding/
+embeddings`) is moved to `E + r`, with `r` found by gradient ascent on the loss, the loss is
+computed again, and its gradients are added to the clean ones; `E` is then restored from a
+copy, bitwise. The optimizer applies the summed gradients once. This is the recipe of
+bert4keras and of the PyTorch FGM/PGD snippets, written for Keras 3's TensorFlow trainer.
+
+- FGM (Miyato et al., 2017, "Adversarial Training Methods for Semi-Supervised Text
+  Classification"): `r = epsilon * g / ||g||`, `g` the gradient of the clean loss w.r.t. `E`.
+- PGD (Madry et al., 2018, "Towards Deep Learning Models Resistant to Adversarial Attacks"):
+  `steps` ascent steps `r <- project_epsilon(r + alpha * g / ||g||)`, `g` taken at `E + r`;
+  the gradients of the last step's loss are the adversarial ones.
+
+`||.||` is the Frobenius norm of the whole matrix (only rows of tokens in the batch are
+non-zero). Under mixed precision the matrix and `r` stay float32; a non-finite gradient (a
+float16 loss-scale overflow) gives `r = 0`, and the loss-scale optimizer skips the step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from xtune.config import ConfigError
+from xtune.model import TextClassifier
+from xtune.registry import Registry
+
+ADVERSARIAL = Registry("adversarial method")
+WORD_EMBEDDINGS_PATH = "token_embedding/embeddings"
+
+
+def dense(gradient: Any) -> tf.Tensor:
+    return tf.convert_to_tensor(gradient)
+
+
+def unit_direction(gradient: tf.Tensor) -> tf.Tensor:
+    """`g / ||g||`, or zeros when the norm is 0 or not finite."""
+    norm = tf.norm(gradient)
+    usable = tf.logical_and(tf.math.is_finite(norm), norm > 0.0)
+    return tf.where(usable, gradient / tf.where(usable, norm, 1.0), tf.zeros_like(gradient))
+
+
+def project(perturbation: tf.Tensor, radius: float) -> tf.Tensor:
+    """The nearest point of the ball `||r|| <= radius`."""
+    norm = tf.norm(perturbation)
+    return perturbation * tf.minimum(1.0, radius / tf.maximum(norm, 1e-12))
+
+
+def add_gradients(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, tf.IndexedSlices) or isinstance(b, tf.IndexedSlices):
+        return dense(a) + dense(b)
+    return a + b
+
+
+class EmbeddingAttack:
+    """How to move the word-embedding matrix: `steps` calls of `next_perturbation`."""
+
+    steps = 1
+
+    def next_perturbation(self, perturbation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@ADVERSARIAL.register("none")
+def no_attack() -> None:
+    """Plain training."""
+    return None
+
+
+@ADVERSARIAL.register("fgm")
+class FGM(EmbeddingAttack):
+    """Fast gradient method: one step of size `epsilon` along the normalized loss gradient.
+
+    ```yaml
+    adversarial: {name: fgm, epsilon: 1.0}
+    ```
+    """
+
+    def __init__(self, epsilon: float = 1.0):
+        if epsilon <= 0:
+            raise ConfigError(f"adversarial.epsilon must be > 0; got {epsilon}")
+        self.epsilon = epsilon
+
+    def next_perturbation(self, perturbation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+        return self.epsilon * unit_direction(gradient)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": "fgm", "epsilon": self.epsilon}
+
+
+@ADVERSARIAL.register("pgd")
+class PGD(EmbeddingAttack):
+    """Projected gradient ascent: `steps` steps of size `alpha`, kept within radius `epsilon`.
+
+    ```yaml
+    adversarial: {name: pgd, epsilon: 1.0, alpha: 0.3, steps: 3}
+    ```
+    """
+
+    def __init__(self, epsilon: float = 1.0, alpha: float = 0.3, steps: int = 3):
+        if epsilon <= 0 or alpha <= 0 or steps < 1:
+            raise ConfigError(
+                f"adversarial: pgd needs epsilon > 0, alpha > 0, steps >= 1; got "
+                f"epsilon={epsilon}, alpha={alpha}, steps={steps}"
+            )
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.steps = steps
+
+    def next_perturbation(self, perturbation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+        return project(perturbation + self.alpha * unit_direction(gradient), self.epsilon)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": "pgd", "epsilon": self.epsilon, "alpha": self.alpha, "steps": self.steps}
+
+
+def get_attack(spec: Any) -> EmbeddingAttack | None:
+    if hasattr(spec, "to_dict"):
+        spec = spec.to_dict()
+    return ADVERSARIAL.build(spec)
+
+
+@keras.saving.register_keras_serializable(package="xtune")
+class AdversarialTextClassifier(TextClassifier):
+    """A `TextClassifier` whose training step adds the gradients of an adversarial loss.
+
+    The weights are those of `TextClassifier`, so a run folder reloads into either class. The
+    epoch logs gain `adversarial_loss`, the mean loss at the perturbed embeddings.
+    """
+
+    def __init__(self, *args: Any, attack: EmbeddingAttack | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.attack = attack
+        self.adversarial_loss_tracker = keras.metrics.Mean(name="adversarial_loss")
+
+    @property
+    def word_embeddings(self) -> keras.Variable:
+        for variable in self.weights:
+            if variable.path.endswith(WORD_EMBEDDINGS_PATH):
+                return variable
+        raise ValueError(f"the model has no {WORD_EMBEDDINGS_PATH!r} weight to perturb")
+
+    def loss_and_gradients(
+        self, x: Any, y: Any, sample_weight: Any, sources: list[keras.Variable]
+    ) -> tuple[Any, Any, list[Any]]:
+        """Predictions, loss (unscaled) and gradients of the scaled loss w.r.t. `sources`."""
+        with tf.GradientTape() as tape:
+            for variable in sources:
+                if not variable.trainable:  # frozen embeddings still need their gradient
+                    tape.watch(variable.value)
+            y_pred = self(x, training=True)
+            loss = self._compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            scaled = self.optimizer.scale_loss(loss)
+        return y_pred, loss, tape.gradient(scaled, [v.value for v in sources])
+
+    def adversarial_gradients(
+        self, x: Any, y: Any, sample_weight: Any = None
+    ) -> tuple[Any, Any, Any, list[Any]]:
+        """`(y_pred, clean loss, adversarial loss, clean + adversarial gradients)` for the
+        trainable weights; the embedding matrix is back to its exact value on return."""
+        trainable = list(self.trainable_weights)
+        embeddings = self.word_embeddings
+        position = next((i for i, v in enumerate(trainable) if v is embeddings), None)
+        sources = trainable if position is not None else [*trainable, embeddings]
+        position = len(trainable) if position is None else position
+
+        y_pred, loss, gradients = self.loss_and_gradients(x, y, sample_weight, sources)
+        clean = gradients[: len(trainable)]
+        direction = dense(gradients[position])
+        original = tf.identity(embeddings.value)
+        perturbation = tf.zeros_like(original)
+        for step in range(self.attack.steps):
+            perturbation = self.attack.next_perturbation(perturbation, direction)
+            embeddings.assign(original + perturbation)
+            if step < self.attack.steps - 1:
+                _, _, (gradient,) = self.loss_and_gradients(x, y, sample_weight, [embeddings])
+                direction = dense(gradient)
+        _, adversarial_loss, adversarial = self.loss_and_gradients(x, y, sample_weight, trainable)
+        embeddings.assign(original)
+        total = [add_gradients(a, b) for a, b in zip(clean, adversarial, strict=True)]
+        return y_pred, loss, adversarial_loss, total
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        if self.attack is None:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred, loss, adversarial_loss, gradients = self.adversarial_gradients(x, y, sample_weight)
+        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
+        self._loss_tracker.update_state(loss, sample_weight=batch_size)
+        self.adversarial_loss_tracker.update_state(adversarial_loss, sample_weight=batch_size)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["attack"] = None if self.attack is None else self.attack.get_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Any:
+        config = dict(config)
+        attack = config.pop("attack", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.attack = None if attack is None else get_attack(attack)
+        return model

@@ -1,0 +1,128 @@
+"""Which encoder weights train: frozen encoder or embeddings, top-N layers, head-only stages,
+and re-initialized top layers (Zhang et al., 2021, "Revisiting Few-sample BERT Fine-tuning").
+
+Trainability is set from scratch on every call, so a staged run (head alone, then the
+configured set) can switch between the two without leftovers from the previous stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from xtune.config import ConfigError, FinetuneConfig
+from xtune.training.layerwise import (
+    EMBEDDING_LAYERS,
+    POOLER_LAYER,
+    encoder_of,
+    num_encoder_layers,
+    transformer_layer_name,
+)
+from xtune.training.lora import LORA_VARIABLE_NAMES
+
+
+def check_finetune(finetune: FinetuneConfig, num_layers: int, epochs: int) -> None:
+    """Errors a config can cause that need the encoder's depth or the epoch count."""
+
+    def bad(key: str, expected: str) -> ConfigError:
+        value = getattr(finetune, key)
+        return ConfigError(f"finetune.{key}: {value!r} is not valid; expected {expected}")
+
+    if finetune.train_top_layers is not None and not 0 <= finetune.train_top_layers <= num_layers:
+        raise bad("train_top_layers", f"0..{num_layers} (the encoder has {num_layers} layers)")
+    if not 0 <= finetune.reinit_top_layers <= num_layers:
+        raise bad("reinit_top_layers", f"0..{num_layers} (the encoder has {num_layers} layers)")
+    if not 0 <= finetune.frozen_epochs < max(epochs, 1):
+        raise bad("frozen_epochs", f"0..{epochs - 1}: fewer than training.epochs ({epochs})")
+    if finetune.lora_rank is not None:
+        if finetune.lora_rank < 1:
+            raise bad("lora_rank", "an integer >= 1, or null for no LoRA")
+        if finetune.freeze_encoder:
+            raise ConfigError(
+                "finetune: lora_rank and freeze_encoder exclude each other (LoRA trains "
+                "adapters inside the encoder); use frozen_epochs for a head-only first stage"
+            )
+        if not finetune.lora_targets:
+            raise bad("lora_targets", "a non-empty list of layer names, e.g. [query, value]")
+
+
+def trainable_layer_indices(finetune: FinetuneConfig, num_layers: int) -> range:
+    """Transformer layers whose weights (or LoRA adapters) train."""
+    if finetune.freeze_encoder:
+        return range(0)
+    if finetune.train_top_layers is not None:
+        return range(num_layers - finetune.train_top_layers, num_layers)
+    return range(num_layers)
+
+
+def set_trainable(model: keras.Model, finetune: FinetuneConfig, head_only: bool = False) -> None:
+    """Set which encoder weights train; the head always trains.
+
+    `head_only` freezes the whole encoder (the first stage of `frozen_epochs`). Otherwise:
+    `freeze_encoder` freezes it all; `train_top_layers: N` freezes the embeddings and all but
+    the top N transformer layers (the pooler trains); `freeze_embeddings` freezes the
+    embedding tables and their LayerNorm. With LoRA (`lora_rank`) the encoder's own weights
+    are frozen and only the LoRA matrices of the trainable layers train (biases too stay
+    frozen, as PEFT's `bias="none"`).
+    """
+    encoder = encoder_of(model)
+    encoder.trainable = True  # undo any previous stage, including LoRA's frozen kernels
+    if head_only or finetune.freeze_encoder:
+        encoder.trainable = False
+        return
+    num_layers = num_encoder_layers(model)
+    trainable_layers = trainable_layer_indices(finetune, num_layers)
+    frozen = [transformer_layer_name(i) for i in range(num_layers) if i not in trainable_layers]
+    if finetune.freeze_embeddings or finetune.train_top_layers is not None:
+        frozen += EMBEDDING_LAYERS
+    if finetune.lora_rank is not None:
+        freeze_all_but_lora(encoder)
+    for name in frozen:
+        encoder.get_layer(name).trainable = False
+
+
+def freeze_all_but_lora(encoder: keras.Model) -> None:
+    # Per variable: a layer's flag would reach the adapters of the layers inside it.
+    for variable in encoder.weights:
+        variable.trainable = variable.name in LORA_VARIABLE_NAMES
+
+
+def reinitialize_top_layers(model: keras.Model, count: int) -> list[str]:
+    """Re-draw the weights of the top `count` transformer layers and the pooler.
+
+    Each weight is re-drawn with the initializer its own layer was built with
+    (`kernel_initializer`, `bias_initializer`, `gamma_initializer`, `beta_initializer`), from
+    Keras' global seed. Returns the names of the re-initialized layers.
+    """
+    if count == 0:
+        return []
+    encoder = encoder_of(model)
+    num_layers = num_encoder_layers(model)
+    names = [transformer_layer_name(i) for i in range(num_layers - count, num_layers)]
+    names.append(POOLER_LAYER)
+    for name in names:
+        reinitialize_layer(encoder.get_layer(name))
+    return names
+
+
+def reinitialize_layer(layer: keras.layers.Layer) -> None:
+    done: set[int] = set()
+    # Innermost layers first: their initializers are the ones their weights were built with.
+    for sublayer in reversed(list(layer._flatten_layers(include_self=True))):
+        for variable in sublayer.weights:
+            if id(variable) in done:
+                continue
+            initializer = initializer_of(sublayer, variable)
+            variable.assign(initializer(variable.shape, dtype=variable.dtype))
+            done.add(id(variable))
+
+
+def initializer_of(layer: keras.layers.Layer, variable: Any) -> Any:
+    attribute = f"{variable.name}_initializer"
+    initializer = getattr(layer, attribute, None)
+    if initializer is None:
+        raise ValueError(
+            f"cannot re-initialize {variable.path!r}: layer {layer.name!r} has no {attribute}"
+        )
+    return keras.initializers.get(initializer)
