@@ -3,9 +3,8 @@
 import pytest
 import yaml
 
-from xtune.config import ConfigError, apply_overrides, load_run_config, parse_run_config
-
 from tests.conftest import sample_run_config
+from xtune.config import ConfigError, apply_overrides, load_run_config, parse_run_config
 
 
 def write_yaml(path, raw):
@@ -65,7 +64,12 @@ def test_overrides_parse_values_and_switching_component_drops_old_arguments(tmp_
     raw = sample_run_config(tmp_path)
     raw = apply_overrides(
         raw,
-        ["training.epochs=3", "optimizer.learning_rate=5e-5", "head.name=default", "head.units=[8]"],
+        [
+            "training.epochs=3",
+            "optimizer.learning_rate=5e-5",
+            "head.name=default",
+            "head.units=[8]",
+        ],
     )
     config = parse_run_config(raw)
     assert config.training.epochs == 3

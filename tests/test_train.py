@@ -92,7 +92,8 @@ def test_minilm_learns_the_sample_well_above_the_majority_baseline(tmp_path):
     result = train(parse_run_config(raw))
     baseline = result.baseline["most_frequent_label_set"]
     print(
-        f"\nMiniLM dev micro-F1 {result.best['micro_f1']:.3f} vs majority {baseline['micro_f1']:.3f}; "
+        f"\nMiniLM dev micro-F1 {result.best['micro_f1']:.3f} "
+        f"vs majority {baseline['micro_f1']:.3f}; "
         f"subset acc {result.best['subset_accuracy']:.3f} vs {baseline['subset_accuracy']:.3f}"
     )
     assert result.best["micro_f1"] > baseline["micro_f1"] + 0.3

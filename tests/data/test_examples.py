@@ -110,7 +110,7 @@ def test_bad_rows_skip_counts_them(write_csv):
 
 def test_undecodable_bytes(tmp_path):
     path = tmp_path / "latin.csv"
-    path.write_bytes("body,labels\nok,a\n".encode() + b"caf\xe9,a\nfine,b\n")
+    path.write_bytes(b"body,labels\nok,a\n" + b"caf\xe9,a\nfine,b\n")
     with pytest.raises(DataError, match=r"line 3.*not valid UTF-8"):
         read_examples(config(text_pair=None), str(path))
     examples = read_examples(config(text_pair=None, bad_rows="skip"), str(path))

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xtune.data.tokenization import TextEncoder
-
 from tests.conftest import FIXTURES, TINY_VOCAB
+from xtune.data.tokenization import TextEncoder
 
 
 def minilm_vocabulary():

@@ -1,4 +1,4 @@
-"""Encoder loaders: outputs match the original models; altered or incomplete folders fail clearly."""
+"""Encoder loaders match the original models; altered or incomplete folders fail clearly."""
 
 import json
 import shutil
