@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from xtune.encoders import LoadedEncoder
 from xtune.heads import Head
@@ -52,6 +53,21 @@ def build_classifier(
     # Logits stay float32 under mixed precision: losses and thresholds need the range.
     logits = keras.layers.Dense(num_labels, name="logits", dtype="float32")(vector)
     return model_class(inputs=inputs, outputs=logits, name="xtune_classifier", **model_kwargs)
+
+
+def initialize_logits_bias(model: keras.Model, labels: np.ndarray, multi_label: bool) -> None:
+    """Start the logits bias at the training labels' prior: log-odds per label (sigmoid
+    losses) or log-frequency (softmax).
+
+    With a zero bias every label starts at p = 0.5; the first, uniform "push every logit
+    down" gradient then flows into the encoder and can flatten its features into the label
+    prior (seen on the bundled sample: loss stuck at the prior's entropy, F1 0). Starting at
+    the prior removes that gradient (Karpathy's "init well"; Lin et al. 2017, sec. 4.1).
+    """
+    frequency = np.clip(np.asarray(labels, dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+    prior = np.log(frequency / (1 - frequency)) if multi_label else np.log(frequency)
+    bias = model.get_layer("logits").bias
+    bias.assign(prior.astype(np.float32))
 
 
 def count_parameters(model: keras.Model) -> dict[str, int]:

@@ -23,10 +23,12 @@ HIDDEN_ACTIVATIONS = {
 }
 
 
+@keras.saving.register_keras_serializable(package="xtune")
 def gelu_exact(x):
     return keras.activations.gelu(x, approximate=False)
 
 
+@keras.saving.register_keras_serializable(package="xtune")
 def gelu_approximate(x):
     return keras.activations.gelu(x, approximate=True)
 

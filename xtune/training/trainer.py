@@ -25,7 +25,12 @@ from xtune.encoders import LoadedEncoder, load_encoder
 from xtune.heads import get_head
 from xtune.losses import get_loss
 from xtune.metrics import METRIC_DIRECTIONS, majority_baseline
-from xtune.model import TextClassifier, build_classifier, count_parameters
+from xtune.model import (
+    TextClassifier,
+    build_classifier,
+    count_parameters,
+    initialize_logits_bias,
+)
 from xtune.run_folder import RunFolder
 from xtune.thresholds import tune_thresholds
 from xtune.training.adversarial import AdversarialTextClassifier, get_attack
@@ -235,6 +240,7 @@ def _train(
     loss = get_loss(config.loss.to_dict())
     check_single_label(loss, data)
     model = build_model(config, encoder, len(data.vocab))
+    initialize_logits_bias(model, data.tokenized["train"].labels, loss.multi_label)
     parameters = count_parameters(model)
     stages = training_stages(config)
     if stages[0].head_only:
