@@ -53,7 +53,7 @@ def reference_gradients(model, x, y, attack) -> tuple[list[np.ndarray], float, f
 def test_step_is_a_plain_step_on_clean_plus_adversarial_gradients(attack):
     x, y = tiny_batch()
     adversarial = tiny_classifier(seed=1, model_class=AdversarialTextClassifier, attack=attack)
-    adversarial.compile(optimizer=keras.optimizers.SGD(SGD_RATE), loss=bce(), run_eagerly=True)
+    adversarial.compile(optimizer=keras.optimizers.SGD(SGD_RATE), loss=bce())  # graph mode
     logs = adversarial.train_on_batch(x, y, return_dict=True)
 
     plain = tiny_classifier(seed=1)
