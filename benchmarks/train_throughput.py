@@ -1,0 +1,925 @@
+"""Training throughput of xtune next to PyTorch + transformers, measured side by side in one run.
+
+    .venv/bin/python benchmarks/train_throughput.py [--quick] [--torch-python PATH]
+
+Sections (each interleaves its configurations repeat by repeat, so load from other users of a
+shared machine hits every configuration alike):
+
+1. Peak: the best of several 2048x2048 matmuls, float32 with numpy and TF, bfloat16 with TF
+   (and the same in PyTorch), as the machine's limit in this run; measured at the start and
+   after every section, the best kept and printed at the end.
+2. Fixed shapes: MiniLM-L6 and a BERT-base-shaped random encoder (12 layers, hidden 768,
+   12 heads, intermediate 3072, Chinese vocabulary of 21128), every row 128 tokens, batch 32,
+   float32 and bfloat16, xtune against PyTorch.
+3. Real data: a GoEmotions slice (`--data-root`/goemotions/train.tsv), MiniLM, max length 64,
+   xtune with fixed padding, per-batch dynamic padding and length bucketing, against PyTorch's
+   best recipe (bfloat16 autocast + per-batch dynamic padding) on the same rows.
+
+xtune side: the real pipeline (`tokenize_examples`, `make_dataset`), the model of
+`xtune.training.trainer.build_model` (mean-pooling head), the `bce` loss and the `adamw`
+optimizer (global-norm clipping 1.0) compiled as `train` compiles them, stepped with the
+compiled train function that `model.fit` calls. PyTorch side (a separate interpreter,
+`--torch-python`): `transformers.BertModel` from the same configuration (SDPA attention),
+mean pooling, dropout, a linear layer, `BCEWithLogitsLoss`, `torch.optim.AdamW` with the same
+hyper-parameters and clipping, batches padded in Python as a collate function does.
+
+Timing: each configuration first runs untimed warm-up steps (tracing, first-shape kernels),
+then every repeat times `--steps` consecutive steps; "best" is the fastest repeat, "median"
+the median. Ratios compare best against best.
+
+FLOP count (training = forward + backward = 3x the forward's multiply-adds x 2): for a batch
+of `b` rows padded to length `L`, with `n` layers, hidden `h`, intermediate `i`,
+    matmul parameters per layer  P = 4 h^2 (Q, K, V, output) + 2 h i (feed-forward)
+    FLOPs = 6 b L n P            (token-wise matmuls)
+          + 12 b n L^2 h         (Q K^T and attention x V: 2 b L^2 h each, forward)
+          + 6 b (h^2 + h c)      (pooler and the c logits; per row)
+Embedding lookups, LayerNorm, softmax, GELU and the optimizer update are not counted (they
+are memory-bound), so achieved FLOP/s is a lower bound of the work done. Padded positions are
+counted, since they are computed; "% of peak" divides by the same run's matmul peak of the
+step's compute dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+NUM_LABELS = 28
+BATCH_SIZE = 32
+FIXED_LENGTH = 128
+REAL_DATA_LENGTH = 64
+LEARNING_RATE = 5e-5
+WEIGHT_DECAY = 0.01
+CLIPNORM = 1.0
+SEED = 0
+BERT_BASE_VOCAB_SIZE = 21128
+BERT_BASE_SHAPE = {
+    "num_layers": 12,
+    "hidden_dim": 768,
+    "num_heads": 12,
+    "intermediate_dim": 3072,
+}
+MATMUL_SIZE = 2048
+
+
+# ---------------------------------------------------------------- shared by both sides
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def best_matmul_flops(matmul: Any, repeats: int = 7) -> float:
+    """FLOP/s of the fastest of `repeats` calls of a 2048x2048x2048 matmul."""
+    matmul()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        matmul()
+        seconds.append(time.perf_counter() - started)
+    return 2 * MATMUL_SIZE**3 / min(seconds)
+
+
+def pad_rows(
+    token_ids: np.ndarray,
+    segment_ids: np.ndarray,
+    row_splits: np.ndarray,
+    rows: np.ndarray,
+    length: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense ids, segments and mask of `rows`, padded to `length` or to the longest row."""
+    starts, ends = row_splits[rows], row_splits[rows + 1]
+    width = int((ends - starts).max()) if length is None else length
+    ids = np.zeros((len(rows), width), np.int64)
+    segments = np.zeros((len(rows), width), np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
+    for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        ids[k, : end - start] = token_ids[start:end]
+        segments[k, : end - start] = segment_ids[start:end]
+        mask[k, : end - start] = 1
+    return ids, segments, mask
+
+
+# ---------------------------------------------------------------- PyTorch worker (subprocess)
+
+
+class TorchWorker:
+    """Runs in the PyTorch interpreter; answers one JSON command per stdin line."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        torch.set_num_threads(cpu_count())
+        torch.manual_seed(SEED)
+        self.model = None
+        self.optimizer = None
+        self.streams: dict[str, Any] = {}
+
+    def peak(self) -> dict[str, Any]:
+        torch = self.torch
+        a = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+        b = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        return {
+            "float32": best_matmul_flops(lambda: torch.mm(a, b)),
+            "bfloat16": best_matmul_flops(lambda: torch.mm(a16, b16)),
+        }
+
+    def versions(self) -> dict[str, Any]:
+        import transformers
+
+        return {
+            "versions": f"torch {self.torch.__version__}, transformers {transformers.__version__}",
+            "threads": self.torch.get_num_threads(),
+        }
+
+    def build(self, model: dict[str, Any]) -> dict[str, Any]:
+        """BertModel from the xtune backbone's configuration + mean pooling + linear logits."""
+        import transformers
+
+        torch = self.torch
+        self.model = self.optimizer = None
+        gc.collect()
+        config = transformers.BertConfig(
+            vocab_size=model["vocabulary_size"],
+            hidden_size=model["hidden_dim"],
+            num_hidden_layers=model["num_layers"],
+            num_attention_heads=model["num_heads"],
+            intermediate_size=model["intermediate_dim"],
+            max_position_embeddings=model["max_sequence_length"],
+            type_vocab_size=model["num_segments"],
+            hidden_dropout_prob=model["dropout"],
+            attention_probs_dropout_prob=model["dropout"],
+            hidden_act="gelu",
+            layer_norm_eps=1e-12,
+            attn_implementation="sdpa",
+        )
+
+        class Classifier(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = transformers.BertModel(config)
+                self.dropout = torch.nn.Dropout(model["dropout"])
+                self.logits = torch.nn.Linear(config.hidden_size, NUM_LABELS)
+
+            def forward(self, ids: Any, segments: Any, mask: Any) -> Any:
+                states = self.bert(
+                    input_ids=ids, token_type_ids=segments, attention_mask=mask
+                ).last_hidden_state
+                weights = mask.unsqueeze(-1).to(states.dtype)
+                pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+                return self.logits(self.dropout(pooled)).float()
+
+        self.model = Classifier().train()
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            is_excluded = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+            (no_decay if is_excluded else decay).append(parameter)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": WEIGHT_DECAY},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=LEARNING_RATE,
+            eps=1e-6,
+        )
+        self.loss = torch.nn.BCEWithLogitsLoss()
+        return {"parameters": sum(p.numel() for p in self.model.parameters())}
+
+    def load(self, name: str, path: str, padding: str, max_length: int) -> dict[str, Any]:
+        """A batch stream over the rows in `path`: shuffled per epoch, last batch kept."""
+        with np.load(path) as stored:
+            data = {key: stored[key] for key in stored.files}
+        self.streams[name] = {
+            **data,
+            "length": max_length if padding == "fixed" else None,
+            "rng": np.random.default_rng(SEED),
+            "order": np.array([], np.int64),
+        }
+        return {"rows": len(data["row_splits"]) - 1}
+
+    def next_batch(self, stream: dict[str, Any]) -> tuple[Any, ...]:
+        torch = self.torch
+        if len(stream["order"]) == 0:
+            stream["order"] = stream["rng"].permutation(len(stream["row_splits"]) - 1)
+        rows, stream["order"] = stream["order"][:BATCH_SIZE], stream["order"][BATCH_SIZE:]
+        ids, segments, mask = pad_rows(
+            stream["token_ids"], stream["segment_ids"], stream["row_splits"], rows, stream["length"]
+        )
+        labels = stream["labels"][rows]
+        return tuple(torch.from_numpy(x) for x in (ids, segments, mask, labels))
+
+    def step(self, batch: tuple[Any, ...], bfloat16: bool) -> float:
+        torch = self.torch
+        ids, segments, mask, labels = batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            logits = self.model(ids, segments, mask)
+        loss = self.loss(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIPNORM)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def run(self, stream: str, precision: str, steps: int) -> dict[str, Any]:
+        """Time `steps` steps (batch padding included, as a DataLoader collate does it)."""
+        source = self.streams[stream]
+        bfloat16 = precision == "bfloat16"
+        shapes, tokens = [], 0
+        started = time.perf_counter()
+        for _ in range(steps):
+            batch = self.next_batch(source)
+            self.step(batch, bfloat16)
+            shapes.append(list(batch[0].shape))
+            tokens += int(batch[2].sum())
+        return {"seconds": time.perf_counter() - started, "shapes": shapes, "tokens": tokens}
+
+    def serve(self, requests: Any, replies: Any) -> None:
+        for line in requests:
+            command = json.loads(line)
+            operation = command.pop("op")
+            if operation == "exit":
+                break
+            reply = getattr(self, operation)(**command)
+            replies.write(json.dumps(reply) + "\n")
+            replies.flush()
+
+
+def torch_worker_main() -> int:
+    # Replies go to the original stdout; anything the libraries print goes to stderr.
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    TorchWorker().serve(sys.stdin, replies)
+    return 0
+
+
+class TorchClient:
+    """The benchmark's handle on the PyTorch worker subprocess."""
+
+    def __init__(self, python: str):
+        self.process = subprocess.Popen(
+            [python, __file__, "--torch-worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
+
+    def call(self, op: str, **arguments: Any) -> dict[str, Any]:
+        self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the PyTorch worker exited (status {self.process.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.write(json.dumps({"op": "exit"}) + "\n")
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the FLOP count needs to know about an encoder."""
+
+    num_layers: int
+    hidden_dim: int
+    intermediate_dim: int
+
+    def training_flops(self, rows: int, length: int) -> float:
+        n, h, i = self.num_layers, self.hidden_dim, self.intermediate_dim
+        per_layer = 4 * h * h + 2 * h * i
+        return (
+            6 * rows * length * n * per_layer
+            + 12 * rows * n * length**2 * h
+            + 6 * rows * (h * h + h * NUM_LABELS)
+        )
+
+
+@dataclass
+class Measurement:
+    """Timed windows of one configuration."""
+
+    label: str
+    precision: str
+    seconds: list[float] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    computed_tokens: list[int] = field(default_factory=list)
+    flops: list[float] = field(default_factory=list)
+    warmup_seconds: float = 0.0
+    pad_fraction_epoch: float | None = None
+
+    def add(self, seconds: float, shapes: list[list[int]], tokens: int, shape: Shape) -> None:
+        self.seconds.append(seconds)
+        self.samples.append(sum(rows for rows, _ in shapes))
+        self.tokens.append(tokens)
+        self.computed_tokens.append(sum(rows * length for rows, length in shapes))
+        self.flops.append(sum(shape.training_flops(rows, length) for rows, length in shapes))
+
+    def rates(self, amounts: list[float]) -> list[float]:
+        return [amount / seconds for amount, seconds in zip(amounts, self.seconds, strict=True)]
+
+    @property
+    def best(self) -> float:
+        return max(self.rates(self.samples))
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates(self.samples))
+
+    @property
+    def fastest(self) -> int:
+        rates = self.rates(self.samples)
+        return rates.index(max(rates))
+
+    def pad_fraction(self) -> float:
+        return 1 - sum(self.tokens) / sum(self.computed_tokens)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine_description() -> str:
+    model, flags = platform.processor() or "unknown CPU", ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = line
+                break
+    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if f" {flag}" in flags]
+    return f"{model}, {cpu_count()} cores, bf16 instructions: {', '.join(bf16) or 'none'}"
+
+
+class Peak:
+    """The machine's matmul limit: per library and dtype, the best 2048^3 matmul of every
+    measurement taken in this run (at the start and after each section), so that a
+    measurement made while other processes held the cores does not lower it."""
+
+    def __init__(self, torch: TorchClient | None):
+        import tensorflow as tf
+
+        self.torch = torch
+        self.best: dict[str, float] = {}
+        self.measurements = 0
+        rng = np.random.default_rng(SEED)
+        a = rng.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)
+        b = rng.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)
+        ta, tb = tf.constant(a), tf.constant(b)
+        ta16, tb16 = tf.cast(ta, tf.bfloat16), tf.cast(tb, tf.bfloat16)
+        self.matmuls = {
+            "numpy float32": lambda: a @ b,
+            "TF float32": lambda: tf.linalg.matmul(ta, tb),
+            "TF bfloat16": lambda: tf.linalg.matmul(ta16, tb16),
+        }
+
+    def measure(self) -> None:
+        found = {name: best_matmul_flops(matmul) for name, matmul in self.matmuls.items()}
+        if self.torch is not None:
+            reply = self.torch.call("peak")
+            found["torch float32"], found["torch bfloat16"] = reply["float32"], reply["bfloat16"]
+        for name, flops in found.items():
+            self.best[name] = max(flops, self.best.get(name, 0.0))
+        self.measurements += 1
+
+    def of(self, dtype: str) -> float:
+        return max(flops for name, flops in self.best.items() if name.endswith(dtype))
+
+    def print(self) -> None:
+        print(
+            f"\n== peak: best {MATMUL_SIZE}x{MATMUL_SIZE} matmul of 7, over "
+            f"{self.measurements} measurements in this run =="
+        )
+        for name, flops in self.best.items():
+            print(f"  {name:<16}{flops / 1e9:8.1f} GFLOP/s")
+
+
+@contextlib.contextmanager
+def global_policy(precision: str):
+    import keras
+
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+class XtuneRun:
+    """One xtune model and its batch stream, stepped by the train function `fit` uses."""
+
+    def __init__(self, encoder_spec: dict, precision: str, split: Any, padding: str, length: int):
+        from xtune.config import parse_run_config
+        from xtune.data.pipeline import make_dataset
+        from xtune.encoders import load_encoder
+        from xtune.losses import get_loss
+        from xtune.training.optimizers import OPTIMIZERS
+        from xtune.training.schedules import SCHEDULES
+        from xtune.training.trainer import build_model, resolve_jit
+
+        self.precision = precision
+        config = parse_run_config(
+            {
+                "data": {"train": "unused.tsv", "max_length": length, "padding": padding},
+                "encoder": encoder_spec,
+                "head": {"name": "default", "pooling": "mean"},
+                "loss": "bce",
+                "optimizer": {
+                    "name": "adamw",
+                    "learning_rate": LEARNING_RATE,
+                    "weight_decay": WEIGHT_DECAY,
+                    "clipnorm": CLIPNORM,
+                },
+                "training": {"batch_size": BATCH_SIZE, "mixed_precision": precision},
+            },
+            source="train_throughput",
+        )
+        with global_policy(precision):
+            import keras
+
+            keras.utils.set_random_seed(SEED)
+            self.encoder = load_encoder(config.encoder)
+            self.model = build_model(config, self.encoder, NUM_LABELS)
+            schedule = SCHEDULES.build(config.schedule.to_dict())
+            optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(self.model, schedule, 10_000)
+            self.model.compile(
+                optimizer=optimizer,
+                loss=get_loss(config.loss.to_dict()),
+                jit_compile=resolve_jit(config.training.jit_compile),
+            )
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.dataset = make_dataset(split, BATCH_SIZE, padding, length, shuffle=True, seed=SEED)
+        self.batches = iter(self.dataset.repeat())
+        self.steps_done = 0
+
+    def backbone_config(self) -> dict[str, Any]:
+        return self.encoder.backbone.get_config()
+
+    def warm_up(self, steps: int, distinct_shapes: int = 1) -> float:
+        """Untimed steps: at least `steps`, and until `distinct_shapes` lengths were traced."""
+        started, lengths = time.perf_counter(), set()
+        while self.steps_done < steps or len(lengths) < distinct_shapes:
+            lengths.add(self.step()[1])
+            if self.steps_done > 50:
+                break
+        return time.perf_counter() - started
+
+    def step(self) -> tuple[int, int, int]:
+        """One training step; (rows, padded length, non-pad tokens) of its batch."""
+        with global_policy(self.precision):
+            batch = next(self.batches)
+            logs = self.model.train_function([batch])
+            float(logs["loss"])
+        mask = batch[0]["padding_mask"]
+        self.steps_done += 1
+        return int(mask.shape[0]), int(mask.shape[1]), int(np.sum(mask))
+
+    def run(self, steps: int) -> tuple[float, list[list[int]], int]:
+        shapes, tokens = [], 0
+        started = time.perf_counter()
+        for _ in range(steps):
+            rows, length, real = self.step()
+            shapes.append([rows, length])
+            tokens += real
+        return time.perf_counter() - started, shapes, tokens
+
+    def first_fit_step(self) -> None:
+        """One `fit` step: builds the loss and metrics state as `train` does before timing."""
+        with global_policy(self.precision):
+            self.model.fit(self.dataset, steps_per_epoch=1, verbose=0, shuffle=False)
+
+
+# ---------------------------------------------------------------- data
+
+
+def write_vocabulary(path: Path, size: int) -> Path:
+    """Special tokens, then CJK characters and filler words: `size` lines."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += [chr(code) for code in range(0x4E00, 0x4E00 + 8000)]
+    tokens += [f"w{k}" for k in range(size - len(tokens))]
+    path.write_text("\n".join(tokens[:size]) + "\n", encoding="utf-8")
+    return path
+
+
+def bert_base_vocabulary(data_root: Path, scratch: Path) -> Path:
+    shared = data_root / "vocab" / "bert-base-chinese" / "vocab.txt"
+    if shared.is_file():
+        return shared
+    return write_vocabulary(scratch / "vocab_21128.txt", BERT_BASE_VOCAB_SIZE)
+
+
+def full_length_texts(vocabulary: list[str], rows: int) -> list[str]:
+    """Texts of random whole vocabulary words, each longer than FIXED_LENGTH tokens."""
+    rng = np.random.default_rng(SEED)
+    words = [w for w in vocabulary if w.isalnum() and w == w.lower()]
+    return [" ".join(rng.choice(words, size=2 * FIXED_LENGTH)) for _ in range(rows)]
+
+
+def random_labels(rows: int) -> np.ndarray:
+    rng = np.random.default_rng(SEED)
+    labels = (rng.random((rows, NUM_LABELS)) < 0.08).astype(np.float32)
+    labels[np.arange(rows), rng.integers(0, NUM_LABELS, rows)] = 1.0
+    return labels
+
+
+def read_goemotions(path: Path, rows: int) -> tuple[list[str], np.ndarray]:
+    """First `rows` rows of a header-less GoEmotions TSV: text, comma-separated ids, id."""
+    texts, labels = [], []
+    with path.open(encoding="utf-8", newline="") as file:
+        for record in csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(texts) == rows:
+                break
+            multi_hot = np.zeros(NUM_LABELS, np.float32)
+            multi_hot[[int(k) for k in record[1].split(",")]] = 1.0
+            texts.append(record[0])
+            labels.append(multi_hot)
+    return texts, np.stack(labels)
+
+
+def tokenized(texts: list[str], labels: np.ndarray, vocabulary: list[str], length: int) -> Any:
+    from xtune.data.examples import Examples
+    from xtune.data.pipeline import tokenize_examples
+    from xtune.data.tokenization import TextEncoder
+
+    examples = Examples("benchmark", texts, None, [[] for _ in texts], list(range(len(texts))))
+    return tokenize_examples(examples, TextEncoder(vocabulary, True, length), labels)
+
+
+def save_split(split: Any, path: Path) -> str:
+    np.savez(
+        path,
+        token_ids=split.token_ids,
+        segment_ids=split.segment_ids,
+        row_splits=split.row_splits,
+        labels=split.labels,
+    )
+    return str(path)
+
+
+def epoch_pad_fraction(split: Any, padding: str, length: int) -> float:
+    """Share of computed positions that are padding over one epoch of `make_dataset`."""
+    from xtune.data.pipeline import make_dataset
+
+    real = computed = 0
+    for inputs, _ in make_dataset(split, BATCH_SIZE, padding, length, shuffle=True, seed=SEED):
+        mask = inputs["padding_mask"].numpy()
+        real, computed = real + int(mask.sum()), computed + mask.size
+    return 1 - real / computed
+
+
+def torch_pad_fraction(split: Any) -> float:
+    """The same for the PyTorch recipe: shuffled batches padded to their longest row."""
+    order = np.random.default_rng(SEED).permutation(len(split))
+    lengths = split.lengths[order]
+    computed = sum(
+        len(chunk) * int(chunk.max())
+        for chunk in np.array_split(lengths, range(BATCH_SIZE, len(lengths), BATCH_SIZE))
+    )
+    return 1 - int(lengths.sum()) / computed
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass
+class Config:
+    """One row of a section: an xtune run or a PyTorch stream, and how to warm it up."""
+
+    measurement: Measurement
+    xtune: XtuneRun | None = None
+    torch_stream: str | None = None
+    warmup_steps: int = 2
+    distinct_shapes: int = 1
+
+
+def interleave(
+    configs: list[Config], torch: TorchClient | None, repeats: int, steps: int, shape: Shape
+) -> None:
+    """Warm every configuration up, then time `--steps` steps of each, repeat by repeat."""
+    for config in configs:
+        measurement = config.measurement
+        if config.xtune is not None:
+            started = time.perf_counter()
+            config.xtune.first_fit_step()
+            config.xtune.warm_up(config.warmup_steps, config.distinct_shapes)
+            measurement.warmup_seconds = time.perf_counter() - started
+        else:
+            reply = torch.call(
+                "run",
+                stream=config.torch_stream,
+                precision=measurement.precision,
+                steps=config.warmup_steps,
+            )
+            measurement.warmup_seconds = reply["seconds"]
+    for _ in range(repeats):
+        for config in configs:
+            if config.xtune is not None:
+                seconds, shapes, tokens = config.xtune.run(steps)
+            else:
+                reply = torch.call(
+                    "run",
+                    stream=config.torch_stream,
+                    precision=config.measurement.precision,
+                    steps=steps,
+                )
+                seconds, shapes, tokens = reply["seconds"], reply["shapes"], reply["tokens"]
+            config.measurement.add(seconds, shapes, tokens, shape)
+
+
+def print_table(measurements: list[Measurement], peak: Peak, with_padding: bool) -> None:
+    header = f"  {'configuration':<30}{'samples/s':>10}{'median':>8}{'tokens/s':>10}"
+    header += f"{'GFLOP/s':>9}{'% peak':>8}{'warm-up s':>10}"
+    if with_padding:
+        header += f"{'pad % epoch':>12}{'pad % timed':>12}"
+    print(header)
+    print(f"  {'':<30}{'best':>10}{'':>8}{'non-pad':>10}")
+    for m in measurements:
+        k = m.fastest
+        flops = m.flops[k] / m.seconds[k]
+        compute_dtype = "bfloat16" if "bfloat16" in m.precision else "float32"
+        line = f"  {m.label:<30}{m.best:>10.1f}{m.median:>8.1f}"
+        line += f"{m.tokens[k] / m.seconds[k]:>10.0f}{flops / 1e9:>9.1f}"
+        line += f"{100 * flops / peak.of(compute_dtype):>8.1f}{m.warmup_seconds:>10.1f}"
+        if with_padding:
+            epoch = "-" if m.pad_fraction_epoch is None else f"{100 * m.pad_fraction_epoch:.1f}"
+            line += f"{epoch:>12}{100 * m.pad_fraction():>12.1f}"
+        print(line)
+
+
+def ratio_line(name: str, numerator: Measurement, denominator: Measurement, target: float) -> str:
+    value = numerator.best / denominator.best
+    verdict = "met" if value >= target else "MISSED"
+    return (
+        f"  {name}: {numerator.label.strip()} {numerator.best:.1f} / "
+        f"{denominator.label.strip()} {denominator.best:.1f} = {value:.2f}x "
+        f"(target >= {target:.1f}x: {verdict})"
+    )
+
+
+def fixed_cost_line(measurements: list[Measurement], steps: int) -> str:
+    """The part of a step's time that does not shrink with its FLOPs (optimizer update, the
+    dense embedding gradient, per-step overheads): the intercept of a straight line through
+    seconds per step against FLOPs per step over every timed window of `measurements`."""
+    flops = [f / steps for m in measurements for f in m.flops]
+    seconds = [t / steps for m in measurements for t in m.seconds]
+    slope, intercept = np.polyfit(flops, seconds, 1)
+    fixed = measurements[0]
+    fixed_step = statistics.median(fixed.seconds) / steps
+    return (
+        f"  time per step not proportional to FLOPs (fit over the xtune windows): "
+        f"{1000 * intercept:.0f} ms of the {1000 * fixed_step:.0f} ms {fixed.label.strip()} "
+        f"step; {1e-9 / slope:.0f} GFLOP/s on the rest"
+    )
+
+
+def free_runs(configs: list[Config]) -> None:
+    import keras
+
+    for config in configs:
+        config.xtune = None
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def fixed_shape_section(
+    name: str,
+    encoder_spec: dict,
+    vocabulary: list[str],
+    torch: TorchClient | None,
+    peak: Peak,
+    args: Any,
+    steps: int,
+    scratch: Path,
+) -> None:
+    rows = BATCH_SIZE * max(steps, 4)
+    split = tokenized(full_length_texts(vocabulary, rows), random_labels(rows), vocabulary, 128)
+    assert int(split.lengths.min()) == FIXED_LENGTH, "texts must fill every row"
+    configs = []
+    for precision in ("float32", "mixed_bfloat16"):
+        run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH)
+        label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}"
+        configs.append(Config(Measurement(label, precision), xtune=run))
+    backbone = configs[0].xtune.backbone_config()
+    shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
+    torch_parameters = ""
+    if torch is not None:
+        parameters = torch.call("build", model=backbone)["parameters"]
+        torch_parameters = f" (torch {parameters / 1e6:.1f}M)"
+        path = save_split(split, scratch / f"{name}_fixed.npz")
+        torch.call("load", name=f"{name}_fixed", path=path, padding="fixed", max_length=128)
+        for precision in ("float32", "bfloat16"):
+            configs.append(
+                Config(Measurement(f"torch {precision}", precision), torch_stream=f"{name}_fixed")
+            )
+    from xtune.model import count_parameters
+
+    xtune_parameters = count_parameters(configs[0].xtune.model)["trainable"]
+    print(
+        f"\n== fixed shapes: {name}, {xtune_parameters / 1e6:.1f}M parameters{torch_parameters}, "
+        f"length {FIXED_LENGTH}, batch {BATCH_SIZE}, {steps} steps x {args.repeats} "
+        f"repeats ==  load {load_average()}",
+        flush=True,
+    )
+    interleave(configs, torch, args.repeats, steps, shape)
+    peak.measure()
+    measurements = [c.measurement for c in configs]
+    print_table(measurements, peak, with_padding=False)
+    xtune_best = max(measurements[:2], key=lambda m: m.best)
+    if torch is not None:
+        torch_best = max(measurements[2:], key=lambda m: m.best)
+        print(ratio_line("xtune best / torch best", xtune_best, torch_best, 1.0))
+        same_precision = measurements[1].best / measurements[3].best
+        print(f"  xtune bfloat16 / torch bfloat16 = {same_precision:.2f}x")
+    print(f"  load after: {load_average()}", flush=True)
+    free_runs(configs)
+
+
+def real_data_section(
+    vocabulary: list[str],
+    torch: TorchClient | None,
+    peak: Peak,
+    args: Any,
+    steps: int,
+    scratch: Path,
+) -> None:
+    from xtune.training.trainer import resolve_precision
+
+    source = Path(args.data_root) / "goemotions" / "train.tsv"
+    if not source.is_file():
+        print(f"\n== real data: skipped, {source} not found (set --data-root) ==")
+        return
+    texts, labels = read_goemotions(source, args.rows)
+    split = tokenized(texts, labels, vocabulary, REAL_DATA_LENGTH)
+    precision = resolve_precision("auto")
+    label_precision = "bfloat16" if "bfloat16" in precision else precision
+    configs = []
+    for padding in ("fixed", "dynamic", "bucket"):
+        run = XtuneRun({"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH)
+        measurement = Measurement(f"xtune {label_precision} {padding}", precision)
+        measurement.pad_fraction_epoch = epoch_pad_fraction(split, padding, REAL_DATA_LENGTH)
+        distinct = 1 if padding == "fixed" else 2
+        configs.append(Config(measurement, xtune=run, warmup_steps=4, distinct_shapes=distinct))
+    backbone = configs[0].xtune.backbone_config()
+    shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
+    if torch is not None:
+        torch.call("build", model=backbone)
+        path = save_split(split, scratch / "goemotions.npz")
+        torch.call("load", name="goemotions", path=path, padding="dynamic", max_length=64)
+        measurement = Measurement("torch bfloat16 dynamic", "bfloat16")
+        measurement.pad_fraction_epoch = torch_pad_fraction(split)
+        configs.append(Config(measurement, torch_stream="goemotions", warmup_steps=4))
+    print(
+        f"\n== real data: GoEmotions, first {len(split)} train rows (mean "
+        f"{split.lengths.mean():.1f} tokens, max {split.lengths.max()}), minilm-l6, "
+        f"max length {REAL_DATA_LENGTH}, batch {BATCH_SIZE}, {steps} steps x "
+        f"{args.repeats} repeats ==  load {load_average()}",
+        flush=True,
+    )
+    interleave(configs, torch, args.repeats, steps, shape)
+    peak.measure()
+    measurements = [c.measurement for c in configs]
+    print_table(measurements, peak, with_padding=True)
+    xtune_best = max(measurements[:3], key=lambda m: m.best)
+    if torch is not None:
+        print(ratio_line("xtune best / torch best recipe", xtune_best, measurements[3], 2.0))
+    print(ratio_line("xtune bucket / xtune fixed", measurements[2], measurements[0], 3.0))
+    print(fixed_cost_line(measurements[:3], steps))
+    print(f"  load after: {load_average()}", flush=True)
+    free_runs(configs)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="MiniLM only, fewer steps and rows")
+    parser.add_argument(
+        "--torch-python",
+        default=str(REPO / ".venv-torch" / "bin" / "python"),
+        help="interpreter with torch and transformers (benchmarks/requirements-torch.txt)",
+    )
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--repeats", type=int, default=3, help="timed windows per config")
+    parser.add_argument("--steps", type=int, default=6, help="steps per window (MiniLM)")
+    parser.add_argument("--bert-base-steps", type=int, default=2, help="steps per window")
+    parser.add_argument("--real-steps", type=int, default=20, help="steps per window")
+    parser.add_argument("--rows", type=int, default=8192, help="GoEmotions rows in the slice")
+    parser.add_argument(
+        "--sections", nargs="+", default=["minilm", "bert-base", "real"], help="which to run"
+    )
+    parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = min(args.repeats, 2)
+        args.steps, args.real_steps, args.rows = 4, 10, 2048
+        args.sections = [s for s in args.sections if s != "bert-base"]
+    return args
+
+
+def start_torch(python: str) -> TorchClient | None:
+    if not Path(python).is_file():
+        print(
+            f"PyTorch side skipped: {python} not found. Create it with\n"
+            "  python3.11 -m venv .venv-torch && "
+            ".venv-torch/bin/pip install -r benchmarks/requirements-torch.txt\n"
+            "or pass --torch-python PATH."
+        )
+        return None
+    return TorchClient(python)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.torch_worker:
+        return torch_worker_main()
+
+    import keras
+    import tensorflow as tf
+
+    from xtune.encoders.sources import minilm_folder, read_vocabulary
+
+    tf.get_logger().setLevel("ERROR")  # retracing notes: the warm-up traces on purpose
+
+    started = time.perf_counter()
+    print(
+        f"train_throughput: {time.strftime('%Y-%m-%d %H:%M')}; {machine_description()}; "
+        f"load average {load_average()}"
+    )
+    print(
+        f"xtune side: TF {tf.__version__}, Keras {keras.__version__}, numpy {np.__version__}, "
+        f"TF threads intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}"
+    )
+    torch = start_torch(args.torch_python)
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        try:
+            if torch is not None:
+                reply = torch.call("versions")
+                print(f"PyTorch side: {reply['versions']}, {reply['threads']} threads")
+            peak = Peak(torch)
+            peak.measure()
+            minilm_vocabulary = read_vocabulary(minilm_folder() / "vocab.txt")
+            if "minilm" in args.sections:
+                fixed_shape_section(
+                    "minilm-l6",
+                    {"name": "minilm-l6"},
+                    minilm_vocabulary,
+                    torch,
+                    peak,
+                    args,
+                    args.steps,
+                    scratch,
+                )
+            if "bert-base" in args.sections:
+                vocabulary_path = bert_base_vocabulary(Path(args.data_root), scratch)
+                spec = {"name": "random", "vocabulary": str(vocabulary_path), **BERT_BASE_SHAPE}
+                fixed_shape_section(
+                    "bert-base-shaped (random)",
+                    spec,
+                    read_vocabulary(vocabulary_path),
+                    torch,
+                    peak,
+                    args,
+                    args.bert_base_steps,
+                    scratch,
+                )
+            if "real" in args.sections:
+                real_data_section(minilm_vocabulary, torch, peak, args, args.real_steps, scratch)
+        finally:
+            if torch is not None:
+                torch.close()
+        peak.print()
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average {load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
