@@ -18,7 +18,9 @@ from xtune.training.trainer import train
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    config = parse_run_config(sample_run_config(tmp, training={"epochs": 2}))
+    raw = sample_run_config(tmp, training={"epochs": 2, "report_thresholds": [0.3, 0.5]})
+    raw["data"]["test"] = raw["data"]["dev"]  # the sample has no test split; dev stands in
+    config = parse_run_config(raw)
     return config, train(config, run_dir=tmp / "run")
 
 
@@ -53,6 +55,23 @@ def test_reloaded_run_predicts_the_same(tiny_run):
     assert again["micro_f1"] == pytest.approx(result.best["micro_f1"], abs=1e-6)
     assert again["subset_accuracy"] == pytest.approx(result.best["subset_accuracy"], abs=1e-6)
 
+    # The paper-style reports at fixed thresholds, recomputed from the reloaded model's scores.
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    fixed = metrics["fixed_thresholds"]
+    assert set(fixed) == {"dev", "test"} and set(fixed["dev"]) == {"0.3", "0.5"}
+    for threshold in (0.3, 0.5):
+        predicted = scores > threshold
+        f1 = [
+            2 * (t & p).sum() / (t.sum() + p.sum()) if t.sum() + p.sum() else 0.0
+            for t, p in zip(dev.labels.T.astype(bool), predicted.T, strict=True)
+        ]
+        report = fixed["dev"][f"{threshold:g}"]
+        assert report["macro_f1"] == pytest.approx(np.mean(f1), abs=1e-6)
+        assert [row["f1"] for row in report["per_label"]] == pytest.approx(f1, abs=1e-6)
+        assert fixed["test"][f"{threshold:g}"]["macro_f1"] == pytest.approx(np.mean(f1), abs=1e-6)
+    assert fixed["dev"]["0.5"]["macro_f1"] == pytest.approx(result.best["macro_f1"], abs=1e-6)
+    assert metrics["test"]["default_rule"]["micro_f1"] == pytest.approx(again["micro_f1"])
+
 
 def test_a_finished_run_folder_is_never_overwritten(tiny_run):
     config, result = tiny_run
@@ -60,6 +79,15 @@ def test_a_finished_run_folder_is_never_overwritten(tiny_run):
     with pytest.raises(FileExistsError, match="already holds a finished run"):
         train(config, run_dir=result.run_dir)
     assert (result.run_dir / "metrics.json").read_bytes() == before
+
+
+def test_report_thresholds_are_checked_before_anything_is_written(tmp_path):
+    from xtune.config import ConfigError
+
+    raw = sample_run_config(tmp_path, training={"report_thresholds": [0.3, 1.5]})
+    with pytest.raises(ConfigError, match=r"report_thresholds: expected numbers in \(0, 1\)"):
+        train(parse_run_config(raw), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def run_cli(*args, cwd=REPO):

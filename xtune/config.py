@@ -72,6 +72,7 @@ class DataConfig:
     labels_are_indices: bool = False  # label cells hold 0-based ids into label_names
     dev_fraction: float = 0.2  # seeded split of `train` when `dev` is not given
     split_seed: int = 0
+    max_train_rows: int | None = None  # seeded label-stratified subset of train (quick grids)
     max_length: int = 128
     truncation: str = "head"  # head | tail | head_tail
     head_tokens: int = 64  # head_tail: first k tokens kept, the rest of the budget from the end
@@ -97,6 +98,9 @@ class TrainingConfig:
     steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
     save_weights: bool = True
     tune_thresholds: str | None = "per_label_f1"  # per_label_f1 | micro_f1 | None
+    # Also score dev (and test) with these fixed thresholds on the per-label scores, reported
+    # as per-label P/R/F1 and their macro means (the GoEmotions paper uses [0.3]).
+    report_thresholds: list[float] = field(default_factory=list)
     verbose: int = 1
 
 

@@ -151,3 +151,40 @@ def test_label_vocab_round_trip(tmp_path):
     vocab.save(tmp_path / "labels.json")
     assert LabelVocab.load(tmp_path / "labels.json") == vocab
     assert vocab.decode(vocab.encode([["c", "b"]])) == [["b", "c"]]
+
+
+def test_max_train_rows_takes_a_seeded_stratified_subset(write_csv):
+    rng = np.random.default_rng(1)
+    labels = ["a", "b", "c", "d", "rare"]
+    rows = [
+        {
+            "body": f"text {i}",
+            "labels": "rare" if i % 40 == 0 else "|".join(rng.choice(labels[:4], 2, False)),
+        }
+        for i in range(400)
+    ]
+    train = write_csv("train.csv", rows)
+    dev = write_csv("dev.csv", rows[:10])
+    cfg = config(train=str(train), dev=str(dev), text_pair=None, max_train_rows=100)
+    first, vocab = load_splits(cfg)
+    again, _ = load_splits(cfg)
+    other, _ = load_splits(config(**{**cfg.__dict__, "split_seed": 5}))
+    kept = first["train"]
+    assert len(kept) == 100 and kept.rows == again["train"].rows
+    assert kept.rows == sorted(set(kept.rows)) and kept.rows != other["train"].rows
+    assert "(100 of 400 rows)" in kept.source
+    assert len(first["dev"]) == 10  # only train is cut
+    full = vocab.encode([r["labels"].split("|") for r in rows]).mean(0)
+    part = vocab.encode(kept.label_sets).mean(0)
+    assert np.abs(full - part).max() < 0.07
+    assert sum("rare" in labels for labels in kept.label_sets) in (2, 3)  # 10 of 400 -> 2.5
+    index = {text: i for i, text in enumerate(r["body"] for r in rows)}
+    assert all(
+        rows[index[t]]["labels"].split("|") == s
+        for t, s in zip(kept.texts, kept.label_sets, strict=True)
+    )
+
+    whole, _ = load_splits(config(**{**cfg.__dict__, "max_train_rows": 1000}))
+    assert len(whole["train"]) == 400
+    with pytest.raises(DataError, match="data.max_train_rows must be a positive integer, got 0"):
+        load_splits(config(**{**cfg.__dict__, "max_train_rows": 0}))

@@ -174,3 +174,57 @@ def test_many_varying_settings_collapse_into_one_changes_column(toy_results, tmp
     assert "batch size 16" in cells[1]["changes vs baseline"]
     assert "](../reports/toy/dev_curves.png)" in text
     assert math.isfinite(float(cells[1]["Δ vs baseline"]))
+
+
+def with_other_rules(line: dict) -> dict:
+    """The line with tuned-threshold, fixed-threshold and test metrics derived from its seed."""
+    value = line["best"]["subset_accuracy"]
+    line["tuned"] = {"macro_f1": value - 0.05}
+
+    def fixed(shift: float) -> dict:
+        per_label = [
+            {"label": name, "precision": value, "recall": value + shift, "f1": value + shift / 2}
+            for name in ("joy", "grief")
+        ]
+        for row in per_label:
+            row.update(support=7, predicted=5)
+        macro = {"macro_precision": value, "macro_recall": value + shift}
+        return {
+            "0.3": {"threshold": 0.3, **macro, "macro_f1": value + shift, "per_label": per_label}
+        }
+
+    line["fixed_thresholds"] = {"dev": fixed(0.01), "test": fixed(0.02)}
+    line["test"] = {
+        "default_rule": {"macro_f1": value - 0.02, "micro_f1": value},
+        "tuned_thresholds": {"macro_f1": value - 0.03},
+    }
+    return line
+
+
+def test_other_decision_rules_and_test_numbers_of_the_best_row_only(toy_results):
+    lines = [with_other_rules(line) for line in read_lines(toy_results / "results.jsonl")]
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    cells = {row["row"].strip("*"): row for row in markdown_table(text, "Cells")}
+    for row, (_, values) in ROWS.items():
+        tuned = cells[row]["macro-F1 (tuned thr.)"].split(" ± ")[0]
+        assert float(tuned) == pytest.approx(np.mean(values) - 0.05, abs=5e-5)
+        fixed = cells[row]["macro-F1 (> 0.3)"].split(" ± ")[0]
+        assert float(fixed) == pytest.approx(np.mean(values) + 0.01, abs=5e-5)
+
+    assert "Best dev row only: **lr 5e-5**" in text
+    best = np.array(ROWS["lr 5e-5"][1])  # its failed seed carries no test numbers
+    test = {row["decision rule"]: row for row in markdown_table(text, "Test set")}
+    assert list(test) == ["default rule", "tuned thr.", "> 0.3"]
+    expected = {"default rule": -0.02, "tuned thr.": -0.03, "> 0.3": 0.02}
+    for rule, shift in expected.items():
+        shown_mean, shown_std = test[rule]["macro f1"].split(" ± ")
+        assert float(shown_mean) == pytest.approx(best.mean() + shift, abs=5e-5)
+        assert float(shown_std) == pytest.approx(best.std(ddof=1), abs=5e-5)
+    assert test["> 0.3"]["macro recall"].startswith(f"{best.mean() + 0.02:.4f}")
+    assert test["tuned thr."]["micro f1"] == "–"
+    per_label = markdown_table(text, "Test set per label")
+    assert [row["label"] for row in per_label] == ["joy", "grief"]
+    assert float(per_label[0]["F1"]) == pytest.approx(best.mean() + 0.01, abs=5e-4)

@@ -209,9 +209,35 @@ def load_splits(config: DataConfig) -> tuple[dict[str, Examples], LabelVocab]:
         splits["dev"] = read_examples(config, config.dev, vocab)
     else:
         splits["train"], splits["dev"] = split_examples(train, vocab, config)
+    if config.max_train_rows is not None:
+        splits["train"] = subsample_examples(splits["train"], vocab, config)
     if config.test:
         splits["test"] = read_examples(config, config.test, vocab)
     return splits, vocab
+
+
+def subsample_examples(examples: Examples, vocab: LabelVocab, config: DataConfig) -> Examples:
+    """`data.max_train_rows` rows of `examples`, label-stratified, seeded by `split_seed`;
+    all of them when there are not more. Rows keep their file order."""
+    limit = config.max_train_rows
+    if limit is None or limit < 1:
+        raise DataError(f"data.max_train_rows must be a positive integer, got {limit!r}")
+    if len(examples) <= limit:
+        return examples
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    y = vocab.encode(examples.label_sets)
+    splitter = MultilabelStratifiedShuffleSplit(
+        n_splits=1, train_size=limit, test_size=len(y) - limit, random_state=config.split_seed
+    )
+    kept, rest = next(splitter.split(np.zeros(len(y)), y))
+    # Iterative stratification sizes the parts only approximately; make it exactly `limit`.
+    rng = np.random.default_rng(config.split_seed)
+    if len(kept) > limit:
+        kept = rng.choice(kept, limit, replace=False)
+    elif len(kept) < limit:
+        kept = np.concatenate([kept, rng.choice(rest, limit - len(kept), replace=False)])
+    return examples.take(np.sort(kept), f"{examples.source} ({limit} of {len(examples)} rows)")
 
 
 def split_examples(

@@ -203,6 +203,7 @@ def render(
     lines += header_notes(cells, metric, source, runs, ok, failed, incomplete_tail, folder)
     lines += ["", "## Cells", ""]
     lines += cell_table(cells, metric)
+    lines += test_section(cells, metric)
     lines += ["", "## Per seed", ""]
     lines += seed_table(cells, metric)
     lines += ["", "## Failed runs", ""]
@@ -335,9 +336,10 @@ def cell_table(cells: list[Cell], metric: str) -> list[str]:
         "best epoch",
         "micro-F1",
         "macro-F1",
-        "Δ vs baseline",
-        "p (Welch)",
     ]
+    rules = extra_rules([run for cell in cells for run in cell.ok_runs], "dev")
+    header += [f"macro-F1 {label}" for label, _ in rules]
+    header += ["Δ vs baseline", "p (Welch)"]
     rows = []
     for cell in cells:
         values = cell.values(metric)
@@ -361,11 +363,114 @@ def cell_table(cells: list[Cell], metric: str) -> list[str]:
             number(mean([run["best_epoch"] for run in cell.ok_runs]), 1),
             number(mean([run["best"]["micro_f1"] for run in cell.ok_runs])),
             number(mean([run["best"]["macro_f1"] for run in cell.ok_runs])),
+            *[mean_std([rule(run).get("macro_f1") for run in cell.ok_runs]) for _, rule in rules],
             "–" if cell is baseline else signed(average - mean(baseline_values)),
             "–" if cell is baseline else p_text(welch_p_value(values, baseline_values)),
         ]
         rows.append(row)
     return table(header, rows)
+
+
+# ---------------------------------------------------------------- other decision rules
+
+
+Rule = Any  # run line -> metrics dict of one split under one decision rule ({} when absent)
+
+
+def extra_rules(runs: list[dict[str, Any]], split: str) -> list[tuple[str, Rule]]:
+    """The decision rules besides the loss's default that some run scored on `split`: tuned
+    per-label thresholds (`training.tune_thresholds`) and each fixed threshold of
+    `training.report_thresholds`, as (column label, accessor) pairs."""
+    rules: list[tuple[str, Rule]] = []
+    if split == "dev" and any(run.get("tuned") for run in runs):
+        rules.append(("(tuned thr.)", lambda run: run.get("tuned") or {}))
+    if split == "test" and any((run.get("test") or {}).get("tuned_thresholds") for run in runs):
+        rules.append(
+            ("(tuned thr.)", lambda run: (run.get("test") or {}).get("tuned_thresholds") or {})
+        )
+    thresholds = sorted(
+        {t for run in runs for t in ((run.get("fixed_thresholds") or {}).get(split) or {})},
+        key=float,
+    )
+    for threshold in thresholds:
+        rules.append((f"(> {threshold})", fixed_rule(split, threshold)))
+    return rules
+
+
+def fixed_rule(split: str, threshold: str) -> Rule:
+    return lambda run: ((run.get("fixed_thresholds") or {}).get(split) or {}).get(threshold) or {}
+
+
+def mean_std(values: list[float | None]) -> str:
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return "–"
+    spread = sample_variance(present)
+    return f"{number(mean(present))} ± {number(math.sqrt(spread))}"
+
+
+def test_section(cells: list[Cell], metric: str) -> list[str]:
+    """Test-set numbers of the best dev row only: choosing among rows on test would make the
+    test set a second dev set."""
+    best = best_cell(cells, metric)
+    runs = [run for run in best.ok_runs if run.get("test")] if best else []
+    if not runs:
+        return []
+    default = [("default rule", lambda run: run["test"].get("default_rule") or {})]
+    rules = default + [(label.strip("()"), rule) for label, rule in extra_rules(runs, "test")]
+    keys = ("macro_f1", "macro_precision", "macro_recall", "micro_f1", "subset_accuracy")
+    lines = [
+        "",
+        "## Test set",
+        "",
+        f"Best dev row only: **{best.name}** (highest mean dev `{metric}`); mean ± std over "
+        f"its {len(runs)} seeds. Other rows' test numbers are not shown: choosing among rows "
+        "by test score would turn the test set into a second dev set.",
+        "",
+    ]
+    rows = [
+        [name, *[mean_std([rule(run).get(key) for run in runs]) for key in keys]]
+        for name, rule in rules
+    ]
+    lines += table(["decision rule", *[key.replace("_", " ") for key in keys]], rows)
+    lines += per_label_table(runs)
+    return lines
+
+
+def per_label_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Per-label test P/R/F1 at the first fixed threshold, averaged over seeds."""
+    thresholds = sorted(
+        {t for run in runs for t in ((run.get("fixed_thresholds") or {}).get("test") or {})},
+        key=float,
+    )
+    if not thresholds:
+        return []
+    rule = fixed_rule("test", thresholds[0])
+    reports = [rule(run).get("per_label") or [] for run in runs]
+    reports = [report for report in reports if report]
+    if not reports:
+        return []
+    rows = []
+    for i, first in enumerate(reports[0]):
+        rows.append(
+            [
+                first["label"],
+                *[
+                    number(mean([report[i][key] for report in reports]), 3)
+                    for key in ("precision", "recall", "f1")
+                ],
+                str(first["support"]),
+            ]
+        )
+    return [
+        "",
+        "## Test set per label",
+        "",
+        f"The best dev row's test precision, recall and F1 per label at the fixed threshold "
+        f"{thresholds[0]} (a label is predicted when its score is above it), mean over seeds.",
+        "",
+        *table(["label", "precision", "recall", "F1", "support"], rows),
+    ]
 
 
 def signed(value: float) -> str:

@@ -298,6 +298,7 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
         "final": final,
         "tuned": result.tuned,
         "test": result.test,
+        "fixed_thresholds": result.extra.get("fixed_thresholds"),
         "baseline": result.baseline,
         "parameters": result.parameters,
         "run_seconds": result.seconds,

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xtune.config import RunConfig
+from xtune.config import ConfigError, RunConfig
 from xtune.data.examples import Examples, load_splits
 from xtune.data.labels import LabelVocab
 from xtune.data.pipeline import TokenizedSplit, batches_per_epoch, make_dataset, tokenize_examples
@@ -24,7 +24,7 @@ from xtune.data.tokenization import TextEncoder
 from xtune.encoders import LoadedEncoder, load_encoder
 from xtune.heads import get_head
 from xtune.losses import get_loss
-from xtune.metrics import METRIC_DIRECTIONS, majority_baseline
+from xtune.metrics import METRIC_DIRECTIONS, fixed_threshold_report, majority_baseline
 from xtune.model import (
     TextClassifier,
     build_classifier,
@@ -170,6 +170,7 @@ class DevEvaluation(keras.callbacks.Callback):
         self.best_value: float | None = None
         self.best_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
+        self.best_logits: np.ndarray | None = None  # dev logits of `best_weights`
         self.epoch_started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -202,6 +203,7 @@ class DevEvaluation(keras.callbacks.Callback):
         if improved:
             self.best_value, self.best_epoch = value, epoch + 1
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            self.best_logits = logits
         print(
             f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val {self.metric} {value:.4f}  "
             f"micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
@@ -239,6 +241,7 @@ def _train(
         data = prepare_data(config, encoder)
     loss = get_loss(config.loss.to_dict())
     check_single_label(loss, data)
+    check_report_thresholds(training.report_thresholds, loss)
     model = build_model(config, encoder, len(data.vocab))
     initialize_logits_bias(model, data.tokenized["train"].labels, loss.multi_label)
     parameters = count_parameters(model)
@@ -305,9 +308,8 @@ def _train(
     samples = min(len(train_split), steps_per_epoch * training.batch_size) * len(evaluation.history)
 
     model.set_weights(evaluation.best_weights)
-    dev_scores = scores_of(
-        loss, predict_logits(model, dev_split, training.eval_batch_size, config.data.max_length)
-    )
+    # The best epoch's dev logits were computed with exactly these weights: no second pass.
+    dev_scores = scores_of(loss, evaluation.best_logits)
     best = evaluate_scores(loss, dev_split.labels, dev_scores)
     thresholds, tuned = None, None
     if training.tune_thresholds and loss.default_threshold is not None:
@@ -318,6 +320,7 @@ def _train(
             default_threshold=loss.default_threshold,
         )
         tuned = evaluate_scores(loss, dev_split.labels, dev_scores, thresholds)
+    fixed = {"dev": fixed_threshold_reports(training, data, dev_split.labels, dev_scores)}
     test = None
     if "test" in data.tokenized:
         test_split = data.tokenized["test"]
@@ -330,6 +333,7 @@ def _train(
             test["tuned_thresholds"] = evaluate_scores(
                 loss, test_split.labels, test_scores, thresholds
             )
+        fixed["test"] = fixed_threshold_reports(training, data, test_split.labels, test_scores)
     baseline = majority_baseline(train_split.labels, dev_split.labels)
 
     result = RunResult(
@@ -346,11 +350,36 @@ def _train(
         device=device_name(),
         extra={"precision": precision, "fit_seconds": round(fit_seconds, 3)},
     )
+    if training.report_thresholds:
+        result.extra["fixed_thresholds"] = fixed
     if training.save_weights and config.finetune.lora_rank is not None:
         save_adapter(model, folder.path / ADAPTER_FILE)
     folder.write_result(result, model if training.save_weights else None, thresholds)
     print_summary(result, config.training.metric)
     return result
+
+
+def check_report_thresholds(thresholds: list[Any], loss: Any) -> None:
+    for value in thresholds:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(
+                f"training.report_thresholds: expected numbers in (0, 1), got {value!r}"
+            )
+    if thresholds and loss.default_threshold is None:
+        raise ConfigError(
+            f"training.report_thresholds: the loss {type(loss).__name__} predicts the top-1 "
+            "label and has no per-label thresholds; remove report_thresholds"
+        )
+
+
+def fixed_threshold_reports(
+    training: Any, data: PreparedData, labels: np.ndarray, scores: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """`training.report_thresholds` -> {"0.3": per-label P/R/F1 and their macro means}."""
+    return {
+        f"{threshold:g}": fixed_threshold_report(labels, scores, data.vocab.names, threshold)
+        for threshold in training.report_thresholds
+    }
 
 
 @dataclass
