@@ -436,6 +436,8 @@ class XtuneRun:
     """One xtune model and its batch stream, stepped by the train function `fit` uses."""
 
     def __init__(self, encoder_spec: dict, precision: str, split: Any, padding: str, length: int):
+        import tensorflow as tf
+
         from xtune.config import parse_run_config
         from xtune.data.pipeline import make_dataset
         from xtune.encoders import load_encoder
@@ -475,45 +477,43 @@ class XtuneRun:
                 jit_compile=resolve_jit(config.training.jit_compile),
             )
             self.model.optimizer.build(self.model.trainable_variables)
-        self.dataset = make_dataset(split, BATCH_SIZE, padding, length, shuffle=True, seed=SEED)
-        self.batches = iter(self.dataset.repeat())
-        self.steps_done = 0
+
+        def stream() -> Any:
+            # A new dataset object each time: the same seed then gives the same batches.
+            return make_dataset(split, BATCH_SIZE, padding, length, shuffle=True, seed=SEED)
+
+        def batch_shape(inputs: Any, labels: Any) -> Any:
+            mask = inputs["padding_mask"]
+            return tf.concat([tf.shape(mask), [tf.reduce_sum(mask)]], axis=0)
+
+        self.first_batch = stream().take(1)
+        self.batches = iter(stream().repeat())
+        # In lockstep with `batches`: (rows, padded length, non-pad tokens) of each batch.
+        self.shapes = iter(stream().repeat().map(batch_shape))
 
     def backbone_config(self) -> dict[str, Any]:
         return self.encoder.backbone.get_config()
 
-    def warm_up(self, steps: int, distinct_shapes: int = 1) -> float:
-        """Untimed steps: at least `steps`, and until `distinct_shapes` lengths were traced."""
-        started, lengths = time.perf_counter(), set()
-        while self.steps_done < steps or len(lengths) < distinct_shapes:
-            lengths.add(self.step()[1])
-            if self.steps_done > 50:
-                break
+    def warm_up(self, steps: int) -> float:
+        """One `fit` step (traces the train function, builds the loss state as `train` does),
+        then `steps` untimed steps of the stream."""
+        started = time.perf_counter()
+        with global_policy(self.precision):
+            self.model.fit(self.first_batch, steps_per_epoch=1, verbose=0, shuffle=False)
+        self.run(steps)
         return time.perf_counter() - started
 
-    def step(self) -> tuple[int, int, int]:
-        """One training step; (rows, padded length, non-pad tokens) of its batch."""
-        with global_policy(self.precision):
-            batch = next(self.batches)
-            logs = self.model.train_function([batch])
-            float(logs["loss"])
-        mask = batch[0]["padding_mask"]
-        self.steps_done += 1
-        return int(mask.shape[0]), int(mask.shape[1]), int(np.sum(mask))
-
     def run(self, steps: int) -> tuple[float, list[list[int]], int]:
-        shapes, tokens = [], 0
-        started = time.perf_counter()
-        for _ in range(steps):
-            rows, length, real = self.step()
-            shapes.append([rows, length])
-            tokens += real
-        return time.perf_counter() - started, shapes, tokens
-
-    def first_fit_step(self) -> None:
-        """One `fit` step: builds the loss and metrics state as `train` does before timing."""
+        """Time `steps` calls of the compiled train function that `fit` makes; it reads each
+        batch from the tf.data iterator inside the graph, as `fit` does."""
+        shapes = [next(self.shapes).numpy().tolist() for _ in range(steps)]
         with global_policy(self.precision):
-            self.model.fit(self.dataset, steps_per_epoch=1, verbose=0, shuffle=False)
+            started = time.perf_counter()
+            for _ in range(steps):
+                logs = self.model.train_function(self.batches)
+            float(logs["loss"])
+            seconds = time.perf_counter() - started
+        return seconds, [[rows, length] for rows, length, _ in shapes], sum(s[2] for s in shapes)
 
 
 # ---------------------------------------------------------------- data
@@ -616,7 +616,6 @@ class Config:
     xtune: XtuneRun | None = None
     torch_stream: str | None = None
     warmup_steps: int = 2
-    distinct_shapes: int = 1
 
 
 def interleave(
@@ -626,10 +625,7 @@ def interleave(
     for config in configs:
         measurement = config.measurement
         if config.xtune is not None:
-            started = time.perf_counter()
-            config.xtune.first_fit_step()
-            config.xtune.warm_up(config.warmup_steps, config.distinct_shapes)
-            measurement.warmup_seconds = time.perf_counter() - started
+            measurement.warmup_seconds = config.xtune.warm_up(config.warmup_steps)
         else:
             reply = torch.call(
                 "run",
@@ -716,6 +712,7 @@ def fixed_shape_section(
     peak: Peak,
     args: Any,
     steps: int,
+    warmup_steps: int,
     scratch: Path,
 ) -> None:
     rows = BATCH_SIZE * max(steps, 4)
@@ -725,7 +722,7 @@ def fixed_shape_section(
     for precision in ("float32", "mixed_bfloat16"):
         run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH)
         label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}"
-        configs.append(Config(Measurement(label, precision), xtune=run))
+        configs.append(Config(Measurement(label, precision), xtune=run, warmup_steps=warmup_steps))
     backbone = configs[0].xtune.backbone_config()
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
     torch_parameters = ""
@@ -736,7 +733,11 @@ def fixed_shape_section(
         torch.call("load", name=f"{name}_fixed", path=path, padding="fixed", max_length=128)
         for precision in ("float32", "bfloat16"):
             configs.append(
-                Config(Measurement(f"torch {precision}", precision), torch_stream=f"{name}_fixed")
+                Config(
+                    Measurement(f"torch {precision}", precision),
+                    torch_stream=f"{name}_fixed",
+                    warmup_steps=warmup_steps,
+                )
             )
     from xtune.model import count_parameters
 
@@ -784,8 +785,7 @@ def real_data_section(
         run = XtuneRun({"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH)
         measurement = Measurement(f"xtune {label_precision} {padding}", precision)
         measurement.pad_fraction_epoch = epoch_pad_fraction(split, padding, REAL_DATA_LENGTH)
-        distinct = 1 if padding == "fixed" else 2
-        configs.append(Config(measurement, xtune=run, warmup_steps=4, distinct_shapes=distinct))
+        configs.append(Config(measurement, xtune=run, warmup_steps=4))
     backbone = configs[0].xtune.backbone_config()
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
     if torch is not None:
@@ -829,7 +829,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per config")
     parser.add_argument("--steps", type=int, default=6, help="steps per window (MiniLM)")
-    parser.add_argument("--bert-base-steps", type=int, default=2, help="steps per window")
+    parser.add_argument("--bert-base-steps", type=int, default=1, help="steps per window")
     parser.add_argument("--real-steps", type=int, default=20, help="steps per window")
     parser.add_argument("--rows", type=int, default=8192, help="GoEmotions rows in the slice")
     parser.add_argument(
@@ -896,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
                     peak,
                     args,
                     args.steps,
+                    2,
                     scratch,
                 )
             if "bert-base" in args.sections:
@@ -909,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
                     peak,
                     args,
                     args.bert_base_steps,
+                    1,
                     scratch,
                 )
             if "real" in args.sections:
