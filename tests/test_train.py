@@ -37,6 +37,12 @@ def test_run_folder_is_complete_and_consistent(tiny_run):
     best = history[result.best_epoch - 1]
     assert metrics["best"]["subset_accuracy"] == pytest.approx(best["val_subset_accuracy"])
     assert result.parameters["trainable"] > 0
+    timings = metrics["timings"]  # where the run's wall time went, for grid_overhead.py
+    assert 0 < timings["setup_seconds"] and 0 < timings["first_step_seconds"]
+    assert timings["first_step_seconds"] < history[0]["train_seconds"] + 1.0
+    assert all(h["eval_seconds"] > 0 for h in history)
+    parts = timings["setup_seconds"] + sum(h["train_seconds"] + h["eval_seconds"] for h in history)
+    assert parts + timings["after_fit_seconds"] <= result.seconds
 
 
 def test_reloaded_run_predicts_the_same(tiny_run):

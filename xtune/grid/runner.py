@@ -308,6 +308,7 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
         "train_samples_per_second": result.train_samples_per_second,
         "device": result.device,
         "precision": result.extra.get("precision"),
+        "timings": result.extra.get("timings"),
     }
 
 

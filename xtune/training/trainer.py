@@ -154,6 +154,18 @@ def check_single_label(loss: Any, data: PreparedData) -> None:
                 )
 
 
+class FirstStepTimer(keras.callbacks.Callback):
+    """Records when the first training step (tracing included) ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_step_done: float | None = None
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.first_step_done is None:
+            self.first_step_done = time.perf_counter()
+
+
 class DevEvaluation(keras.callbacks.Callback):
     """After each epoch: full dev-set metrics by the loss's rule; keeps the best weights."""
 
@@ -183,6 +195,7 @@ class DevEvaluation(keras.callbacks.Callback):
             self.evaluate_epoch(epoch, logs, train_seconds)
 
     def evaluate_epoch(self, epoch: int, logs: dict | None, train_seconds: float) -> None:
+        eval_started = time.perf_counter()
         logits = predict_logits(self.model, self.dev, self.batch_size, self.max_length)
         if not np.all(np.isfinite(logits)):
             raise FloatingPointError(f"epoch {epoch + 1}: non-finite logits on the dev set")
@@ -191,6 +204,7 @@ class DevEvaluation(keras.callbacks.Callback):
             "epoch": epoch + 1,
             "train_loss": float((logs or {}).get("loss", math.nan)),
             "train_seconds": round(train_seconds, 3),
+            "eval_seconds": round(time.perf_counter() - eval_started, 3),
             **{f"val_{k}": v for k, v in metrics.items()},
         }
         self.history.append(record)
@@ -274,6 +288,7 @@ def _train(
         seed=training.seed,
     ).repeat()
     evaluation = DevEvaluation(dev_split, loss, config)
+    first_step = FirstStepTimer()
     fit_started = time.perf_counter()
     for stage in stages:
         set_trainable(model, config.finetune, head_only=stage.head_only)
@@ -297,13 +312,13 @@ def _train(
             initial_epoch=stage.start_epoch,
             epochs=stage.end_epoch,
             steps_per_epoch=steps_per_epoch,
-            callbacks=[evaluation],
+            callbacks=[evaluation, first_step],
             verbose=training.verbose,
             shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
         )
         if model.stop_training:  # early stopping ends the whole run, not just the stage
             break
-    fit_seconds = time.perf_counter() - fit_started
+    fit_ended = time.perf_counter()
     train_seconds = sum(h["train_seconds"] for h in evaluation.history)
     samples = min(len(train_split), steps_per_epoch * training.batch_size) * len(evaluation.history)
 
@@ -348,7 +363,11 @@ def _train(
         seconds=round(time.perf_counter() - started, 3),
         train_samples_per_second=round(samples / train_seconds, 2) if train_seconds else 0.0,
         device=device_name(),
-        extra={"precision": precision, "fit_seconds": round(fit_seconds, 3)},
+        extra={
+            "precision": precision,
+            "fit_seconds": round(fit_ended - fit_started, 3),
+            "timings": run_timings(started, fit_started, first_step.first_step_done, fit_ended),
+        },
     )
     if training.report_thresholds:
         result.extra["fixed_thresholds"] = fixed
@@ -357,6 +376,22 @@ def _train(
     folder.write_result(result, model if training.save_weights else None, thresholds)
     print_summary(result, config.training.metric)
     return result
+
+
+def run_timings(
+    started: float, fit_started: float, first_step_done: float | None, fit_ended: float
+) -> dict[str, float | None]:
+    """Where a run's wall time went besides the epochs' training and dev evaluation (those are
+    in the history): seconds from `train()` to the start of `fit` (encoder load, data unless a
+    grid passed it in, model build, compile), from there to the end of the first training step
+    (tracing included), and after `fit` (threshold tuning, test-set predictions)."""
+    return {
+        "setup_seconds": round(fit_started - started, 3),
+        "first_step_seconds": (
+            None if first_step_done is None else round(first_step_done - fit_started, 3)
+        ),
+        "after_fit_seconds": round(time.perf_counter() - fit_ended, 3),
+    }
 
 
 def check_report_thresholds(thresholds: list[Any], loss: Any) -> None:
