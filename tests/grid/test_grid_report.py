@@ -61,6 +61,7 @@ def ok_line(row: str, index: int, seed: int, value: float, overrides: dict) -> d
     return {
         "grid": "toy",
         "grid_file": "experiments/toy.yaml",
+        "grid_description": "A toy grid:\n  three rows.",
         "run_id": f"{index:02d}{seed:010d}",
         "status": "ok",
         "row": row,
@@ -146,6 +147,7 @@ def test_settings_that_vary_become_readable_columns(toy_results):
 def test_header_seeds_failures_and_plot(toy_results):
     text = Path(write_report(toy_results)).read_text(encoding="utf-8")
     assert "random BERT (4 layers" in text and "no pretrained weights" in text
+    assert "\n> A toy grid: three rows.\n" in text
     assert "`subset_accuracy`" in text and "ddof=1" in text and "Welch" in text
     assert "incomplete line" in text
     seeds = markdown_table(text, "Per seed")
@@ -228,3 +230,18 @@ def test_other_decision_rules_and_test_numbers_of_the_best_row_only(toy_results)
     per_label = markdown_table(text, "Test set per label")
     assert [row["label"] for row in per_label] == ["joy", "grief"]
     assert float(per_label[0]["F1"]) == pytest.approx(best.mean() + 0.01, abs=5e-4)
+
+
+def test_description_of_older_lines_comes_from_the_grid_file(toy_results, tmp_path):
+    grid_file = tmp_path / "toy.yaml"
+    grid_file.write_text("name: toy\ndescription: >-\n  Read from\n  the file.\n", encoding="utf-8")
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        del line["grid_description"]
+        line["grid_file"] = str(grid_file)
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    assert "\n> Read from the file.\n" in Path(write_report(toy_results)).read_text("utf-8")
+    grid_file.unlink()
+    assert "\n> " not in Path(write_report(toy_results)).read_text("utf-8")

@@ -200,6 +200,9 @@ def render(
     failed = [run for run in runs if run["status"] != "ok"]
     seeds = sorted({run["seed"] for run in runs})
     lines = [f"# Grid `{grid}`: dev {metric}, {len(cells)} rows x {len(seeds)} seeds", ""]
+    description = grid_description(runs)
+    if description:
+        lines += [f"> {description}", ""]
     lines += header_notes(cells, metric, source, runs, ok, failed, incomplete_tail, folder)
     lines += ["", "## Cells", ""]
     lines += cell_table(cells, metric)
@@ -268,6 +271,24 @@ def header_notes(
             "interrupted write); it is ignored here and repaired by the next `xtune grid`."
         )
     return notes
+
+
+def grid_description(runs: list[dict[str, Any]]) -> str:
+    """The grid file's `description`: from the result lines, else (lines written before they
+    carried it) from the grid file, when it is still there."""
+    recorded = runs[-1].get("grid_description")
+    if recorded is not None:
+        return " ".join(str(recorded).split())
+    path = Path(runs[-1].get("grid_file") or "")
+    if not path.is_file():
+        return ""
+    from xtune.config import yaml_load
+
+    try:
+        raw = yaml_load(path.read_text(encoding="utf-8"))
+    except Exception:  # a report must not fail on a grid file edited since
+        return ""
+    return " ".join(str(raw.get("description") or "").split()) if isinstance(raw, dict) else ""
 
 
 def majority_text(ok: list[dict[str, Any]], metric: str) -> str | None:

@@ -250,6 +250,7 @@ class GridSession:
         return {
             "grid": self.spec.name,
             "grid_file": str(self.spec.path),
+            "grid_description": self.spec.description,
             "run_id": run.run_id,
             "status": "running",
             "row": run.cell.name,
