@@ -245,3 +245,15 @@ def test_description_of_older_lines_comes_from_the_grid_file(toy_results, tmp_pa
     assert "\n> Read from the file.\n" in Path(write_report(toy_results)).read_text("utf-8")
     grid_file.unlink()
     assert "\n> " not in Path(write_report(toy_results)).read_text("utf-8")
+
+
+def test_one_epoch_grids_plot_each_rows_seeds_instead_of_curves(toy_results):
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        line["history"] = line["history"][:1]
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    assert "![dev subset_accuracy per row](toy/dev_curves.png)" in text
+    assert (toy_results / "dev_curves.png").stat().st_size > 1000

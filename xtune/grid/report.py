@@ -59,11 +59,11 @@ def write_report(results_dir: str | Path, output: str | Path | None = None) -> s
     cells = group_cells(list(content.by_run_id.values()))
     metric = common_value(content.lines, "metric")
     plot = results_dir / PLOT_FILE
-    plotted = plot_curves(cells, metric, plot)
+    caption = plot_curves(cells, metric, plot)
     lines = render(cells, metric, results.path, content.incomplete_tail, output.parent)
-    if plotted:
+    if caption:
         link = Path(os.path.relpath(plot.resolve(), output.resolve().parent)).as_posix()
-        lines += ["", "## Dev curves", "", f"![dev {metric} per epoch]({link})", ""]
+        lines += ["", "## Dev curves", "", f"![{caption}]({link})", ""]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return str(output)
@@ -539,8 +539,10 @@ def short_error(run: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- plot
 
 
-def plot_curves(cells: list[Cell], metric: str, path: Path) -> bool:
-    """Dev metric per epoch: each cell's mean over seeds with a ± std band. False if empty."""
+def plot_curves(cells: list[Cell], metric: str, path: Path) -> str | None:
+    """Dev metric per epoch: each cell's mean over seeds with a ± std band; when every run
+    trained one epoch, each row's seeds and mean ± std instead. Returns the plot's caption,
+    None when there is nothing to draw."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -549,7 +551,9 @@ def plot_curves(cells: list[Cell], metric: str, path: Path) -> bool:
     key = f"val_{metric}"
     drawn = [cell for cell in cells if cell.ok_runs]
     if not drawn:
-        return False
+        return None
+    if all(len(run["history"]) == 1 for cell in drawn for run in cell.ok_runs):
+        return plot_rows(drawn, metric, path, plt)
     figure, axes = plt.subplots(figsize=(8, 4.8))
     colors = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")
     for position, cell in enumerate(drawn):
@@ -584,4 +588,32 @@ def plot_curves(cells: list[Cell], metric: str, path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
-    return True
+    return f"dev {metric} per epoch"
+
+
+def plot_rows(cells: list[Cell], metric: str, path: Path, plt: Any) -> str:
+    """One line per row: its seeds' dev values as dots and their mean ± std as a bar."""
+    figure, axes = plt.subplots(figsize=(8, 0.45 * len(cells) + 1.4))
+    for position, cell in enumerate(cells):
+        y = len(cells) - 1 - position  # the baseline on top
+        values = cell.values(metric)
+        spread = sample_variance(values)
+        axes.errorbar(
+            mean(values),
+            y,
+            xerr=0.0 if math.isnan(spread) else math.sqrt(spread),
+            fmt="D",
+            color="black",
+            capsize=4,
+        )
+        axes.scatter(values, [y] * len(values), color="tab:blue", alpha=0.6, zorder=3)
+    axes.set_yticks(range(len(cells)), [cell.name for cell in reversed(cells)])
+    axes.set_xlabel(f"dev {metric}")
+    axes.set_title(
+        f"{cells[0].runs[0]['grid']}: dev {metric} per row (dots: seeds; diamond: mean ± std)"
+    )
+    axes.grid(alpha=0.3, axis="x")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return f"dev {metric} per row"
