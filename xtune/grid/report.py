@@ -409,13 +409,15 @@ def extra_rules(runs: list[dict[str, Any]], split: str) -> list[tuple[str, Rule]
         rules.append(
             ("(tuned thr.)", lambda run: (run.get("test") or {}).get("tuned_thresholds") or {})
         )
-    thresholds = sorted(
-        {t for run in runs for t in ((run.get("fixed_thresholds") or {}).get(split) or {})},
-        key=float,
-    )
-    for threshold in thresholds:
+    for threshold in fixed_thresholds(runs, split):
         rules.append((f"(> {threshold})", fixed_rule(split, threshold)))
     return rules
+
+
+def fixed_thresholds(runs: list[dict[str, Any]], split: str) -> list[str]:
+    """The `training.report_thresholds` some run scored on `split`, ascending."""
+    found = {t for run in runs for t in ((run.get("fixed_thresholds") or {}).get(split) or {})}
+    return sorted(found, key=float)
 
 
 def fixed_rule(split: str, threshold: str) -> Rule:
@@ -460,10 +462,7 @@ def test_section(cells: list[Cell], metric: str) -> list[str]:
 
 def per_label_table(runs: list[dict[str, Any]]) -> list[str]:
     """Per-label test P/R/F1 at the first fixed threshold, averaged over seeds."""
-    thresholds = sorted(
-        {t for run in runs for t in ((run.get("fixed_thresholds") or {}).get("test") or {})},
-        key=float,
-    )
+    thresholds = fixed_thresholds(runs, "test")
     if not thresholds:
         return []
     rule = fixed_rule("test", thresholds[0])
