@@ -11,6 +11,12 @@ from xtune.registry import Registry
 HEADS = Registry("head")
 
 
+def check_choice(name: str, value: Any, choices: Any) -> None:
+    """A head argument that must be one of `choices` (a collection or a mapping's keys)."""
+    if value not in choices:
+        raise ValueError(f"{name}: {value!r} is not one of: {', '.join(choices)}")
+
+
 class Head(keras.layers.Layer):
     """Maps the encoder features dict to a `[batch, dim]` vector.
 

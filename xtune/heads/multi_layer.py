@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.heads.base import HEADS, Head
+from xtune.heads.base import HEADS, Head, check_choice
 from xtune.heads.pooling import SEQUENCE_POOLING_MODES, masked_pool
 
 COMBINE_MODES = ("concat", "mean", "weighted")
@@ -48,12 +48,8 @@ class MultiLayerPoolingHead(Head):
         super().__init__(**kwargs)
         if isinstance(last_layers, bool) or not isinstance(last_layers, int) or last_layers < 1:
             raise ValueError(f"last_layers: expected a positive integer, got {last_layers!r}")
-        if pooling not in SEQUENCE_POOLING_MODES:
-            raise ValueError(
-                f"pooling: {pooling!r} is not one of: {', '.join(SEQUENCE_POOLING_MODES)}"
-            )
-        if combine not in COMBINE_MODES:
-            raise ValueError(f"combine: {combine!r} is not one of: {', '.join(COMBINE_MODES)}")
+        check_choice("pooling", pooling, SEQUENCE_POOLING_MODES)
+        check_choice("combine", combine, COMBINE_MODES)
         self.last_layers = last_layers
         self.pooling = pooling
         self.combine = combine

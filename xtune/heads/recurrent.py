@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from xtune.heads.base import HEADS, Head
+from xtune.heads.base import HEADS, Head, check_choice
 from xtune.heads.pooling import concatenate, masked_pool, pooling_modes
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
@@ -45,8 +45,7 @@ class RecurrentHead(Head):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        if cell not in CELLS:
-            raise ValueError(f"cell: {cell!r} is not one of: {', '.join(CELLS)}")
+        check_choice("cell", cell, CELLS)
         self.cell = cell
         self.rnn_units = rnn_units
         self.bidirectional = bidirectional
