@@ -704,6 +704,23 @@ def free_runs(configs: list[Config]) -> None:
     gc.collect()
 
 
+def measure(
+    configs: list[Config],
+    torch: TorchClient | None,
+    peak: Peak,
+    repeats: int,
+    steps: int,
+    shape: Shape,
+    with_padding: bool,
+) -> list[Measurement]:
+    """Time `configs` interleaved, re-measure the peak, print the table; the measurements."""
+    interleave(configs, torch, repeats, steps, shape)
+    peak.measure()
+    measurements = [c.measurement for c in configs]
+    print_table(measurements, peak, with_padding=with_padding)
+    return measurements
+
+
 def fixed_shape_section(
     name: str,
     encoder_spec: dict,
@@ -748,10 +765,7 @@ def fixed_shape_section(
         f"repeats ==  load {load_average()}",
         flush=True,
     )
-    interleave(configs, torch, args.repeats, steps, shape)
-    peak.measure()
-    measurements = [c.measurement for c in configs]
-    print_table(measurements, peak, with_padding=False)
+    measurements = measure(configs, torch, peak, args.repeats, steps, shape, with_padding=False)
     xtune_best = max(measurements[:2], key=lambda m: m.best)
     if torch is not None:
         torch_best = max(measurements[2:], key=lambda m: m.best)
@@ -802,10 +816,7 @@ def real_data_section(
         f"{args.repeats} repeats ==  load {load_average()}",
         flush=True,
     )
-    interleave(configs, torch, args.repeats, steps, shape)
-    peak.measure()
-    measurements = [c.measurement for c in configs]
-    print_table(measurements, peak, with_padding=True)
+    measurements = measure(configs, torch, peak, args.repeats, steps, shape, with_padding=True)
     xtune_best = max(measurements[:3], key=lambda m: m.best)
     if torch is not None:
         print(ratio_line("xtune best / torch best recipe", xtune_best, measurements[3], 2.0))
