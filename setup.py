@@ -26,6 +26,6 @@ setup(
         "matplotlib>=3.8,<4",
         "iterative-stratification>=0.1.9,<0.2",
     ],
-    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6"]},
+    extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["xtune=xtune.cli:main"]},
 )
