@@ -1,4 +1,4 @@
-"""Helpers for the bad-input corpus: run the CLI in-process, check one-line errors, snapshot folders."""
+"""Bad-input corpus helpers: run the CLI in-process, check one-line errors, snapshot folders."""
 
 from __future__ import annotations
 
