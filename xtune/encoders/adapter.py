@@ -1,0 +1,139 @@
+"""The encoder interface: one adapter per backbone family owns everything family-specific.
+
+Nothing outside `xtune/encoders/` names a backbone's layers. The rest of xtune talks to an
+`EncoderAdapter`:
+
+- `tokenizer` (a `PieceTokenizer`): one segment's raw text -> ids without special tokens,
+  in-graph (the same object runs in the data pipeline and inside the SavedModel export);
+- `packing` (`Packing`): how one or two segments become model inputs
+  (`[CLS] a [SEP] b [SEP]` with segment ids vs `<s> a </s></s> b </s>` without);
+- `input_names`: the backbone's inputs (`token_ids`, `padding_mask`, and `segment_ids` when
+  the family has segment embeddings);
+- `features(inputs)`: the features dict heads read: `sequence_output` [b, t, h],
+  `pooled_output` [b, h] where the family has a pooler, `hidden_states` (one [b, t, h] per
+  transformer layer, bottom first) and `padding_mask`;
+- `parameter_group(variable_path)`: `"embeddings"`, `"layer_{i}"` or `"pooler"` for layer-wise
+  learning rates and freezing; `num_layers`;
+- `lora_layers(targets)`: the dense layers LoRA wraps for target names like `query`, `value`;
+- `word_embeddings`: the variable adversarial steps perturb;
+- `max_positions`: the longest input the position embeddings allow;
+- `record()` / `rebuild()`: what a run folder stores to rebuild the architecture (weights are
+  loaded separately), with the tokenizer's own files written by `tokenizer.save(folder)`.
+
+A family is one file that subclasses `EncoderAdapter` and registers itself in `FAMILIES`;
+`xtune/encoders/__init__.py` imports the family modules so their registrations run.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+
+from xtune.registry import Registry
+
+# Adapter classes by family name ("bert", "roberta", "albert", "xlm_roberta", ...).
+FAMILIES = Registry("encoder family")
+
+
+class PieceTokenizer(abc.ABC):
+    """One segment of raw text -> token ids (no special tokens), in a TensorFlow graph.
+
+    `tokenize` must work inside `tf.function` and a SavedModel (TF / TF-Text ops only).
+    Special ids are the ones packing adds: `cls_id`/`sep_id` are `[CLS]`/`[SEP]` for
+    WordPiece families and `<s>`/`</s>` for RoBERTa-style ones.
+    """
+
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    unk_id: int
+
+    @property
+    @abc.abstractmethod
+    def vocabulary_size(self) -> int:
+        """Number of ids (rows of the word embedding this tokenizer feeds)."""
+
+    @abc.abstractmethod
+    def tokenize(self, texts: Any) -> Any:
+        """`tf.string [b]` -> `tf.RaggedTensor int32 [b, None]`."""
+
+    @abc.abstractmethod
+    def save(self, folder: Path) -> dict[str, Any]:
+        """Write this tokenizer's files into `folder`; return a JSON-able record for `load`."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, folder: Path, record: dict[str, Any]) -> PieceTokenizer:
+        """Rebuild from the files `save` wrote and its record."""
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Joining segments: "bert" = `[CLS] a [SEP] b [SEP]`; "roberta" = `<s> a </s></s> b </s>`."""
+
+    style: str = "bert"
+    segment_ids: bool = True  # the backbone takes segment (token type) ids
+
+    def special_tokens(self, num_segments: int) -> int:
+        """How many special tokens packing adds around `num_segments` segments."""
+        if self.style == "roberta":
+            return 2 if num_segments == 1 else 4
+        return num_segments + 1
+
+
+class EncoderAdapter(abc.ABC):
+    """A backbone family's adapter; see the module docstring for the contract."""
+
+    family: ClassVar[str]
+    packing: ClassVar[Packing] = Packing()
+
+    def __init__(self, backbone: keras.Model, tokenizer: PieceTokenizer, source: str):
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.source = source
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        if self.packing.segment_ids:
+            return ("token_ids", "segment_ids", "padding_mask")
+        return ("token_ids", "padding_mask")
+
+    @property
+    @abc.abstractmethod
+    def num_layers(self) -> int:
+        """Transformer layers (for ALBERT: applications of the shared layer)."""
+
+    @property
+    @abc.abstractmethod
+    def max_positions(self) -> int:
+        """The longest packed input the position embeddings allow."""
+
+    @abc.abstractmethod
+    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Symbolic inputs (keyed by `input_names`) -> the features dict heads read."""
+
+    @abc.abstractmethod
+    def parameter_group(self, variable_path: str) -> str | None:
+        """`"embeddings"`, `"layer_{i}"`, `"pooler"` for a backbone variable path, else None."""
+
+    @abc.abstractmethod
+    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
+        """The dense layers LoRA wraps for each target name (`query`, `key`, `value`, ...)."""
+
+    @property
+    @abc.abstractmethod
+    def word_embeddings(self) -> keras.Variable:
+        """The word-embedding matrix (adversarial steps perturb it)."""
+
+    @abc.abstractmethod
+    def record(self) -> dict[str, Any]:
+        """JSON-able record that `rebuild` turns back into this architecture (no weights)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> EncoderAdapter:
+        """The architecture `record()` describes, randomly initialised; weights load after."""
