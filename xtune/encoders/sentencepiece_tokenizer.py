@@ -1,0 +1,144 @@
+"""In-graph SentencePiece tokenization with Hugging Face's pre-normalisation and id conventions.
+
+One class serves ALBERT (`spiece.model`: ids are SentencePiece ids, `[CLS]`/`[SEP]` pieces in
+the model) and XLM-R-style vocabularies (fairseq ids: `<s>`=0, `<pad>`=1, `</s>`=2,
+`<unk>`=3, every other SentencePiece id shifted by +1), including BERT-architecture models
+with an XLM-R vocabulary (multilingual MiniLM / e5).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from xtune.encoders.adapter import PieceTokenizer
+
+MODEL_FILE = "sentencepiece.model"
+# Unicode non-spacing marks: what Hugging Face's StripAccents drops after NFKD.
+NONSPACING_MARKS = r"\p{Mn}"
+
+
+class SentencePieceTokenizer(PieceTokenizer):
+    """Raw text -> ids with a SentencePiece model proto, inside a TF graph.
+
+    Args:
+        proto: the serialized SentencePiece `ModelProto` (a `.model` file's bytes). Its own
+            normaliser (e.g. `nmt_nfkc` with the precompiled charsmap, whitespace collapsing,
+            the dummy `▁` prefix) runs inside `tensorflow_text.SentencepieceTokenizer`.
+        cls_id, sep_id, pad_id, unk_id: the ids packing and padding use, in output ids.
+        id_offset: added to every SentencePiece id (1 for XLM-R's fairseq convention).
+        id_map: SentencePiece id -> output id exceptions, applied instead of the offset
+            (XLM-R: `{0: 3}`, SentencePiece's `<unk>` becomes fairseq's `<unk>`).
+        vocabulary_size: rows of the word embedding; default SentencePiece size + offset
+            (XLM-R adds `<mask>` at the end: pass the model's `vocab_size`).
+        lowercase: lower-case first (`tf.strings.lower`, Unicode), as HF's `Lowercase`.
+        strip_accents: NFKD then drop non-spacing marks, as HF's `NFKD` + `StripAccents`.
+        replace_quotes: ALBERT's "``" and "''" -> '"' replacements.
+    """
+
+    def __init__(
+        self,
+        proto: bytes,
+        cls_id: int,
+        sep_id: int,
+        pad_id: int,
+        unk_id: int,
+        id_offset: int = 0,
+        id_map: dict[int, int] | None = None,
+        vocabulary_size: int | None = None,
+        lowercase: bool = False,
+        strip_accents: bool = False,
+        replace_quotes: bool = False,
+    ):
+        self.proto = bytes(proto)
+        self.cls_id, self.sep_id, self.pad_id, self.unk_id = cls_id, sep_id, pad_id, unk_id
+        self.id_offset = id_offset
+        self.id_map = {int(k): int(v) for k, v in (id_map or {}).items()}
+        self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        self.replace_quotes = replace_quotes
+        self.sentencepiece = tf_text.SentencepieceTokenizer(model=self.proto, out_type=tf.int32)
+        self.piece_count = int(self.sentencepiece.vocab_size())
+        self._vocabulary_size = vocabulary_size or self.piece_count + id_offset
+
+    @property
+    def vocabulary_size(self) -> int:
+        return self._vocabulary_size
+
+    def piece_id(self, piece: str) -> int | None:
+        """The output id of a piece in the SentencePiece model, or None if it has none."""
+        spm_id = int(self.sentencepiece.string_to_id(piece))
+        if spm_id == 0 and self.sentencepiece.id_to_string(0).numpy().decode() != piece:
+            return None  # string_to_id answers the unknown id for a missing piece
+        return self.id_map.get(spm_id, spm_id + self.id_offset)
+
+    def normalize(self, texts: tf.Tensor) -> tf.Tensor:
+        """Hugging Face's normalisers that run before the SentencePiece model's own."""
+        if self.replace_quotes:
+            texts = tf.strings.regex_replace(texts, "``|''", '"')
+        if self.strip_accents:
+            texts = tf_text.normalize_utf8(texts, "NFKD")
+            texts = tf.strings.regex_replace(texts, NONSPACING_MARKS, "")
+        if self.lowercase:
+            texts = tf.strings.lower(texts, encoding="utf-8")
+        return texts
+
+    def tokenize(self, texts: Any) -> tf.RaggedTensor:
+        """`tf.string [b]` -> ragged int32 ids [b, None]."""
+        texts = self.normalize(tf.convert_to_tensor(texts, dtype=tf.string))
+        return tf.ragged.map_flat_values(self._map_ids, self.sentencepiece.tokenize(texts))
+
+    def _map_ids(self, ids: tf.Tensor) -> tf.Tensor:
+        mapped = ids + self.id_offset
+        for spm_id, output_id in self.id_map.items():
+            mapped = tf.where(ids == spm_id, tf.constant(output_id, tf.int32), mapped)
+        return mapped
+
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the proto that determines the ids."""
+        return {
+            "cls_id": self.cls_id,
+            "sep_id": self.sep_id,
+            "pad_id": self.pad_id,
+            "unk_id": self.unk_id,
+            "id_offset": self.id_offset,
+            "id_map": {str(k): v for k, v in self.id_map.items()},
+            "vocabulary_size": self.vocabulary_size,
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "replace_quotes": self.replace_quotes,
+        }
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        (Path(folder) / MODEL_FILE).write_bytes(self.proto)
+        return {"kind": "sentencepiece", "file": MODEL_FILE, **self.settings()}
+
+    @classmethod
+    def load(cls, folder: Path, record: dict[str, Any]) -> SentencePieceTokenizer:
+        settings = {k: v for k, v in record.items() if k not in ("kind", "file")}
+        proto = (Path(folder) / record.get("file", MODEL_FILE)).read_bytes()
+        return cls(proto, **settings)
+
+    @classmethod
+    def xlm_roberta(
+        cls, proto: bytes, vocabulary_size: int | None = None, **normalisation: bool
+    ) -> SentencePieceTokenizer:
+        """fairseq ids over a SentencePiece model whose ids 0, 1, 2 are `<unk>`, `<s>`, `</s>`.
+
+        `vocabulary_size` defaults to the pieces + 1 (offset) + 1 (`<mask>`), as XLM-R's.
+        """
+        tokenizer = cls(
+            proto,
+            cls_id=0,
+            sep_id=2,
+            pad_id=1,
+            unk_id=3,
+            id_offset=1,
+            id_map={0: 3},
+            **normalisation,
+        )
+        tokenizer._vocabulary_size = vocabulary_size or tokenizer.piece_count + 2
+        return tokenizer
