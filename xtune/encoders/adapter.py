@@ -20,6 +20,13 @@ Nothing outside `xtune/encoders/` names a backbone's layers. The rest of xtune t
 - `record()` / `rebuild()`: what a run folder stores to rebuild the architecture (weights are
   loaded separately), with the tokenizer's own files written by `tokenizer.save(folder)`.
 
+Optional, with defaults: `from_hf_folder(folder, **kwargs)` (the `hf` loader dispatches on
+config.json's `model_type` through `FAMILIES`), `tiny_random(vocabulary_size, **kwargs)` (the
+parametrized tests in tests/encoders/test_adapters.py), and the tokenizer's `settings()` and
+`fingerprint()` (token-cache keys). `lora_layers` raises `ValueError` for a target that matches
+no layer (`match_lora_layers` does the matching). `EncoderLoadError` is the one error for a
+checkpoint that cannot be loaded.
+
 A family is one file that subclasses `EncoderAdapter` and registers itself in `FAMILIES`;
 `xtune/encoders/__init__.py` imports the family modules so their registrations run.
 """
@@ -27,6 +34,9 @@ A family is one file that subclasses `EncoderAdapter` and registers itself in `F
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +47,10 @@ from xtune.registry import Registry
 
 # Adapter classes by family name ("bert", "roberta", "albert", "xlm_roberta", ...).
 FAMILIES = Registry("encoder family")
+
+
+class EncoderLoadError(ValueError):
+    """A checkpoint folder is missing, incomplete, altered or of an unsupported kind."""
 
 
 class PieceTokenizer(abc.ABC):
@@ -69,6 +83,25 @@ class PieceTokenizer(abc.ABC):
     @abc.abstractmethod
     def load(cls, folder: Path, record: dict[str, Any]) -> PieceTokenizer:
         """Rebuild from the files `save` wrote and its record."""
+
+    def settings(self) -> dict[str, Any]:
+        """Optional: JSON-able settings shown in export metadata (e.g. `lowercase`)."""
+        return {}
+
+    def fingerprint(self) -> str:
+        """Identity of everything that decides the ids (token-cache keys): by default a hash
+        of the class, the record and every file `save` writes. Override when cheaper."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            digest = hashlib.sha256(type(self).__qualname__.encode())
+            with tempfile.TemporaryDirectory() as folder:
+                record = self.save(Path(folder))
+                digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+                for path in sorted(Path(folder).rglob("*")):
+                    if path.is_file():
+                        digest.update(path.name.encode() + b"\x00" + path.read_bytes())
+            cached = self._fingerprint = digest.hexdigest()[:24]
+        return cached
 
 
 @dataclass(frozen=True)
@@ -137,3 +170,47 @@ class EncoderAdapter(abc.ABC):
     @abc.abstractmethod
     def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> EncoderAdapter:
         """The architecture `record()` describes, randomly initialised; weights load after."""
+
+    # ---- optional, with defaults
+
+    @classmethod
+    def from_hf_folder(cls, folder: Path, **kwargs: Any) -> EncoderAdapter:
+        """Optional: load a local Hugging Face folder whose config.json names this family
+        (`encoder: {name: hf, path: ...}` dispatches on `model_type` through `FAMILIES`)."""
+        raise EncoderLoadError(
+            f"{folder}: Hugging Face folders of the {cls.family!r} family are not supported"
+        )
+
+    @classmethod
+    def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> EncoderAdapter:
+        """Optional: a tiny randomly initialised model (2 layers, hidden 16-32) for the
+        parametrized tests in tests/encoders/test_adapters.py."""
+        raise NotImplementedError(f"encoder family {cls.family!r} has no tiny random factory")
+
+    @classmethod
+    def has_tiny_random(cls) -> bool:
+        return cls.tiny_random.__func__ is not EncoderAdapter.tiny_random.__func__
+
+
+def match_lora_layers(
+    blocks: list[keras.layers.Layer], targets: list[str]
+) -> list[keras.layers.Layer]:
+    """The LoRA-capable layers inside `blocks` whose name is a target (`query` also matches
+    a `query_dense` target); a target that matches nothing is a `ValueError` that lists the
+    projections there are. A helper for `lora_layers`."""
+    found, available, unmatched = [], set(), set(targets)
+    for block in blocks:
+        for layer in block._flatten_layers(include_self=False):
+            if not hasattr(layer, "enable_lora"):
+                continue
+            available.add(layer.name)
+            hits = [t for t in targets if layer.name in (t, t.removesuffix("_dense"))]
+            if hits:
+                found.append(layer)
+                unmatched.difference_update(hits)
+    if unmatched:
+        raise ValueError(
+            f"{', '.join(sorted(unmatched))} match no layer; projections in a transformer "
+            f"layer: {', '.join(sorted(available))}"
+        )
+    return found
