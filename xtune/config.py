@@ -77,6 +77,9 @@ class DataConfig:
     truncation: str = "head"  # head | tail | head_tail
     head_tokens: int = 64  # head_tail: first k tokens kept, the rest of the budget from the end
     bad_rows: str = "error"  # error | skip
+    unknown_labels: str = "error"  # dev/test labels not in train: error | skip_rows | ignore_labels
+    sheet: str | None = None  # XLSX sheet to read (default: the first)
+    encoding: str = "utf-8"  # text encoding of CSV/TSV/JSONL files (e.g. gb18030)
     padding: str = "bucket"  # bucket | dynamic | fixed
     cache_dir: str | None = ".cache/xtune"
 
@@ -157,6 +160,7 @@ CHOICES = {
     "data.label_format": ("delimited", "list", "columns"),
     "data.truncation": ("head", "tail", "head_tail"),
     "data.bad_rows": ("error", "skip"),
+    "data.unknown_labels": ("error", "skip_rows", "ignore_labels"),
     "data.padding": ("bucket", "dynamic", "fixed"),
     "training.mixed_precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xtune.config import DataConfig
+from xtune.config import ConfigError, DataConfig
 from xtune.data.labels import LabelVocab
-from xtune.data.readers import DataError, read_table
+from xtune.data.readers import DataError, DecodeError, Table, load_table
 
 log = logging.getLogger(__name__)
 
 REPLACEMENT_CHARACTER = "\ufffd"
+# What str() of a pandas/numpy missing value writes into a file: never a label name.
+MISSING_LABEL_CELLS = ("nan", "<na>")
+# Dev/test label occurrences of labels with fewer train examples than this count as rare.
+RARE_IN_TRAIN = 5
 
 
 @dataclass
@@ -31,6 +37,9 @@ class Examples:
     label_sets: list[list[str]]
     rows: list[int]
     skipped: list[str] = field(default_factory=list)
+    # Occurrences of labels outside the label vocabulary, dropped or in skipped rows.
+    dropped_labels: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)  # shown in logs and in reports
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -46,7 +55,25 @@ class Examples:
 
 
 class BadRow(ValueError):
-    pass
+    """One row cannot be used; `data.bad_rows` says whether that stops the run."""
+
+    hint = " (set data.bad_rows: skip to drop such rows and count them)"
+
+    def skippable(self, config: DataConfig) -> bool:
+        """Skipped even under `bad_rows: error` (a policy of its own says so)."""
+        return False
+
+
+class UnknownLabels(BadRow):
+    """A dev/test row has labels train does not have (`data.unknown_labels`)."""
+
+    hint = (
+        " (set data.unknown_labels: ignore_labels to keep such rows without those labels, or"
+        " skip_rows to drop them)"
+    )
+
+    def skippable(self, config: DataConfig) -> bool:
+        return config.unknown_labels == "skip_rows"
 
 
 def resolve_path(config: DataConfig, path: str) -> Path:
@@ -67,35 +94,33 @@ def fixed_label_names(config: DataConfig) -> list[str] | None:
 
 
 def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None) -> Examples:
-    """Read one split. Labels outside `vocab` (when given) are bad rows."""
+    """Read one split. Labels outside `vocab` (when given) follow `data.unknown_labels`."""
     file = resolve_path(config, path)
-    try:
-        frame = read_table(file, config.format, config.columns)
-    except DataError as error:
-        if config.bad_rows != "skip" or "UTF-8" not in str(error):
-            raise
-        frame = read_table(file, config.format, config.columns, encoding_errors="replace")
+    check_label_settings(config)
+    table = read_data_table(config, file)
+    frame = table.frame
+    if frame.empty:
+        header_only = " (only a header)" if len(frame.columns) else ""
+        raise DataError(f"{file}: no data rows{header_only}")
     check_columns(config, frame, file)
     names = fixed_label_names(config)
-    texts, pairs, label_sets, rows, skipped = [], [], [], [], []
-    for position, record in enumerate(frame.to_dict("records")):
-        row = position + 1
+    texts, pairs, label_sets, rows = [], [], [], []
+    skipped, dropped = list(table.skipped), Counter()
+    for row, record in zip(table.rows, frame.to_dict("records"), strict=True):
         try:
-            text = clean_text(record[config.text], "text")
-            pair = clean_text(record[config.text_pair], "text_pair") if config.text_pair else None
+            text = clean_text(record[config.text], "text", config.text)
+            pair = (
+                clean_text(record[config.text_pair], "text_pair", config.text_pair)
+                if config.text_pair
+                else None
+            )
             labels = parse_labels(config, record, names)
             if vocab is not None:
-                unknown = [label for label in labels if label not in vocab]
-                if unknown:
-                    raise BadRow(
-                        f"label(s) {', '.join(map(repr, unknown))} not in the label vocabulary"
-                    )
+                labels = known_labels(labels, vocab, config.unknown_labels, dropped)
         except BadRow as error:
             message = f"{file}: row {row}: {error}"
-            if config.bad_rows == "error":
-                raise DataError(
-                    message + " (set data.bad_rows: skip to drop such rows and count them)"
-                ) from None
+            if config.bad_rows == "error" and not error.skippable(config):
+                raise DataError(message + error.hint) from None
             skipped.append(message)
             continue
         texts.append(text)
@@ -105,7 +130,11 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
     if skipped:
         log.warning("%s: skipped %d bad row(s); first: %s", file, len(skipped), skipped[0])
     if not texts:
-        raise DataError(f"{file}: no usable rows")
+        raise DataError(
+            f"{file}: no usable rows"
+            + (f" ({len(skipped)} skipped; first: {skipped[0]})" if skipped else "")
+        )
+    log_duplicates(file, texts, pairs, label_sets)
     return Examples(
         source=str(file),
         texts=texts,
@@ -113,7 +142,70 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
         label_sets=label_sets,
         rows=rows,
         skipped=skipped,
+        dropped_labels=dropped,
+        warnings=unknown_label_notes(file, dropped, config.unknown_labels),
     )
+
+
+def read_data_table(config: DataConfig, file: Path) -> Table:
+    """The file's table; with `bad_rows: skip`, undecodable bytes are read as U+FFFD so that
+    only the rows holding them are skipped (by `clean_text`)."""
+    settings = {"encoding": config.encoding, "sheet": config.sheet, "bad_rows": config.bad_rows}
+    try:
+        return load_table(file, config.format, config.columns, **settings)
+    except DecodeError:
+        if config.bad_rows != "skip":
+            raise
+    return load_table(file, config.format, config.columns, encoding_errors="replace", **settings)
+
+
+def check_label_settings(config: DataConfig) -> None:
+    if config.label_format in ("delimited", "list") and not config.labels:
+        raise ConfigError(
+            f"data.labels is not set: name the label column (data.label_format: "
+            f"{config.label_format})"
+        )
+    if config.label_format == "delimited" and not config.label_separator:
+        raise ConfigError(
+            'data.label_separator is empty; set the text between labels in a cell, e.g. "|"'
+        )
+
+
+def known_labels(
+    labels: list[str], vocab: LabelVocab, policy: str, dropped: Counter[str]
+) -> list[str]:
+    """`labels` without those outside `vocab`, by `data.unknown_labels`; counts the dropped."""
+    unknown = [label for label in labels if label not in vocab]
+    if not unknown:
+        return labels
+    dropped.update(unknown)
+    if policy == "ignore_labels":
+        return [label for label in labels if label in vocab]
+    raise UnknownLabels(
+        f"label(s) {', '.join(map(repr, unknown))} not in the label vocabulary (train's labels)"
+    )
+
+
+def unknown_label_notes(file: Path, dropped: Counter[str], policy: str) -> list[str]:
+    if not dropped or policy == "error":
+        return []
+    shown = ", ".join(f"{label!r} ({count})" for label, count in dropped.most_common(5))
+    more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+    action = "dropped from their rows" if policy == "ignore_labels" else "their rows skipped"
+    note = (
+        f"{file}: {sum(dropped.values())} occurrence(s) of {len(dropped)} label(s) not in train, "
+        f"{action} (data.unknown_labels: {policy}): {shown}{more}"
+    )
+    log.warning(note)
+    return [note]
+
+
+def log_duplicates(
+    file: Path, texts: list[str], pairs: list[str | None], label_sets: list[list[str]]
+) -> None:
+    distinct = len(set(zip(texts, pairs, map(tuple, label_sets), strict=True)))
+    if distinct < len(texts):
+        log.info("%s: %d duplicated row(s) (same text and labels)", file, len(texts) - distinct)
 
 
 def check_columns(config: DataConfig, frame: pd.DataFrame, file: Path) -> None:
@@ -136,8 +228,12 @@ def check_columns(config: DataConfig, frame: pd.DataFrame, file: Path) -> None:
             )
 
 
-def clean_text(value: Any, what: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def clean_text(value: Any, what: str, column: str | None = None) -> str:
+    if isinstance(value, dict | list):
+        where = f" (column {column!r})" if column else ""
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise BadRow(f"{what}{where} holds {kind} where text is expected")
+    if is_missing(value):
         value = ""
     text = str(value).strip()
     if not text:
@@ -147,7 +243,12 @@ def clean_text(value: Any, what: str) -> str:
     return text
 
 
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def parse_labels(config: DataConfig, record: dict[str, Any], names: list[str] | None) -> list[str]:
+    """A row's label names; an empty or NaN cell is no labels (single-label losses refuse it)."""
     if config.label_format == "columns":
         labels = []
         for column in config.label_columns or []:
@@ -158,12 +259,16 @@ def parse_labels(config: DataConfig, record: dict[str, Any], names: list[str] | 
                 labels.append(column)
         return labels
     cell = record[config.labels]
-    if config.label_format == "list":
-        items = cell if isinstance(cell, list) else parse_list_cell(cell)
+    if isinstance(cell, dict):
+        raise BadRow(f"labels (column {config.labels!r}) hold an object; expected label names")
+    if isinstance(cell, list):  # a JSON list needs no separator, whatever label_format says
+        items = cell
+    elif config.label_format == "list":
+        items = parse_list_cell(cell)
     else:
-        text = "" if cell is None else str(cell)
-        items = [part for part in text.split(config.label_separator)]
-    labels = [str(item).strip() for item in items if str(item).strip()]
+        items = [] if is_missing(cell) else str(cell).split(config.label_separator)
+    labels = [label_text(item, config.labels) for item in items]
+    labels = [label for label in labels if label and label.lower() not in MISSING_LABEL_CELLS]
     if config.labels_are_indices:
         labels = [index_to_name(label, names) for label in labels]
     elif names is not None:
@@ -173,14 +278,20 @@ def parse_labels(config: DataConfig, record: dict[str, Any], names: list[str] | 
     return list(dict.fromkeys(labels))  # drop repeats, keep order
 
 
+def label_text(item: Any, column: str) -> str:
+    if isinstance(item, dict | list):
+        raise BadRow(f"labels (column {column!r}) hold a nested {type(item).__name__}")
+    return "" if is_missing(item) else str(item).strip()
+
+
 def parse_list_cell(cell: Any) -> list[Any]:
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)) or str(cell).strip() == "":
+    if is_missing(cell) or str(cell).strip() == "":
         return []
     text = str(cell)
     for parse in (json.loads, ast.literal_eval):
         try:
             value = parse(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
         if isinstance(value, list | tuple):
             return list(value)
@@ -200,10 +311,14 @@ def index_to_name(label: str, names: list[str] | None) -> str:
 
 
 def load_splits(config: DataConfig) -> tuple[dict[str, Examples], LabelVocab]:
-    """Read train/dev(/test); split train when no dev file is given; build the label vocab."""
+    """Read train/dev(/test); split train when no dev file is given; build the label vocab.
+
+    Notes a user should see (a plain split, unseen or rare dev/test labels) are logged and
+    kept in each split's `warnings`.
+    """
     names = fixed_label_names(config)
     train = read_examples(config, config.train)
-    vocab = LabelVocab(names) if names else LabelVocab.from_label_sets(train.label_sets)
+    vocab = label_vocabulary(train, names)
     splits = {"train": train}
     if config.dev:
         splits["dev"] = read_examples(config, config.dev, vocab)
@@ -213,7 +328,59 @@ def load_splits(config: DataConfig) -> tuple[dict[str, Examples], LabelVocab]:
         splits["train"] = subsample_examples(splits["train"], vocab, config)
     if config.test:
         splits["test"] = read_examples(config, config.test, vocab)
+    note_one_label_set(splits["train"])
+    for name in ("dev", "test"):
+        if name in splits:
+            note_unseen_or_rare_labels(name, splits[name], splits["train"])
     return splits, vocab
+
+
+def label_vocabulary(train: Examples, names: list[str] | None) -> LabelVocab:
+    if names is not None:
+        try:
+            return LabelVocab(names)
+        except ValueError as error:
+            raise DataError(f"data.label_names: {error}") from None
+    if not any(train.label_sets):
+        raise DataError(
+            f"{train.source}: no row has a label (every label cell is empty); check data.labels "
+            f"and data.label_separator"
+        )
+    return LabelVocab.from_label_sets(train.label_sets)
+
+
+def note(examples: Examples, message: str) -> None:
+    log.warning(message)
+    examples.warnings.append(message)
+
+
+def note_one_label_set(train: Examples) -> None:
+    distinct = {tuple(sorted(labels)) for labels in train.label_sets}
+    if len(distinct) == 1 and len(train) > 1:
+        shown = "|".join(next(iter(distinct))) or "no labels"
+        note(
+            train,
+            f"{train.source}: every train row has the same labels ({shown}); the model can "
+            f"only learn to predict them",
+        )
+
+
+def note_unseen_or_rare_labels(name: str, split: Examples, train: Examples) -> None:
+    """Warn when most of a split's label occurrences are of labels train barely has."""
+    in_train = Counter(label for labels in train.label_sets for label in labels)
+    counts = Counter(label for labels in split.label_sets for label in labels)
+    counts.update(split.dropped_labels)
+    total = sum(counts.values())
+    unseen = sum(n for label, n in counts.items() if in_train[label] == 0)
+    rare = sum(n for label, n in counts.items() if 0 < in_train[label] < RARE_IN_TRAIN)
+    if total and unseen + rare > total / 2:
+        note(
+            split,
+            f"{name} ({split.source}): {unseen + rare} of {total} label occurrences "
+            f"({(unseen + rare) / total:.0%}) are of labels unseen in train ({unseen}) or rare "
+            f"there (fewer than {RARE_IN_TRAIN} train examples: {rare}); {name} metrics say "
+            f"little about those labels",
+        )
 
 
 def subsample_examples(examples: Examples, vocab: LabelVocab, config: DataConfig) -> Examples:
@@ -224,37 +391,61 @@ def subsample_examples(examples: Examples, vocab: LabelVocab, config: DataConfig
         raise DataError(f"data.max_train_rows must be a positive integer, got {limit!r}")
     if len(examples) <= limit:
         return examples
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
+    source = f"{examples.source} ({limit} of {len(examples)} rows)"
     y = vocab.encode(examples.label_sets)
-    splitter = MultilabelStratifiedShuffleSplit(
-        n_splits=1, train_size=limit, test_size=len(y) - limit, random_state=config.split_seed
-    )
-    kept, rest = next(splitter.split(np.zeros(len(y)), y))
+    kept, rest = seeded_split(y, len(y) - limit, config.split_seed, examples, source)
     # Iterative stratification sizes the parts only approximately; make it exactly `limit`.
     rng = np.random.default_rng(config.split_seed)
     if len(kept) > limit:
         kept = rng.choice(kept, limit, replace=False)
     elif len(kept) < limit:
         kept = np.concatenate([kept, rng.choice(rest, limit - len(kept), replace=False)])
-    return examples.take(np.sort(kept), f"{examples.source} ({limit} of {len(examples)} rows)")
+    part = examples.take(np.sort(kept), source)
+    part.warnings = examples.warnings
+    return part
 
 
 def split_examples(
     examples: Examples, vocab: LabelVocab, config: DataConfig
 ) -> tuple[Examples, Examples]:
     """Seeded, label-stratified split (iterative stratification for multi-label rows)."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
     if not 0.0 < config.dev_fraction < 1.0:
         raise DataError(f"data.dev_fraction must be in (0, 1), got {config.dev_fraction}")
+    size = len(examples)
+    dev_size = math.ceil(config.dev_fraction * size)  # as scikit-learn sizes a test part
+    if dev_size >= size:
+        raise DataError(
+            f"{examples.source}: {size} usable row(s) cannot be split into train and dev "
+            f"(data.dev_fraction {config.dev_fraction:g}); add rows or give a data.dev file"
+        )
     y = vocab.encode(examples.label_sets)
-    splitter = MultilabelStratifiedShuffleSplit(
-        n_splits=1, test_size=config.dev_fraction, random_state=config.split_seed
-    )
-    train_index, dev_index = next(splitter.split(np.zeros(len(y)), y))
     source = examples.source
-    return (
-        examples.take(np.sort(train_index), f"{source} (train part)"),
-        examples.take(np.sort(dev_index), f"{source} (dev part, {config.dev_fraction:g})"),
+    train_index, dev_index = seeded_split(
+        y, dev_size, config.split_seed, examples, f"{source} (split into train and dev)"
     )
+    train = examples.take(np.sort(train_index), f"{source} (train part)")
+    train.warnings = examples.warnings
+    return train, examples.take(np.sort(dev_index), f"{source} (dev part, {config.dev_fraction:g})")
+
+
+def seeded_split(
+    y: np.ndarray, second_size: int, seed: int, examples: Examples, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of two parts, the second `second_size` rows: iterative stratification by
+    label when the labels allow it, else a plain seeded shuffle (noted in the log)."""
+    size = len(y)
+    if y.shape[1] >= 2:  # iterstrat needs a multi-label indicator matrix (2+ label columns)
+        from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+        splitter = MultilabelStratifiedShuffleSplit(
+            n_splits=1, train_size=size - second_size, test_size=second_size, random_state=seed
+        )
+        try:
+            return next(splitter.split(np.zeros(size), y))
+        except ValueError as error:
+            reason = str(error)
+    else:
+        reason = "one label only"
+    note(examples, f"{what}: cannot stratify by label ({reason}); used a plain seeded split")
+    order = np.random.default_rng(seed).permutation(size)
+    return order[: size - second_size], order[size - second_size :]

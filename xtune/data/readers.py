@@ -1,12 +1,20 @@
-"""Read CSV, TSV, JSONL and XLSX tables into pandas, with errors that name the file."""
+"""Read CSV, TSV, JSON(L) and XLSX tables into pandas, with errors that name the file and line."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import json
+import logging
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 FORMATS_BY_SUFFIX = {
     ".csv": "csv",
@@ -18,9 +26,29 @@ FORMATS_BY_SUFFIX = {
     ".xls": "xlsx",
 }
 
+# A long document in one CSV field is fine; the csv module's default limit is 131,072 characters.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+
 
 class DataError(ValueError):
     """A data file is missing, unreadable, or does not have the expected columns or rows."""
+
+
+class DecodeError(DataError):
+    """A text file has bytes that are not valid in its encoding (`data.encoding`)."""
+
+
+@dataclass
+class Table:
+    """A read table. CSV/TSV/XLSX cells are strings; JSON cells keep their JSON values.
+
+    `rows` are the 1-based data-row numbers of the frame's rows: a malformed record skipped
+    under `bad_rows="skip"` keeps its number, so later messages still point at the file.
+    """
+
+    frame: pd.DataFrame
+    rows: list[int]
+    skipped: list[str] = field(default_factory=list)
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -40,57 +68,272 @@ def read_table(
     fmt: str = "auto",
     columns: list[str] | None = None,
     encoding_errors: str = "strict",
+    encoding: str = "utf-8",
+    sheet: str | None = None,
 ) -> pd.DataFrame:
-    """Read one table; every cell stays a string (or NaN) so nothing is silently coerced.
+    """Read one table; see `load_table`. A malformed record is an error."""
+    table = load_table(
+        path, fmt, columns, encoding=encoding, encoding_errors=encoding_errors, sheet=sheet
+    )
+    return table.frame
+
+
+def load_table(
+    path: str | Path,
+    fmt: str = "auto",
+    columns: list[str] | None = None,
+    *,
+    encoding: str = "utf-8",
+    encoding_errors: str = "strict",
+    sheet: str | None = None,
+    bad_rows: str = "error",
+) -> Table:
+    """Read one table; nothing is silently coerced or shifted.
 
     `columns` names the columns of a header-less file (e.g. GoEmotions' TSVs).
     `encoding_errors="replace"` reads undecodable bytes as U+FFFD so bad rows can be skipped.
+    A record with the wrong number of fields or a malformed JSON line is an error naming the
+    line, or with `bad_rows="skip"` is skipped and listed in `Table.skipped`.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     fmt = detect_format(path, fmt)
-    header = None if columns else "infer"
+    if fmt == "xlsx":
+        return read_xlsx(path, columns, sheet)
+    if fmt not in ("csv", "tsv", "jsonl"):
+        raise DataError(f"{path}: unknown format {fmt!r}; valid: csv, tsv, jsonl, xlsx")
+    text = decode(path, path.read_bytes(), encoding, encoding_errors)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    if fmt == "jsonl":
+        return read_json_records(path, text, bad_rows)
+    return read_delimited(path, text, fmt, columns, bad_rows)
+
+
+# ---------------------------------------------------------------- text and encodings
+
+
+def decode(path: Path, raw: bytes, encoding: str, errors: str) -> str:
     try:
-        if fmt in ("csv", "tsv"):
-            frame = pd.read_csv(
-                path,
-                sep="," if fmt == "csv" else "\t",
-                header=header if columns is None else None,
-                names=columns,
-                dtype=str,
-                keep_default_na=False,
-                quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
-                encoding="utf-8",
-                encoding_errors=encoding_errors,
-            )
-        elif fmt == "jsonl":
-            text = path.read_bytes().decode("utf-8", errors=encoding_errors)
-            frame = pd.read_json(io.StringIO(text), lines=True, dtype=False)
-        elif fmt == "xlsx":
-            frame = pd.read_excel(
-                path, dtype=str, header=0 if columns is None else None, names=columns
-            )
-            frame = frame.fillna("")
-        else:
-            raise DataError(f"{path}: unknown format {fmt!r}; valid: csv, tsv, jsonl, xlsx")
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding {encoding!r} (data.encoding)") from None
+    try:
+        # utf-8-sig drops a byte-order mark, which would otherwise stick to the first column name
+        text = raw.decode("utf-8-sig" if codec == "utf-8" else encoding, errors)
     except UnicodeDecodeError as error:
-        line = _first_undecodable_line(path)
-        raise DataError(
-            f"{path}: line {line}: bytes that are not valid UTF-8 ({error.reason}); "
-            "save the file as UTF-8"
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DecodeError(
+            f"{path}: line {line}: bytes that are not valid {encoding.upper()} "
+            f"({error.reason}); set data.encoding to the file's encoding"
+            f"{guess_encoding(raw, codec)} or save the file as UTF-8"
         ) from None
-    except (pd.errors.ParserError, ValueError) as error:
-        if isinstance(error, DataError):
-            raise
-        raise DataError(f"{path}: could not be parsed as {fmt}: {error}") from None
-    return frame
+    return text.removeprefix("\ufeff")
 
 
-def _first_undecodable_line(path: Path) -> int:
-    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+def guess_encoding(raw: bytes, tried: str) -> str:
+    """A hint for the common case: Chinese text saved as GB18030/GBK rather than UTF-8."""
+    for candidate in ("utf-8", "gb18030"):
+        if candidate == tried:
+            continue
         try:
-            line.decode("utf-8")
+            raw.decode(candidate)
         except UnicodeDecodeError:
-            return number
-    return 0
+            continue
+        return f" (it decodes as {candidate}: data.encoding: {candidate})"
+    return ""
+
+
+# ---------------------------------------------------------------- CSV and TSV
+
+
+def read_delimited(
+    path: Path, text: str, fmt: str, columns: list[str] | None, bad_rows: str
+) -> Table:
+    # TSV files (GoEmotions, GLUE) use quotes as plain characters; CSV quotes fields.
+    dialect = {"delimiter": ","} if fmt == "csv" else {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, **dialect)
+    header = list(columns) if columns else None
+    records: list[list[str]] = []
+    rows: list[int] = []
+    skipped: list[str] = []
+    number, start = 0, 1  # data records so far; the line the next record starts on
+    try:
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line
+            if header is None:
+                header = header_names(fields)
+                continue
+            number += 1
+            if len(fields) != len(header):
+                message = field_count_message(path, line, fields, header, fmt)
+                if bad_rows != "skip":
+                    raise DataError(message + " (set data.bad_rows: skip to drop such rows)")
+                skipped.append(message)
+                continue
+            records.append(fields)
+            rows.append(number)
+    except csv.Error as error:
+        raise DataError(f"{path}: line {start}: {describe_csv_error(error, fmt)}") from None
+    frame = pd.DataFrame(records, columns=header or [], dtype=str)
+    return Table(frame, rows, skipped)
+
+
+def header_names(fields: list[str]) -> list[str]:
+    """Header names as pandas gives them: blank -> 'Unnamed: i', repeats -> 'name.1'."""
+    names: list[str] = []
+    for index, name in enumerate(fields):
+        name = name.strip() or f"Unnamed: {index}"
+        candidate, repeat = name, 0
+        while candidate in names:
+            repeat += 1
+            candidate = f"{name}.{repeat}"
+        names.append(candidate)
+    return names
+
+
+def field_count_message(
+    path: Path, line: int, fields: list[str], header: list[str], fmt: str
+) -> str:
+    separator = "tab" if fmt == "tsv" else "comma"
+    problem = "a missing" if len(fields) < len(header) else "a stray"
+    if fmt == "csv" and len(fields) > len(header):
+        problem = "an unquoted comma inside a field, or a stray"
+    hint = ""
+    if fmt == "csv" and "\t" in ",".join(header):
+        hint = "; the header holds tabs: for a tab-separated file set data.format: tsv"
+    return (
+        f"{path}: line {line}: {len(fields)} field(s) where the header has {len(header)} "
+        f"({', '.join(header)}): {problem} {separator}{hint}"
+    )
+
+
+def describe_csv_error(error: csv.Error, fmt: str) -> str:
+    reason = str(error)
+    if "unexpected end of data" in reason or "EOF" in reason:
+        return 'a quoted field that starts here is never closed (an unbalanced ")'
+    if "expected after" in reason:
+        return (
+            'a quote inside a quoted field must be doubled ("") and a closing quote must be '
+            f"followed by a comma ({reason})"
+        )
+    return f"not valid {fmt.upper()} ({reason})"
+
+
+# ---------------------------------------------------------------- JSON lines and JSON
+
+
+def read_json_records(path: Path, text: str, bad_rows: str) -> Table:
+    """One JSON object a line; or a whole JSON document: a list of objects, or an object of them."""
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    first = next(line for line in lines if line.strip())
+    if not parses(first):  # a pretty-printed document, or a JSON-lines file whose line 1 is bad
+        try:
+            return json_document(path, json.loads(text))
+        except json.JSONDecodeError as error:
+            if first.strip() in ("[", "{"):
+                raise DataError(
+                    f"{path}: line {error.lineno}: not valid JSON ({error.msg})"
+                ) from None
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    skipped: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a JSON object {{...}}, found {json_kind(record)}")
+        except ValueError as error:
+            message = f"{path}: line {number}: {describe_json_error(error)}"
+            if bad_rows != "skip":
+                raise DataError(message + " (set data.bad_rows: skip to drop such lines)") from None
+            skipped.append(message)
+            continue
+        records.append(with_nested_fields(record))
+        rows.append(number)
+    return Table(pd.DataFrame(records), rows, skipped)
+
+
+def json_document(path: Path, value: Any) -> Table:
+    if isinstance(value, dict) and all(isinstance(item, dict) for item in value.values()):
+        value = list(value.values())  # {"0": {...}, "1": {...}}: records by key
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise DataError(
+            f"{path}: expected one JSON object a line, or a JSON list of objects; found "
+            f"{json_kind(value)}"
+        )
+    records = [with_nested_fields(item) for item in value]
+    return Table(pd.DataFrame(records), list(range(1, len(records) + 1)))
+
+
+def parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def with_nested_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The record plus `a.b` entries for fields nested in objects (so `data.text: meta.title`)."""
+    flat = dict(record)
+    for key, value in record.items():
+        if isinstance(value, dict):
+            for inner_key, inner in with_nested_fields(value).items():
+                flat.setdefault(f"{key}.{inner_key}", inner)
+    return flat
+
+
+def json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), "a number")
+
+
+def describe_json_error(error: ValueError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON ({error.msg} at column {error.colno})"
+    return str(error)
+
+
+# ---------------------------------------------------------------- Excel
+
+
+def read_xlsx(path: Path, columns: list[str] | None, sheet: str | None) -> Table:
+    try:
+        book = pd.ExcelFile(path)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: not a readable Excel file ({error})") from None
+    with book:
+        names = [str(name) for name in book.sheet_names]
+        if not names:
+            raise DataError(f"{path}: the workbook has no sheets")
+        chosen = names[0] if sheet is None else str(sheet)
+        if chosen not in names:
+            raise DataError(
+                f"{path}: no sheet {chosen!r} (data.sheet); the sheets are: {', '.join(names)}"
+            )
+        others = [name for name in names if name != chosen]
+        if others:
+            report = log.info if sheet is not None else log.warning
+            report(
+                "%s: read sheet %r%s; the workbook also has: %s (choose with data.sheet)",
+                path,
+                chosen,
+                "" if sheet is not None else " (the first)",
+                ", ".join(others),
+            )
+        try:
+            frame = book.parse(
+                chosen, dtype=str, header=0 if columns is None else None, names=columns
+            )
+        except ValueError as error:
+            raise DataError(f"{path}: sheet {chosen!r} could not be read: {error}") from None
+    frame = frame.fillna("")
+    return Table(frame, list(range(1, len(frame) + 1)))

@@ -61,6 +61,7 @@ class PreparedData:
     examples: dict[str, Examples]
     tokenized: dict[str, TokenizedSplit]
     text_encoder: TextEncoder
+    warnings: list[str] = field(default_factory=list)  # data notes (logged; in results lines)
 
 
 @dataclass
@@ -139,7 +140,8 @@ def prepare_data(config: RunConfig, encoder: LoadedEncoder) -> PreparedData:
         )
         for name, split in examples.items()
     }
-    return PreparedData(vocab, examples, tokenized, text_encoder)
+    notes = [note for split in examples.values() for note in split.warnings]
+    return PreparedData(vocab, examples, tokenized, text_encoder, notes)
 
 
 def check_single_label(loss: Any, data: PreparedData) -> None:
@@ -148,9 +150,15 @@ def check_single_label(loss: Any, data: PreparedData) -> None:
     for name, split in data.examples.items():
         for row, labels in zip(split.rows, split.label_sets, strict=True):
             if len(labels) != 1:
+                found = (
+                    f"{len(labels)} labels"
+                    if labels
+                    else "no label (an empty or NaN label cell, or only labels dropped by "
+                    "data.unknown_labels)"
+                )
                 raise DataError(
                     f"{split.source}: row {row}: the loss {type(loss).__name__} is single-label "
-                    f"but the row has {len(labels)} labels ({name} split)"
+                    f"(exactly one label a row) but the row has {found} ({name} split)"
                 )
 
 
@@ -371,6 +379,8 @@ def _train(
     )
     if training.report_thresholds:
         result.extra["fixed_thresholds"] = fixed
+    if data.warnings:
+        result.extra["data_warnings"] = data.warnings
     if training.save_weights and config.finetune.lora_rank is not None:
         save_adapter(model, folder.path / ADAPTER_FILE)
     folder.write_result(result, model if training.save_weights else None, thresholds)
