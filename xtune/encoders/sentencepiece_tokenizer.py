@@ -71,8 +71,8 @@ class SentencePieceTokenizer(PieceTokenizer):
     def piece_id(self, piece: str) -> int | None:
         """The output id of a piece in the SentencePiece model, or None if it has none."""
         spm_id = int(self.sentencepiece.string_to_id(piece))
-        if spm_id == 0 and self.sentencepiece.id_to_string(0).numpy().decode() != piece:
-            return None  # string_to_id answers the unknown id for a missing piece
+        if self.sentencepiece.id_to_string(spm_id).numpy().decode("utf-8") != piece:
+            return None  # string_to_id answers the unknown piece's id for a missing piece
         return self.id_map.get(spm_id, spm_id + self.id_offset)
 
     def normalize(self, texts: tf.Tensor) -> tf.Tensor:

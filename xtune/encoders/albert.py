@@ -1,0 +1,292 @@
+"""The ALBERT family: keras-hub `AlbertBackbone` converted from a Hugging Face state dict.
+
+Factorised embeddings (`embedding_size` -> `hidden_size` projection) and cross-layer sharing:
+`num_hidden_groups` groups of `inner_group_num` transformer blocks, applied
+`num_hidden_layers` times in all. The vocabulary is SentencePiece (`spiece.model`, the
+English checkpoints) or a BERT WordPiece `vocab.txt` (the Chinese ALBERT checkpoints); packing
+is BERT's `[CLS] a [SEP] b [SEP]` with segment ids.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_hub
+
+from xtune.encoders.adapter import (
+    FAMILIES,
+    EncoderAdapter,
+    EncoderLoadError,
+    Packing,
+    PieceTokenizer,
+    match_lora_layers,
+)
+from xtune.encoders.bert import WordPieceTokenizer, hf_lowercase, read_vocabulary
+from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
+from xtune.encoders.hf_port import (
+    assign,
+    port_dense,
+    port_norm,
+    port_transformer_block,
+    set_block_activation,
+    tensor,
+)
+from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
+
+EMBEDDING_LAYERS = (
+    "token_embedding",
+    "position_embedding",
+    "segment_embedding",
+    "embeddings_layer_norm",
+    "embedding_projection",
+)
+POOLER_LAYER = "pooled_dense"
+GROUP_LAYER = re.compile(r"group_(\d+)_inner_layer_(\d+)")
+
+
+@FAMILIES.register("albert")
+class AlbertAdapter(EncoderAdapter):
+    """keras-hub's `AlbertBackbone` with a SentencePiece or WordPiece tokenizer.
+
+    Parameter groups with shared layers: group `g`'s blocks are applied `num_layers /
+    num_groups` times, as layers `g * r` to `(g + 1) * r - 1` (r = applications per group).
+    Their weights belong to the group of their **last** application, `layer_{(g + 1) * r - 1}`:
+    with the usual single group that is `layer_{L-1}`, so layer-wise LR decay gives the shared
+    weights the top layer's rate (decaying them by `decay^(L-1)` would all but freeze the whole
+    encoder), and `train_top_layers: k` keeps them trainable for any k >= 1. The embeddings
+    group holds the factorised embeddings and their projection to the hidden size.
+    `hidden_states` has one entry per application (`num_layers`), as Hugging Face's.
+    """
+
+    family = "albert"
+    packing = Packing("bert", segment_ids=True)
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        tokenizer: PieceTokenizer,
+        source: str,
+        hidden_activation: str = "gelu_approximate",
+    ):
+        super().__init__(backbone, tokenizer, source)
+        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
+        self.hidden_activation = hidden_activation
+        # Built now: the shared blocks' call nodes 0..r-1 are the backbone's own graph.
+        self._features_model = self.build_features_model()
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.backbone.num_layers)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.backbone.max_sequence_length)
+
+    @property
+    def applications_per_group(self) -> int:
+        return self.num_layers // int(self.backbone.num_groups)
+
+    def blocks(self) -> list[keras.layers.Layer]:
+        """Every distinct transformer block (group by group), each possibly applied often."""
+        return [block for group in self.backbone.transformer_layers for block in group]
+
+    def build_features_model(self) -> keras.Model:
+        """The backbone's graph, also exposing the output of every layer application: a
+        shared block called r times has r call nodes, in call order."""
+        hidden_states = []
+        for group in self.backbone.transformer_layers:
+            for application in range(self.applications_per_group):
+                node = group[-1]._inbound_nodes[application]
+                hidden_states.append(node.output_tensors[0])
+        outputs = {
+            "sequence_output": self.backbone.output["sequence_output"],
+            "pooled_output": self.backbone.output["pooled_output"],
+            "hidden_states": hidden_states,
+        }
+        return keras.Model(self.backbone.input, outputs, name="albert_features")
+
+    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        outputs = self._features_model({name: inputs[name] for name in self.input_names})
+        return {**outputs, "padding_mask": inputs["padding_mask"]}
+
+    def parameter_group(self, variable_path: str) -> str | None:
+        layer = variable_path.split("/")[0]
+        if layer in EMBEDDING_LAYERS:
+            return "embeddings"
+        if layer == POOLER_LAYER:
+            return "pooler"
+        match = GROUP_LAYER.fullmatch(layer)
+        if match is None:
+            return None
+        last_application = (int(match.group(1)) + 1) * self.applications_per_group - 1
+        return f"layer_{last_application}"
+
+    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
+        """Each shared block's projections once: its LoRA delta applies at every application."""
+        return match_lora_layers(self.blocks(), list(targets))
+
+    @property
+    def word_embeddings(self) -> keras.Variable:
+        return self.backbone.token_embedding.embeddings
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "backbone_class": "AlbertBackbone",
+            "backbone_config": self.backbone.get_config(),
+            "hidden_activation": self.hidden_activation,
+            "source": self.source,
+        }
+
+    @classmethod
+    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> AlbertAdapter:
+        config = dict(record["backbone_config"])
+        config.pop("dtype", None)  # follow the current global policy
+        backbone = keras_hub.models.AlbertBackbone.from_config(config)
+        return cls(backbone, tokenizer, record["source"], record["hidden_activation"])
+
+    @classmethod
+    def from_hf_folder(
+        cls, folder: Path, lowercase: bool | None = None, dropout: float | None = None
+    ) -> AlbertAdapter:
+        """config.json (`model_type: albert`), model.safetensors or pytorch_model.bin, and
+        spiece.model or vocab.txt."""
+        folder = Path(folder)
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        tokenizer = albert_tokenizer(folder, lowercase)
+        if tokenizer.vocabulary_size > config["vocab_size"]:
+            raise EncoderLoadError(
+                f"{folder}: the tokenizer has {tokenizer.vocabulary_size} ids but config.json's "
+                f"vocab_size is {config['vocab_size']}"
+            )
+        backbone = keras_hub.models.AlbertBackbone(**backbone_kwargs(config, config_path, dropout))
+        port_albert_weights(backbone, strip_prefix(read_hf_weights(folder), "albert"), folder)
+        activation = config.get("hidden_act", "gelu_new")
+        if activation not in HIDDEN_ACTIVATIONS:
+            raise EncoderLoadError(
+                f"{config_path}: hidden_act {activation!r} is not supported; "
+                f"valid: {', '.join(HIDDEN_ACTIVATIONS)}"
+            )
+        return cls(backbone, tokenizer, f"hf:{folder}", HIDDEN_ACTIVATIONS[activation])
+
+    @classmethod
+    def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> AlbertAdapter:
+        """2 applications of one shared block, hidden 16, embeddings 8; the WordPiece
+        vocabulary of `BertAdapter.tiny_random` (as the Chinese ALBERT checkpoints ship)."""
+        from xtune.encoders.bert import BertAdapter
+
+        tokenizer = BertAdapter.tiny_random(vocabulary_size).tokenizer
+        options = {
+            "num_layers": 2,
+            "num_heads": 2,
+            "embedding_dim": 8,
+            "hidden_dim": 16,
+            "intermediate_dim": 32,
+            "max_sequence_length": 64,
+            "dropout": 0.0,
+            **kwargs,
+        }
+        backbone = keras_hub.models.AlbertBackbone(
+            vocabulary_size=tokenizer.vocabulary_size, **options
+        )
+        return cls(backbone, tokenizer, "tiny random ALBERT", "gelu_approximate")
+
+
+def backbone_kwargs(config: dict, source: Path, dropout: float | None) -> dict[str, Any]:
+    try:
+        return {
+            "vocabulary_size": config["vocab_size"],
+            "num_layers": config["num_hidden_layers"],
+            "num_heads": config["num_attention_heads"],
+            "embedding_dim": config["embedding_size"],
+            "hidden_dim": config["hidden_size"],
+            "intermediate_dim": config["intermediate_size"],
+            "num_groups": config.get("num_hidden_groups", 1),
+            "num_inner_repetitions": config.get("inner_group_num", 1),
+            "dropout": config.get("hidden_dropout_prob", 0.0) if dropout is None else dropout,
+            "max_sequence_length": config.get("max_position_embeddings", 512),
+            "num_segments": config.get("type_vocab_size", 2),
+        }
+    except KeyError as error:
+        raise EncoderLoadError(f"{source}: an ALBERT config needs {error.args[0]!r}") from None
+
+
+def port_albert_weights(backbone: keras.Model, weights: dict, source: Path) -> None:
+    """HF `AlbertModel` tensors (without the `albert.` prefix) into an `AlbertBackbone`."""
+    embeddings = "embeddings."
+    for layer, key in (
+        (backbone.token_embedding, "word_embeddings"),
+        (backbone.segment_embedding, "token_type_embeddings"),
+    ):
+        value = tensor(weights, f"{embeddings}{key}.weight", source)
+        assign(layer.embeddings, value, f"{embeddings}{key}.weight", source)
+    positions = tensor(weights, "embeddings.position_embeddings.weight", source)
+    variable = backbone.position_embedding.position_embeddings
+    assign(variable, positions, "embeddings.position_embeddings.weight", source)
+    port_norm(backbone.embeddings_layer_norm, weights, "embeddings.LayerNorm", source)
+    port_dense(
+        backbone.embeddings_projection, weights, "encoder.embedding_hidden_mapping_in", source
+    )
+    for group_index, group in enumerate(backbone.transformer_layers):
+        for inner_index, block in enumerate(group):
+            prefix = f"encoder.albert_layer_groups.{group_index}.albert_layers.{inner_index}."
+            keys = {
+                "query": "attention.query",
+                "key": "attention.key",
+                "value": "attention.value",
+                "attention_output": "attention.dense",
+                "attention_norm": "attention.LayerNorm",
+                "intermediate": "ffn",
+                "output": "ffn_output",
+                "output_norm": "full_layer_layer_norm",
+            }
+            keys = {role: prefix + key for role, key in keys.items()}
+            port_transformer_block(block, weights, keys, source)
+    if "pooler.weight" in weights:
+        port_dense(backbone.pooled_dense, weights, "pooler", source)
+
+
+def special_token(config: dict, name: str, default: str) -> str:
+    """A tokenizer_config.json special token: a string or `{"content": ...}`."""
+    value = config.get(name, default)
+    return value.get("content", default) if isinstance(value, dict) else str(value)
+
+
+def albert_tokenizer(folder: Path, lowercase: bool | None = None) -> PieceTokenizer:
+    """`spiece.model` with ALBERT's HF normalisation (`do_lower_case`, default True;
+    `keep_accents`, default False), else a BERT `vocab.txt` (Chinese ALBERT checkpoints)."""
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if (folder / "spiece.model").is_file():
+        return albert_sentencepiece(folder / "spiece.model", config, lowercase)
+    if (folder / "vocab.txt").is_file():
+        lower = hf_lowercase(folder) if lowercase is None else lowercase
+        return WordPieceTokenizer(read_vocabulary(folder / "vocab.txt"), lower)
+    raise EncoderLoadError(
+        f"{folder}: an ALBERT folder needs a vocabulary: spiece.model or vocab.txt"
+    )
+
+
+def albert_sentencepiece(
+    path: Path, config: dict, lowercase: bool | None = None
+) -> SentencePieceTokenizer:
+    proto = path.read_bytes()
+    probe = SentencePieceTokenizer(proto, cls_id=0, sep_id=0, pad_id=0, unk_id=0)
+    ids = {}
+    for role, default in (("cls", "[CLS]"), ("sep", "[SEP]"), ("pad", "<pad>"), ("unk", "<unk>")):
+        piece = special_token(config, f"{role}_token", default)
+        ids[f"{role}_id"] = probe.piece_id(piece)
+        if ids[f"{role}_id"] is None:
+            raise EncoderLoadError(f"{path}: the SentencePiece model has no {piece!r} piece")
+    return SentencePieceTokenizer(
+        proto,
+        **ids,
+        lowercase=bool(config.get("do_lower_case", True)) if lowercase is None else lowercase,
+        strip_accents=not config.get("keep_accents", False),
+        replace_quotes=True,
+    )

@@ -1,0 +1,65 @@
+"""Copy Hugging Face (PyTorch layout) tensors into keras-hub layers, shape-checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from xtune.encoders.adapter import EncoderLoadError
+
+
+def tensor(weights: dict[str, np.ndarray], key: str, source: Path) -> np.ndarray:
+    if key not in weights:
+        raise EncoderLoadError(f"{source}: the checkpoint has no tensor {key!r}")
+    return np.asarray(weights[key], dtype=np.float32)
+
+
+def assign(variable: keras.Variable, value: np.ndarray, key: str, source: Path) -> None:
+    """`variable.assign(value)`, or one error naming the tensor and both shapes."""
+    if tuple(variable.shape) != tuple(value.shape):
+        try:
+            value = value.reshape(variable.shape)  # e.g. [h] bias -> [heads, head_dim]
+        except ValueError:
+            raise EncoderLoadError(
+                f"{source}: tensor {key!r} has shape {tuple(value.shape)}, the model expects "
+                f"{tuple(variable.shape)} (does config.json match the weights?)"
+            ) from None
+    variable.assign(value)
+
+
+def port_dense(layer, weights, key: str, source: Path) -> None:
+    """A torch Linear `[out, in]` (`key.weight`, `key.bias`) into a Dense/EinsumDense kernel."""
+    kernel = tensor(weights, f"{key}.weight", source).T
+    if tuple(layer.kernel.shape) != kernel.shape:
+        kernel = np.reshape(kernel, layer.kernel.shape)
+    assign(layer.kernel, kernel, f"{key}.weight", source)
+    assign(layer.bias, tensor(weights, f"{key}.bias", source), f"{key}.bias", source)
+
+
+def port_norm(layer, weights, key: str, source: Path) -> None:
+    assign(layer.gamma, tensor(weights, f"{key}.weight", source), f"{key}.weight", source)
+    assign(layer.beta, tensor(weights, f"{key}.bias", source), f"{key}.bias", source)
+
+
+def port_transformer_block(block, weights, keys: dict[str, str], source: Path) -> None:
+    """One keras-hub `TransformerEncoder` from HF tensors; `keys` maps each role (`query`,
+    `key`, `value`, `attention_output`, `attention_norm`, `intermediate`, `output`,
+    `output_norm`) to its HF name without `.weight`/`.bias`."""
+    attention = block._self_attention_layer
+    port_dense(attention.query_dense, weights, keys["query"], source)
+    port_dense(attention.key_dense, weights, keys["key"], source)
+    port_dense(attention.value_dense, weights, keys["value"], source)
+    port_dense(attention.output_dense, weights, keys["attention_output"], source)
+    port_norm(block._self_attention_layer_norm, weights, keys["attention_norm"], source)
+    port_dense(block._feedforward_intermediate_dense, weights, keys["intermediate"], source)
+    port_dense(block._feedforward_output_dense, weights, keys["output"], source)
+    port_norm(block._feedforward_layer_norm, weights, keys["output_norm"], source)
+
+
+def set_block_activation(blocks, function) -> None:
+    """Swap the feed-forward activation of keras-hub `TransformerEncoder` blocks."""
+    for block in blocks:
+        block.activation = function
+        block._feedforward_intermediate_dense.activation = function

@@ -1,0 +1,281 @@
+"""The XLM-RoBERTa family: keras-hub `XLMRobertaBackbone` converted from a Hugging Face state
+dict, a SentencePiece vocabulary with fairseq ids, `<s> a </s></s> b </s>` without segment ids.
+
+Positions: Hugging Face numbers real tokens from `padding_idx + 1` = 2; keras-hub numbers them
+from 0, so position rows 2.. are copied (right-padded inputs, as xtune's, give the same
+embeddings) and the longest input is `max_position_embeddings - 2`. The single token-type row
+is folded into the position rows, as keras-hub's own converter does. There is no pooler: the
+checkpoints' pooler was never trained by the masked-LM objective, so heads pool themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_hub
+
+from xtune.encoders.adapter import (
+    FAMILIES,
+    EncoderAdapter,
+    EncoderLoadError,
+    Packing,
+    PieceTokenizer,
+    match_lora_layers,
+)
+from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
+from xtune.encoders.hf_port import (
+    assign,
+    port_norm,
+    port_transformer_block,
+    set_block_activation,
+    tensor,
+)
+from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
+
+EMBEDDING_LAYERS = ("embeddings", "embeddings_layer_norm")
+POSITION_OFFSET = 2  # HF's padding_idx (1) + 1
+KERAS_HUB_EPSILON = 1e-5  # what XLMRobertaBackbone's layer norms are built with
+
+
+@FAMILIES.register("xlm_roberta")
+class XlmRobertaAdapter(EncoderAdapter):
+    """keras-hub's `XLMRobertaBackbone` with an XLM-R SentencePiece tokenizer."""
+
+    family = "xlm_roberta"
+    packing = Packing("roberta", segment_ids=False)
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        tokenizer: PieceTokenizer,
+        source: str,
+        hidden_activation: str = "gelu_exact",
+        layer_norm_epsilon: float = KERAS_HUB_EPSILON,
+    ):
+        super().__init__(backbone, tokenizer, source)
+        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
+        for norm in self.layer_norms():
+            norm.epsilon = layer_norm_epsilon
+        self.hidden_activation = hidden_activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self._features_model: keras.Model | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.backbone.num_layers)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.backbone.max_sequence_length)
+
+    def blocks(self) -> list[keras.layers.Layer]:
+        return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
+
+    def layer_norms(self) -> list[keras.layers.Layer]:
+        norms = [self.backbone.get_layer("embeddings_layer_norm")]
+        for block in self.blocks():
+            norms += [block._self_attention_layer_norm, block._feedforward_layer_norm]
+        return norms
+
+    def features_model(self) -> keras.Model:
+        """The backbone's graph, also exposing every transformer layer's output."""
+        if self._features_model is None:
+            outputs = {
+                "sequence_output": self.backbone.output,
+                "hidden_states": [block.output for block in self.blocks()],
+            }
+            self._features_model = keras.Model(
+                self.backbone.input, outputs, name="xlm_roberta_features"
+            )
+        return self._features_model
+
+    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
+        return {**outputs, "padding_mask": inputs["padding_mask"]}
+
+    def parameter_group(self, variable_path: str) -> str | None:
+        layer = variable_path.split("/")[0]
+        if layer in EMBEDDING_LAYERS:
+            return "embeddings"
+        if layer.startswith("transformer_layer_") and layer[18:].isdigit():
+            return f"layer_{layer[18:]}"
+        return None
+
+    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
+        return match_lora_layers(self.blocks(), list(targets))
+
+    @property
+    def word_embeddings(self) -> keras.Variable:
+        return self.backbone.token_embedding.embeddings
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "backbone_class": "XLMRobertaBackbone",
+            "backbone_config": self.backbone.get_config(),
+            "hidden_activation": self.hidden_activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "source": self.source,
+        }
+
+    @classmethod
+    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> XlmRobertaAdapter:
+        config = dict(record["backbone_config"])
+        config.pop("dtype", None)  # follow the current global policy
+        backbone = keras_hub.models.XLMRobertaBackbone.from_config(config)
+        return cls(
+            backbone,
+            tokenizer,
+            record["source"],
+            record["hidden_activation"],
+            record.get("layer_norm_epsilon", KERAS_HUB_EPSILON),
+        )
+
+    @classmethod
+    def from_hf_folder(
+        cls, folder: Path, lowercase: bool | None = None, dropout: float | None = None
+    ) -> XlmRobertaAdapter:
+        """config.json (`model_type: xlm-roberta`), model.safetensors or pytorch_model.bin,
+        and sentencepiece.bpe.model (or a Unigram tokenizer.json)."""
+        folder = Path(folder)
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        tokenizer = xlm_roberta_tokenizer(folder, config.get("vocab_size"), lowercase)
+        backbone = keras_hub.models.XLMRobertaBackbone(
+            **backbone_kwargs(config, config_path, dropout)
+        )
+        port_xlm_roberta_weights(backbone, strip_prefix(read_hf_weights(folder), "roberta"), folder)
+        activation = config.get("hidden_act", "gelu")
+        if activation not in HIDDEN_ACTIVATIONS:
+            raise EncoderLoadError(
+                f"{config_path}: hidden_act {activation!r} is not supported; "
+                f"valid: {', '.join(HIDDEN_ACTIVATIONS)}"
+            )
+        epsilon = float(config.get("layer_norm_eps", KERAS_HUB_EPSILON))
+        return cls(backbone, tokenizer, f"hf:{folder}", HIDDEN_ACTIVATIONS[activation], epsilon)
+
+    @classmethod
+    def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> XlmRobertaAdapter:
+        """2 layers, hidden 16, over a hand-made SentencePiece model: `▁`, a-z, `▁a`-`▁z`
+        and `▁w0`, `▁w1`, ... up to `vocabulary_size` fairseq ids (`<mask>` last)."""
+        proto = tiny_sentencepiece_proto(vocabulary_size)
+        tokenizer = SentencePieceTokenizer.xlm_roberta(proto, lowercase=True)
+        options = {
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_dim": 16,
+            "intermediate_dim": 32,
+            "max_sequence_length": 64,
+            "dropout": 0.0,
+            **kwargs,
+        }
+        backbone = keras_hub.models.XLMRobertaBackbone(
+            vocabulary_size=tokenizer.vocabulary_size, **options
+        )
+        return cls(backbone, tokenizer, "tiny random XLM-R")
+
+
+def backbone_kwargs(config: dict, source: Path, dropout: float | None) -> dict[str, Any]:
+    try:
+        max_positions = config["max_position_embeddings"] - POSITION_OFFSET
+        return {
+            "vocabulary_size": config["vocab_size"],
+            "num_layers": config["num_hidden_layers"],
+            "num_heads": config["num_attention_heads"],
+            "hidden_dim": config["hidden_size"],
+            "intermediate_dim": config["intermediate_size"],
+            "dropout": config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
+            "max_sequence_length": max_positions,
+        }
+    except KeyError as error:
+        raise EncoderLoadError(f"{source}: an XLM-R config needs {error.args[0]!r}") from None
+
+
+def port_xlm_roberta_weights(backbone: keras.Model, weights: dict, source: Path) -> None:
+    """HF `XLMRobertaModel` tensors (without the `roberta.` prefix) into the backbone."""
+    key = "embeddings.word_embeddings.weight"
+    assign(backbone.token_embedding.embeddings, tensor(weights, key, source), key, source)
+    variable = backbone.embeddings.position_embedding.position_embeddings
+    key = "embeddings.position_embeddings.weight"
+    positions = tensor(weights, key, source)[POSITION_OFFSET : POSITION_OFFSET + variable.shape[0]]
+    type_key = "embeddings.token_type_embeddings.weight"
+    if type_key in weights:  # every token has type 0: fold its row into the positions
+        positions = positions + tensor(weights, type_key, source)[0]
+    assign(variable, positions, key, source)
+    port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
+    for index in range(backbone.num_layers):
+        prefix = f"encoder.layer.{index}."
+        keys = {
+            "query": "attention.self.query",
+            "key": "attention.self.key",
+            "value": "attention.self.value",
+            "attention_output": "attention.output.dense",
+            "attention_norm": "attention.output.LayerNorm",
+            "intermediate": "intermediate.dense",
+            "output": "output.dense",
+            "output_norm": "output.LayerNorm",
+        }
+        keys = {role: prefix + name for role, name in keys.items()}
+        port_transformer_block(
+            backbone.get_layer(f"transformer_layer_{index}"), weights, keys, source
+        )
+
+
+def xlm_roberta_tokenizer(
+    folder: Path, vocabulary_size: int | None = None, lowercase: bool | None = None
+) -> SentencePieceTokenizer:
+    """fairseq ids over `sentencepiece.bpe.model`, else over the SentencePiece model built from
+    a Unigram `tokenizer.json`. Also for BERT-architecture models with an XLM-R vocabulary
+    (multilingual MiniLM / e5). `lowercase` is off unless asked: XLM-R is cased."""
+    folder = Path(folder)
+    if (folder / "sentencepiece.bpe.model").is_file():
+        proto = (folder / "sentencepiece.bpe.model").read_bytes()
+    elif (folder / "tokenizer.json").is_file():
+        from xtune.encoders.sentencepiece_proto import unigram_proto_from_tokenizer_json
+
+        proto = unigram_proto_from_tokenizer_json(folder / "tokenizer.json")
+    else:
+        raise EncoderLoadError(
+            f"{folder}: an XLM-R vocabulary needs sentencepiece.bpe.model or tokenizer.json"
+        )
+    tokenizer = SentencePieceTokenizer.xlm_roberta(
+        proto, vocabulary_size, lowercase=bool(lowercase)
+    )
+    if vocabulary_size is not None and tokenizer.piece_count + 1 > vocabulary_size:
+        raise EncoderLoadError(
+            f"{folder}: the SentencePiece model has {tokenizer.piece_count} pieces, more than "
+            f"config.json's vocab_size {vocabulary_size} holds with fairseq's offset"
+        )
+    return tokenizer
+
+
+def tiny_sentencepiece_proto(vocabulary_size: int) -> bytes:
+    """A hand-made unigram `ModelProto` (identity normaliser) for tiny test models."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    piece_type = model_pb2.ModelProto.SentencePiece
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    normal = ["▁"] + letters + [f"▁{c}" for c in letters]
+    # fairseq adds <pad> and <mask> to the SentencePiece pieces; 3 specials come first.
+    words = [f"▁w{i}" for i in range(max(0, vocabulary_size - 2 - 3 - len(normal)))]
+    proto = model_pb2.ModelProto()
+    for piece, kind in (("<unk>", piece_type.UNKNOWN), ("<s>", piece_type.CONTROL)):
+        proto.pieces.add(piece=piece, score=0.0, type=kind)
+    proto.pieces.add(piece="</s>", score=0.0, type=piece_type.CONTROL)
+    for piece in (normal + words)[: max(1, vocabulary_size - 5)]:
+        proto.pieces.add(
+            piece=piece, score=-float(len(piece.lstrip("▁")) == 1), type=piece_type.NORMAL
+        )
+    trainer = proto.trainer_spec
+    trainer.model_type = model_pb2.TrainerSpec.UNIGRAM
+    trainer.vocab_size = len(proto.pieces)
+    trainer.unk_id, trainer.bos_id, trainer.eos_id, trainer.pad_id = 0, 1, 2, -1
+    normalizer = proto.normalizer_spec
+    normalizer.name = "identity"
+    normalizer.add_dummy_prefix = True
+    normalizer.remove_extra_whitespaces = True
+    normalizer.escape_whitespaces = True
+    return proto.SerializeToString()
