@@ -188,3 +188,137 @@ def test_max_train_rows_takes_a_seeded_stratified_subset(write_csv):
     assert len(whole["train"]) == 400
     with pytest.raises(DataError, match="data.max_train_rows must be a positive integer, got 0"):
         load_splits(config(**{**cfg.__dict__, "max_train_rows": 0}))
+
+
+def test_empty_and_nan_label_cells_are_no_labels(write_csv):
+    rows = [
+        {"body": "a", "labels": "x"},
+        {"body": "b", "labels": ""},
+        {"body": "c", "labels": "NaN"},
+        {"body": "d", "labels": "nan|x"},
+        {"body": "e", "labels": "y"},
+    ]
+    examples = read_examples(config(text_pair=None), str(write_csv("t.csv", rows)))
+    assert examples.label_sets == [["x"], [], [], ["x"], ["y"]]
+    splits, vocab = load_splits(
+        config(train=str(write_csv("train.csv", rows)), text_pair=None, dev_fraction=0.4)
+    )
+    assert vocab.names == ["x", "y"]  # "NaN" is not a class
+
+
+def test_every_label_cell_empty_is_an_error(write_csv):
+    path = write_csv("t.csv", [{"body": "a", "labels": ""}, {"body": "b", "labels": "nan"}])
+    with pytest.raises(DataError, match="t.csv: no row has a label"):
+        load_splits(config(train=str(path), text_pair=None))
+
+
+def test_json_objects_or_lists_where_text_is_expected(tmp_path):
+    path = tmp_path / "d.jsonl"
+    records = [
+        {"text": "ok", "meta": {"title": "t"}, "labels": ["x"]},
+        {"text": {"zh": "嵌套"}, "meta": {"title": "t"}, "labels": ["x"]},
+        {"text": ["a", "b"], "meta": {"title": "t"}, "labels": ["x"]},
+        {"text": "fine", "meta": {"title": "u"}, "labels": {"x": 1}},
+    ]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), "utf-8")
+    cfg = config(text="text", text_pair=None, label_format="list")
+    with pytest.raises(DataError) as error:
+        read_examples(cfg, str(path))
+    assert "d.jsonl: row 2: text (column 'text') holds an object where text is expected" in str(
+        error.value
+    )
+    assert "{'zh'" not in str(error.value)  # no repr of the value
+    skipped = read_examples(config(**{**cfg.__dict__, "bad_rows": "skip"}), str(path))
+    assert skipped.texts == ["ok"] and len(skipped.skipped) == 3
+    assert "row 3: text (column 'text') holds a list" in skipped.skipped[1]
+    assert "row 4: labels (column 'labels') hold an object" in skipped.skipped[2]
+    nested = read_examples(
+        config(**{**cfg.__dict__, "text": "meta.title", "bad_rows": "skip"}), str(path)
+    )
+    assert nested.texts == ["t", "t", "t"] and nested.rows == [1, 2, 3]
+    with pytest.raises(DataError, match="row 1: text_pair \\(column 'meta'\\) holds an object"):
+        read_examples(config(**{**cfg.__dict__, "text_pair": "meta"}), str(path))
+
+
+def test_label_settings_that_cannot_work(write_csv):
+    from xtune.config import ConfigError
+
+    path = write_csv("t.csv", ROWS)
+    with pytest.raises(ConfigError, match="data.label_separator is empty"):
+        read_examples(config(label_separator=""), str(path))
+    with pytest.raises(ConfigError, match="data.labels is not set"):
+        read_examples(config(labels=None), str(path))
+
+
+def test_header_only_file(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("body,title,labels\n", encoding="utf-8")
+    with pytest.raises(DataError, match="h.csv: no data rows \\(only a header\\)"):
+        read_examples(config(), str(path))
+
+
+def test_unknown_labels_policies(write_csv, caplog):
+    train = write_csv("train.csv", ROWS)
+    dev_rows = ROWS + [
+        {"id": 4, "title": "x", "body": "新的", "labels": "交通|未知"},
+        {"id": 5, "title": "y", "body": "只有未知", "labels": "未知|另一个"},
+    ]
+    dev = write_csv("dev.csv", dev_rows)
+    cfg = config(train=str(train), dev=str(dev))
+    with pytest.raises(DataError) as error:
+        load_splits(cfg)
+    assert "dev.csv: row 4: label(s) '未知' not in the label vocabulary" in str(error.value)
+    assert "data.unknown_labels: ignore_labels" in str(error.value)
+
+    ignored, _ = load_splits(config(**{**cfg.__dict__, "unknown_labels": "ignore_labels"}))
+    assert len(ignored["dev"]) == 5
+    assert ignored["dev"].label_sets[3:] == [["交通"], []]
+    assert ignored["dev"].dropped_labels == {"未知": 2, "另一个": 1}
+    assert any("3 occurrence(s) of 2 label(s) not in train" in w for w in ignored["dev"].warnings)
+
+    skipped, _ = load_splits(config(**{**cfg.__dict__, "unknown_labels": "skip_rows"}))
+    assert skipped["dev"].rows == [1, 2, 3]  # skipped although bad_rows is 'error'
+    assert len(skipped["dev"].skipped) == 2 and "row 5" in skipped["dev"].skipped[1]
+
+
+def test_warns_when_dev_or_test_labels_are_mostly_unseen_or_rare(write_csv):
+    common = [{"body": f"t{i}", "labels": "common"} for i in range(10)]
+    rare = [{"body": f"r{i}", "labels": f"rare{i % 3}"} for i in range(6)]
+    train = write_csv("train.csv", common + rare)
+    dev = write_csv("dev.csv", common[:4] + rare[:2])
+    test = write_csv("test.csv", common[:1] + rare[:3] + [{"body": "n", "labels": "new"}])
+    cfg = config(
+        train=str(train),
+        dev=str(dev),
+        test=str(test),
+        text_pair=None,
+        unknown_labels="ignore_labels",
+    )
+    splits, _ = load_splits(cfg)
+    assert not any("unseen in train" in w for w in splits["dev"].warnings)  # 2 of 6 rare
+    (warning,) = [w for w in splits["test"].warnings if "unseen in train" in w]
+    assert "test (" in warning and "4 of 5 label occurrences (80%)" in warning
+    assert "unseen in train (1)" in warning and "fewer than 5 train examples: 3" in warning
+
+
+def test_degenerate_train_files(write_csv):
+    one = write_csv("one.csv", [{"body": "a", "labels": "x"}])
+    with pytest.raises(DataError, match="one.csv: 1 usable row\\(s\\) cannot be split"):
+        load_splits(config(train=str(one), text_pair=None))
+    splits, vocab = load_splits(config(train=str(one), dev=str(one), text_pair=None))
+    assert len(splits["train"]) == 1 and vocab.names == ["x"]
+
+    same = write_csv("same.csv", [{"body": f"t{i}", "labels": "x"} for i in range(10)])
+    splits, vocab = load_splits(config(train=str(same), text_pair=None, max_train_rows=5))
+    assert (len(splits["train"]), len(splits["dev"]), vocab.names) == (5, 2, ["x"])
+    notes = splits["train"].warnings
+    assert any(
+        "cannot stratify by label (one label only); used a plain seeded split" in n for n in notes
+    )
+    assert any("every train row has the same labels (x)" in n for n in notes)
+    again, _ = load_splits(config(train=str(same), text_pair=None, max_train_rows=5))
+    assert again["dev"].rows == splits["dev"].rows  # still seeded
+
+    pairs = write_csv("pairs.csv", [{"body": f"t{i}", "labels": "x|y"} for i in range(10)])
+    splits, _ = load_splits(config(train=str(pairs), text_pair=None))
+    assert len(splits["dev"]) == 2
