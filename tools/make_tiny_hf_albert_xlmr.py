@@ -13,7 +13,7 @@ Each folder holds `model.safetensors` and `pytorch_model.bin` (same weights) and
 `reference.npz`: `token_ids`/`padding_mask`/`segment_ids` [2, t], the model's
 `sequence_output`, `pooled_output` and `hidden_states` [layers, 2, t, h] on them, and the HF
 tokenizer's ids for `STRINGS` (flat `ids` + `row_lengths`; no special tokens) and for the pair
-`(PAIR[0], PAIR[1])` with special tokens (`pair_ids`).
+`pair` with special tokens (`pair_ids`).
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def tokenizer_ids(tokenizer) -> dict[str, np.ndarray]:
         "row_lengths": np.array([len(row) for row in rows], dtype=np.int32),
         "pair_ids": np.array(pair, dtype=np.int32),
         "strings": np.array(STRINGS),
+        "pair": np.array(PAIR),
     }
 
 

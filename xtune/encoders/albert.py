@@ -79,6 +79,10 @@ class AlbertAdapter(EncoderAdapter):
         # Built now: the shared blocks' call nodes 0..r-1 are the backbone's own graph.
         self._features_model = self.build_features_model()
 
+    def features_model(self) -> keras.Model:
+        """A functional view of the backbone with every layer application's output."""
+        return self._features_model
+
     @property
     def num_layers(self) -> int:
         return int(self.backbone.num_layers)
@@ -111,7 +115,7 @@ class AlbertAdapter(EncoderAdapter):
         return keras.Model(self.backbone.input, outputs, name="albert_features")
 
     def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        outputs = self._features_model({name: inputs[name] for name in self.input_names})
+        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
         return {**outputs, "padding_mask": inputs["padding_mask"]}
 
     def parameter_group(self, variable_path: str) -> str | None:
