@@ -64,6 +64,7 @@ STRINGS = [
     "ＦＵＬＬ－ＷＩＤＴＨ ｌｅｔｔｅｒｓ １２３",
     "mixed 中文 and English 文本 together",
     "unknown 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 and ∮ symbols",
+    "literal<s>specials</s> <unk> <pad>x <mask> [CLS]a[SEP] [MASK]. [cls]",
     ("市民反映小区附近道路施工噪音严重，影响居民休息。 The appeal was filed. " * 40).strip(),
 ]
 PAIR = ("上诉人不服一审判决。", "The appeal was filed on 12 March 2019.")

@@ -79,6 +79,20 @@ def test_unknown_pieces_get_the_fairseq_unknown_id(adapter):
     assert 0 not in ids  # SentencePiece's own <unk> id is fairseq's <s>
 
 
+def test_literal_special_tokens_are_their_ids(adapter):
+    ids = adapter.tokenizer.tokenize(tf.constant(["a<s>b <mask>", "<unk></s>"])).to_list()
+    assert ids[0][1] == 0 and ids[0][-1] == 161 and ids[1] == [3, 2]
+
+
+def test_a_tokenizer_json_alone_gives_the_same_ids(ref, tmp_path):
+    """Without sentencepiece.bpe.model the SentencePiece model is built from tokenizer.json."""
+    folder = folder_with_only("model.safetensors", tmp_path)
+    (folder / "sentencepiece.bpe.model").unlink()
+    tokenizer = XlmRobertaAdapter.from_hf_folder(folder).tokenizer
+    hf = tf.RaggedTensor.from_row_lengths(ref["ids"], ref["row_lengths"]).to_list()
+    assert tokenizer.tokenize(tf.constant(ref["strings"])).to_list() == hf
+
+
 def test_loads_through_the_hf_loader():
     loaded = load_encoder({"name": "hf", "path": str(FOLDER)})
     assert isinstance(loaded, XlmRobertaAdapter)

@@ -281,16 +281,20 @@ def albert_sentencepiece(
 ) -> SentencePieceTokenizer:
     proto = path.read_bytes()
     probe = SentencePieceTokenizer(proto, cls_id=0, sep_id=0, pad_id=0, unk_id=0)
-    ids = {}
+    ids, literals = {}, {}
     for role, default in (("cls", "[CLS]"), ("sep", "[SEP]"), ("pad", "<pad>"), ("unk", "<unk>")):
         piece = special_token(config, f"{role}_token", default)
-        ids[f"{role}_id"] = probe.piece_id(piece)
+        ids[f"{role}_id"] = literals[piece] = probe.piece_id(piece)
         if ids[f"{role}_id"] is None:
             raise EncoderLoadError(f"{path}: the SentencePiece model has no {piece!r} piece")
+    mask = special_token(config, "mask_token", "[MASK]")
+    if probe.piece_id(mask) is not None:
+        literals[mask] = probe.piece_id(mask)
     return SentencePieceTokenizer(
         proto,
         **ids,
         lowercase=bool(config.get("do_lower_case", True)) if lowercase is None else lowercase,
         strip_accents=not config.get("keep_accents", False),
         replace_quotes=True,
+        special_tokens=literals,
     )

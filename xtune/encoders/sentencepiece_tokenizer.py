@@ -8,6 +8,7 @@ with an XLM-R vocabulary (multilingual MiniLM / e5).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ class SentencePieceTokenizer(PieceTokenizer):
         lowercase: lower-case first (`tf.strings.lower`, Unicode), as HF's `Lowercase`.
         strip_accents: NFKD then drop non-spacing marks, as HF's `NFKD` + `StripAccents`.
         replace_quotes: ALBERT's "``" and "''" -> '"' replacements.
+        special_tokens: literal special tokens -> id, matched in the raw text first (as
+            Hugging Face's added tokens: `"a<s>b"` -> `▁a`, 0, `▁b`); the text between them
+            is tokenized part by part, each with its dummy `▁` prefix.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class SentencePieceTokenizer(PieceTokenizer):
         lowercase: bool = False,
         strip_accents: bool = False,
         replace_quotes: bool = False,
+        special_tokens: dict[str, int] | None = None,
     ):
         self.proto = bytes(proto)
         self.cls_id, self.sep_id, self.pad_id, self.unk_id = cls_id, sep_id, pad_id, unk_id
@@ -60,6 +65,7 @@ class SentencePieceTokenizer(PieceTokenizer):
         self.lowercase = lowercase
         self.strip_accents = strip_accents
         self.replace_quotes = replace_quotes
+        self.special_tokens = {str(k): int(v) for k, v in (special_tokens or {}).items()}
         self.sentencepiece = tf_text.SentencepieceTokenizer(model=self.proto, out_type=tf.int32)
         self.piece_count = int(self.sentencepiece.vocab_size())
         self._vocabulary_size = vocabulary_size or self.piece_count + id_offset
@@ -88,8 +94,29 @@ class SentencePieceTokenizer(PieceTokenizer):
 
     def tokenize(self, texts: Any) -> tf.RaggedTensor:
         """`tf.string [b]` -> ragged int32 ids [b, None]."""
-        texts = self.normalize(tf.convert_to_tensor(texts, dtype=tf.string))
-        return tf.ragged.map_flat_values(self._map_ids, self.sentencepiece.tokenize(texts))
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        if not self.special_tokens:
+            return self.tokenize_text(texts)
+        # Longest first, so a token that contains another one wins.
+        literals = sorted(self.special_tokens, key=len, reverse=True)
+        pattern = "|".join(re.escape(token) for token in literals)
+        parts = tf_text.regex_split(texts, pattern, keep_delim_regex_pattern=pattern)
+        flat = parts.flat_values
+        matches = tf.equal(flat[:, None], tf.constant(literals)[None, :])
+        is_special = tf.reduce_any(matches, axis=1)
+        ids = tf.constant([self.special_tokens[token] for token in literals], tf.int32)
+        special_ids = tf.gather(ids, tf.argmax(tf.cast(matches, tf.int32), axis=1))
+        special_rows = tf.RaggedTensor.from_row_lengths(
+            tf.boolean_mask(special_ids, is_special), tf.cast(is_special, tf.int64)
+        )
+        text_rows = self.tokenize_text(tf.where(is_special, "", flat))
+        per_part = tf.concat([special_rows, text_rows], axis=1)
+        return parts.with_flat_values(per_part).merge_dims(-2, -1)
+
+    def tokenize_text(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Text without special tokens -> ids: HF's normalisers, then SentencePiece."""
+        ids = self.sentencepiece.tokenize(self.normalize(texts))
+        return tf.ragged.map_flat_values(self._map_ids, ids)
 
     def _map_ids(self, ids: tf.Tensor) -> tf.Tensor:
         mapped = ids + self.id_offset
@@ -110,6 +137,7 @@ class SentencePieceTokenizer(PieceTokenizer):
             "lowercase": self.lowercase,
             "strip_accents": self.strip_accents,
             "replace_quotes": self.replace_quotes,
+            "special_tokens": dict(self.special_tokens),
         }
 
     def save(self, folder: Path) -> dict[str, Any]:
@@ -128,7 +156,8 @@ class SentencePieceTokenizer(PieceTokenizer):
     ) -> SentencePieceTokenizer:
         """fairseq ids over a SentencePiece model whose ids 0, 1, 2 are `<unk>`, `<s>`, `</s>`.
 
-        `vocabulary_size` defaults to the pieces + 1 (offset) + 1 (`<mask>`), as XLM-R's.
+        `vocabulary_size` defaults to the pieces + 1 (offset) + 1 (`<mask>`), as XLM-R's;
+        the literal special tokens are those of Hugging Face's XLM-R tokenizer.
         """
         tokenizer = cls(
             proto,
@@ -140,5 +169,7 @@ class SentencePieceTokenizer(PieceTokenizer):
             id_map={0: 3},
             **normalisation,
         )
-        tokenizer._vocabulary_size = vocabulary_size or tokenizer.piece_count + 2
+        mask_id = tokenizer.piece_count + 1  # fairseq appends <mask> after the pieces
+        tokenizer._vocabulary_size = vocabulary_size or mask_id + 1
+        tokenizer.special_tokens = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": mask_id}
         return tokenizer
