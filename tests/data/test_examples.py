@@ -302,23 +302,27 @@ def test_warns_when_dev_or_test_labels_are_mostly_unseen_or_rare(write_csv):
 
 
 def test_degenerate_train_files(write_csv):
-    one = write_csv("one.csv", [{"body": "a", "labels": "x"}])
+    one = write_csv("one.csv", [{"body": "a", "labels": "x|y"}])
     with pytest.raises(DataError, match="one.csv: 1 usable row\\(s\\) cannot be split"):
         load_splits(config(train=str(one), text_pair=None))
     splits, vocab = load_splits(config(train=str(one), dev=str(one), text_pair=None))
-    assert len(splits["train"]) == 1 and vocab.names == ["x"]
+    assert len(splits["train"]) == 1 and vocab.names == ["x", "y"]
 
-    same = write_csv("same.csv", [{"body": f"t{i}", "labels": "x"} for i in range(10)])
-    splits, vocab = load_splits(config(train=str(same), text_pair=None, max_train_rows=5))
-    assert (len(splits["train"]), len(splits["dev"]), vocab.names) == (5, 2, ["x"])
-    notes = splits["train"].warnings
-    assert any(
-        "cannot stratify by label (one label only); used a plain seeded split" in n for n in notes
-    )
-    assert any("every train row has the same labels (x)" in n for n in notes)
-    again, _ = load_splits(config(train=str(same), text_pair=None, max_train_rows=5))
-    assert again["dev"].rows == splits["dev"].rows  # still seeded
+    single = write_csv("single.csv", [{"body": f"t{i}", "labels": "x"} for i in range(10)])
+    with pytest.raises(DataError, match="single.csv: one label only \\('x'\\); .* at least two"):
+        load_splits(config(train=str(single), text_pair=None))
 
-    pairs = write_csv("pairs.csv", [{"body": f"t{i}", "labels": "x|y"} for i in range(10)])
-    splits, _ = load_splits(config(train=str(pairs), text_pair=None))
-    assert len(splits["dev"]) == 2
+    same = write_csv("same.csv", [{"body": f"t{i}", "labels": "x|y"} for i in range(10)])
+    splits, _ = load_splits(config(train=str(same), text_pair=None, max_train_rows=5))
+    assert (len(splits["train"]), len(splits["dev"])) == (5, 2)
+    assert any("every train row has the same labels (x|y)" in n for n in splits["train"].warnings)
+
+
+def test_a_stratified_split_with_an_empty_part_falls_back_to_a_plain_seeded_split(write_csv):
+    """Iterative stratification puts all 3 rows (one label each) in train, none in dev."""
+    path = write_csv("abc.csv", [{"body": n, "labels": n} for n in "abc"])
+    splits, _ = load_splits(config(train=str(path), text_pair=None))
+    assert (len(splits["train"]), len(splits["dev"])) == (2, 1)
+    assert any("used a plain seeded split" in note for note in splits["train"].warnings)
+    again, _ = load_splits(config(train=str(path), text_pair=None))
+    assert again["dev"].rows == splits["dev"].rows

@@ -338,15 +338,23 @@ def load_splits(config: DataConfig) -> tuple[dict[str, Examples], LabelVocab]:
 def label_vocabulary(train: Examples, names: list[str] | None) -> LabelVocab:
     if names is not None:
         try:
-            return LabelVocab(names)
+            vocab = LabelVocab(names)
         except ValueError as error:
             raise DataError(f"data.label_names: {error}") from None
-    if not any(train.label_sets):
+    elif not any(train.label_sets):
         raise DataError(
             f"{train.source}: no row has a label (every label cell is empty); check data.labels "
             f"and data.label_separator"
         )
-    return LabelVocab.from_label_sets(train.label_sets)
+    else:
+        vocab = LabelVocab.from_label_sets(train.label_sets)
+    if len(vocab) == 1:  # the metrics and the decision rules are defined for 2+ labels
+        raise DataError(
+            f"{train.source}: one label only ({vocab.names[0]!r}); a classifier needs at least "
+            f"two (for a yes/no task, give the other rows a label too, e.g. "
+            f"'not_{vocab.names[0]}')"
+        )
+    return vocab
 
 
 def note(examples: Examples, message: str) -> None:
@@ -441,9 +449,13 @@ def seeded_split(
             n_splits=1, train_size=size - second_size, test_size=second_size, random_state=seed
         )
         try:
-            return next(splitter.split(np.zeros(size), y))
+            first, second = next(splitter.split(np.zeros(size), y))
         except ValueError as error:
-            reason = str(error)
+            first, second, reason = [], [], str(error)
+        else:
+            reason = "an empty part for so few rows"
+        if len(first) and len(second):  # tiny sets can come back with one part empty
+            return first, second
     else:
         reason = "one label only"
     note(examples, f"{what}: cannot stratify by label ({reason}); used a plain seeded split")
