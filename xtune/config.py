@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
+import difflib
 import inspect
+import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,13 +18,34 @@ from typing import Any
 
 import yaml
 
+from xtune.registry import check_number, interval
+
 
 class ConfigError(ValueError):
     """A config file or override does not match the schema."""
 
 
 class YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` and `5e-5` as floats (YAML 1.1 wants `1.0e-3`)."""
+    """SafeLoader that also reads `1e-3` and `5e-5` as floats (YAML 1.1 wants `1.0e-3`), and
+    refuses a key repeated in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if not isinstance(node, yaml.MappingNode):  # e.g. `!!set 0`: SafeLoader's error
+            return super().construct_mapping(node, deep=deep)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges may repeat keys: that is what they are for
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, collections.abc.Hashable):
+                break  # SafeLoader reports unhashable keys itself
+            if key in seen:
+                raise ConfigError(
+                    f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one "
+                    "mapping (row names and keys must be unique)"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 YamlLoader.add_implicit_resolver(
@@ -187,14 +212,56 @@ def registries() -> dict[str, Any]:
 # ---------------------------------------------------------------- loading
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml_text(path: str | Path, what: str = "config file") -> str:
+    """A YAML file's text; a missing, unreadable or non-UTF-8 file is one `ConfigError`."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
-        raw = yaml_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the {what}: {error.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: {not_utf8(error)}") from None
+
+
+def not_utf8(error: UnicodeDecodeError) -> str:
+    byte = error.object[error.start]
+    return f"not UTF-8 (byte 0x{byte:02X} at offset {error.start}); save it as UTF-8"
+
+
+def parse_yaml_text(text: str, path: str | Path, loader: type = YamlLoader) -> Any:
+    """`yaml.load` whose errors are one line naming the file, the line and the problem."""
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506  (SafeLoader subclasses only)
+    except ConfigError as error:  # a duplicated key
+        raise ConfigError(f"{path}: {error}") from None
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError(f"{path}: {describe_yaml_error(error)}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML: {one_line(str(error))}") from None
+
+
+def describe_yaml_error(error: yaml.MarkedYAMLError) -> str:
+    mark = error.problem_mark or error.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = one_line(error.problem or error.context or "syntax error")
+    tag = re.search(r"the tag '([^']*)'", problem)
+    if isinstance(error, yaml.constructor.ConstructorError) and tag:
+        return f"{where}the tag {tag.group(1)!r} is not allowed (plain YAML values only)"
+    context = f" ({one_line(error.context)})" if error.context and error.problem else ""
+    return f"{where}not valid YAML: {problem}{context}"
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    raw = parse_yaml_text(read_yaml_text(path), path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -205,11 +272,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def load_run_config(
     path: str | Path, overrides: list[str] | dict[str, Any] | None = None
 ) -> RunConfig:
-    """Read a run config file, apply `key=value` overrides, validate."""
+    """Read a run config file (and its `base:` files), apply `key=value` overrides, validate."""
     raw = load_yaml(path)
-    if "base" in raw and isinstance(raw["base"], str):
-        base = load_yaml(Path(path).parent / raw.pop("base"))
-        raw = deep_merge(base, raw)
+    folder, seen = Path(path).parent, {Path(path).resolve()}
+    while isinstance(raw.get("base"), str):
+        file = folder / raw.pop("base")
+        if file.resolve() in seen:
+            raise ConfigError(f"{path}: base: {file} includes itself")
+        seen.add(file.resolve())
+        raw = deep_merge(load_yaml(file), raw)
+        folder = file.parent
     raw = apply_overrides(raw, overrides or {}, source=str(path))
     return parse_run_config(raw, source=str(path))
 
@@ -219,7 +291,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. training.epochs=3")
     key, value = text.split("=", 1)
-    return key.strip(), yaml_load(value) if value.strip() else None
+    return key.strip(), parse_yaml_text(value, f"override {text!r}") if value.strip() else None
 
 
 def apply_overrides(
@@ -268,14 +340,68 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- validation
 
+# Sane ranges of number settings (`check_number` arguments): a value like `batch_size: 0` or
+# `epochs: 100000000` fails when the config is read, not deep inside TensorFlow.
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_BATCH_SIZE = 65536
+MIN_MAX_LENGTH = 8  # [CLS] text [SEP] pair [SEP] and a few tokens of each text
+MAX_MAX_LENGTH = 65536  # the encoder's position embeddings are the real limit, when known
+MAX_INTEGER = 2**53  # any other integer setting: exact as a float, and in JSON
+RANGES: dict[str, dict[str, Any]] = {
+    "data.dev_fraction": {"low": 0.0, "high": 1.0, "open_low": True, "open_high": True},
+    "data.split_seed": {"low": 0, "high": MAX_SEED},
+    "data.max_train_rows": {"low": 1},
+    "data.max_length": {"low": MIN_MAX_LENGTH, "high": MAX_MAX_LENGTH},
+    "data.head_tokens": {"low": 0, "high": MAX_MAX_LENGTH},
+    "training.epochs": {"low": 1, "high": 10_000},
+    "training.batch_size": {"low": 1, "high": MAX_BATCH_SIZE},
+    "training.eval_batch_size": {"low": 1, "high": MAX_BATCH_SIZE},
+    "training.seed": {"low": 0, "high": MAX_SEED},
+    "training.early_stopping_patience": {"low": 1, "high": 10_000},
+    "training.steps_per_epoch": {"low": 1},
+    "training.verbose": {"low": 0, "high": 2},
+    "finetune.train_top_layers": {"low": 0, "high": 1000},
+    "finetune.reinit_top_layers": {"low": 0, "high": 1000},
+    "finetune.frozen_epochs": {"low": 0, "high": 10_000},
+    "finetune.lora_rank": {"low": 1, "high": 65536},
+    "finetune.lora_alpha": {"low": 0.0, "open_low": True},
+}
+# List settings whose every item must be in range.
+ITEM_RANGES: dict[str, dict[str, Any]] = {
+    "training.report_thresholds": {"low": 0, "high": 1, "open_low": True, "open_high": True},
+}
+NON_EMPTY = ("data.text", "data.label_separator")
+
+SHORT = reprlib.Repr()
+SHORT.maxstring, SHORT.maxother, SHORT.maxlist, SHORT.maxdict, SHORT.maxlevel = 60, 60, 6, 4, 2
+
+
+def short(value: Any) -> str:
+    """`repr` cut to a readable length: error messages quote what the user wrote."""
+    return SHORT.repr(value)
+
+
+def did_you_mean(word: Any, options: Any) -> str:
+    """` (did you mean 'epochs'?)` for the closest valid name, or ''."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
 
 def parse_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a raw dict into a `RunConfig`, with errors naming `source` and the key path."""
+    """Validate a raw dict into a `RunConfig`, with errors naming `source` and the key path.
+
+    Values are checked by type and by meaning (ranges, choices, each component's own
+    `check_arguments`, `data.max_length` against the encoder's positions), so a config that
+    parses will not fail later for any of those reasons.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {short(raw)}")
     known = set(SECTIONS) | set(COMPONENT_SECTIONS)
     for key in raw:
         if key not in known:
             raise ConfigError(
-                f"{source}: unknown key {key!r}; valid top-level keys: {', '.join(sorted(known))}"
+                f"{source}: unknown key {short(key)}{did_you_mean(key, known)}; "
+                f"valid top-level keys: {', '.join(sorted(known))}"
             )
     if "data" not in raw:
         raise ConfigError(f"{source}: missing required section 'data'")
@@ -290,6 +416,7 @@ def parse_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     config = RunConfig(**kwargs)
     if not config.data.train:
         raise ConfigError(f"{source}: data.train: a training file is required")
+    check_across_sections(config, regs, source)
     return config
 
 
@@ -297,45 +424,168 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: {path}: expected a mapping, got {raw!r}")
+        raise ConfigError(f"{source}: {path}: expected a mapping, got {short(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in raw.items():
         if key not in fields:
             raise ConfigError(
-                f"{source}: unknown key '{path}.{key}'; valid keys: {', '.join(fields)}"
+                f"{source}: unknown key '{path}.{key}'{did_you_mean(key, fields)}; "
+                f"valid keys: {', '.join(fields)}"
             )
         values[key] = check_type(value, hints[key], f"{path}.{key}", source)
-        choices = CHOICES.get(f"{path}.{key}")
-        if choices and values[key] not in choices:
-            raise ConfigError(
-                f"{source}: {path}.{key}: {value!r} is not one of: {', '.join(choices)}"
-            )
+        check_meaning(values[key], f"{path}.{key}", source)
     return cls(**values)
 
 
+def choices_of(key: str) -> tuple[Any, ...] | None:
+    if key == "training.metric":
+        from xtune.metrics import METRIC_DIRECTIONS
+
+        return tuple(METRIC_DIRECTIONS)
+    if key == "training.tune_thresholds":
+        from xtune.thresholds import OBJECTIVES
+
+        return OBJECTIVES
+    if key == "training.jit_compile":
+        return ("auto", True, False)
+    return CHOICES.get(key)
+
+
+def check_meaning(value: Any, path: str, source: str) -> None:
+    """Choices, ranges and non-empty strings of one (type-checked) section setting."""
+    if value is None:
+        return  # allowed by the type: "not set"
+    choices = choices_of(path)
+    if choices and value not in choices:
+        raise ConfigError(
+            f"{source}: {path}: {short(value)} is not one of: "
+            f"{', '.join(format_choice(c) for c in choices)}{did_you_mean(value, choices)}"
+        )
+    if path in RANGES:
+        try:
+            check_number(path, value, integer=isinstance(value, int), **RANGES[path])
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+    for item in value if path in ITEM_RANGES else ():
+        try:
+            check_number(path, item, **ITEM_RANGES[path])
+        except ValueError:
+            expected = interval(**ITEM_RANGES[path])
+            raise ConfigError(
+                f"{source}: {path}: expected numbers{expected}, got {short(item)}"
+            ) from None
+    if path in NON_EMPTY and not value:
+        raise ConfigError(f"{source}: {path}: must not be empty")
+
+
+def format_choice(choice: Any) -> str:
+    return str(choice).lower() if isinstance(choice, bool) else str(choice)
+
+
+def check_across_sections(config: RunConfig, regs: dict[str, Any], source: str) -> None:
+    """Settings that are only wrong together, or against the encoder's files."""
+    from xtune.encoders.positions import max_positions
+
+    check_encoder_files(config.encoder, source)
+    positions = max_positions(config.encoder.to_dict())
+    if positions is not None and config.data.max_length > positions:
+        raise ConfigError(
+            f"{source}: data.max_length: {config.data.max_length} is more than the encoder "
+            f"{config.encoder.name!r} has positions for ({positions}); use at most {positions}"
+        )
+    finetune, epochs = config.finetune, config.training.epochs
+    if finetune.frozen_epochs >= epochs:
+        raise ConfigError(
+            f"{source}: finetune.frozen_epochs: {finetune.frozen_epochs} must be fewer than "
+            f"training.epochs ({epochs})"
+        )
+    if finetune.lora_rank is not None and finetune.freeze_encoder:
+        raise ConfigError(
+            f"{source}: finetune: lora_rank and freeze_encoder exclude each other (LoRA trains "
+            "adapters inside the encoder)"
+        )
+    loss = regs["loss"].get(config.loss.name)
+    if config.training.report_thresholds and getattr(loss, "default_threshold", 0.5) is None:
+        raise ConfigError(
+            f"{source}: training.report_thresholds: the loss {config.loss.name!r} predicts the "
+            "top-1 label and has no per-label thresholds; remove report_thresholds"
+        )
+
+
+def check_encoder_files(encoder: ComponentSpec, source: str) -> None:
+    """The encoder's folder (`path`) or vocabulary file exists: found now, not after setup."""
+    for key, kind in (("path", "folder"), ("vocabulary", "file")):
+        value = encoder.kwargs.get(key)
+        if not isinstance(value, str):
+            continue
+        file = Path(value).expanduser()
+        if not (file.is_dir() if kind == "folder" else file.is_file()):
+            raise ConfigError(f"{source}: encoder.{key}: {file}: {kind} not found")
+
+
+def union_options(hint: Any) -> tuple[Any, ...]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)
+
+
 def check_type(value: Any, hint: Any, path: str, source: str) -> Any:
-    """Light type check with int->float promotion; enough to catch YAML typos early."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    """Type check with int->float promotion: numbers finite and in range, lists item by item."""
+    options = union_options(hint)
     for option in options:
-        origin = typing.get_origin(option) or option
-        if option is type(None) and value is None:
-            return None
-        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if origin is bool and isinstance(value, bool):
-            return value
-        if origin is str and isinstance(value, str):
-            return value
-        if origin is list and isinstance(value, list):
-            return list(value)
-        if option is Any:
-            return value
-    expected = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ConfigError(f"{source}: {path}: expected {expected}, got {value!r}")
+        matched, result = match_type(value, option, path, source)
+        if matched:
+            return result
+    expected = " or ".join(type_name(o) for o in options)
+    hint_text = ""
+    if isinstance(value, str) and any(o in (int, float) for o in options):
+        try:
+            float(value)
+            hint_text = " (a quoted string: write the number without quotes)"
+        except ValueError:
+            pass
+    raise ConfigError(f"{source}: {path}: expected {expected}, got {short(value)}{hint_text}")
+
+
+def match_type(value: Any, option: Any, path: str, source: str) -> tuple[bool, Any]:
+    """(whether `value` is of type `option`, the value to keep)."""
+    origin = typing.get_origin(option) or option
+    if option is Any:
+        return True, value
+    if option is type(None):
+        return value is None, None
+    if origin is bool or isinstance(value, bool):  # YAML's true/false are not numbers
+        return origin is bool and isinstance(value, bool), value
+    if origin is float and isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{source}: {path}: expected a finite number, got {short(value)}")
+        return True, number
+    if origin is int and isinstance(value, int):
+        if abs(value) > MAX_INTEGER and path not in RANGES:  # those say their own range
+            raise ConfigError(f"{source}: {path}: {short(value)} is out of range")
+        return True, value
+    if origin is str:
+        return isinstance(value, str), value
+    if origin in (list, tuple, collections.abc.Sequence) and isinstance(value, list):
+        item = (typing.get_args(option) or (Any,))[0]
+        return True, [check_type(v, item, f"{path}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        return isinstance(value, dict), value
+    return False, None
+
+
+def type_name(option: Any) -> str:
+    if option is type(None):
+        return "null"
+    if typing.get_origin(option) is None and hasattr(option, "__name__"):
+        return option.__name__
+    return str(option).replace("collections.abc.", "").replace("typing.", "")
 
 
 def parse_component(raw: Any, registry: Any, path: str, source: str) -> ComponentSpec:
@@ -343,45 +593,83 @@ def parse_component(raw: Any, registry: Any, path: str, source: str) -> Componen
         raw = {"name": raw}
     if not isinstance(raw, dict) or "name" not in raw:
         raise ConfigError(
-            f"{source}: {path}: expected a name or a mapping with 'name', got {raw!r}"
+            f"{source}: {path}: expected a name or a mapping with 'name', got {short(raw)}"
         )
     kwargs = dict(raw)
     name = kwargs.pop("name")
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         raise ConfigError(
-            f"{source}: {path}.name: unknown {registry.kind} {name!r}; "
+            f"{source}: {path}.name: unknown {registry.kind} {short(name)}"
+            f"{did_you_mean(name, registry.names())}; "
             f"valid choices: {', '.join(registry.names())}"
         )
-    accepted = accepted_arguments(registry.get(name))
+    builder = registry.get(name)
+    accepted = accepted_arguments(builder)
     for key in kwargs:
         if key not in accepted:
             raise ConfigError(
-                f"{source}: unknown key '{path}.{key}' for {registry.kind} {name!r}; "
+                f"{source}: unknown key '{path}.{key}' for {registry.kind} {name!r}"
+                f"{did_you_mean(key, accepted)}; "
                 f"valid keys: {', '.join(sorted(accepted)) or '(none)'}"
             )
+    missing = sorted(required_arguments(builder) - set(kwargs))
+    if missing:
+        raise ConfigError(f"{source}: {path}: {registry.kind} {name!r} needs {missing[0]!r}")
+    hints = argument_hints(builder)
+    for key, value in kwargs.items():
+        check_type(value, hints.get(key, Any), f"{path}.{key}", source)
+    try:
+        registry.check(name, kwargs)
+    except ValueError as error:
+        raise ConfigError(f"{source}: {path}.{one_line(str(error))}") from None
     return ComponentSpec(name, kwargs)
 
 
 INTERNAL_ARGUMENTS = {"self", "name", "dtype", "reduction", "trainable"}
 
 
-def accepted_arguments(builder: Any) -> set[str]:
-    """Keyword arguments a registered builder takes from YAML.
+def initializers(builder: Any) -> list[Any]:
+    """The functions whose named arguments a registered builder takes from YAML.
 
-    For a class, the named arguments of each `__init__` up its MRO, as long as the one below
-    passes `**kwargs` on (framework bases like `keras.layers.Layer` are not xtune settings).
+    For a class, each `__init__` up its MRO, as long as the one below passes `**kwargs` on
+    (framework bases like `keras.layers.Layer` are not xtune settings).
     """
     if not inspect.isclass(builder):
-        return named_parameters(builder)[0]
-    accepted: set[str] = set()
+        return [builder]
+    functions = []
     for cls in builder.__mro__:
         if cls.__module__.split(".")[0] != "xtune" or "__init__" not in vars(cls):
             continue
-        names, passes_on = named_parameters(cls.__init__)
-        accepted |= names
-        if not passes_on:
+        functions.append(cls.__init__)
+        if not named_parameters(cls.__init__)[1]:
             break
-    return accepted
+    return functions
+
+
+def accepted_arguments(builder: Any) -> set[str]:
+    """Keyword arguments a registered builder takes from YAML."""
+    return set().union(*(named_parameters(f)[0] for f in initializers(builder)))
+
+
+def required_arguments(builder: Any) -> set[str]:
+    """Arguments without a default (`path` of the `hf` encoder)."""
+    required = set()
+    for function in initializers(builder):
+        for p in inspect.signature(function).parameters.values():
+            if p.name in named_parameters(function)[0] and p.default is p.empty:
+                required.add(p.name)
+    return required
+
+
+def argument_hints(builder: Any) -> dict[str, Any]:
+    """Type hints of the builder's YAML arguments (a subclass's hint wins over its base's)."""
+    hints: dict[str, Any] = {}
+    for function in reversed(initializers(builder)):
+        try:
+            hints.update(typing.get_type_hints(function))
+        except (NameError, TypeError):  # a hint that cannot be resolved checks nothing
+            continue
+    return hints
 
 
 def named_parameters(function: Any) -> tuple[set[str], bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,17 @@ class Registry:
                 f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
             ) from None
 
+    def check(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Check a component's arguments by meaning without building it (no layers, no weights).
+
+        Calls the builder's `check_arguments(**kwargs)` when it has one (a classmethod, or see
+        `checked_by_calling`); it raises `ValueError` naming the argument. Builders without one
+        (encoders, which load weights) are only type-checked, by the config.
+        """
+        checker = getattr(self.get(name), "check_arguments", None)
+        if checker is not None:
+            checker(**kwargs)
+
     def build(self, spec: str | dict[str, Any], **extra: Any) -> Any:
         """Build from a short name or a `{"name": ..., **kwargs}` dict."""
         if isinstance(spec, str):
@@ -62,3 +74,51 @@ class Registry:
             kwargs = dict(spec)
             name = kwargs.pop("name")
         return self.get(name)(**kwargs, **extra)
+
+
+def checked_by_calling(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a builder whose call only checks its arguments and returns a closure that builds
+    later: calling it is its `check_arguments` (optimizers and schedules are such factories)."""
+    factory.check_arguments = factory  # type: ignore[attr-defined]
+    return factory
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    integer: bool = False,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> None:
+    """A component argument that must be a finite number (an integer with `integer`) in range.
+
+    Raises `ValueError("NAME: expected ..., got VALUE")`, e.g. `check_number("epsilon", x, 0,
+    open_low=True)` -> "epsilon: expected a number > 0, got -1".
+    """
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    if ok and not integer:
+        ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if not ok:
+        what = "an integer" if integer else "a number"
+        raise ValueError(
+            f"{name}: expected {what}{interval(low, high, open_low, open_high)}, got {value!r}"
+        )
+
+
+def interval(low: float | None, high: float | None, open_low: bool, open_high: bool) -> str:
+    """` in [0, 1)`, ` > 0`, ` <= 8`: the range part of an error message."""
+    if low is not None and high is not None:
+        return f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    if low is not None:
+        return f" {'>' if open_low else '>='} {low}"
+    if high is not None:
+        return f" {'<' if open_high else '<='} {high}"
+    return ""

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.heads.base import HEADS, Head
+from xtune.heads.base import HEADS, Head, check_width
 
 # Score given to padded tokens; exp() of it is exactly 0 in float32, where scores are kept.
 MASKED_SCORE = -1e9
@@ -35,10 +35,15 @@ class AttentionPoolingHead(Head):
         units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
 
+    @classmethod
+    def check_arguments(cls, attention_units: int | None = None, **kwargs: Any) -> None:
+        if attention_units is not None:
+            check_width("attention_units", attention_units)
+        super().check_arguments(**kwargs)
+
     def __init__(self, attention_units: int | None = None, **kwargs: Any):
+        AttentionPoolingHead.check_arguments(attention_units=attention_units)
         super().__init__(**kwargs)
-        if attention_units is not None and attention_units < 1:
-            raise ValueError(f"attention_units: expected a positive integer, got {attention_units}")
         self.attention_units = attention_units
         self.projection = (
             keras.layers.Dense(attention_units, activation="tanh", name="attention_projection")

@@ -9,6 +9,7 @@ from keras import ops
 
 from xtune.heads.base import HEADS, Head, check_choice
 from xtune.heads.pooling import SEQUENCE_POOLING_MODES, masked_pool
+from xtune.registry import check_number
 
 COMBINE_MODES = ("concat", "mean", "weighted")
 
@@ -38,6 +39,19 @@ class MultiLayerPoolingHead(Head):
 
     uses_hidden_states = True
 
+    @classmethod
+    def check_arguments(
+        cls,
+        last_layers: int = 4,
+        pooling: str = "cls",
+        combine: str = "concat",
+        **kwargs: Any,
+    ) -> None:
+        check_number("last_layers", last_layers, 1, 1000, integer=True)
+        check_choice("pooling", pooling, SEQUENCE_POOLING_MODES)
+        check_choice("combine", combine, COMBINE_MODES)
+        super().check_arguments(**kwargs)
+
     def __init__(
         self,
         last_layers: int = 4,
@@ -45,11 +59,8 @@ class MultiLayerPoolingHead(Head):
         combine: str = "concat",
         **kwargs: Any,
     ):
+        MultiLayerPoolingHead.check_arguments(last_layers, pooling, combine)
         super().__init__(**kwargs)
-        if isinstance(last_layers, bool) or not isinstance(last_layers, int) or last_layers < 1:
-            raise ValueError(f"last_layers: expected a positive integer, got {last_layers!r}")
-        check_choice("pooling", pooling, SEQUENCE_POOLING_MODES)
-        check_choice("combine", combine, COMBINE_MODES)
         self.last_layers = last_layers
         self.pooling = pooling
         self.combine = combine

@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from xtune.heads.base import HEADS, Head, check_choice
+from xtune.heads.base import HEADS, Head, check_choice, check_width
 from xtune.heads.pooling import concatenate, masked_pool, pooling_modes
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
@@ -36,6 +36,22 @@ class RecurrentHead(Head):
         units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
 
+    @classmethod
+    def check_arguments(
+        cls,
+        cell: str = "lstm",
+        rnn_units: int = 128,
+        bidirectional: bool = True,
+        pooling: str | list[str] = "max",
+        **kwargs: Any,
+    ) -> None:
+        check_choice("cell", cell, CELLS)
+        check_width("rnn_units", rnn_units)
+        if not isinstance(bidirectional, bool):
+            raise ValueError(f"bidirectional: expected true or false, got {bidirectional!r}")
+        pooling_modes(pooling, RNN_POOLING_MODES)
+        super().check_arguments(**kwargs)
+
     def __init__(
         self,
         cell: str = "lstm",
@@ -44,8 +60,8 @@ class RecurrentHead(Head):
         pooling: str | list[str] = "max",
         **kwargs: Any,
     ):
+        RecurrentHead.check_arguments(cell, rnn_units, bidirectional, pooling)
         super().__init__(**kwargs)
-        check_choice("cell", cell, CELLS)
         self.cell = cell
         self.rnn_units = rnn_units
         self.bidirectional = bidirectional

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.heads.base import HEADS, Head
+from xtune.heads.base import HEADS, MAX_WIDTH, Head, check_activation, check_width
 from xtune.heads.pooling import concatenate, masked_pool
 
 
@@ -38,6 +38,28 @@ class TextCNNHead(Head):
             applied to the pooled CNN features.
     """
 
+    @classmethod
+    def check_arguments(
+        cls,
+        filter_sizes: list[int] | tuple[int, ...] = (3, 4, 5),
+        filters: int = 128,
+        conv_activation: str = "relu",
+        **kwargs: Any,
+    ) -> None:
+        sizes = list(filter_sizes) if isinstance(filter_sizes, list | tuple) else None
+        if not sizes or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_WIDTH for s in sizes
+        ):
+            raise ValueError(
+                "filter_sizes: expected a non-empty list of positive integers, "
+                f"got {filter_sizes!r}"
+            )
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"filter_sizes: {sizes!r} repeats a size")
+        check_width("filters", filters)
+        check_activation("conv_activation", conv_activation)
+        super().check_arguments(**kwargs)
+
     def __init__(
         self,
         filter_sizes: list[int] | tuple[int, ...] = (3, 4, 5),
@@ -45,15 +67,9 @@ class TextCNNHead(Head):
         conv_activation: str = "relu",
         **kwargs: Any,
     ):
+        TextCNNHead.check_arguments(filter_sizes, filters, conv_activation)
         super().__init__(**kwargs)
         filter_sizes = list(filter_sizes)
-        if not filter_sizes or not all(isinstance(s, int) and s >= 1 for s in filter_sizes):
-            raise ValueError(
-                "filter_sizes: expected a non-empty list of positive integers, "
-                f"got {filter_sizes!r}"
-            )
-        if len(set(filter_sizes)) != len(filter_sizes):
-            raise ValueError(f"filter_sizes: {filter_sizes!r} repeats a size")
         self.filter_sizes = filter_sizes
         self.filters = filters
         self.conv_activation = conv_activation

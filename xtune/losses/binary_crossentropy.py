@@ -10,6 +10,7 @@ from keras import ops
 
 from xtune.losses import LOSSES
 from xtune.losses.classification_loss import ClassificationLoss
+from xtune.registry import check_number
 
 
 def binary_crossentropy(
@@ -65,6 +66,17 @@ class BinaryCrossentropy(ClassificationLoss):
         pos_weight: list with one positive-term weight per label, or None (default).
     """
 
+    @classmethod
+    def check_arguments(cls, pos_weight: Sequence[float] | None = None, **kwargs: Any) -> None:
+        if pos_weight is not None:
+            if not isinstance(pos_weight, list | tuple) or not pos_weight:
+                raise ValueError(
+                    f"pos_weight: expected a list of one weight per label, got {pos_weight!r}"
+                )
+            for weight in pos_weight:
+                check_number("pos_weight", weight, 0.0, open_low=True)
+        super().check_arguments(**kwargs)
+
     def __init__(
         self,
         label_smoothing: float = 0.0,
@@ -73,6 +85,7 @@ class BinaryCrossentropy(ClassificationLoss):
         reduction: str | None = "sum_over_batch_size",
         dtype: Any = None,
     ):
+        BinaryCrossentropy.check_arguments(pos_weight)
         super().__init__(
             label_smoothing=label_smoothing, name=name, reduction=reduction, dtype=dtype
         )

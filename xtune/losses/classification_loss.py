@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from xtune.registry import check_number
+
 
 class ClassificationLoss(keras.losses.Loss):
     """Base class for classification losses that take logits.
@@ -34,6 +36,12 @@ class ClassificationLoss(keras.losses.Loss):
     multi_label: bool = True
     default_threshold: float | None = 0.5
 
+    @classmethod
+    def check_arguments(cls, label_smoothing: float = 0.0, **kwargs: Any) -> None:
+        """Raise `ValueError` for arguments invalid by meaning (the config calls it for every
+        run before training); subclasses check theirs, then call this."""
+        check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+
     def __init__(
         self,
         label_smoothing: float = 0.0,
@@ -41,8 +49,7 @@ class ClassificationLoss(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         dtype: Any = None,
     ):
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+        ClassificationLoss.check_arguments(label_smoothing)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.label_smoothing = float(label_smoothing)
 

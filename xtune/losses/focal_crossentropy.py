@@ -9,6 +9,7 @@ from keras import ops
 
 from xtune.losses import LOSSES
 from xtune.losses.classification_loss import ClassificationLoss
+from xtune.registry import check_number
 
 
 def focal_crossentropy(
@@ -90,6 +91,13 @@ class FocalCrossentropy(ClassificationLoss):
         label_smoothing: in `[0, 1]`, default 0.
     """
 
+    @classmethod
+    def check_arguments(cls, alpha: float | None = None, gamma: float = 2.0, **kwargs: Any) -> None:
+        if alpha is not None:
+            check_number("alpha", alpha, 0.0, 1.0)
+        check_number("gamma", gamma, 0.0, 100.0)
+        super().check_arguments(**kwargs)
+
     def __init__(
         self,
         alpha: float | None = None,
@@ -99,10 +107,7 @@ class FocalCrossentropy(ClassificationLoss):
         reduction: str | None = "sum_over_batch_size",
         dtype: Any = None,
     ):
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be None or in [0, 1]; got {alpha!r}")
-        if gamma < 0.0:
-            raise ValueError(f"gamma must be >= 0; got {gamma!r}")
+        FocalCrossentropy.check_arguments(alpha, gamma)
         super().__init__(
             label_smoothing=label_smoothing, name=name, reduction=reduction, dtype=dtype
         )

@@ -14,8 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.config import ConfigError
-from xtune.registry import Registry
+from xtune.registry import Registry, check_number, checked_by_calling
 
 SCHEDULES = Registry("schedule")
 
@@ -23,14 +22,16 @@ SCHEDULES = Registry("schedule")
 ScheduleFactory = Callable[[float, int], Any]
 
 
-def warmup_steps_of(total_steps: int, warmup_steps: int, warmup_ratio: float) -> int:
+def check_schedule_arguments(warmup_steps: Any, warmup_ratio: Any, final_ratio: Any = 0.0) -> None:
+    """Raise `ValueError` naming the argument; run when the config is read."""
+    check_number("warmup_steps", warmup_steps, 0, 10**9, integer=True)
+    check_number("warmup_ratio", warmup_ratio, 0.0, 1.0, open_high=True)
+    check_number("final_ratio", final_ratio, 0.0, 1.0)
     if warmup_steps and warmup_ratio:
-        raise ConfigError("schedule: give warmup_steps or warmup_ratio, not both")
-    if warmup_steps < 0 or not 0.0 <= warmup_ratio < 1.0:
-        raise ConfigError(
-            f"schedule: warmup_steps must be >= 0 and warmup_ratio in [0, 1); got "
-            f"warmup_steps={warmup_steps}, warmup_ratio={warmup_ratio}"
-        )
+        raise ValueError("warmup_ratio: give warmup_steps or warmup_ratio, not both")
+
+
+def warmup_steps_of(total_steps: int, warmup_steps: int, warmup_ratio: float) -> int:
     return int(warmup_steps or round(warmup_ratio * total_steps))
 
 
@@ -70,8 +71,10 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @SCHEDULES.register("constant")
+@checked_by_calling
 def constant(warmup_steps: int = 0, warmup_ratio: float = 0.0) -> ScheduleFactory:
     """The peak rate throughout, after an optional warm-up."""
+    check_schedule_arguments(warmup_steps, warmup_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
@@ -82,10 +85,12 @@ def constant(warmup_steps: int = 0, warmup_ratio: float = 0.0) -> ScheduleFactor
 
 
 @SCHEDULES.register("linear")
+@checked_by_calling
 def linear(
     warmup_steps: int = 0, warmup_ratio: float = 0.0, final_ratio: float = 0.0
 ) -> ScheduleFactory:
     """Warm-up, then linear decay to `final_ratio * peak` at the last step (BERT's schedule)."""
+    check_schedule_arguments(warmup_steps, warmup_ratio, final_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
@@ -98,10 +103,12 @@ def linear(
 
 
 @SCHEDULES.register("cosine")
+@checked_by_calling
 def cosine(
     warmup_steps: int = 0, warmup_ratio: float = 0.0, final_ratio: float = 0.0
 ) -> ScheduleFactory:
     """Warm-up, then cosine decay to `final_ratio * peak`."""
+    check_schedule_arguments(warmup_steps, warmup_ratio, final_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
