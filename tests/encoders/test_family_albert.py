@@ -124,6 +124,21 @@ def test_sentencepiece_tokenizer_round_trips_and_runs_in_a_graph(adapters, tmp_p
     assert again.fingerprint() == tokenizer.fingerprint()
 
 
+def test_sentencepiece_tokenizer_works_inside_a_saved_model(adapters, tmp_path):
+    tokenizer = adapters["albert"].tokenizer
+    module = tf.Module()
+    module.tokenizer = tokenizer  # tracked: SentencePieceTokenizer is a tf.Module
+    module.tokenize = tf.function(
+        lambda texts: tokenizer.tokenize(texts).to_tensor(-1),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+    tf.saved_model.save(module, str(tmp_path / "saved"))
+    texts = tf.constant(["Hello [CLS] naïve 中文，", ""])
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    expected = tokenizer.tokenize(texts).to_tensor(-1).numpy()
+    np.testing.assert_array_equal(loaded.tokenize(texts).numpy(), expected)
+
+
 def test_shared_layers_take_the_group_of_their_last_application():
     """4 applications of 2 groups: group 0 is layers 0-1, group 1 is layers 2-3."""
     adapter = AlbertAdapter.tiny_random(60, num_layers=4, num_groups=2)

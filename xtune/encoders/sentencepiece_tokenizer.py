@@ -22,8 +22,11 @@ MODEL_FILE = "sentencepiece.model"
 NONSPACING_MARKS = r"\p{Mn}"
 
 
-class SentencePieceTokenizer(PieceTokenizer):
+class SentencePieceTokenizer(PieceTokenizer, tf.Module):
     """Raw text -> ids with a SentencePiece model proto, inside a TF graph.
+
+    A `tf.Module`, so a SavedModel that holds it (as an attribute) tracks the SentencePiece
+    resource its `tokenize` captures.
 
     Args:
         proto: the serialized SentencePiece `ModelProto` (a `.model` file's bytes). Its own
@@ -58,6 +61,7 @@ class SentencePieceTokenizer(PieceTokenizer):
         replace_quotes: bool = False,
         special_tokens: dict[str, int] | None = None,
     ):
+        tf.Module.__init__(self, name="sentencepiece_tokenizer")
         self.proto = bytes(proto)
         self.cls_id, self.sep_id, self.pad_id, self.unk_id = cls_id, sep_id, pad_id, unk_id
         self.id_offset = id_offset
