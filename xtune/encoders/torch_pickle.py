@@ -296,7 +296,7 @@ def check_state_dict(state: Any, path: Path) -> dict[str, np.ndarray]:
             raise WeightsFormatError(
                 f"{path}: entry {name!r} is a {type(value).__name__}, expected a tensor"
             )
-        weights[name] = np.array(value, copy=True)  # own, C-contiguous, writeable
+        weights[name] = np.array(value, copy=True, order="C")  # own, contiguous, writeable
     return weights
 
 

@@ -1,0 +1,418 @@
+"""The RoBERTa family: keras-hub `RobertaBackbone` converted from a Hugging Face state dict,
+a byte-level BPE tokenizer (`vocab.json` + `merges.txt`), `<s> a </s></s> b </s>`.
+
+Positions: Hugging Face numbers real tokens from `pad_token_id + 1` (2); keras-hub numbers
+them from 0, so the position rows from there on are copied (right-padded inputs, as xtune's,
+get the same embeddings) and the longest input is `max_position_embeddings - 2`. RoBERTa has
+no segments: every token gets token type 0, whose row is folded into the position rows.
+`RobertaModel` checkpoints carry a pooler (tanh dense on `<s>`): it becomes `pooled_output`
+when its weights are there (masked-LM checkpoints such as roberta-base have none).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from xtune.encoders.adapter import (
+    FAMILIES,
+    EncoderAdapter,
+    EncoderLoadError,
+    Packing,
+    PieceTokenizer,
+    match_lora_layers,
+)
+from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
+from xtune.encoders.hf_port import (
+    assign,
+    port_dense,
+    port_norm,
+    port_transformer_block,
+    set_block_activation,
+    tensor,
+)
+from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+
+VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
+# Hugging Face's RobertaTokenizer defaults; tokenizer_config.json may rename them.
+DEFAULT_SPECIAL_TOKENS = {
+    "cls_token": "<s>",
+    "sep_token": "</s>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "mask_token": "<mask>",
+}
+KERAS_HUB_EPSILON = 1e-5  # what RobertaBackbone's layer norms are built with
+EMBEDDING_LAYERS = ("embeddings", "embeddings_layer_norm")
+POOLER_LAYER = "pooler_dense"
+TRANSFORMER_LAYER = re.compile(r"transformer_layer_(\d+)")
+# HF names inside `encoder.layer.{i}.` for each role of a keras-hub TransformerEncoder.
+BERT_BLOCK_KEYS = {
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attention_output": "attention.output.dense",
+    "attention_norm": "attention.output.LayerNorm",
+    "intermediate": "intermediate.dense",
+    "output": "output.dense",
+    "output_norm": "output.LayerNorm",
+}
+
+
+class ByteLevelBPETokenizer(PieceTokenizer):
+    """Hugging Face's `RobertaTokenizer`, in-graph: GPT-2's byte-level BPE
+    (keras-hub's `BytePairTokenizer`) with the special tokens kept whole, as Hugging Face
+    matches them in raw text (`a <s> b` gives the `<s>` id)."""
+
+    def __init__(
+        self,
+        vocabulary: dict[str, int],
+        merges: list[str],
+        special_tokens: dict[str, str] | None = None,
+        add_prefix_space: bool = False,
+    ):
+        self.vocabulary = dict(vocabulary)
+        self.merges = list(merges)
+        self.special_tokens = {**DEFAULT_SPECIAL_TOKENS, **(special_tokens or {})}
+        self.add_prefix_space = bool(add_prefix_space)
+        for key in ("cls_token", "sep_token", "pad_token", "unk_token"):
+            if self.special_tokens[key] not in self.vocabulary:
+                raise EncoderLoadError(
+                    f"the BPE vocabulary has no {self.special_tokens[key]} ({key}) token"
+                )
+        self.cls_id = self.vocabulary[self.special_tokens["cls_token"]]
+        self.sep_id = self.vocabulary[self.special_tokens["sep_token"]]
+        self.pad_id = self.vocabulary[self.special_tokens["pad_token"]]
+        self.unk_id = self.vocabulary[self.special_tokens["unk_token"]]
+        unsplittable = sorted({t for t in self.special_tokens.values() if t in self.vocabulary})
+        self.bpe = keras_hub.tokenizers.BytePairTokenizer(
+            vocabulary=self.vocabulary,
+            merges=self.merges,
+            add_prefix_space=self.add_prefix_space,
+            unsplittable_tokens=unsplittable,
+            dtype="int32",
+        )
+
+    @property
+    def vocabulary_size(self) -> int:
+        return max(self.vocabulary.values()) + 1
+
+    # AutoGraph would transpile keras-hub's BPE code on the first trace (~16 s); it needs
+    # none (its loops are tf.while_loop already), so every trace skips it.
+    @tf.autograph.experimental.do_not_convert
+    def tokenize(self, texts: Any) -> Any:
+        return self.bpe(texts)
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        folder = Path(folder)
+        (folder / VOCAB_FILE).write_text(
+            json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8"
+        )
+        (folder / MERGES_FILE).write_text(
+            "#version: 0.2\n" + "".join(f"{merge}\n" for merge in self.merges), encoding="utf-8"
+        )
+        return {"special_tokens": self.special_tokens, "add_prefix_space": self.add_prefix_space}
+
+    @classmethod
+    def load(cls, folder: Path, record: dict[str, Any]) -> ByteLevelBPETokenizer:
+        vocabulary, merges = read_bpe_files(Path(folder))
+        return cls(vocabulary, merges, record["special_tokens"], record["add_prefix_space"])
+
+    def settings(self) -> dict[str, Any]:
+        return {"add_prefix_space": self.add_prefix_space}
+
+    @classmethod
+    def from_hf_folder(cls, folder: Path) -> ByteLevelBPETokenizer:
+        """vocab.json + merges.txt (or the BPE model inside tokenizer.json), with the special
+        tokens and `add_prefix_space` of tokenizer_config.json."""
+        folder = Path(folder)
+        if (folder / VOCAB_FILE).is_file():
+            vocabulary, merges = read_bpe_files(folder)
+        elif (folder / "tokenizer.json").is_file():
+            vocabulary, merges = read_bpe_tokenizer_json(folder / "tokenizer.json")
+        else:
+            raise EncoderLoadError(
+                f"{folder}: a RoBERTa vocabulary needs vocab.json and merges.txt "
+                "(or tokenizer.json)"
+            )
+        config = read_json(folder / "tokenizer_config.json")
+        special_tokens = {
+            key: token_content(config[key])
+            for key in DEFAULT_SPECIAL_TOKENS
+            if config.get(key) is not None
+        }
+        return cls(vocabulary, merges, special_tokens, bool(config.get("add_prefix_space", False)))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise EncoderLoadError(f"{path}: not valid JSON ({error})") from None
+
+
+def token_content(token: Any) -> str:
+    """A special token as tokenizer_config.json writes it: a string or `{"content": ...}`."""
+    return str(token["content"]) if isinstance(token, dict) else str(token)
+
+
+def read_bpe_files(folder: Path) -> tuple[dict[str, int], list[str]]:
+    vocabulary = read_json(folder / VOCAB_FILE)
+    merges_path = folder / MERGES_FILE
+    if not merges_path.is_file():
+        raise EncoderLoadError(f"{folder}: {MERGES_FILE} is missing beside {VOCAB_FILE}")
+    lines = merges_path.read_text(encoding="utf-8").split("\n")
+    merges = [line for line in lines if line and not line.startswith("#version")]
+    return vocabulary, merges
+
+
+def read_bpe_tokenizer_json(path: Path) -> tuple[dict[str, int], list[str]]:
+    model = read_json(path).get("model", {})
+    if model.get("type") != "BPE":
+        raise EncoderLoadError(f"{path}: the tokenizer is {model.get('type')!r}, not BPE")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    return dict(model["vocab"]), merges
+
+
+@FAMILIES.register("roberta")
+class RobertaAdapter(EncoderAdapter):
+    """keras-hub's `RobertaBackbone` (+ the checkpoint's pooler) with a byte-level BPE."""
+
+    family = "roberta"
+    packing = Packing("roberta", segment_ids=False)
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        tokenizer: PieceTokenizer,
+        source: str,
+        hidden_activation: str = "gelu_exact",
+        layer_norm_epsilon: float = KERAS_HUB_EPSILON,
+        pooler: bool = False,
+    ):
+        super().__init__(backbone, tokenizer, source)
+        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
+        for norm in self.layer_norms():
+            norm.epsilon = layer_norm_epsilon
+        self.hidden_activation = hidden_activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.pooler: keras.layers.Dense | None = None
+        if pooler:
+            hidden = int(backbone.hidden_dim)
+            self.pooler = keras.layers.Dense(hidden, activation="tanh", name=POOLER_LAYER)
+            self.pooler.build((None, hidden))
+        self._features_model: keras.Model | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.backbone.num_layers)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.backbone.max_sequence_length)
+
+    def blocks(self) -> list[keras.layers.Layer]:
+        return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
+
+    def layer_norms(self) -> list[keras.layers.Layer]:
+        norms = [self.backbone.get_layer("embeddings_layer_norm")]
+        for block in self.blocks():
+            norms += [block._self_attention_layer_norm, block._feedforward_layer_norm]
+        return norms
+
+    def features_model(self) -> keras.Model:
+        """The backbone's graph, also exposing every transformer layer and the pooler."""
+        if self._features_model is None:
+            sequence = self.backbone.output
+            outputs = {
+                "sequence_output": sequence,
+                "hidden_states": [block.output for block in self.blocks()],
+            }
+            if self.pooler is not None:
+                outputs["pooled_output"] = self.pooler(sequence[:, 0, :])
+            self._features_model = keras.Model(
+                self.backbone.input, outputs, name="roberta_features"
+            )
+        return self._features_model
+
+    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
+        return {**outputs, "padding_mask": inputs["padding_mask"]}
+
+    def parameter_group(self, variable_path: str) -> str | None:
+        layer = variable_path.split("/")[0]
+        if layer in EMBEDDING_LAYERS:
+            return "embeddings"
+        if layer == POOLER_LAYER and self.pooler is not None:
+            return "pooler"
+        match = TRANSFORMER_LAYER.fullmatch(layer)
+        return f"layer_{match.group(1)}" if match else None
+
+    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
+        return match_lora_layers(self.blocks(), list(targets))
+
+    @property
+    def word_embeddings(self) -> keras.Variable:
+        return self.backbone.token_embedding.embeddings
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "backbone_class": "RobertaBackbone",
+            "backbone_config": self.backbone.get_config(),
+            "hidden_activation": self.hidden_activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "pooler": self.pooler is not None,
+            "source": self.source,
+        }
+
+    @classmethod
+    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> RobertaAdapter:
+        config = dict(record["backbone_config"])
+        config.pop("dtype", None)  # follow the current global policy
+        backbone = keras_hub.models.RobertaBackbone.from_config(config)
+        return cls(
+            backbone,
+            tokenizer,
+            record["source"],
+            record["hidden_activation"],
+            record["layer_norm_epsilon"],
+            record["pooler"],
+        )
+
+    @classmethod
+    def from_hf_folder(
+        cls, folder: Path, lowercase: bool | None = None, dropout: float | None = None
+    ) -> RobertaAdapter:
+        """config.json (`model_type: roberta`), model.safetensors or pytorch_model.bin, and
+        vocab.json + merges.txt (or tokenizer.json)."""
+        folder = Path(folder)
+        config_path = folder / "config.json"
+        if lowercase:
+            raise EncoderLoadError(
+                f"{folder}: RoBERTa's byte-level BPE is cased; `lowercase` does not apply"
+            )
+        config = read_json(config_path)
+        check_roberta_config(config, config_path)
+        tokenizer = ByteLevelBPETokenizer.from_hf_folder(folder)
+        weights = strip_prefix(read_hf_weights(folder), "roberta")
+        backbone = keras_hub.models.RobertaBackbone(**backbone_kwargs(config, config_path, dropout))
+        port_roberta_embeddings(backbone, weights, position_offset(config), folder)
+        port_encoder_layers(backbone, weights, folder)
+        activation = config.get("hidden_act", "gelu")
+        epsilon = float(config.get("layer_norm_eps", 1e-12))  # BertConfig's default
+        pooler = "pooler.dense.weight" in weights
+        adapter = cls(
+            backbone, tokenizer, f"hf:{folder}", HIDDEN_ACTIVATIONS[activation], epsilon, pooler
+        )
+        if pooler:
+            port_dense(adapter.pooler, weights, "pooler.dense", folder)
+        return adapter
+
+    @classmethod
+    def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> RobertaAdapter:
+        """2 layers, hidden 16, with a pooler, over a byte-level BPE of `<s> <pad> </s> <unk>`,
+        the 256 byte symbols, merges (`Ġa`, ...) up to `vocabulary_size - 1` and `<mask>`
+        (at least 262 ids: every byte needs one)."""
+        vocabulary, merges = tiny_bpe(vocabulary_size)
+        tokenizer = ByteLevelBPETokenizer(vocabulary, merges)
+        options = {
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_dim": 16,
+            "intermediate_dim": 32,
+            "max_sequence_length": 64,
+            "dropout": 0.0,
+            **kwargs,
+        }
+        backbone = keras_hub.models.RobertaBackbone(
+            vocabulary_size=tokenizer.vocabulary_size, **options
+        )
+        return cls(backbone, tokenizer, "tiny random RoBERTa", pooler=True)
+
+
+def check_roberta_config(config: dict[str, Any], source: Path) -> None:
+    """What RobertaBackbone cannot express is an error, not a silently different model."""
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise EncoderLoadError(
+            f"{source}: position_embedding_type {config['position_embedding_type']!r} is not "
+            "supported; only 'absolute'"
+        )
+    activation = config.get("hidden_act", "gelu")
+    if activation not in HIDDEN_ACTIVATIONS:
+        raise EncoderLoadError(
+            f"{source}: hidden_act {activation!r} is not supported; "
+            f"valid: {', '.join(HIDDEN_ACTIVATIONS)}"
+        )
+
+
+def position_offset(config: dict[str, Any]) -> int:
+    """HF RoBERTa's first real position: `padding_idx + 1` (2 with the usual pad id 1)."""
+    return int(config.get("pad_token_id", 1)) + 1
+
+
+def backbone_kwargs(config: dict, source: Path, dropout: float | None) -> dict[str, Any]:
+    try:
+        return {
+            "vocabulary_size": config["vocab_size"],
+            "num_layers": config["num_hidden_layers"],
+            "num_heads": config["num_attention_heads"],
+            "hidden_dim": config["hidden_size"],
+            "intermediate_dim": config["intermediate_size"],
+            "dropout": config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
+            "max_sequence_length": config["max_position_embeddings"] - position_offset(config),
+        }
+    except KeyError as error:
+        raise EncoderLoadError(f"{source}: a RoBERTa config needs {error.args[0]!r}") from None
+
+
+def port_roberta_embeddings(backbone, weights: dict, offset: int, source: Path) -> None:
+    """Word rows as they are; position rows from `offset` on, plus token type 0's row."""
+    key = "embeddings.word_embeddings.weight"
+    assign(backbone.token_embedding.embeddings, tensor(weights, key, source), key, source)
+    variable = backbone.embeddings.position_embedding.position_embeddings
+    key = "embeddings.position_embeddings.weight"
+    positions = tensor(weights, key, source)[offset : offset + variable.shape[0]]
+    type_key = "embeddings.token_type_embeddings.weight"
+    if type_key in weights:  # every token has type 0: fold its row into the positions
+        positions = positions + tensor(weights, type_key, source)[0]
+    assign(variable, positions, key, source)
+    port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
+
+
+def port_encoder_layers(backbone, weights: dict, source: Path) -> None:
+    """HF BERT-style `encoder.layer.{i}.*` tensors into keras-hub's transformer layers."""
+    for index in range(backbone.num_layers):
+        keys = {role: f"encoder.layer.{index}.{name}" for role, name in BERT_BLOCK_KEYS.items()}
+        port_transformer_block(
+            backbone.get_layer(f"transformer_layer_{index}"), weights, keys, source
+        )
+
+
+def byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each of the 256 bytes (`bytes_to_unicode`)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    symbols, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + extra))
+            extra += 1
+    return symbols
+
+
+def tiny_bpe(vocabulary_size: int) -> tuple[dict[str, int], list[str]]:
+    tokens = ["<s>", "<pad>", "</s>", "<unk>", *byte_symbols()]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    candidates = [(left, right) for left in ["Ġ", *letters] for right in letters]
+    merges = [f"{a} {b}" for a, b in candidates[: max(0, vocabulary_size - len(tokens) - 1)]]
+    tokens += [merge.replace(" ", "") for merge in merges] + ["<mask>"]
+    return {token: index for index, token in enumerate(tokens)}, merges
