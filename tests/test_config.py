@@ -1,5 +1,7 @@
 """Config validation: unknown keys and names fail with the file, the key path and the choices."""
 
+import re
+
 import pytest
 import yaml
 
@@ -83,3 +85,149 @@ def test_scientific_notation_without_dot_is_a_float(tmp_path):
     text = yaml.safe_dump(raw).replace("learning_rate: 0.001", "learning_rate: 1e-3")
     path.write_text(text, encoding="utf-8")
     assert load_run_config(path).optimizer.kwargs["learning_rate"] == 0.001
+
+
+# ---------------------------------------------------------------- issue 14: by meaning
+
+
+def error_of(raw, source="run.yaml") -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_run_config(raw, source=source)
+    return str(caught.value)
+
+
+def test_a_duplicated_key_is_an_error_naming_file_line_and_key(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  train: a.csv\n  text: body\n  train: b.csv\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"run.yaml: line 4: key 'train' appears twice"):
+        load_run_config(path)
+
+
+def test_yaml_merge_keys_may_repeat_what_they_merge():
+    from xtune.config import yaml_load
+
+    text = "a: &base {x: 1, y: 2}\nb:\n  <<: *base\n  x: 3\n"
+    assert yaml_load(text)["b"] == {"x": 3, "y": 2}
+
+
+def test_a_file_not_in_utf8_names_the_byte_and_offset(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes("data: {train: 训练.csv}\n".encode("gb18030"))  # 训 happens to be UTF-8
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    assert str(caught.value) == (f"{path}: not UTF-8 (byte 0xC1 at offset 16); save it as UTF-8")
+
+
+def test_yaml_errors_are_one_line_with_the_line_number(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  train: x.csv\ntraining: {epochs: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    assert "\n" not in str(caught.value) and f"{path}: line " in str(caught.value)
+    path.write_text("data: !!python/object/apply:os.system ['touch pwned']\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 1, column 7: the tag .*os.system.* not allowed"):
+        load_run_config(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_base_files_chain_and_a_cycle_is_an_error(tmp_path):
+    write_yaml(tmp_path / "a.yaml", sample_run_config(tmp_path))
+    (tmp_path / "b.yaml").write_text("base: a.yaml\ntraining: {epochs: 2}\n", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\ntraining: {batch_size: 4}\n", "utf-8")
+    config = load_run_config(tmp_path / "c.yaml")
+    assert (config.training.epochs, config.training.batch_size) == (2, 4)
+    (tmp_path / "d.yaml").write_text("base: d.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_run_config(tmp_path / "d.yaml")
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"training": {"batch_size": 0}}, r"training.batch_size: expected an integer in \[1, "),
+        ({"training": {"eval_batch_size": 10**20}}, "training.eval_batch_size: expected an"),
+        ({"training": {"epochs": 10**9}}, r"training.epochs: expected an integer in \[1, 10000\]"),
+        ({"training": {"seed": -1}}, "training.seed"),
+        ({"training": {"metric": "acc"}}, "training.metric: 'acc' is not one of: subset_acc"),
+        ({"training": {"tune_thresholds": "f1"}}, "training.tune_thresholds"),
+        ({"training": {"jit_compile": "yes"}}, "jit_compile: 'yes' is not one of: auto, true"),
+        ({"data": {"label_separator": ""}}, "data.label_separator: must not be empty"),
+        ({"data": {"dev_fraction": 1.0}}, r"data.dev_fraction: expected a number in \(0.0, 1.0\)"),
+        ({"data": {"max_length": 4}}, r"data.max_length: expected an integer in \[8, "),
+        ({"data": {"max_length": 512}}, "more than the encoder 'random' has positions for .128."),
+        (
+            {"optimizer": {"name": "adamw", "learning_rate": float("inf")}},
+            "learning_rate: expected a finite",
+        ),
+        ({"optimizer": {"name": "adamw", "learning_rate": "5e-5"}}, "got '5e-5' .a quoted string"),
+        (
+            {"optimizer": {"name": "adamw", "learning_rate": 0}},
+            r"optimizer.learning_rate: expected a number > 0",
+        ),
+        ({"optimizer": {"name": "adam", "beta_2": 1.0}}, "optimizer.beta_2"),
+        ({"schedule": {"name": "linear", "warmup_steps": 5, "warmup_ratio": 0.1}}, "not both"),
+        ({"loss": {"name": "bce", "pos_weight": [1.0, -2.0]}}, "loss.pos_weight"),
+        ({"loss": {"name": "focal", "alpha": 1.5}}, r"loss.alpha: expected a number in \[0.0"),
+        ({"head": {"name": "rnn", "cell": "gru2"}}, "head.cell: 'gru2' is not one of"),
+        ({"head": {"name": "pooling", "units": [0]}}, "head.units"),
+        ({"head": {"name": "pooling", "units": ["8"]}}, r"head.units\[0\]: expected int"),
+        ({"head": {"name": "pooling", "dropout": 1.0}}, "head.dropout"),
+        ({"head": {"name": "attention", "attention_units": 0}}, "head.attention_units"),
+        ({"adversarial": {"name": "fgm", "epsilon": 0}}, "adversarial.epsilon"),
+        ({"finetune": {"frozen_epochs": 1}}, "frozen_epochs: 1 must be fewer than"),
+        ({"finetune": {"lora_rank": 4, "freeze_encoder": True}}, "exclude each other"),
+        ({"encoder": {"name": "hf"}}, "encoder: encoder 'hf' needs 'path'"),
+        ({"encoder": {"name": "hf", "path": "no/such/folder"}}, "encoder.path: .*not found"),
+        ({"loss": "softmax_ce", "training": {"report_thresholds": [0.3]}}, "top-1"),
+    ],
+)
+def test_values_invalid_by_meaning_name_the_key(tmp_path, sections, message):
+    raw = sample_run_config(tmp_path)
+    for name, values in sections.items():
+        raw[name] = values  # whole sections: a new component drops the old one's arguments
+        if name in ("training", "data") and isinstance(values, dict):
+            raw[name] = {**sample_run_config(tmp_path)[name], **values}
+    text = error_of(raw)
+    assert text.startswith("run.yaml: ") and "\n" not in text
+    assert re.search(message, text), text
+
+
+def test_a_misspelt_key_or_name_suggests_the_closest(tmp_path):
+    assert "did you mean 'epochs'" in error_of(sample_run_config(tmp_path, training={"epoch": 1}))
+    raw = {**sample_run_config(tmp_path), "optimiser": {"name": "adamw"}}
+    assert "did you mean 'optimizer'" in error_of(raw)
+    raw = {**sample_run_config(tmp_path), "head": "textcn"}
+    assert "did you mean 'textcnn'" in error_of(raw)
+    raw = {**sample_run_config(tmp_path), "optimizer": {"name": "adamw", "learning_rat": 1.0}}
+    assert "did you mean 'learning_rate'" in error_of(raw)
+
+
+def test_every_component_accepts_its_defaults_at_config_time():
+    from xtune.config import registries
+
+    for section, registry in registries().items():
+        if section == "encoder":
+            continue  # encoders load weights; the config checks their types and files only
+        for name in registry.names():
+            registry.check(name, {})
+
+
+def test_max_positions_is_read_without_loading_weights(tmp_path):
+    from xtune.encoders.positions import max_positions
+
+    hf, tf1, preset = (tmp_path / name for name in ("hf", "tf1", "preset"))
+    for folder in (hf, tf1, preset):
+        folder.mkdir()
+    (hf / "config.json").write_text('{"max_position_embeddings": 514}', encoding="utf-8")
+    (tf1 / "bert_config.json").write_text('{"max_position_embeddings": 256}', encoding="utf-8")
+    (preset / "config.json").write_text('{"config": {"max_sequence_length": 128}}', "utf-8")
+    assert max_positions({"name": "hf", "path": str(hf)}) == 514
+    assert max_positions({"name": "tf1", "path": str(tf1)}) == 256
+    assert max_positions({"name": "preset", "path": str(preset)}) == 128
+    assert max_positions({"name": "random", "vocabulary": "v.txt"}) == 512
+    assert max_positions({"name": "random", "max_sequence_length": 64}) == 64
+    assert max_positions({"name": "minilm-l6"}) == 512
+    assert max_positions({"name": "hf", "path": str(tmp_path / "missing")}) is None
+    assert max_positions({"name": "someday"}) is None
+    (hf / "config.json").write_text("{not json", encoding="utf-8")
+    assert max_positions({"name": "hf", "path": str(hf)}) is None

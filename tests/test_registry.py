@@ -1,6 +1,6 @@
 import pytest
 
-from xtune.registry import Registry, RegistryError
+from xtune.registry import Registry, RegistryError, check_number, checked_by_calling
 
 
 def test_register_get_build_and_errors():
@@ -17,3 +17,51 @@ def test_register_get_build_and_errors():
         things.get("pear")
     with pytest.raises(RegistryError, match="registered twice"):
         things.register("pair")(make_pair)
+
+
+def test_check_runs_the_builders_own_check_and_builds_nothing():
+    things = Registry("thing")
+    built = []
+
+    @things.register("box")
+    class Box:
+        @classmethod
+        def check_arguments(cls, size=1):
+            check_number("size", size, 1, 10, integer=True)
+
+        def __init__(self, size=1):
+            built.append(size)
+
+    things.check("box", {"size": 3})
+    with pytest.raises(ValueError, match=r"size: expected an integer in \[1, 10\], got 0"):
+        things.check("box", {"size": 0})
+    assert built == []
+
+
+def test_a_factory_checked_by_calling_checks_when_the_config_is_read():
+    things = Registry("thing")
+
+    @things.register("rate")
+    @checked_by_calling
+    def rate(value=0.1):
+        check_number("value", value, 0.0, open_low=True)
+        return lambda: value
+
+    things.check("rate", {"value": 0.5})
+    with pytest.raises(ValueError, match="value: expected a number > 0.0, got -1"):
+        things.check("rate", {"value": -1})
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, message",
+    [
+        (float("nan"), {}, "expected a number, got nan"),
+        (True, {"integer": True}, "expected an integer, got True"),
+        (1.5, {"integer": True, "low": 1}, "expected an integer >= 1, got 1.5"),
+        (1.0, {"low": 0, "high": 1, "open_high": True}, r"in \[0, 1\), got 1.0"),
+        ("2", {}, "expected a number, got '2'"),
+    ],
+)
+def test_check_number_messages(value, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        check_number("x", value, **kwargs)
