@@ -66,9 +66,13 @@ def unigram_proto_from_tokenizer_json(path: Path) -> bytes:
     The last fairseq id, `<mask>`, has no SentencePiece piece (as in XLM-R's own model);
     it only appears when literal special tokens are split out of the text before tokenizing.
     """
-    tokenizer = read_tokenizer_json(path)
-    vocabulary = xlmr_vocabulary(tokenizer, Path(path))
-    pieces = [piece for piece in vocabulary[4:] if piece[0] != "<mask>"]
+    return unigram_proto(read_tokenizer_json(path), Path(path))
+
+
+def unigram_proto(tokenizer: dict[str, Any], source: Path) -> bytes:
+    """`unigram_proto_from_tokenizer_json` for an already parsed `tokenizer.json`."""
+    vocabulary = xlmr_vocabulary(tokenizer, source)
+    pieces = vocabulary[4:-1] if vocabulary[-1][0] == "<mask>" else vocabulary[4:]
     proto = model_pb2.ModelProto()
     for piece, kind in (("<unk>", Piece.UNKNOWN), ("<s>", Piece.CONTROL), ("</s>", Piece.CONTROL)):
         proto.pieces.add(piece=piece, score=0.0, type=kind)
@@ -80,14 +84,13 @@ def unigram_proto_from_tokenizer_json(path: Path) -> bytes:
     trainer.unk_id, trainer.bos_id, trainer.eos_id, trainer.pad_id = 0, 1, 2, -1
     normalizer = proto.normalizer_spec
     normalizer.name = "nmt_nfkc"
-    normalizer.precompiled_charsmap = precompiled_charsmap(tokenizer, Path(path))
+    normalizer.precompiled_charsmap = precompiled_charsmap(tokenizer, source)
     normalizer.add_dummy_prefix = True
     normalizer.remove_extra_whitespaces = True
     normalizer.escape_whitespaces = True
     return proto.SerializeToString()
 
 
-def added_tokens(path: Path) -> dict[str, int]:
+def added_tokens(tokenizer: dict[str, Any]) -> dict[str, int]:
     """The special tokens Hugging Face matches literally in raw text (`<s>` -> 0, ...)."""
-    tokenizer = read_tokenizer_json(path)
     return {token["content"]: int(token["id"]) for token in tokenizer.get("added_tokens", [])}
