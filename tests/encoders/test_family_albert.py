@@ -149,11 +149,12 @@ def test_shared_layers_take_the_group_of_their_last_application():
     assert groups["token_embedding/embeddings"] == "embeddings"
     assert groups["pooled_dense/kernel"] == "pooler"
     assert None not in groups.values()
-    assert AlbertAdapter.tiny_random(60).parameter_group("group_0_inner_layer_0/x") == "layer_1"
+    shared = AlbertAdapter.tiny_random(60, num_groups=1)
+    assert shared.parameter_group("group_0_inner_layer_0/x") == "layer_1"
 
 
 def test_hidden_states_are_every_application_of_the_shared_layer():
-    adapter = AlbertAdapter.tiny_random(60, num_layers=3)
+    adapter = AlbertAdapter.tiny_random(60, num_layers=3, num_groups=1)
     inputs = {
         "token_ids": np.array([[2, 7, 8, 3]]),
         "segment_ids": np.zeros((1, 4), "int32"),

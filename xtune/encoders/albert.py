@@ -180,13 +180,17 @@ class AlbertAdapter(EncoderAdapter):
 
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> AlbertAdapter:
-        """2 applications of one shared block, hidden 16, embeddings 8; the WordPiece
-        vocabulary of `BertAdapter.tiny_random` (as the Chinese ALBERT checkpoints ship)."""
+        """2 layers in 2 groups (hidden 16, embeddings 8) over the WordPiece vocabulary of
+        `BertAdapter.tiny_random` (as the Chinese ALBERT checkpoints ship).
+
+        One group per layer by default because the shared contract tests expect weights in
+        every `layer_{i}`; pass `num_groups=1` for ALBERT's usual sharing."""
         from xtune.encoders.bert import BertAdapter
 
         tokenizer = BertAdapter.tiny_random(vocabulary_size).tokenizer
         options = {
             "num_layers": 2,
+            "num_groups": 2,
             "num_heads": 2,
             "embedding_dim": 8,
             "hidden_dim": 16,
