@@ -192,12 +192,12 @@ def unknown_label_notes(file: Path, dropped: Counter[str], policy: str) -> list[
     shown = ", ".join(f"{label!r} ({count})" for label, count in dropped.most_common(5))
     more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
     action = "dropped from their rows" if policy == "ignore_labels" else "their rows skipped"
-    note = (
+    message = (
         f"{file}: {sum(dropped.values())} occurrence(s) of {len(dropped)} label(s) not in train, "
         f"{action} (data.unknown_labels: {policy}): {shown}{more}"
     )
-    log.warning(note)
-    return [note]
+    log.warning("warning: %s", message)
+    return [message]
 
 
 def log_duplicates(
@@ -358,7 +358,7 @@ def label_vocabulary(train: Examples, names: list[str] | None) -> LabelVocab:
 
 
 def note(examples: Examples, message: str) -> None:
-    log.warning(message)
+    log.warning("warning: %s", message)
     examples.warnings.append(message)
 
 
