@@ -1,5 +1,6 @@
 """End to end: train on the bundled sample, the run folder, reload, and the CLI's errors."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def test_run_folder_is_complete_and_consistent(tiny_run):
     assert [h["epoch"] for h in history] == [1, 2]
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["best_epoch"] == result.best_epoch
+    weights = (result.run_dir / "model.weights.h5").read_bytes()
+    assert metrics["weights_sha256"] == {"model.weights.h5": hashlib.sha256(weights).hexdigest()}
     best = history[result.best_epoch - 1]
     assert metrics["best"]["subset_accuracy"] == pytest.approx(best["val_subset_accuracy"])
     assert result.parameters["trainable"] > 0

@@ -64,8 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     from xtune.data.readers import DataError
     from xtune.export import ExportError
     from xtune.registry import RegistryError
+    from xtune.training.diverged import TrainingDiverged
 
-    user_errors = (ConfigError, DataError, ExportError, RegistryError, FileNotFoundError)
+    user_errors = (
+        ConfigError,
+        DataError,
+        ExportError,
+        RegistryError,
+        TrainingDiverged,
+        FileNotFoundError,
+    )
     try:
         return run_command(args)
     except (*user_errors, FileExistsError) as error:

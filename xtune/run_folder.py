@@ -1,16 +1,24 @@
 """A run folder: what a run writes (atomically) and how a trained model is loaded back from it.
 
 Files: config.yaml (resolved), labels.json, encoder.json, vocab.txt, tokenizer.json,
-history.json + history.csv, thresholds.json, model.weights.h5, and metrics.json, written
-last: a folder without metrics.json is an unfinished run.
+history.json + history.csv, thresholds.json, model.weights.h5 (and adapter.npz with LoRA),
+and metrics.json, written last: a folder without metrics.json is an unfinished run.
+metrics.json records the sha256 of each weights file (`weights_sha256`); loading refuses a
+weights file that no longer matches, and loads an older folder without the record with a
+warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
+import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +26,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from xtune.data.readers import DataError
+
+log = logging.getLogger(__name__)
+
 WEIGHTS_FILE = "model.weights.h5"
+HASHES_KEY = "weights_sha256"  # in metrics.json: {file name: sha256 hex digest}
 REQUIRED_FILES = (
     "config.yaml",
     "labels.json",
@@ -30,14 +43,60 @@ REQUIRED_FILES = (
 )
 
 
+class RunFolderError(DataError):
+    """A run folder cannot be written (disk full, not writable) or holds damaged weights."""
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file, fsync, then rename: readers see the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+
+    def write_text(temporary: Path) -> None:
+        with temporary.open("w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+
+    write_through_temporary(path, write_text)
+
+
+def write_through_temporary(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(temporary)` in `path`'s folder, then rename it to `path`; on any error the
+    temporary file is removed, `path` keeps its old content, and a full or unwritable disk is
+    one `RunFolderError` naming the file."""
+    # The temporary name ends like the file: Keras and numpy pick the format by suffix.
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        with write_errors_reported(path):
+            write(temporary)
+            os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def write_errors_reported(path: Path) -> Iterator[None]:
+    """A full disk, a quota or a read-only / forbidden place is the user's to fix: one
+    `RunFolderError` naming `path`. Other OS errors pass unchanged."""
+    try:
+        yield
+    except OSError as error:
+        number = error.errno
+        # h5py reports HDF5's write failures as an OSError without errno; its text says why.
+        if number is None and "No space left on device" in str(error):
+            number = errno.ENOSPC
+        if number not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise RunFolderError(
+            f"{path}: cannot write: {os.strerror(number)}; nothing was replaced"
+        ) from error
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_model_weights(model: Any, path: Path) -> None:
@@ -51,6 +110,7 @@ def save_model_weights(model: Any, path: Path) -> None:
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.weights_sha256: dict[str, str] = {}  # recorded in metrics.json
 
     @classmethod
     def create(cls, path: str | Path) -> RunFolder:
@@ -60,7 +120,8 @@ class RunFolder:
                 f"{path}: already holds a finished run; choose another training.run_name "
                 "or remove the folder"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        with write_errors_reported(path):
+            path.mkdir(parents=True, exist_ok=True)
         return cls(path)
 
     def write_setup(self, config: Any, vocab: Any, encoder: Any, text_encoder: Any) -> None:
@@ -75,7 +136,19 @@ class RunFolder:
         write_atomic(self.path / "vocab.txt", "\n".join(encoder.vocabulary) + "\n")
         write_atomic(self.path / "tokenizer.json", json.dumps(text_encoder.settings(), indent=1))
 
-    def write_result(self, result: Any, model: Any, thresholds: np.ndarray | None) -> None:
+    def write_weights(self, model: Any, name: str = WEIGHTS_FILE) -> Path:
+        """The model's weights (best epoch), written atomically; their sha256 is kept."""
+        return self.write_binary(name, lambda temporary: save_model_weights(model, temporary))
+
+    def write_binary(self, name: str, write: Callable[[Path], None]) -> Path:
+        """A weights file written by `write(path)`, atomically, its sha256 recorded."""
+        path = self.path / name
+        write_through_temporary(path, write)
+        self.weights_sha256[name] = file_sha256(path)
+        return path
+
+    def write_result(self, result: Any, thresholds: np.ndarray | None) -> None:
+        """History, thresholds, then metrics.json (with the weights' sha256): the run is done."""
         history = result.history
         write_atomic(self.path / "history.json", json.dumps(history, indent=1))
         buffer = io.StringIO()
@@ -88,13 +161,10 @@ class RunFolder:
                 self.path / "thresholds.json",
                 json.dumps({"thresholds": [float(t) for t in thresholds]}, indent=1),
             )
-        if model is not None:
-            temporary = self.path / f".tmp-{os.getpid()}.weights.h5"
-            save_model_weights(model, temporary)
-            os.replace(temporary, self.path / WEIGHTS_FILE)
+        summary = {**result.summary(), HASHES_KEY: dict(self.weights_sha256)}
         write_atomic(
             self.path / "metrics.json",
-            json.dumps(result.summary(), indent=1, ensure_ascii=False, default=str),
+            json.dumps(summary, indent=1, ensure_ascii=False, default=str),
         )
 
 
@@ -133,15 +203,56 @@ def check_run_folder(path: str | Path) -> Path:
     return path
 
 
+def recorded_hashes(path: Path) -> dict[str, str] | None:
+    """metrics.json's sha256 per weights file; None for a folder written before they were."""
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    return metrics.get(HASHES_KEY)
+
+
+def verify_weights(path: str | Path) -> None:
+    """Refuse a finished run folder whose weights files are not what training wrote."""
+    path = Path(path)
+    hashes = recorded_hashes(path)
+    if hashes is None:
+        log.warning(
+            "%s: metrics.json records no weights sha256 (a run folder from before xtune kept "
+            "them); loading %s unchecked",
+            path,
+            WEIGHTS_FILE,
+        )
+        return
+    for name, expected in hashes.items():
+        if not (path / name).is_file():
+            raise IncompleteRunError(f"{path / name}: missing; training wrote it")
+        check_sha256(path / name, expected)
+
+
+def check_sha256(file: Path, expected: str) -> None:
+    actual = file_sha256(file)
+    if actual != expected:
+        raise RunFolderError(
+            f"{file}: weights were modified after training (sha256 {actual[:16]}... != "
+            f"recorded {expected[:16]}...); retrain, or restore the file"
+        )
+
+
 def load_run(path: str | Path) -> TrainedRun:
-    """Rebuild the architecture from the stored records and load the best weights."""
+    """Rebuild the architecture from the stored records and load the best weights, after
+    checking them against the sha256 recorded at training time."""
+    path = check_run_folder(path)
+    verify_weights(path)
+    return load_run_files(path)
+
+
+def load_run_files(path: Path, weights_file: Path | None = None) -> TrainedRun:
+    """The classifier of a run folder's setup files with `weights_file` (default: the run's
+    weights) loaded into it; nothing is checked (training uses it before metrics.json)."""
     from xtune.data.tokenization import TextEncoder
     from xtune.encoders import rebuild_encoder
     from xtune.heads import get_head
     from xtune.losses import get_loss
     from xtune.model import build_classifier
 
-    path = check_run_folder(path)
     config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
     labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
     vocabulary = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
@@ -149,7 +260,7 @@ def load_run(path: str | Path) -> TrainedRun:
     settings = json.loads((path / "tokenizer.json").read_text())
     text_encoder = TextEncoder(vocabulary, **settings)
     model = build_classifier(encoder, get_head(config["head"]), len(labels))
-    model.load_weights(path / WEIGHTS_FILE)
+    load_weights(model, weights_file or path / WEIGHTS_FILE)
     thresholds = None
     if (path / "thresholds.json").is_file():
         thresholds = np.asarray(
@@ -165,3 +276,17 @@ def load_run(path: str | Path) -> TrainedRun:
         thresholds=thresholds,
         has_pair=bool(config["data"].get("text_pair")),
     )
+
+
+def load_weights(model: Any, file: Path) -> None:
+    """`model.load_weights`, with a truncated or damaged file as one clear error."""
+    try:
+        model.load_weights(file)
+    except (OSError, ValueError, KeyError) as error:
+        # h5py raises OSError for a truncated file and KeyError / ValueError for missing or
+        # misshapen datasets: either way the file is not the weights this run wrote.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RunFolderError(
+            f"{file}: cannot load the weights ({type(error).__name__}: {first_line[:200]}); "
+            "the file is truncated or damaged"
+        ) from error

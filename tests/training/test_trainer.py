@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 
@@ -38,6 +40,8 @@ def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, 
     assert "  embeddings" in printed and "frozen" in printed  # the learning-rate table
 
     run = load_run(result.run_dir)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert set(metrics["weights_sha256"]) == {"model.weights.h5", ADAPTER_FILE}  # both checked
     dev = data.tokenized["dev"]
     logits = predict_logits(run.model, dev, 64, config.data.max_length)
     # The reloaded (LoRA merged into the kernels) model scores what the run recorded.

@@ -10,7 +10,8 @@ The output holds every input column, then:
 - `error`: empty for a labelled row; for a bad row (empty or undecodable text) the reason,
   and no prediction. Bad rows are also listed on stderr by their 1-based data-row number.
 
-Input columns with these names are replaced.
+Input columns with these names are replaced. The output is written to a temporary file
+beside it and renamed into place, and is never the input file itself.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class RunFolderPredictor:
     """
 
     def __init__(self, path: Path):
+        from xtune.run_folder import verify_weights
+
+        verify_weights(path)  # before reading the input: a damaged run fails at once
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
         self.path = path
         self.labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
@@ -148,6 +152,11 @@ def predict_file(
     if batch_size < 1 or top_k < 1:
         raise DataError(f"batch_size and top_k must be positive; got {batch_size}, {top_k}")
     input_path, output_path = Path(input), Path(output)
+    if same_file(input_path, output_path):
+        raise DataError(
+            f"{output_path}: --output is the input file; predict never overwrites its input, "
+            "choose another output path"
+        )
     output_format = detect_format(output_path)
     predictor = open_predictor(model_dir)
     frame = read_table(input_path, encoding_errors="replace")
@@ -195,6 +204,13 @@ def predict_file(
     if verbose:
         print(f"xtune predict: {len(frame)} rows -> {output_path}", flush=True)
     return PredictionSummary(output_path, len(frame), bad_rows)
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name one file (through links, `..` and case-folding file systems)."""
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
 
 
 def read_inputs(
@@ -251,18 +267,21 @@ def prediction_columns(
 
 
 def write_table(table: pd.DataFrame, path: Path, fmt: str) -> None:
-    """Write through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Write through a temporary file in the same folder, then rename it into place; a full
+    or unwritable disk is one error and leaves no temporary file."""
+    from xtune.run_folder import write_errors_reported, write_through_temporary
+
+    if fmt not in ("csv", "tsv", "jsonl", "xlsx"):
+        raise DataError(f"{path}: cannot write format {fmt!r}; use csv, tsv, jsonl or xlsx")
+
+    def write(temporary: Path) -> None:
         if fmt in ("csv", "tsv"):
             table.to_csv(temporary, sep="," if fmt == "csv" else "\t", index=False)
         elif fmt == "jsonl":
             table.to_json(temporary, orient="records", lines=True, force_ascii=False)
-        elif fmt == "xlsx":
-            table.to_excel(temporary, index=False, engine="openpyxl")
         else:
-            raise DataError(f"{path}: cannot write format {fmt!r}; use csv, tsv, jsonl or xlsx")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+            table.to_excel(temporary, index=False, engine="openpyxl")
+
+    with write_errors_reported(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_through_temporary(path, write)

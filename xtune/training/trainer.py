@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,9 +32,10 @@ from xtune.model import (
     count_parameters,
     initialize_logits_bias,
 )
-from xtune.run_folder import RunFolder
+from xtune.run_folder import WEIGHTS_FILE, RunFolder, load_run_files, save_model_weights
 from xtune.thresholds import tune_thresholds
 from xtune.training.adversarial import AdversarialTextClassifier, get_attack
+from xtune.training.diverged import TrainingDiverged
 from xtune.training.ema import ema_weights
 from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
 from xtune.training.freezing import (
@@ -153,8 +155,8 @@ def check_single_label(loss: Any, data: PreparedData) -> None:
                 found = (
                     f"{len(labels)} labels"
                     if labels
-                    else "no label (an empty or NaN label cell, or only labels not in train, "
-                    "dropped by data.unknown_labels: ignore_labels; skip_rows drops such rows)"
+                    else "no label (an empty or NaN label cell, or only labels dropped by "
+                    "data.unknown_labels)"
                 )
                 raise DataError(
                     f"{split.source}: row {row}: the loss {type(loss).__name__} is single-label "
@@ -174,6 +176,61 @@ class FirstStepTimer(keras.callbacks.Callback):
             self.first_step_done = time.perf_counter()
 
 
+# A training loss over DIVERGENCE_FACTOR x the run's first-step loss (with the prior-initialised
+# logits bias that is about the labels' entropy) and over DIVERGENCE_FLOOR is divergence, not
+# noise; so is a non-finite one.
+DIVERGENCE_FACTOR = 100.0
+DIVERGENCE_FLOOR = 10.0
+
+
+def learning_rate_text(config: RunConfig) -> str:
+    """The configured learning rate(s), for messages about a diverged run."""
+    optimizer = config.optimizer.to_dict()
+    text = f"optimizer.learning_rate {optimizer.get('learning_rate')}"
+    if optimizer.get("head_learning_rate") is not None:
+        text += f", optimizer.head_learning_rate {optimizer['head_learning_rate']}"
+    return text
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Raises `TrainingDiverged`, naming the epoch and the learning rate, at the first step
+    whose running training loss is non-finite or beyond the bound above.
+
+    `keras.callbacks.TerminateOnNaN` stops on NaN / inf only, and says neither where nor why.
+    """
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.learning_rate = learning_rate_text(config)
+        self.first_loss: float | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        if self.first_loss is None and math.isfinite(loss):
+            self.first_loss = loss
+        bound = max(DIVERGENCE_FACTOR * (self.first_loss or 0.0), DIVERGENCE_FLOOR)
+        if math.isfinite(loss) and loss <= bound:
+            return
+        why = (
+            "is not finite"
+            if not math.isfinite(loss)
+            else f"exceeds {bound:.4g} (max of {DIVERGENCE_FACTOR:g} x the first step's "
+            f"{self.first_loss:.4g} and {DIVERGENCE_FLOOR:g})"
+        )
+        raise TrainingDiverged(
+            f"training diverged in epoch {self.epoch + 1}, step {batch + 1}: the training loss "
+            f"{loss:.4g} {why}; {self.learning_rate}: lower the learning rate or set "
+            "optimizer.clipnorm"
+        )
+
+
 class DevEvaluation(keras.callbacks.Callback):
     """After each epoch: full dev-set metrics by the loss's rule; keeps the best weights."""
 
@@ -186,6 +243,7 @@ class DevEvaluation(keras.callbacks.Callback):
         self.batch_size = config.training.eval_batch_size
         self.max_length = config.data.max_length
         self.patience = config.training.early_stopping_patience
+        self.learning_rate = learning_rate_text(config)
         self.history: list[dict[str, Any]] = []
         self.best_value: float | None = None
         self.best_epoch = 0
@@ -206,7 +264,10 @@ class DevEvaluation(keras.callbacks.Callback):
         eval_started = time.perf_counter()
         logits = predict_logits(self.model, self.dev, self.batch_size, self.max_length)
         if not np.all(np.isfinite(logits)):
-            raise FloatingPointError(f"epoch {epoch + 1}: non-finite logits on the dev set")
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1}: non-finite logits on the dev set; "
+                f"{self.learning_rate}: lower the learning rate or set optimizer.clipnorm"
+            )
         metrics = evaluate_scores(self.loss, self.dev.labels, scores_of(self.loss, logits))
         record = {
             "epoch": epoch + 1,
@@ -296,6 +357,7 @@ def _train(
         seed=training.seed,
     ).repeat()
     evaluation = DevEvaluation(dev_split, loss, config)
+    divergence = DivergenceGuard(config)
     first_step = FirstStepTimer()
     fit_started = time.perf_counter()
     for stage in stages:
@@ -320,7 +382,7 @@ def _train(
             initial_epoch=stage.start_epoch,
             epochs=stage.end_epoch,
             steps_per_epoch=steps_per_epoch,
-            callbacks=[evaluation, first_step],
+            callbacks=[divergence, evaluation, first_step],
             verbose=training.verbose,
             shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
         )
@@ -331,8 +393,19 @@ def _train(
     samples = min(len(train_split), steps_per_epoch * training.batch_size) * len(evaluation.history)
 
     model.set_weights(evaluation.best_weights)
-    # The best epoch's dev logits were computed with exactly these weights: no second pass.
-    dev_scores = scores_of(loss, evaluation.best_logits)
+    if training.save_weights:
+        folder.write_weights(model)
+        if config.finetune.lora_rank is not None:
+            folder.write_binary(ADAPTER_FILE, lambda path: save_adapter(model, path))
+    # Dev and test are scored, and thresholds tuned, in the precision the export serves in.
+    served = served_model(model, folder, precision, training.save_weights)
+    if served is model:  # float32: the best epoch's dev logits came from these very weights
+        dev_logits = evaluation.best_logits
+    else:
+        dev_logits = predict_logits(
+            served, dev_split, training.eval_batch_size, config.data.max_length
+        )
+    dev_scores = scores_of(loss, dev_logits)
     best = evaluate_scores(loss, dev_split.labels, dev_scores)
     thresholds, tuned = None, None
     if training.tune_thresholds and loss.default_threshold is not None:
@@ -349,7 +422,7 @@ def _train(
         test_split = data.tokenized["test"]
         test_scores = scores_of(
             loss,
-            predict_logits(model, test_split, training.eval_batch_size, config.data.max_length),
+            predict_logits(served, test_split, training.eval_batch_size, config.data.max_length),
         )
         test = {"default_rule": evaluate_scores(loss, test_split.labels, test_scores)}
         if thresholds is not None:
@@ -373,6 +446,7 @@ def _train(
         device=device_name(),
         extra={
             "precision": precision,
+            "eval_precision": "float32",  # of `best`, `tuned`, `test` and the thresholds
             "fit_seconds": round(fit_ended - fit_started, 3),
             "timings": run_timings(started, fit_started, first_step.first_step_done, fit_ended),
         },
@@ -381,11 +455,32 @@ def _train(
         result.extra["fixed_thresholds"] = fixed
     if data.warnings:
         result.extra["data_warnings"] = data.warnings
-    if training.save_weights and config.finetune.lora_rank is not None:
-        save_adapter(model, folder.path / ADAPTER_FILE)
-    folder.write_result(result, model if training.save_weights else None, thresholds)
+    folder.write_result(result, thresholds)
     print_summary(result, config.training.metric)
     return result
+
+
+def served_model(
+    model: keras.Model, folder: RunFolder, precision: str, weights_saved: bool
+) -> keras.Model:
+    """The kept weights as `xtune export` and `xtune predict` serve them: in float32.
+
+    A mixed-precision model is rebuilt in float32 the way the export loads a run folder (from
+    the weights file; a scratch copy when `save_weights` is off), so metrics.json and the tuned
+    thresholds are exactly what the served model gives on dev.
+    """
+    if precision == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        if weights_saved:
+            return load_run_files(folder.path).model
+        with tempfile.TemporaryDirectory() as scratch:
+            weights = Path(scratch) / WEIGHTS_FILE
+            save_model_weights(model, weights)
+            return load_run_files(folder.path, weights).model
+    finally:
+        keras.mixed_precision.set_global_policy(precision)
 
 
 def run_timings(
