@@ -257,7 +257,7 @@ def test_header_only_file(tmp_path):
         read_examples(config(), str(path))
 
 
-def test_unknown_labels_policies(write_csv, caplog):
+def test_unknown_labels_policies(write_csv):
     train = write_csv("train.csv", ROWS)
     dev_rows = ROWS + [
         {"id": 4, "title": "x", "body": "新的", "labels": "交通|未知"},

@@ -297,3 +297,23 @@ def test_xtune_train_on_bad_data_is_one_line_exit_2_and_changes_nothing(tmp_path
     code, out, err = run_cli(["train", path], capsys)
     assert_user_error(code, err, *kind.error)
     assert snapshot(tmp_path) == before
+
+
+def test_prepare_data_keeps_the_data_warnings_for_the_results(tmp_path):
+    """What `train` puts into `RunResult.extra["data_warnings"]` (and grids into results lines)."""
+    from xtune.config import parse_run_config
+    from xtune.encoders import load_encoder
+    from xtune.training.trainer import prepare_data
+
+    kind = KINDS["dev label not in train, ignore_labels"]
+    write_files(tmp_path / "data", kind.files)
+    raw = {
+        "data": {**data_settings(tmp_path / "data", kind), "max_length": 16},
+        "encoder": tiny_encoder_spec(),
+        "training": {"output_dir": str(tmp_path / "runs")},
+    }
+    config = parse_run_config(raw)
+    data = prepare_data(config, load_encoder(config.encoder))
+    unknown, mostly_unseen = data.warnings
+    assert "dev.csv: 1 occurrence(s) of 1 label(s) not in train" in unknown
+    assert mostly_unseen.startswith("dev (") and "3 of 3 label occurrences (100%)" in mostly_unseen
