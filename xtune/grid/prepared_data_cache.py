@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -18,19 +17,19 @@ NON_TOKEN_DATA_KEYS = ("cache_dir", "padding")
 
 @dataclass(frozen=True)
 class TokenizerSettings:
-    """The two fields of a `LoadedEncoder` that `prepare_data` reads."""
+    """The two fields of an encoder adapter that `prepare_data` reads."""
 
-    vocabulary: list[str]
-    lowercase: bool
+    tokenizer: Any
+    packing: Any
 
     @property
     def fingerprint(self) -> str:
-        digest = hashlib.sha256("\n".join(self.vocabulary).encode("utf-8"))
-        return f"{digest.hexdigest()[:16]}-lower={self.lowercase}"
+        packing = f"{self.packing.style}/{self.packing.segment_ids}"
+        return f"{type(self.tokenizer).__name__}:{self.tokenizer.fingerprint()}:{packing}"
 
 
 class PreparedDataCache:
-    """`PreparedData` by (data settings, vocabulary, lowercase), shared by the runs of a grid.
+    """`PreparedData` by (data settings, tokenizer, packing), shared by the runs of a grid.
 
     The tokenizer of an encoder is learned by loading that encoder once (its weights are then
     dropped); `prepare_data` also keeps its on-disk token cache (`data.cache_dir`).
@@ -63,14 +62,21 @@ class PreparedDataCache:
         spec = json.dumps(config.encoder.to_dict(), sort_keys=True, default=str)
         if spec not in self.tokenizers:
             encoder = load_encoder(config.encoder)
-            self.tokenizers[spec] = TokenizerSettings(list(encoder.vocabulary), encoder.lowercase)
+            self.tokenizers[spec] = TokenizerSettings(encoder.tokenizer, encoder.packing)
             del encoder
             gc.collect()
         return self.tokenizers[spec]
 
     @staticmethod
     def data_key(config: RunConfig, tokenizer: TokenizerSettings) -> str:
-        data = dataclasses.asdict(config.data)
-        for key in NON_TOKEN_DATA_KEYS:
-            data.pop(key)
-        return json.dumps({"data": data, "tokenizer": tokenizer.fingerprint}, sort_keys=True)
+        return json.dumps(
+            {"data": data_settings(config), "tokenizer": tokenizer.fingerprint}, sort_keys=True
+        )
+
+
+def data_settings(config: RunConfig) -> dict[str, Any]:
+    """The data settings that decide what is read and tokenized (not batching or caching)."""
+    data = dataclasses.asdict(config.data)
+    for key in NON_TOKEN_DATA_KEYS:
+        data.pop(key)
+    return data

@@ -13,6 +13,7 @@ from typing import Any
 from xtune.config import ConfigError
 from xtune.grid.results_file import ResultsFile
 from xtune.grid.spec import NON_RESULT_KEYS, format_value
+from xtune.grid.storage import write_atomically, write_text_atomically
 
 PLOT_FILE = "dev_curves.png"
 MAX_SETTING_COLUMNS = 5  # more varying settings than this go into one "changes" column
@@ -64,8 +65,7 @@ def write_report(results_dir: str | Path, output: str | Path | None = None) -> s
     if caption:
         link = Path(os.path.relpath(plot.resolve(), output.resolve().parent)).as_posix()
         lines += ["", "## Dev curves", "", f"![{caption}]({link})", ""]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    write_text_atomically(output, "\n".join(lines).rstrip() + "\n")
     return str(output)
 
 
@@ -209,6 +209,7 @@ def render(
     lines += test_section(cells, metric)
     lines += ["", "## Per seed", ""]
     lines += seed_table(cells, metric)
+    lines += data_warnings_section(runs)
     lines += ["", "## Failed runs", ""]
     if failed:
         lines += table(
@@ -530,6 +531,24 @@ def seed_table(cells: list[Cell], metric: str) -> list[str]:
     return table(header, rows)
 
 
+def data_warnings_section(runs: list[dict[str, Any]]) -> list[str]:
+    """The data warnings the runs recorded (unseen or rare labels in dev/test), each once."""
+    warned: dict[str, dict[str, str]] = {}  # warning -> {run id: row}
+    for run in runs:
+        for warning in run.get("data_warnings") or []:
+            text = " ".join(str(warning).split())
+            warned.setdefault(text, {})[run["run_id"]] = run["row"]
+    if not warned:
+        return []
+    lines = ["", "## Data warnings", ""]
+    for warning, by_run in warned.items():
+        rows = ", ".join(dict.fromkeys(by_run.values()))
+        lines.append(
+            f"- {warning} ({'every run' if len(by_run) == len(runs) else 'rows: ' + rows})"
+        )
+    return lines
+
+
 def short_error(run: dict[str, Any]) -> str:
     error = str(run.get("error") or "unknown error").splitlines()[0]
     return error if len(error) <= ERROR_CHARACTERS else error[: ERROR_CHARACTERS - 1] + "…"
@@ -584,10 +603,19 @@ def plot_curves(cells: list[Cell], metric: str, path: Path) -> str | None:
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.grid(alpha=0.3)
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    save_figure(figure, path, plt)
     return f"dev {metric} per epoch"
+
+
+def save_figure(figure: Any, path: Path, plt: Any) -> None:
+    """Save atomically (a full disk leaves the previous plot, no temporary file), then close."""
+    try:
+        write_atomically(
+            path,
+            lambda temporary: figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight"),
+        )
+    finally:
+        plt.close(figure)
 
 
 def plot_rows(cells: list[Cell], metric: str, path: Path, plt: Any) -> str:
@@ -612,7 +640,5 @@ def plot_rows(cells: list[Cell], metric: str, path: Path, plt: Any) -> str:
         f"{cells[0].runs[0]['grid']}: dev {metric} per row (dots: seeds; diamond: mean ± std)"
     )
     axes.grid(alpha=0.3, axis="x")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    save_figure(figure, path, plt)
     return f"dev {metric} per row"

@@ -2,7 +2,8 @@
 
 Lines are appended whole and fsynced, so a killed process leaves at worst an incomplete last
 line (no newline). `read` ignores such a line; `repair` cuts it off before new lines are
-appended, so a line is never glued to a fragment and no run is recorded twice.
+appended, so a line is never glued to a fragment and no run is recorded twice. A write that
+fails (disk full) is undone before its `StorageError` is raised: the file keeps whole lines.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from xtune.config import ConfigError
+from xtune.grid.faults import fault_point
+from xtune.grid.storage import storage_error
 
 RESULTS_FILE = "results.jsonl"
 
@@ -67,41 +70,63 @@ class ResultsFile:
         if not self.path.is_file():
             return 0
         size = self.path.stat().st_size
-        with self.path.open("rb+") as file:
-            data = file.read()
-            keep = data.rfind(b"\n") + 1
-            if keep == size:
-                return 0
-            file.truncate(keep)
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            with self.path.open("rb+") as file:
+                data = file.read()
+                keep = data.rfind(b"\n") + 1
+                if keep == size:
+                    return 0
+                file.truncate(keep)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise storage_error(error, self.path, "cut off its incomplete last line") from None
         return size - keep
 
     def append(self, line: dict[str, Any]) -> None:
-        """Append one complete line and fsync it before returning."""
+        """Append one complete line and fsync it before returning; undo it if that fails."""
         text = json.dumps(line, ensure_ascii=False, default=str, allow_nan=True) + "\n"
         if "\n" in text[:-1]:
             raise AssertionError("a results line must not contain a newline")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        payload = text.encode("utf-8")
         try:
-            payload = text.encode("utf-8")
-            while payload:
-                written = os.write(descriptor, payload)
-                payload = payload[written:]
-            os.fsync(descriptor)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise storage_error(error, self.path, "append a result line") from None
+        try:
+            start = os.fstat(descriptor).st_size
+            try:
+                # Two writes, so that the fault-injection tests can kill between them.
+                write_all(descriptor, payload[: len(payload) // 2])
+                fault_point("results_append")
+                write_all(descriptor, payload[len(payload) // 2 :])
+                os.fsync(descriptor)
+            except OSError as error:
+                truncate_quietly(descriptor, start)
+                raise storage_error(error, self.path, "append a result line") from None
         finally:
             os.close(descriptor)
         if created:
-            fsync_folder(self.folder)
+            try:
+                fsync_folder(self.folder)
+            except OSError as error:
+                raise storage_error(error, self.folder, "record the new results file") from None
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Lock the results file: two grid processes must not write it at once."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as lock:
-            fsync_folder(self.folder)  # the file may be new
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = self.path.open("a")
+        except OSError as error:
+            raise storage_error(error, self.path, "open the results file for writing") from None
+        with lock:
+            try:
+                fsync_folder(self.folder)  # the file may be new
+            except OSError as error:
+                raise storage_error(error, self.folder, "record the results file") from None
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -120,3 +145,18 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def write_all(descriptor: int, payload: bytes) -> None:
+    while payload:
+        written = os.write(descriptor, payload)
+        payload = payload[written:]
+
+
+def truncate_quietly(descriptor: int, size: int) -> None:
+    """Cut a failed append back off; should that fail too, `repair` cuts the fragment later."""
+    try:
+        os.ftruncate(descriptor, size)
+        os.fsync(descriptor)
+    except OSError:
+        pass

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -18,13 +20,22 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from xtune.config import RunConfig
-from xtune.grid.prepared_data_cache import PreparedDataCache
+from xtune.config import ConfigError, RunConfig
+from xtune.grid.faults import fault_point
+from xtune.grid.prepared_data_cache import PreparedDataCache, data_settings
 from xtune.grid.results_file import ResultsContent, ResultsFile
 from xtune.grid.spec import GridSpec, PlannedRun, format_value, load_grid
+from xtune.grid.storage import (
+    StorageError,
+    storage_cause,
+    storage_error,
+    write_text_atomically,
+)
+from xtune.run_folder import WEIGHTS_FILE
 
 PACKAGES = ("xtune", "tensorflow", "keras", "keras-hub", "numpy")
 TRACEBACK_CHARACTERS = 4000
+OWNER_FILE = "grid_run.json"  # in a run folder: which results folder's runner made it
 
 
 def run_grid(
@@ -34,10 +45,12 @@ def run_grid(
     max_runs: int | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
     output: str | Path | None = None,
+    retry_failed: bool = False,
 ) -> int:
     """Run the grid; 0 when every selected run is recorded as ok, 1 when any failed.
 
-    `output` replaces the grid's results folder (default `reports/<grid name>`).
+    `output` replaces the grid's results folder (default `reports/<grid name>`);
+    `retry_failed` trains again the runs recorded as failed (their new line wins).
     """
     spec = load_grid(grid_file, overrides)
     if output is not None:
@@ -47,23 +60,16 @@ def run_grid(
     results = ResultsFile(spec.output)
     if dry_run:
         recorded = results.read()
-        print_plan(spec, runs, recorded, max_runs)
+        print_plan(spec, runs, recorded, max_runs, retry_failed)
         print_runs(runs, recorded)
         return 0
-    with results.exclusive():
-        removed = results.repair()
-        if removed:
-            print(
-                f"{results.path}: removed an incomplete last line ({removed} bytes) left by "
-                "an interrupted write; that run will be trained again",
-                flush=True,
-            )
-        recorded = results.read()
-        print_plan(spec, runs, recorded, max_runs)
-        pending = [run for run in runs if run.run_id not in recorded.by_run_id]
-        todo = pending if max_runs is None else pending[: max(max_runs, 0)]
-        GridSession(spec, results).run(todo, len(runs), recorded=len(runs) - len(pending))
-        recorded = results.read().by_run_id
+    try:
+        recorded = train_pending(spec, runs, results, max_runs, retry_failed)
+    except StorageError as error:
+        raise StorageError(
+            f"{error}; free space (or choose a writable place) and run the grid again: "
+            "the runs recorded so far are kept"
+        ) from None
     failed = [run for run in runs if recorded.get(run.run_id, {}).get("status") == "failed"]
     missing = [run for run in runs if run.run_id not in recorded]
     print(
@@ -72,6 +78,32 @@ def run_grid(
         flush=True,
     )
     return 1 if failed else 0
+
+
+def train_pending(
+    spec: GridSpec,
+    runs: list[PlannedRun],
+    results: ResultsFile,
+    max_runs: int | None,
+    retry_failed: bool,
+) -> dict[str, dict[str, Any]]:
+    """Under the results lock: repair, plan, train what is pending; the lines by run id."""
+    with results.exclusive():
+        results.read()  # a corrupt line is an error before anything is changed
+        removed = results.repair()
+        if removed:
+            print(
+                f"{results.path}: removed an incomplete last line ({removed} bytes) left by "
+                "an interrupted write; that run will be trained again",
+                flush=True,
+            )
+        recorded = results.read()
+        print_plan(spec, runs, recorded, max_runs, retry_failed)
+        pending = pending_runs(runs, recorded, retry_failed)
+        todo = pending if max_runs is None else pending[: max(max_runs, 0)]
+        session = GridSession(spec, results, runs)
+        session.run(todo, len(runs), recorded=len(runs) - len(pending))
+        return results.read().by_run_id
 
 
 # ---------------------------------------------------------------- the plan
@@ -102,8 +134,23 @@ def check_data_files(runs: list[PlannedRun]) -> None:
             checked.add(path)
 
 
+def pending_runs(
+    runs: list[PlannedRun], recorded: ResultsContent, retry_failed: bool
+) -> list[PlannedRun]:
+    """The runs with no line yet, and with `retry_failed` those whose last line failed."""
+    lines = recorded.by_run_id
+    retried = ("failed",) if retry_failed else ()
+    return [
+        run for run in runs if run.run_id not in lines or lines[run.run_id].get("status") in retried
+    ]
+
+
 def print_plan(
-    spec: GridSpec, runs: list[PlannedRun], recorded: ResultsContent, max_runs: int | None
+    spec: GridSpec,
+    runs: list[PlannedRun],
+    recorded: ResultsContent,
+    max_runs: int | None,
+    retry_failed: bool = False,
 ) -> None:
     cells = list({run.cell.index: run.cell for run in runs}.values())
     seeds = ", ".join(map(str, spec.seeds))
@@ -125,10 +172,12 @@ def print_plan(
     lines = recorded.by_run_id
     ok = sum(1 for run in runs if lines.get(run.run_id, {}).get("status") == "ok")
     failed = sum(1 for run in runs if lines.get(run.run_id, {}).get("status") == "failed")
-    todo = len(runs) - ok - failed
+    todo = len(pending_runs(runs, recorded, retry_failed))
     if max_runs is not None:
         todo = min(todo, max(max_runs, 0))
-    note = " (kept: delete a failed line from results.jsonl to retry it)" if failed else ""
+    note = ""
+    if failed:
+        note = " (trained again)" if retry_failed else " (kept: --retry-failed trains them again)"
     print(f"  recorded: {ok} ok, {failed} failed{note}; to run now: {todo}", flush=True)
 
 
@@ -180,12 +229,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+class GridStopped(ConfigError):
+    """The grid stops before its end: every run left would fail for the same reason."""
+
+
 class GridSession:
     """Trains a list of planned runs in order, appending one result line after each."""
 
-    def __init__(self, spec: GridSpec, results: ResultsFile):
+    def __init__(self, spec: GridSpec, results: ResultsFile, runs: list[PlannedRun]):
         self.spec = spec
         self.results = results
+        self.runs = runs  # the grid's selected runs, to tell a data error they all share
         self.data_cache = PreparedDataCache()
         self.environment = environment_record()
 
@@ -208,20 +262,36 @@ class GridSession:
         self.print_data_summary()
 
     def execute(self, run: PlannedRun) -> dict[str, Any]:
-        """Train one run; any exception (or a non-finite loss) becomes a failed line."""
+        """Train one run; an exception of its own (or a non-finite loss) becomes a failed line.
+
+        A data error every run shares and a full or read-only disk stop the grid instead
+        (`GridStopped`, `StorageError`): recording them once per run would help no one.
+        """
         from xtune.training.trainer import train
 
         started = time.perf_counter()
-        run_dir = self.run_dir(run)
-        line = self.line_head(run, run_dir)
+        line = self.line_head(run)
+        run_dir = None
         try:
-            data, data_seconds = self.data_cache.get(run.config)
+            data, data_seconds = self.prepare_data(run)
             line["data_seconds"] = round(data_seconds, 3)
+            run_dir = self.claim_run_dir(run)
+            line["run_dir"] = str(run_dir)
+            fault_point("run_start")
             result = train(run.config, run_dir=run_dir, data=data)
             line.update(result_fields(result, run.config, data))
+            line["weights_sha256"] = weights_sha256(run_dir)
             check_finite_losses(result.history)
             line["status"] = "ok"
+        except (GridStopped, StorageError):
+            self.discard_unfinished(run_dir)
+            raise
         except Exception as error:  # a failed run must not stop the grid
+            cause = storage_cause(error)
+            if cause is not None:
+                self.discard_unfinished(run_dir)
+                where = Path(os.fsdecode(cause.filename)) if cause.filename else run_dir
+                raise storage_error(cause, where or Path("."), f"write run {run.run_id}") from None
             traceback.print_exc()
             line["status"] = "failed"
             line["error"] = f"{type(error).__name__}: {error}"
@@ -233,20 +303,89 @@ class GridSession:
         line["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return line
 
-    def run_dir(self, run: PlannedRun) -> Path:
-        """`training.output_dir/<grid>/<row>-seed<seed>-<run id>`, emptied if left finished."""
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.cell.name).strip("_")[:40] or "row"
-        folder = (
-            Path(run.config.training.output_dir)
-            / self.spec.name
-            / f"{run.cell.index:02d}-{slug}-seed{run.seed}-{run.run_id}"
-        )
-        if (folder / "metrics.json").exists():
-            # Finished, but the process died before its line was appended: train it again.
-            shutil.rmtree(folder)
-        return folder
+    def prepare_data(self, run: PlannedRun) -> tuple[Any, float]:
+        """The run's tokenized data; a data error that every run of the grid shares stops it."""
+        from xtune.data.readers import DataError
 
-    def line_head(self, run: PlannedRun, run_dir: Path) -> dict[str, Any]:
+        self.data_cache.tokenizer_of(run.config)  # an encoder that fails is this run's failure
+        try:
+            return self.data_cache.get(run.config)
+        except (DataError, ConfigError) as error:
+            settings = data_settings(run.config)
+            if any(data_settings(other.config) != settings for other in self.runs):
+                raise  # other rows read other data: only the rows reading this data fail
+            raise GridStopped(
+                f"{error} (row {run.cell.name!r}, seed {run.seed}); every run of grid "
+                f"{self.spec.name!r} reads this data, so the grid stops here and records "
+                "nothing: fix the data and run it again"
+            ) from None
+
+    def claim_run_dir(self, run: PlannedRun) -> Path:
+        """A new run folder `training.output_dir/<grid>/<row>-seed<seed>-<run id>[-N]`.
+
+        A finished folder (metrics.json) is never removed or reused: it may be another results
+        folder's run (the same grid with another --output) or a run killed before its line was
+        written; the next free name `-2`, `-3`, ... is taken instead. An unfinished folder is
+        replaced only when this results folder's runner created it for this run (its
+        `grid_run.json` says so), which the results lock proves nothing else is writing now.
+        """
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.cell.name).strip("_")[:40] or "row"
+        parent = Path(run.config.training.output_dir) / self.spec.name
+        name = f"{run.cell.index:02d}-{slug}-seed{run.seed}-{run.run_id}"
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for attempt in itertools.count(1):
+                folder = parent / (name if attempt == 1 else f"{name}-{attempt}")
+                if self.owns_unfinished(folder, run):
+                    shutil.rmtree(folder)
+                try:
+                    folder.mkdir()  # atomic: of two processes only one gets a name
+                except FileExistsError:
+                    if (folder / "metrics.json").exists():
+                        print(
+                            f"[grid {self.spec.name}] {folder} holds a finished run that "
+                            f"{self.results.path} does not list: kept; using another folder",
+                            flush=True,
+                        )
+                    continue
+                write_text_atomically(folder / OWNER_FILE, self.owner_record(run))
+                return folder
+        except OSError as error:
+            raise storage_error(error, parent, f"create the run folder of {run.run_id}") from None
+        raise AssertionError("unreachable")
+
+    def owner_record(self, run: PlannedRun) -> str:
+        record = {
+            "results": str(self.results.path.resolve()),
+            "grid": self.spec.name,
+            "run_id": run.run_id,
+            "row": run.cell.name,
+            "seed": run.seed,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        return json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+
+    def owns_unfinished(self, folder: Path, run: PlannedRun) -> bool:
+        """Whether `folder` is an unfinished run folder this results folder made for `run`."""
+        if not folder.is_dir() or (folder / "metrics.json").exists():
+            return False
+        try:
+            owner = json.loads((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False  # not made by a grid runner (or by an older xtune): leave it alone
+        return (
+            isinstance(owner, dict)
+            and owner.get("results") == str(self.results.path.resolve())
+            and owner.get("run_id") == run.run_id
+        )
+
+    def discard_unfinished(self, run_dir: Path | None) -> None:
+        """Remove the unfinished folder this session made, when the grid stops mid-run."""
+        if run_dir is None or (run_dir / "metrics.json").exists():
+            return
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    def line_head(self, run: PlannedRun) -> dict[str, Any]:
         return {
             "grid": self.spec.name,
             "grid_file": str(self.spec.path),
@@ -259,7 +398,7 @@ class GridSession:
             "shared_overrides": self.spec.shared_overrides,
             "seed": run.seed,
             "metric": run.config.training.metric,
-            "run_dir": str(run_dir),
+            "run_dir": None,
             "config": run.config.to_dict(),
             **self.environment,
         }
@@ -310,6 +449,7 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
         "device": result.device,
         "precision": result.extra.get("precision"),
         "timings": result.extra.get("timings"),
+        "data_warnings": result.extra.get("data_warnings"),
     }
 
 
@@ -329,7 +469,21 @@ def release_models() -> None:
     gc.collect()
 
 
-def encoder_source(run_dir: Path) -> str | None:
+def weights_sha256(run_dir: Path) -> str | None:
+    """The sha256 of the run's weights file as recorded (None when weights were not saved)."""
+    path = run_dir / WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_source(run_dir: Path | None) -> str | None:
+    if run_dir is None:
+        return None
     try:
         return json.loads((run_dir / "encoder.json").read_text(encoding="utf-8"))["source"]
     except (OSError, ValueError, KeyError):
