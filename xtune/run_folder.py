@@ -138,7 +138,13 @@ class RunFolder:
 
     def write_weights(self, model: Any, name: str = WEIGHTS_FILE) -> Path:
         """The model's weights (best epoch), written atomically; their sha256 is kept."""
-        return self.write_binary(name, lambda temporary: save_model_weights(model, temporary))
+        from xtune.grid.faults import fault_point
+
+        def write(temporary: Path) -> None:
+            save_model_weights(model, temporary)
+            fault_point("weights_write")  # fault-injection tests kill here, before the rename
+
+        return self.write_binary(name, write)
 
     def write_binary(self, name: str, write: Callable[[Path], None]) -> Path:
         """A weights file written by `write(path)`, atomically, its sha256 recorded."""
