@@ -305,35 +305,45 @@ def describe_json_error(error: ValueError) -> str:
 # ---------------------------------------------------------------- Excel
 
 
+# What openpyxl and pandas raise on a damaged or foreign workbook (ParseError is a SyntaxError).
+UNREADABLE_WORKBOOK = (ValueError, OSError, KeyError, EOFError, SyntaxError, zipfile.BadZipFile)
+
+
 def read_xlsx(path: Path, columns: list[str] | None, sheet: str | None) -> Table:
     try:
-        book = pd.ExcelFile(path)
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        with pd.ExcelFile(path) as book:
+            chosen = choose_sheet(path, [str(name) for name in book.sheet_names], sheet)
+            header = 0 if columns is None else None
+            frame = book.parse(chosen, dtype=str, header=header, names=columns)
+    except DataError:
+        raise
+    except ImportError as error:  # .xls needs xlrd, which xtune does not install
+        raise DataError(
+            f"{path}: cannot read this Excel format ({error}); save it as .xlsx"
+        ) from None
+    except UNREADABLE_WORKBOOK as error:
         raise DataError(f"{path}: not a readable Excel file ({error})") from None
-    with book:
-        names = [str(name) for name in book.sheet_names]
-        if not names:
-            raise DataError(f"{path}: the workbook has no sheets")
-        chosen = names[0] if sheet is None else str(sheet)
-        if chosen not in names:
-            raise DataError(
-                f"{path}: no sheet {chosen!r} (data.sheet); the sheets are: {', '.join(names)}"
-            )
-        others = [name for name in names if name != chosen]
-        if others:
-            report = log.info if sheet is not None else log.warning
-            report(
-                "%s: read sheet %r%s; the workbook also has: %s (choose with data.sheet)",
-                path,
-                chosen,
-                "" if sheet is not None else " (the first)",
-                ", ".join(others),
-            )
-        try:
-            frame = book.parse(
-                chosen, dtype=str, header=0 if columns is None else None, names=columns
-            )
-        except ValueError as error:
-            raise DataError(f"{path}: sheet {chosen!r} could not be read: {error}") from None
     frame = frame.fillna("")
     return Table(frame, list(range(1, len(frame) + 1)))
+
+
+def choose_sheet(path: Path, names: list[str], sheet: str | None) -> str:
+    """`data.sheet`, or the first sheet; says so in the log when there are others."""
+    if not names:
+        raise DataError(f"{path}: the workbook has no sheets")
+    chosen = names[0] if sheet is None else str(sheet)
+    if chosen not in names:
+        raise DataError(
+            f"{path}: no sheet {chosen!r} (data.sheet); the sheets are: {', '.join(names)}"
+        )
+    others = [name for name in names if name != chosen]
+    if others:
+        report = log.info if sheet is not None else log.warning
+        report(
+            "%s: read sheet %r%s; the workbook also has: %s (choose with data.sheet)",
+            path,
+            chosen,
+            "" if sheet is not None else " (the first)",
+            ", ".join(others),
+        )
+    return chosen
