@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--max-runs", type=int, help="stop after N runs")
     grid.add_argument("--output", help="results folder (default: the grid's, reports/<name>)")
     grid.add_argument(
+        "--retry-failed", action="store_true", help="train again the runs recorded as failed"
+    )
+    grid.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -98,6 +101,7 @@ def run_command(args: argparse.Namespace) -> int:
             max_runs=args.max_runs,
             overrides=args.overrides,
             output=args.output,
+            retry_failed=args.retry_failed,
         )
     if args.command == "report":
         from xtune.grid.report import write_report
