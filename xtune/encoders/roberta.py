@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import keras
@@ -65,10 +66,16 @@ BERT_BLOCK_KEYS = {
 }
 
 
-class ByteLevelBPETokenizer(PieceTokenizer):
+class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
     """Hugging Face's `RobertaTokenizer`, in-graph: GPT-2's byte-level BPE
     (keras-hub's `BytePairTokenizer`) with the special tokens kept whole, as Hugging Face
-    matches them in raw text (`a <s> b` gives the `<s>` id)."""
+    matches them in raw text (`a <s> b` gives the `<s>` id).
+
+    A `tf.Module`, so a SavedModel that holds it tracks the lookup tables `tokenize` uses
+    (its own mappings are read-only proxies, which tf.Module leaves untracked). keras-hub
+    would run Hugging Face's `tokenizers` outside a graph; the TensorFlow path is forced so
+    the data pipeline and the export run the same code.
+    """
 
     def __init__(
         self,
@@ -77,9 +84,10 @@ class ByteLevelBPETokenizer(PieceTokenizer):
         special_tokens: dict[str, str] | None = None,
         add_prefix_space: bool = False,
     ):
-        self.vocabulary = dict(vocabulary)
-        self.merges = list(merges)
-        self.special_tokens = {**DEFAULT_SPECIAL_TOKENS, **(special_tokens or {})}
+        tf.Module.__init__(self, name="byte_level_bpe_tokenizer")
+        self.vocabulary = MappingProxyType(dict(vocabulary))
+        self.merges = tuple(merges)
+        self.special_tokens = MappingProxyType({**DEFAULT_SPECIAL_TOKENS, **(special_tokens or {})})
         self.add_prefix_space = bool(add_prefix_space)
         for key in ("cls_token", "sep_token", "pad_token", "unk_token"):
             if self.special_tokens[key] not in self.vocabulary:
@@ -92,11 +100,12 @@ class ByteLevelBPETokenizer(PieceTokenizer):
         self.unk_id = self.vocabulary[self.special_tokens["unk_token"]]
         unsplittable = sorted({t for t in self.special_tokens.values() if t in self.vocabulary})
         self.bpe = keras_hub.tokenizers.BytePairTokenizer(
-            vocabulary=self.vocabulary,
-            merges=self.merges,
+            vocabulary=dict(vocabulary),
+            merges=list(merges),
             add_prefix_space=self.add_prefix_space,
             unsplittable_tokens=unsplittable,
             dtype="int32",
+            _allow_python_workflow=False,
         )
 
     @property
@@ -112,12 +121,15 @@ class ByteLevelBPETokenizer(PieceTokenizer):
     def save(self, folder: Path) -> dict[str, Any]:
         folder = Path(folder)
         (folder / VOCAB_FILE).write_text(
-            json.dumps(self.vocabulary, ensure_ascii=False), encoding="utf-8"
+            json.dumps(dict(self.vocabulary), ensure_ascii=False), encoding="utf-8"
         )
         (folder / MERGES_FILE).write_text(
             "#version: 0.2\n" + "".join(f"{merge}\n" for merge in self.merges), encoding="utf-8"
         )
-        return {"special_tokens": self.special_tokens, "add_prefix_space": self.add_prefix_space}
+        return {
+            "special_tokens": dict(self.special_tokens),
+            "add_prefix_space": self.add_prefix_space,
+        }
 
     @classmethod
     def load(cls, folder: Path, record: dict[str, Any]) -> ByteLevelBPETokenizer:
