@@ -326,3 +326,15 @@ def test_a_stratified_split_with_an_empty_part_falls_back_to_a_plain_seeded_spli
     assert any("used a plain seeded split" in note for note in splits["train"].warnings)
     again, _ = load_splits(config(train=str(path), text_pair=None))
     assert again["dev"].rows == splits["dev"].rows
+
+
+def test_label_names_file_in_another_encoding(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_bytes("交通\n住房\n".encode("gb18030"))
+    train = tmp_path / "train.csv"  # data.encoding is the encoding of every data file
+    train.write_bytes("body,labels\na,交通\nb,住房\n".encode("gb18030"))
+    cfg = config(train=str(train), dev=str(train), text_pair=None, label_names=str(names))
+    with pytest.raises(DataError, match="names.txt: line 1: bytes that are not valid UTF-8"):
+        load_splits(cfg)
+    _, vocab = load_splits(config(**{**cfg.__dict__, "encoding": "gb18030"}))
+    assert vocab.names == ["交通", "住房"]

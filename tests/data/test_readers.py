@@ -2,6 +2,7 @@
 
 import json
 import logging
+import zipfile
 
 import pandas as pd
 import pytest
@@ -187,4 +188,11 @@ def test_xlsx_reads_the_first_sheet_and_says_so(tmp_path, caplog):
 def test_a_broken_xlsx_is_one_error(tmp_path):
     path = write(tmp_path, "broken.xlsx", b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="broken.xlsx: not a readable Excel file"):
+        read_table(path)
+    good = tmp_path / "good.xlsx"
+    pd.DataFrame({"text": ["a"]}).to_excel(good, index=False)
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(path, "w") as damaged:
+        for name in source.namelist():
+            damaged.writestr(name, b"<garbage" if "sheet1" in name else source.read(name))
+    with pytest.raises(DataError, match="broken.xlsx: not a readable Excel file \\(unclosed"):
         read_table(path)

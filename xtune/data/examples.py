@@ -16,7 +16,7 @@ import pandas as pd
 
 from xtune.config import ConfigError, DataConfig
 from xtune.data.labels import LabelVocab
-from xtune.data.readers import DataError, DecodeError, Table, load_table
+from xtune.data.readers import DataError, DecodeError, Table, decode, load_table
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def fixed_label_names(config: DataConfig) -> list[str] | None:
     path = resolve_path(config, config.label_names)
     if not path.is_file():
         raise DataError(f"{path}: label names file (data.label_names) not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = decode(path, path.read_bytes(), config.encoding, "strict")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None) -> Examples:
