@@ -128,6 +128,12 @@ KIND_IDS = [kind for kind, *_ in VALUE_KINDS] + [
 ]
 
 
+def one_line_error(code: int, err: str, *needles: str) -> str:
+    """`assert_user_error`, and nothing else on stderr (a YAML error's context lines included)."""
+    assert len(err.strip().splitlines()) == 1, err
+    return assert_user_error(code, err, *needles)
+
+
 def write_grid(folder: Path, base: str, **extra) -> Path:
     grid = {"name": "g", "output": str(folder / "reports" / "g"), "base": base, **extra}
     path = folder / "g.yaml"
@@ -144,12 +150,12 @@ def test_a_bad_config_is_one_line_in_train_and_grid_dry_run(guarded, capsys, kin
     before = snapshot(guarded)
 
     code, _, err = run_cli(["train", config], capsys)
-    assert_user_error(code, err, str(config), key, needle)
+    one_line_error(code, err, str(config), key, needle)
 
     grid = write_grid(guarded, "run.yaml", seeds=[0, 1])
     before = snapshot(guarded)
     code, out, err = run_cli(["grid", grid, "--dry-run"], capsys)
-    line = assert_user_error(code, err, key, needle)
+    line = one_line_error(code, err, key, needle)
     assert str(grid) in line or str(config) in line, line
     assert snapshot(guarded) == before
 
@@ -164,7 +170,7 @@ def test_a_bad_grid_row_names_file_row_and_key(guarded, capsys, kind, dotted, va
     before = snapshot(guarded)
     for argv in (["grid", grid, "--dry-run"], ["grid", grid]):
         code, _, err = run_cli(argv, capsys)
-        assert_user_error(code, err, str(grid), "variant 'bad'", dotted.split(".")[0], needle)
+        one_line_error(code, err, str(grid), "variant 'bad'", dotted.split(".")[0], needle)
     assert snapshot(guarded) == before
 
 
@@ -174,7 +180,7 @@ def test_a_duplicated_key_in_a_base_file_names_that_file_and_line(guarded, capsy
     config = guarded / "run.yaml"
     config.write_text("base: base.yaml\ntraining: {epochs: 1}\n", encoding="utf-8")
     code, _, err = run_cli(["train", config], capsys)
-    line = assert_user_error(code, err, str(base), "'head' appears twice")
+    line = one_line_error(code, err, str(base), "'head' appears twice")
     assert f"line {len(base.read_text().splitlines())}" in line
 
 
@@ -182,6 +188,6 @@ def test_a_bad_set_value_is_one_line(guarded, capsys):
     config = guarded / "run.yaml"
     config.write_text(dump(sample_run_config(guarded)), encoding="utf-8")
     code, _, err = run_cli(["train", config, "--set", "training.batch_size=[1"], capsys)
-    assert_user_error(code, err, "training.batch_size", "not valid YAML")
+    one_line_error(code, err, "training.batch_size", "not valid YAML")
     code, _, err = run_cli(["train", config, "--set", "training.batch_size=-4"], capsys)
-    assert_user_error(code, err, "training.batch_size", "got -4")
+    one_line_error(code, err, "training.batch_size", "got -4")
