@@ -1,5 +1,6 @@
 """Config validation: unknown keys and names fail with the file, the key path and the choices."""
 
+import json
 import re
 
 import pytest
@@ -231,3 +232,25 @@ def test_max_positions_is_read_without_loading_weights(tmp_path):
     assert max_positions({"name": "someday"}) is None
     (hf / "config.json").write_text("{not json", encoding="utf-8")
     assert max_positions({"name": "hf", "path": str(hf)}) is None
+
+
+def test_roberta_positions_leave_out_the_padding_offset_and_layers_are_read(tmp_path):
+    from xtune.encoders.positions import max_positions, num_layers
+
+    config = {"model_type": "xlm-roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 12}), "utf-8")
+    spec = {"name": "hf", "path": str(tmp_path)}
+    assert (max_positions(spec), num_layers(spec)) == (512, 12)
+    assert num_layers({"name": "random"}) == 2 and num_layers({"name": "minilm-l6"}) == 6
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"head": {"name": "multi_layer"}}, "head.last_layers: 4 is more than .* layers .2."),
+        ({"finetune": {"train_top_layers": 3}}, "finetune.train_top_layers: 3 is more than"),
+        ({"finetune": {"reinit_top_layers": 5}}, "finetune.reinit_top_layers: 5 is more than"),
+    ],
+)
+def test_layer_counts_beyond_the_encoders_are_config_errors(tmp_path, sections, message):
+    assert re.search(message, error_of({**sample_run_config(tmp_path), **sections}))

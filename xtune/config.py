@@ -495,6 +495,7 @@ def check_across_sections(config: RunConfig, regs: dict[str, Any], source: str) 
             f"{source}: data.max_length: {config.data.max_length} is more than the encoder "
             f"{config.encoder.name!r} has positions for ({positions}); use at most {positions}"
         )
+    check_layer_counts(config, regs, source)
     finetune, epochs = config.finetune, config.training.epochs
     if finetune.frozen_epochs >= epochs:
         raise ConfigError(
@@ -512,6 +513,28 @@ def check_across_sections(config: RunConfig, regs: dict[str, Any], source: str) 
             f"{source}: training.report_thresholds: the loss {config.loss.name!r} predicts the "
             "top-1 label and has no per-label thresholds; remove report_thresholds"
         )
+
+
+def check_layer_counts(config: RunConfig, regs: dict[str, Any], source: str) -> None:
+    """Settings that count transformer layers are at most the encoder's (when it can tell)."""
+    from xtune.encoders.positions import num_layers
+
+    layers = num_layers(config.encoder.to_dict())
+    if layers is None:
+        return
+    head = config.head
+    default = inspect.signature(regs["head"].get(head.name)).parameters.get("last_layers")
+    counts = {
+        "finetune.train_top_layers": config.finetune.train_top_layers,
+        "finetune.reinit_top_layers": config.finetune.reinit_top_layers,
+        "head.last_layers": head.kwargs.get("last_layers", default and default.default),
+    }
+    for key, value in counts.items():
+        if isinstance(value, int) and value > layers:
+            raise ConfigError(
+                f"{source}: {key}: {value} is more than the encoder {config.encoder.name!r} "
+                f"has layers ({layers})"
+            )
 
 
 def check_encoder_files(encoder: ComponentSpec, source: str) -> None:
