@@ -37,7 +37,13 @@ from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
 
 EMBEDDING_LAYERS = ("embeddings", "embeddings_layer_norm")
-POSITION_OFFSET = 2  # HF's padding_idx (1) + 1
+
+
+def position_offset(config: dict) -> int:
+    """HF numbers real tokens from `padding_idx + 1` (`pad_token_id`, 1 in XLM-R)."""
+    return int(config.get("pad_token_id", 1)) + 1
+
+
 KERAS_HUB_EPSILON = 1e-5  # what XLMRobertaBackbone's layer norms are built with
 
 
@@ -147,7 +153,8 @@ class XlmRobertaAdapter(EncoderAdapter):
         backbone = keras_hub.models.XLMRobertaBackbone(
             **backbone_kwargs(config, config_path, dropout)
         )
-        port_xlm_roberta_weights(backbone, strip_prefix(read_hf_weights(folder), "roberta"), folder)
+        weights = strip_prefix(read_hf_weights(folder), "roberta")
+        port_xlm_roberta_weights(backbone, weights, folder, position_offset(config))
         activation = config.get("hidden_act", "gelu")
         if activation not in HIDDEN_ACTIVATIONS:
             raise EncoderLoadError(
@@ -180,7 +187,7 @@ class XlmRobertaAdapter(EncoderAdapter):
 
 def backbone_kwargs(config: dict, source: Path, dropout: float | None) -> dict[str, Any]:
     try:
-        max_positions = config["max_position_embeddings"] - POSITION_OFFSET
+        max_positions = config["max_position_embeddings"] - position_offset(config)
         return {
             "vocabulary_size": config["vocab_size"],
             "num_layers": config["num_hidden_layers"],
@@ -194,13 +201,16 @@ def backbone_kwargs(config: dict, source: Path, dropout: float | None) -> dict[s
         raise EncoderLoadError(f"{source}: an XLM-R config needs {error.args[0]!r}") from None
 
 
-def port_xlm_roberta_weights(backbone: keras.Model, weights: dict, source: Path) -> None:
-    """HF `XLMRobertaModel` tensors (without the `roberta.` prefix) into the backbone."""
+def port_xlm_roberta_weights(
+    backbone: keras.Model, weights: dict, source: Path, offset: int = 2
+) -> None:
+    """HF `XLMRobertaModel` tensors (without the `roberta.` prefix) into the backbone; real
+    tokens' position rows start at `offset`."""
     key = "embeddings.word_embeddings.weight"
     assign(backbone.token_embedding.embeddings, tensor(weights, key, source), key, source)
     variable = backbone.embeddings.position_embedding.position_embeddings
     key = "embeddings.position_embeddings.weight"
-    positions = tensor(weights, key, source)[POSITION_OFFSET : POSITION_OFFSET + variable.shape[0]]
+    positions = tensor(weights, key, source)[offset : offset + variable.shape[0]]
     type_key = "embeddings.token_type_embeddings.weight"
     if type_key in weights:  # every token has type 0: fold its row into the positions
         positions = positions + tensor(weights, type_key, source)[0]
