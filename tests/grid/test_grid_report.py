@@ -257,3 +257,38 @@ def test_one_epoch_grids_plot_each_rows_seeds_instead_of_curves(toy_results):
     text = Path(write_report(toy_results)).read_text(encoding="utf-8")
     assert "![dev subset_accuracy per row](toy/dev_curves.png)" in text
     assert (toy_results / "dev_curves.png").stat().st_size > 1000
+
+
+def test_data_warnings_are_listed_once_with_the_rows_that_met_them(toy_results):
+    lines = read_lines(toy_results / "results.jsonl")
+    unseen = "dev: 12 of 40 label occurrences (30%) are labels train never saw"
+    for line in lines:
+        line["data_warnings"] = [unseen]
+        if line["row"] == "head+tail":
+            line["data_warnings"].append("test: label 丙 has 2 training examples (< 5)")
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8"
+    )
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    section = text.split("## Data warnings\n", 1)[1].split("\n## ", 1)[0]
+    assert section.strip().splitlines() == [
+        f"- {unseen} (every run)",
+        "- test: label 丙 has 2 training examples (< 5) (rows: head+tail)",
+    ]
+    for line in lines:
+        del line["data_warnings"]
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    assert "## Data warnings" not in Path(write_report(toy_results)).read_text(encoding="utf-8")
+
+
+def test_a_retried_run_counts_once_with_its_last_line(toy_results):
+    lines = read_lines(toy_results / "results.jsonl")
+    failed = lines[-1]
+    retried = {**ok_line("lr 5e-5", 1, 9, 0.5, ROWS["lr 5e-5"][0]), "run_id": failed["run_id"]}
+    with (toy_results / "results.jsonl").open("w", encoding="utf-8") as file:
+        file.write("".join(json.dumps(line) + "\n" for line in [*lines, retried]))
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    assert "Runs: 10 ok, 0 failed" in text
+    assert text.split("## Failed runs")[1].split("\n## ")[0].strip() == "None."
