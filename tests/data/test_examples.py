@@ -115,6 +115,11 @@ def test_undecodable_bytes(tmp_path):
         read_examples(config(text_pair=None), str(path))
     examples = read_examples(config(text_pair=None, bad_rows="skip"), str(path))
     assert examples.texts == ["ok", "fine"] and "row 2" in examples.skipped[0]
+    path.write_bytes(b"body,labels\nok,a\nfine,caf\xe9\n")
+    examples = read_examples(config(text_pair=None, bad_rows="skip"), str(path))
+    assert (
+        examples.label_sets == [["a"]] and "row 2: labels (column 'labels')" in examples.skipped[0]
+    )
 
 
 def test_missing_file_and_column(tmp_path, write_csv):
@@ -338,3 +343,11 @@ def test_label_names_file_in_another_encoding(tmp_path):
         load_splits(cfg)
     _, vocab = load_splits(config(**{**cfg.__dict__, "encoding": "gb18030"}))
     assert vocab.names == ["交通", "住房"]
+
+
+def test_every_row_malformed_and_skipped(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": \n[1]\n', encoding="utf-8")
+    cfg = config(text="text", text_pair=None, bad_rows="skip")
+    with pytest.raises(DataError, match="bad.jsonl: no usable rows \\(2 skipped; first: .*line 1"):
+        read_examples(cfg, str(path))

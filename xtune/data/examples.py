@@ -100,6 +100,8 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
     check_label_settings(config)
     table = read_data_table(config, file)
     frame = table.frame
+    if frame.empty and table.skipped:
+        raise no_usable_rows(file, table.skipped)
     if frame.empty:
         header_only = " (only a header)" if len(frame.columns) else ""
         raise DataError(f"{file}: no data rows{header_only}")
@@ -131,10 +133,7 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
     if skipped:
         log.warning("%s: skipped %d bad row(s); first: %s", file, len(skipped), skipped[0])
     if not texts:
-        raise DataError(
-            f"{file}: no usable rows"
-            + (f" ({len(skipped)} skipped; first: {skipped[0]})" if skipped else "")
-        )
+        raise no_usable_rows(file, skipped)
     log_duplicates(file, texts, pairs, label_sets)
     return Examples(
         source=str(file),
@@ -146,6 +145,11 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
         dropped_labels=dropped,
         warnings=unknown_label_notes(file, dropped, config.unknown_labels),
     )
+
+
+def no_usable_rows(file: Path, skipped: list[str]) -> DataError:
+    first = f" ({len(skipped)} skipped; first: {skipped[0]})" if skipped else ""
+    return DataError(f"{file}: no usable rows{first}")
 
 
 def read_data_table(config: DataConfig, file: Path) -> Table:
@@ -282,7 +286,10 @@ def parse_labels(config: DataConfig, record: dict[str, Any], names: list[str] | 
 def label_text(item: Any, column: str) -> str:
     if isinstance(item, dict | list):
         raise BadRow(f"labels (column {column!r}) hold a nested {type(item).__name__}")
-    return "" if is_missing(item) else str(item).strip()
+    text = "" if is_missing(item) else str(item).strip()
+    if REPLACEMENT_CHARACTER in text:  # read with bad_rows: skip; never let it become a class
+        raise BadRow(f"labels (column {column!r}) have bytes that are not valid in the encoding")
+    return text
 
 
 def parse_list_cell(cell: Any) -> list[Any]:
