@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from xtune.encoders import load_encoder
 from xtune.encoders.adapter import EncoderLoadError
-from xtune.encoders.albert import AlbertAdapter
+from xtune.encoders.albert import AlbertAdapter, albert_tokenizer
 from xtune.encoders.bert import WordPieceTokenizer
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
 
@@ -195,6 +195,14 @@ def test_rebuild_restores_the_architecture(adapters):
     assert adapters["albert_vocab_txt"].hidden_activation == "gelu_exact"
     assert adapter.word_embeddings.shape == (adapter.tokenizer.vocabulary_size, 16)
     assert adapter.max_positions == 128
+
+
+def test_a_bert_tokenizer_class_picks_vocab_txt_over_spiece_model(tmp_path):
+    folder = folder_with_only("albert_vocab_txt", "model.safetensors", tmp_path)
+    shutil.copy(FIXTURES / "albert" / "spiece.model", folder)
+    assert isinstance(albert_tokenizer(folder), WordPieceTokenizer)
+    (folder / "tokenizer_config.json").write_text("{}")
+    assert isinstance(albert_tokenizer(folder), SentencePieceTokenizer)
 
 
 def test_folder_without_a_vocabulary_is_refused(tmp_path):

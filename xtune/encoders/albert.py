@@ -267,10 +267,12 @@ def special_token(config: dict, name: str, default: str) -> str:
 
 def albert_tokenizer(folder: Path, lowercase: bool | None = None) -> PieceTokenizer:
     """`spiece.model` with ALBERT's HF normalisation (`do_lower_case`, default True;
-    `keep_accents`, default False), else a BERT `vocab.txt` (Chinese ALBERT checkpoints)."""
+    `keep_accents`, default False), else a BERT `vocab.txt` (Chinese ALBERT checkpoints; also
+    preferred when tokenizer_config.json's `tokenizer_class` is a BERT tokenizer)."""
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    if (folder / "spiece.model").is_file():
+    wordpiece = str(config.get("tokenizer_class", "")).startswith("Bert")
+    if (folder / "spiece.model").is_file() and not (wordpiece and (folder / "vocab.txt").is_file()):
         return albert_sentencepiece(folder / "spiece.model", config, lowercase)
     if (folder / "vocab.txt").is_file():
         lower = hf_lowercase(folder) if lowercase is None else lowercase
