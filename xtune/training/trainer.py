@@ -155,8 +155,8 @@ def check_single_label(loss: Any, data: PreparedData) -> None:
                 found = (
                     f"{len(labels)} labels"
                     if labels
-                    else "no label (an empty or NaN label cell, or only labels dropped by "
-                    "data.unknown_labels)"
+                    else "no label (an empty or NaN label cell, or only labels not in train, "
+                    "dropped by data.unknown_labels: ignore_labels; skip_rows drops such rows)"
                 )
                 raise DataError(
                     f"{split.source}: row {row}: the loss {type(loss).__name__} is single-label "
