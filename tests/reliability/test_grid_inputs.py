@@ -72,6 +72,27 @@ def duplicate_rows(grid: Grid) -> list:
     return ["grid", path]
 
 
+def grid_file_in_gb18030(grid: Grid) -> list:
+    text = yaml.safe_dump({**grid.raw, "description": "中文说明"}, allow_unicode=True)
+    path = grid.folder / "gb18030.yaml"
+    path.write_bytes(text.encode("gb18030"))
+    return ["grid", path]
+
+
+def python_tag(grid: Grid) -> list:
+    path = grid.folder / "tag.yaml"
+    text = yaml.safe_dump(grid.raw, allow_unicode=True)
+    path.write_text(text + "description: !!python/object/apply:os.system [echo hi]\n", "utf-8")
+    return ["grid", path, "--dry-run"]
+
+
+def base_includes_itself(grid: Grid) -> list:
+    (grid.folder / "loop.yaml").write_text("base: loop.yaml\n", encoding="utf-8")
+    path = grid.folder / "looping.yaml"
+    path.write_text(yaml.safe_dump({**grid.raw, "base": "loop.yaml"}), encoding="utf-8")
+    return ["grid", path, "--dry-run"]
+
+
 def row_sets_seed(grid: Grid) -> list:
     return ["grid", grid_variant(grid, "seed", variants={"a": {}, "s": {"training.seed": 3}})]
 
@@ -119,6 +140,9 @@ def report_of_an_incomplete_line_only(grid: Grid) -> list:
 
 CASES: dict[str, tuple[Callable[[Grid], list], tuple[str, ...]]] = {
     "duplicate row names": (duplicate_rows, ("duplicate.yaml", "'a' appears twice")),
+    "grid file in GB18030": (grid_file_in_gb18030, ("gb18030.yaml", "not UTF-8")),
+    "a python tag": (python_tag, ("tag.yaml", "python/object/apply", "not allowed")),
+    "a base including itself": (base_includes_itself, ("looping.yaml", "includes itself")),
     "a row sets training.seed": (row_sets_seed, ("variant 's'", "training.seed")),
     "two rows, one config": (same_config_twice, ("rows 'a' and 'b'", "same config")),
     "unknown --only": (unknown_only, ("--only 'nope': no such row", "rows: 'base'")),

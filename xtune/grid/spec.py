@@ -34,17 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from xtune.config import (
     ConfigError,
     RunConfig,
-    YamlLoader,
     apply_overrides,
     deep_merge,
     load_yaml,
     parse_override,
     parse_run_config,
+    parse_yaml_text,
+    read_yaml_text,
 )
 
 GRID_KEYS = (
@@ -76,31 +75,9 @@ VARIABLE = re.compile(r"\$\{vars\.([A-Za-z_][A-Za-z0-9_]*)\}")
 BASELINE_CELL = "base"
 
 
-class UniqueKeyLoader(YamlLoader):
-    """The config loader, but a key repeated in one mapping is an error (rows are keys)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ConfigError(
-                    f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one "
-                    "mapping (row names and keys must be unique)"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_grid_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: grid file not found")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    """The grid file's mapping; a key repeated in one mapping is an error (rows are keys)."""
+    raw = parse_yaml_text(read_yaml_text(path, "grid file"), path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
@@ -219,9 +196,12 @@ def load_base(raw: dict[str, Any], path: Path) -> dict[str, Any]:
         base = {"base": base}
     if not isinstance(base, dict):
         raise ConfigError(f"{path}: base: expected a file name or a mapping, got {base!r}")
-    folder = path.parent
+    folder, seen = path.parent, {path.resolve()}
     while isinstance(base.get("base"), str):
         file = folder / base["base"]
+        if file.resolve() in seen:
+            raise ConfigError(f"{path}: base: {file} includes itself")
+        seen.add(file.resolve())
         parent = load_yaml(file)
         base = deep_merge(parent, {k: v for k, v in base.items() if k != "base"})
         folder = file.parent
