@@ -4,8 +4,9 @@ dict, a SentencePiece vocabulary with fairseq ids, `<s> a </s></s> b </s>` witho
 Positions: Hugging Face numbers real tokens from `padding_idx + 1` = 2; keras-hub numbers them
 from 0, so position rows 2.. are copied (right-padded inputs, as xtune's, give the same
 embeddings) and the longest input is `max_position_embeddings - 2`. The single token-type row
-is folded into the position rows, as keras-hub's own converter does. There is no pooler: the
-checkpoints' pooler was never trained by the masked-LM objective, so heads pool themselves.
+is folded into the position rows, as keras-hub's own converter does. There is no pooler
+(`pooled_output` is absent; heads pool `sequence_output`): fairseq's XLM-R has none, so a
+Hugging Face checkpoint's `pooler.*` was not pretrained, and keras-hub's backbone has none.
 """
 
 from __future__ import annotations
