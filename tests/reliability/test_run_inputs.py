@@ -198,7 +198,7 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "learning_rate, needle", [("1000.0", "exceeds"), ("1.0e+30", "not finite")]
+    "learning_rate, needle", [("1000.0", "exceeds"), ("1.0e+30", "is non-finite")]
 )
 def test_a_diverging_run_stops_with_its_epoch_and_learning_rate(
     trained, tmp_path, capsys, learning_rate, needle

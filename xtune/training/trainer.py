@@ -219,7 +219,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         if math.isfinite(loss) and loss <= bound:
             return
         why = (
-            "is not finite"
+            "is non-finite"
             if not math.isfinite(loss)
             else f"exceeds {bound:.4g} (max of {DIVERGENCE_FACTOR:g} x the first step's "
             f"{self.first_loss:.4g} and {DIVERGENCE_FLOOR:g})"
