@@ -45,7 +45,7 @@ def failing_grid(tiny_data, token_cache, tmp_path_factory) -> Path:
         "seeds": [0],
         "variants": {
             "baseline": {},
-            "broken encoder": {"encoder.vocabulary": str(folder / "missing_vocab.txt")},
+            "single-label loss": {"loss": {"name": "softmax_ce"}},  # on multi-label rows
             "nan": {"optimizer.learning_rate": 1e30},
         },
     }
@@ -56,7 +56,7 @@ def test_dry_run_shows_the_plan_and_writes_nothing(failing_grid, capsys):
     assert run_grid(failing_grid, dry_run=True) == 0
     out = capsys.readouterr().out
     assert "3 rows x 1 seeds (0) = 3 runs" in out
-    assert "broken encoder" in out and "to run now: 3" in out
+    assert "single-label loss" in out and "to run now: 3" in out
     assert not (failing_grid.parent / "results").exists()
 
 
@@ -69,10 +69,10 @@ def test_failed_runs_are_recorded_and_the_grid_goes_on(failing_grid, capsys):
     lines = read_lines(results)
     assert [(line["row"], line["status"]) for line in lines] == [
         ("baseline", "ok"),
-        ("broken encoder", "failed"),
+        ("single-label loss", "failed"),
         ("nan", "failed"),
     ]
-    assert "missing_vocab.txt" in lines[1]["error"]
+    assert "single-label" in lines[1]["error"] and "train.csv" in lines[1]["error"]
     assert "non-finite" in lines[2]["error"] or "nan" in lines[2]["error"].lower()
 
     ok = lines[0]

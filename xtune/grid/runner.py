@@ -482,12 +482,18 @@ def weights_sha256(run_dir: Path) -> str | None:
 
 
 def encoder_source(run_dir: Path | None) -> str | None:
+    """The encoder's description from encoder.json (older folders kept it at the top level)."""
     if run_dir is None:
         return None
     try:
-        return json.loads((run_dir / "encoder.json").read_text(encoding="utf-8"))["source"]
-    except (OSError, ValueError, KeyError):
+        stored = json.loads((run_dir / "encoder.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    if not isinstance(stored, dict):
+        return None
+    record = stored.get("encoder") if isinstance(stored.get("encoder"), dict) else {}
+    source = stored.get("source") or record.get("source")
+    return str(source) if source else None
 
 
 # ---------------------------------------------------------------- provenance
