@@ -76,6 +76,8 @@ STRINGS = [
     "unknown 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 and ∮ symbols, zero\u200bwidth, soft\u00adhyphen",
     "e-mail: someone@example.com, https://example.com/a?b=c",
     "special tokens <s> and </s>, <pad><unk> <mask> inside text",
+    # Unicode spaces outside RE2's \s before a contraction or punctuation (U+2028, U+0085...)
+    "rare spaces:\u2028's line\u2029'm \x85'll \x0b'd\u2003!! \u205f've\u1680's\u2028",
     ("市民反映小区附近道路施工噪音严重，影响居民休息。 The appeal was filed. " * 40).strip(),
 ]
 PAIR = ("上诉人不服一审判决。", "The appeal was filed on 12 March 2019.")

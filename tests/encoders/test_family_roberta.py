@@ -113,14 +113,14 @@ def test_tokenizer_round_trips_and_works_inside_a_saved_model(adapter, tmp_path)
     np.testing.assert_array_equal(loaded.tokenize(texts).numpy(), expected)
 
 
-def test_bpe_is_read_from_tokenizer_json_when_vocab_json_is_missing(adapter, ref, tmp_path):
+def test_bpe_is_read_from_tokenizer_json_when_vocab_json_is_missing(adapter, tmp_path):
     folder = tmp_path / "roberta"
     shutil.copytree(FIXTURE, folder)
     (folder / "vocab.json").unlink()
     (folder / "merges.txt").unlink()
     tokenizer = ByteLevelBPETokenizer.from_hf_folder(folder)
-    texts = tf.constant(ref["strings"][:8])
-    assert as_lists(tokenizer.tokenize(texts)) == as_lists(adapter.tokenizer.tokenize(texts))
+    assert dict(tokenizer.vocabulary) == dict(adapter.tokenizer.vocabulary)
+    assert tokenizer.merges == adapter.tokenizer.merges and len(tokenizer.merges) > 100
 
 
 def test_rebuild_gives_the_same_architecture(adapter, ref):

@@ -20,6 +20,8 @@ from typing import Any
 import keras
 import keras_hub
 import tensorflow as tf
+import tensorflow_text as tf_text
+from keras_hub.src.tokenizers import byte_pair_tokenizer as keras_hub_bpe
 
 from xtune.encoders.adapter import (
     FAMILIES,
@@ -66,6 +68,68 @@ BERT_BLOCK_KEYS = {
 }
 
 
+# Unicode White_Space beyond RE2's `\s` ([\t\n\f\r ]). Hugging Face's GPT-2 pre-split treats
+# them all as spaces; keras-hub 0.32 adds only U+00A0, U+2009, U+202F and U+3000, so e.g. a
+# contraction after U+2028 or U+0085 (`\u2028's`) was split differently.
+WHITESPACE_BEYOND_RE2 = (
+    r"\x{0b}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+)
+# keras-hub's split patterns (byte_pair_tokenizer.py) with that whitespace class.
+SPLIT_PATTERN = (
+    r"'s|'t|'re|'ve|'m|'ll|'d"
+    rf"|[\s{WHITESPACE_BEYOND_RE2}]+[\n\r\t\f६{WHITESPACE_BEYOND_RE2}]| ?\p{{L}}+|"
+    rf" ?[\p{{N}}]+| ?[^\s\p{{L}}\p{{N}}{WHITESPACE_BEYOND_RE2}]+"
+)
+TRAILING_SPACE_PATTERN = rf"[ \t\r\f\v६{WHITESPACE_BEYOND_RE2}]$"
+
+
+def split_for_bpe(inputs: tf.Tensor, unsplittable_tokens: list[str]) -> tf.RaggedTensor:
+    """keras-hub's `split_strings_for_bpe` (GPT-2's pre-split without look-ahead: a `६`
+    marks a space that belongs to the next word), with the full whitespace class."""
+    inputs = tf.strings.regex_replace(inputs, rf"( )([^\s{WHITESPACE_BEYOND_RE2}])", r"६\1\2")
+    inputs = tf.strings.regex_replace(inputs, rf"([\s{WHITESPACE_BEYOND_RE2}])$", r"\1६")
+    alternates = keras_hub_bpe.create_alts_for_unsplittable_tokens(unsplittable_tokens)
+    for token, alternate in zip(unsplittable_tokens, alternates, strict=True):
+        inputs = tf_text.regex_split(inputs, re.escape(token), re.escape(token))
+        inputs = tf.strings.regex_replace(inputs, re.escape(token), alternate)
+    raw_tokens = tf_text.regex_split(inputs, SPLIT_PATTERN, SPLIT_PATTERN)
+    raw_tokens = tf_text.regex_split(raw_tokens, TRAILING_SPACE_PATTERN, TRAILING_SPACE_PATTERN)
+    for token, alternate in zip(unsplittable_tokens, alternates, strict=True):
+        raw_tokens = tf.strings.regex_replace(raw_tokens, re.escape(alternate), token)
+    while raw_tokens.shape.rank > 2:
+        raw_tokens = raw_tokens.merge_dims(1, 2)
+    return keras_hub_bpe.remove_strings_from_inputs(raw_tokens, "६")
+
+
+class WhitespaceExactBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
+    """keras-hub's `BytePairTokenizer` whose TensorFlow path pre-splits with
+    `split_for_bpe`; the rest (cache, merges, id lookup) is keras-hub's `_tokenize_tf`."""
+
+    def _tokenize_tf(self, inputs):
+        self._maybe_initialized_tf()
+        if self.add_prefix_space:
+            inputs = tf.strings.join([" ", inputs])
+        inputs = tf.convert_to_tensor(inputs)
+        unbatched = inputs.shape.rank == 0
+        if unbatched:
+            inputs = tf.expand_dims(inputs, 0)
+        raw_tokens = split_for_bpe(inputs, list(self.unsplittable_tokens or []))
+        flat_tokens = raw_tokens.flat_values
+        cache_lookup = self.cache.lookup(flat_tokens)
+        unseen = (cache_lookup == "") & (flat_tokens != "")
+
+        def merge_unseen_tokens():
+            self._bpe_merge_and_update_cache_tf(tf.boolean_mask(flat_tokens, cache_lookup == ""))
+            return self.cache.lookup(flat_tokens)
+
+        words = tf.cond(tf.reduce_any(unseen), merge_unseen_tokens, lambda: cache_lookup)
+        tokens = self.token_to_id_map.lookup(tf.strings.split(words, sep=" "))
+        tokens = tf.RaggedTensor.from_row_splits(
+            tokens.flat_values, tf.gather(tokens.row_splits, raw_tokens.row_splits)
+        )
+        return tf.squeeze(tokens, 0) if unbatched else tokens
+
+
 class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
     """Hugging Face's `RobertaTokenizer`, in-graph: GPT-2's byte-level BPE
     (keras-hub's `BytePairTokenizer`) with the special tokens kept whole, as Hugging Face
@@ -99,7 +163,7 @@ class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
         self.pad_id = self.vocabulary[self.special_tokens["pad_token"]]
         self.unk_id = self.vocabulary[self.special_tokens["unk_token"]]
         unsplittable = sorted({t for t in self.special_tokens.values() if t in self.vocabulary})
-        self.bpe = keras_hub.tokenizers.BytePairTokenizer(
+        self.bpe = WhitespaceExactBytePairTokenizer(
             vocabulary=dict(vocabulary),
             merges=list(merges),
             add_prefix_space=self.add_prefix_space,
