@@ -567,9 +567,11 @@ def tokenized(texts: list[str], labels: np.ndarray, vocabulary: list[str], lengt
     from xtune.data.examples import Examples
     from xtune.data.pipeline import tokenize_examples
     from xtune.data.tokenization import TextEncoder
+    from xtune.encoders.bert import BertAdapter, WordPieceTokenizer
 
     examples = Examples("benchmark", texts, None, [[] for _ in texts], list(range(len(texts))))
-    return tokenize_examples(examples, TextEncoder(vocabulary, True, length), labels)
+    encoder = TextEncoder(WordPieceTokenizer(vocabulary, True), BertAdapter.packing, length)
+    return tokenize_examples(examples, encoder, labels)
 
 
 def save_split(split: Any, path: Path) -> str:

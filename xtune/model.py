@@ -7,29 +7,26 @@ from typing import Any
 import keras
 import numpy as np
 
-from xtune.encoders import LoadedEncoder
+from xtune.encoders import EncoderAdapter
 from xtune.heads import Head
 
-INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 # The functional encoder sub-model's name; layer-wise learning rates and freezing look it up.
 ENCODER_NAME = "encoder"
+# The built classifier keeps its encoder adapter here (parameter groups, LoRA, embeddings).
+ADAPTER_ATTRIBUTE = "encoder_adapter"
 
 
-def encoder_features_model(backbone: keras.Model) -> keras.Model:
-    """A functional view of the backbone that also exposes every transformer layer's output.
+def model_inputs(names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}
 
-    It reuses the backbone's own layers (no new weights): keras-hub names the blocks
-    `transformer_layer_{i}`, and each was called once when the backbone was built.
-    """
-    hidden_states = [
-        backbone.get_layer(f"transformer_layer_{i}").output for i in range(backbone.num_layers)
-    ]
-    outputs = {
-        "sequence_output": backbone.output["sequence_output"],
-        "pooled_output": backbone.output["pooled_output"],
-        "hidden_states": hidden_states,
-    }
-    return keras.Model(backbone.input, outputs, name=ENCODER_NAME)
+
+def encoder_features_model(encoder: EncoderAdapter) -> keras.Model:
+    """The adapter's features (`sequence_output`, `pooled_output` where the family has one,
+    `hidden_states`) as one functional sub-model on `encoder.input_names`."""
+    inputs = model_inputs(encoder.input_names)
+    features = encoder.features(inputs)
+    outputs = {name: value for name, value in features.items() if name != "padding_mask"}
+    return keras.Model(inputs, outputs, name=ENCODER_NAME)
 
 
 @keras.saving.register_keras_serializable(package="xtune")
@@ -38,21 +35,36 @@ class TextClassifier(keras.Model):
 
 
 def build_classifier(
-    encoder: LoadedEncoder,
+    encoder: EncoderAdapter,
     head: Head,
     num_labels: int,
     model_class: type = TextClassifier,
     **model_kwargs: Any,
 ) -> keras.Model:
     """`model_class` (a `TextClassifier` subclass, e.g. with its own `train_step`) is built
-    on the functional graph with `model_kwargs`; every class yields the same weights."""
-    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
-    features = dict(encoder_features_model(encoder.backbone)(inputs))
+    on the functional graph with `model_kwargs`; every class yields the same weights. The
+    model's inputs are the adapter's `input_names`; the adapter stays reachable as
+    `model.encoder_adapter` (`adapter_of`)."""
+    inputs = model_inputs(encoder.input_names)
+    features = dict(encoder_features_model(encoder)(inputs))
     features["padding_mask"] = inputs["padding_mask"]
     vector = head(features)
     # Logits stay float32 under mixed precision: losses and thresholds need the range.
     logits = keras.layers.Dense(num_labels, name="logits", dtype="float32")(vector)
-    return model_class(inputs=inputs, outputs=logits, name="xtune_classifier", **model_kwargs)
+    model = model_class(inputs=inputs, outputs=logits, name="xtune_classifier", **model_kwargs)
+    setattr(model, ADAPTER_ATTRIBUTE, encoder)
+    return model
+
+
+def adapter_of(model: keras.Model) -> EncoderAdapter:
+    """The encoder adapter of a classifier built by `build_classifier`."""
+    adapter = getattr(model, ADAPTER_ATTRIBUTE, None)
+    if adapter is None:
+        raise ValueError(
+            f"model {model.name!r} has no encoder adapter; build it with "
+            "xtune.model.build_classifier"
+        )
+    return adapter
 
 
 def initialize_logits_bias(model: keras.Model, labels: np.ndarray, multi_label: bool) -> None:

@@ -1,6 +1,7 @@
 """A run folder: what a run writes (atomically) and how a trained model is loaded back from it.
 
-Files: config.yaml (resolved), labels.json, encoder.json, vocab.txt, tokenizer.json,
+Files: config.yaml (resolved), labels.json, encoder.json (encoder family, architecture and
+tokenizer record), the tokenizer's own files (vocab.txt for BERT), tokenizer.json,
 history.json + history.csv, thresholds.json, model.weights.h5 (and adapter.npz with LoRA),
 and metrics.json, written last: a folder without metrics.json is an unfinished run.
 metrics.json records the sha256 of each weights file (`weights_sha256`); loading refuses a
@@ -18,6 +19,8 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,6 @@ REQUIRED_FILES = (
     "config.yaml",
     "labels.json",
     "encoder.json",
-    "vocab.txt",
     "tokenizer.json",
     WEIGHTS_FILE,
     "metrics.json",
@@ -130,11 +132,23 @@ class RunFolder:
             self.path / "labels.json",
             json.dumps({"labels": vocab.names}, ensure_ascii=False, indent=1),
         )
-        write_atomic(
-            self.path / "encoder.json", json.dumps(encoder.record(), indent=1, default=str)
-        )
-        write_atomic(self.path / "vocab.txt", "\n".join(encoder.vocabulary) + "\n")
+        stored = self.write_tokenizer_files(encoder)
+        write_atomic(self.path / "encoder.json", json.dumps(stored, indent=1, default=str))
         write_atomic(self.path / "tokenizer.json", json.dumps(text_encoder.settings(), indent=1))
+
+    def write_tokenizer_files(self, encoder: Any) -> dict[str, Any]:
+        """The tokenizer's files (`tokenizer.save`), each renamed into place; returns the
+        encoder.json record (`xtune.encoders.write_encoder_files`)."""
+        from xtune.encoders import write_encoder_files
+
+        scratch = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=self.path))
+        try:
+            stored = write_encoder_files(encoder, scratch)
+            for file in sorted(scratch.iterdir()):
+                os.replace(file, self.path / file.name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return stored
 
     def write_weights(self, model: Any, name: str = WEIGHTS_FILE) -> Path:
         """The model's weights (best epoch), written atomically; their sha256 is kept."""
@@ -261,10 +275,9 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> TrainedRun:
 
     config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
     labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
-    vocabulary = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-    encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), vocabulary)
+    encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), path)
     settings = json.loads((path / "tokenizer.json").read_text())
-    text_encoder = TextEncoder(vocabulary, **settings)
+    text_encoder = TextEncoder.from_settings(encoder.tokenizer, encoder.packing, settings)
     model = build_classifier(encoder, get_head(config["head"]), len(labels))
     load_weights(model, weights_file or path / WEIGHTS_FILE)
     thresholds = None

@@ -23,6 +23,8 @@ from xtune.data.pipeline import (
 )
 from xtune.data.tokenization import TextEncoder
 from xtune.encoders import load_encoder
+from xtune.encoders.adapter import Packing
+from xtune.encoders.bert import BertAdapter, WordPieceTokenizer
 from xtune.heads import get_head
 from xtune.model import build_classifier
 from xtune.training.evaluation import predict_logits
@@ -224,8 +226,16 @@ def examples(texts: list[str], pairs: list[str] | None = None) -> Examples:
 TEXTS = ["今天天气很好", "我们 去 公园", "", "好" * 70]
 
 
+def text_encoder(words, lowercase, max_length, *args, packing=BertAdapter.packing):
+    return TextEncoder(WordPieceTokenizer(words, lowercase), packing, max_length, *args)
+
+
+class OtherFamilyTokenizer(WordPieceTokenizer):
+    """The same ids as WordPiece, but another family's tokenizer: its cache must differ."""
+
+
 def test_cache_hit_returns_the_same_arrays(tmp_path, monkeypatch):
-    encoder = TextEncoder(vocabulary(), True, 32)
+    encoder = text_encoder(vocabulary(), True, 32)
     labels = np.eye(len(TEXTS), NUM_LABELS, dtype=np.float32)
     first = tokenize_examples(examples(TEXTS), encoder, labels, str(tmp_path))
     assert len(list(tmp_path.glob("*.npz"))) == 1
@@ -241,17 +251,34 @@ def test_cache_hit_returns_the_same_arrays(tmp_path, monkeypatch):
     assert first.lengths.max() == 32
 
 
+def test_splits_without_segment_ids_cache_and_batch_without_them(tmp_path):
+    encoder = text_encoder(vocabulary(), True, 32, packing=Packing("roberta", segment_ids=False))
+    labels = np.eye(len(TEXTS), NUM_LABELS, dtype=np.float32)
+    pairs = examples(TEXTS, ["甲", "乙", "丙", "丁"])
+    first = tokenize_examples(pairs, encoder, labels, str(tmp_path))
+    second = tokenize_examples(pairs, encoder, labels, str(tmp_path))
+    assert first.segment_ids is None and second.segment_ids is None
+    np.testing.assert_array_equal(first.token_ids, second.token_ids)
+    for padding in PADDINGS:
+        inputs, _ = next(iter(make_dataset(first, 4, padding, 32, shuffle=False, seed=0)))
+        assert set(inputs) == {"token_ids", "padding_mask"}
+
+
 def test_cache_key_changes_with_every_setting_and_input():
     words = vocabulary()
-    base = TextEncoder(words, True, 32)
+    base = text_encoder(words, True, 32)
     key = cache_key(examples(TEXTS), base)
-    assert cache_key(examples(TEXTS), TextEncoder(words, True, 32)) == key
+    assert cache_key(examples(TEXTS), text_encoder(words, True, 32)) == key
+    other_family = TextEncoder(OtherFamilyTokenizer(words, True), BertAdapter.packing, 32)
+    roberta = Packing("roberta", segment_ids=False)
     changed = {
-        "max_length": cache_key(examples(TEXTS), TextEncoder(words, True, 64)),
-        "truncation": cache_key(examples(TEXTS), TextEncoder(words, True, 32, "tail")),
-        "head_tokens": cache_key(examples(TEXTS), TextEncoder(words, True, 32, "head_tail", 8)),
-        "lowercase": cache_key(examples(TEXTS), TextEncoder(words, False, 32)),
-        "vocabulary": cache_key(examples(TEXTS), TextEncoder(words + ["新词"], True, 32)),
+        "max_length": cache_key(examples(TEXTS), text_encoder(words, True, 64)),
+        "truncation": cache_key(examples(TEXTS), text_encoder(words, True, 32, "tail")),
+        "head_tokens": cache_key(examples(TEXTS), text_encoder(words, True, 32, "head_tail", 8)),
+        "lowercase": cache_key(examples(TEXTS), text_encoder(words, False, 32)),
+        "vocabulary": cache_key(examples(TEXTS), text_encoder(words + ["新词"], True, 32)),
+        "tokenizer family": cache_key(examples(TEXTS), other_family),
+        "packing": cache_key(examples(TEXTS), text_encoder(words, True, 32, packing=roberta)),
         "texts": cache_key(examples(TEXTS[:-1] + ["好"]), base),
         "pairs": cache_key(examples(TEXTS, ["甲", "乙", "丙", "丁"]), base),
         "row split": cache_key(examples(["今天", "天气"]), base),

@@ -8,6 +8,15 @@ import tensorflow as tf
 
 from tests.conftest import FIXTURES, TINY_VOCAB
 from xtune.data.tokenization import TextEncoder
+from xtune.encoders.adapter import Packing
+from xtune.encoders.bert import BertAdapter, WordPieceTokenizer
+
+BERT = BertAdapter.packing
+ROBERTA = Packing("roberta", segment_ids=False)
+
+
+def wordpiece_encoder(vocabulary, lowercase, max_length, *args, packing=BERT):
+    return TextEncoder(WordPieceTokenizer(vocabulary, lowercase), packing, max_length, *args)
 
 
 def minilm_vocabulary():
@@ -31,7 +40,7 @@ def test_ids_equal_hugging_face_bert_tokenizer():
     for case in reference_cases():
         key = (case["vocab"], case["do_lower_case"])
         if key not in encoders:
-            encoders[key] = TextEncoder(vocabularies[key[0]], key[1], 512)
+            encoders[key] = wordpiece_encoder(vocabularies[key[0]], key[1], 512)
         encoder = encoders[key]
         pair = None if case["text_pair"] is None else tf.constant([case["text_pair"]])
         ids = encoder(tf.constant([case["text"]]), pair)["token_ids"].to_list()[0]
@@ -41,9 +50,12 @@ def test_ids_equal_hugging_face_bert_tokenizer():
     assert mismatches == []
 
 
-def words_encoder(max_length, truncation="head", head_tokens=2):
+def words_encoder(max_length, truncation="head", head_tokens=2, packing=BERT):
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(40)]
-    return TextEncoder(vocabulary, True, max_length, truncation, head_tokens), vocabulary
+    encoder = wordpiece_encoder(
+        vocabulary, True, max_length, truncation, head_tokens, packing=packing
+    )
+    return encoder, vocabulary
 
 
 def words(n, prefix="w"):
@@ -95,3 +107,35 @@ def test_padding_mask_and_max_length_bound():
     np.testing.assert_array_equal(dense["padding_mask"].numpy().sum(1), [10, 4])
     assert dense["token_ids"].shape == (2, 10)
     assert dense["token_ids"].numpy()[1, 4:].tolist() == [0] * 6
+
+
+def test_roberta_packing_budgets_and_no_segment_ids():
+    """`<s> a </s></s> b </s>`: 4 special tokens for a pair, 2 for one text; no segment ids."""
+    encoder, vocabulary = words_encoder(12, packing=ROBERTA)
+    single = encoder(tf.constant([words(20)]))
+    assert "segment_ids" not in single
+    assert [vocabulary[i] for i in single["token_ids"].to_list()[0]] == [
+        "[CLS]",
+        *words(10).split(),
+        "[SEP]",
+    ]
+    out = encoder(tf.constant([words(10)]), tf.constant([words(3, "w")]))
+    ids = [vocabulary[i] for i in out["token_ids"].to_list()[0]]
+    a, b = longest_first(range(10), range(3), 8)
+    assert ids == ["[CLS]", *[f"w{i}" for i in a], "[SEP]", "[SEP]", *[f"w{i}" for i in b], "[SEP]"]
+    dense = encoder.pad(out, length=14)
+    assert set(dense) == {"token_ids", "padding_mask"} == set(encoder.input_names)
+    assert dense["padding_mask"].numpy().sum() == 12
+
+
+def test_roberta_style_with_segment_ids_marks_every_token_zero():
+    encoder, _ = words_encoder(12, packing=Packing("roberta", segment_ids=True))
+    out = encoder(tf.constant([words(3)]), tf.constant([words(2)]))
+    assert out["segment_ids"].to_list()[0] == [0] * (3 + 2 + 4)
+
+
+def test_padding_uses_the_tokenizer_pad_id():
+    vocabulary = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "w0"]
+    encoder = wordpiece_encoder(vocabulary, True, 8)
+    dense = encoder.pad(encoder(tf.constant(["w0", "w0 w0 w0"])))
+    assert dense["token_ids"].numpy()[0].tolist() == [2, 4, 3, 1, 1]

@@ -179,7 +179,7 @@ def test_extra_padding_tokens_cannot_change_the_classifier(encoder, name):
 
 
 def test_every_transformer_layer_state_ignores_padding(encoder):
-    features_model = encoder_features_model(encoder.backbone)
+    features_model = encoder_features_model(encoder)
     short = features_model(padded_batch())
     long = features_model(padded_batch(extra_padding=6, seed=5))
     mask = padded_batch()["padding_mask"].astype(bool)

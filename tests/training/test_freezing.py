@@ -87,7 +87,7 @@ def test_reinit_redraws_the_top_layers_and_the_pooler_only():
         variable.assign(variable + 0.5)
     before = snapshot(model)
     names = reinitialize_top_layers(model, 1)
-    assert names == ["transformer_layer_2", "pooled_dense"]
+    assert names == ["layer_2", "pooler"]
     assert changed_groups(model, before) == {"layer_2", "pooler"}
     assert changed_paths(before, model) == {
         v.path for group in ("layer_2", "pooler") for v in parameter_groups(model)[group]

@@ -24,10 +24,13 @@ MIN_BATCHES_PER_BUCKET = 8
 
 @dataclass
 class TokenizedSplit:
-    """Ragged token/segment ids stored flat (values + row splits) plus multi-hot labels."""
+    """Ragged token (and segment) ids stored flat (values + row splits) plus multi-hot labels.
+
+    `segment_ids` is None for encoders that take none (their packing has no segment ids).
+    """
 
     token_ids: np.ndarray  # int32 [total_tokens]
-    segment_ids: np.ndarray  # int8 [total_tokens]
+    segment_ids: np.ndarray | None  # int8 [total_tokens]
     row_splits: np.ndarray  # int64 [rows + 1]
     labels: np.ndarray  # float32 [rows, num_labels]
 
@@ -38,21 +41,28 @@ class TokenizedSplit:
     def lengths(self) -> np.ndarray:
         return np.diff(self.row_splits)
 
-    def ragged(self, indices: np.ndarray | None = None) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    def ragged(
+        self, indices: np.ndarray | None = None
+    ) -> tuple[tf.RaggedTensor, tf.RaggedTensor | None]:
+        """Ragged token ids and segment ids (None without segment ids)."""
         tokens = tf.RaggedTensor.from_row_splits(self.token_ids, self.row_splits)
-        segments = tf.RaggedTensor.from_row_splits(
-            self.segment_ids.astype(np.int32), self.row_splits
-        )
+        segments = None
+        if self.segment_ids is not None:
+            segments = tf.RaggedTensor.from_row_splits(
+                self.segment_ids.astype(np.int32), self.row_splits
+            )
         if indices is not None:
-            tokens, segments = tf.gather(tokens, indices), tf.gather(segments, indices)
+            tokens = tf.gather(tokens, indices)
+            segments = None if segments is None else tf.gather(segments, indices)
         return tokens, segments
 
 
 def cache_key(examples: Examples, text_encoder: TextEncoder) -> str:
-    """Hash of the exact inputs and every tokenizer setting that can change an id."""
+    """Hash of the exact inputs and every tokenizer setting that can change an id: the
+    tokenizer's identity (its files), the packing and the truncation settings."""
     digest = hashlib.sha256()
     digest.update(json.dumps(text_encoder.settings(), sort_keys=True).encode())
-    digest.update("\n".join(text_encoder.vocabulary).encode())
+    digest.update(text_encoder.fingerprint().encode())
     for text, pair in zip(examples.texts, examples.pairs or [None] * len(examples), strict=True):
         digest.update(text.encode())
         digest.update(b"\x00" if pair is None else b"\x01" + pair.encode())
@@ -67,9 +77,8 @@ def tokenize_examples(
     path = Path(cache_dir) / f"{cache_key(examples, text_encoder)}.npz" if cache_dir else None
     if path is not None and path.is_file():
         with np.load(path) as stored:
-            return TokenizedSplit(
-                stored["token_ids"], stored["segment_ids"], stored["row_splits"], labels
-            )
+            segment_ids = stored["segment_ids"] if "segment_ids" in stored else None
+            return TokenizedSplit(stored["token_ids"], segment_ids, stored["row_splits"], labels)
     token_chunks, segment_chunks, lengths = [], [], []
     for start in range(0, len(examples), TOKENIZE_CHUNK):
         texts = tf.constant(examples.texts[start : start + TOKENIZE_CHUNK])
@@ -78,23 +87,22 @@ def tokenize_examples(
             pairs = tf.constant(examples.pairs[start : start + TOKENIZE_CHUNK])
         encoded = text_encoder(texts, pairs)
         token_chunks.append(encoded["token_ids"].flat_values.numpy())
-        segment_chunks.append(encoded["segment_ids"].flat_values.numpy().astype(np.int8))
+        if "segment_ids" in encoded:
+            segment_chunks.append(encoded["segment_ids"].flat_values.numpy().astype(np.int8))
         lengths.append(encoded["token_ids"].row_lengths().numpy())
     split = TokenizedSplit(
         token_ids=np.concatenate(token_chunks).astype(np.int32),
-        segment_ids=np.concatenate(segment_chunks),
+        segment_ids=np.concatenate(segment_chunks) if segment_chunks else None,
         row_splits=np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64),
         labels=labels,
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(
-            temporary,
-            token_ids=split.token_ids,
-            segment_ids=split.segment_ids,
-            row_splits=split.row_splits,
-        )
+        arrays = {"token_ids": split.token_ids, "row_splits": split.row_splits}
+        if split.segment_ids is not None:
+            arrays["segment_ids"] = split.segment_ids
+        np.savez(temporary, **arrays)
         os.replace(temporary, path)
     return split
 
@@ -166,7 +174,8 @@ def make_dataset(
     indices: np.ndarray | None = None,
     with_labels: bool = True,
 ) -> tf.data.Dataset:
-    """Batches of `({"token_ids", "segment_ids", "padding_mask"}, labels)`.
+    """Batches of `({"token_ids", "segment_ids", "padding_mask"}, labels)`; without
+    `segment_ids` when the split has none (the encoder takes none).
 
     padding: "fixed" pads every batch to `max_length`; "dynamic" pads to the batch's longest
     row; "bucket" batches rows of similar length together and pads them to their bucket's
@@ -177,13 +186,18 @@ def make_dataset(
     """
     order = np.arange(len(split)) if indices is None else np.asarray(indices)
     token_ids = tf.constant(split.token_ids)
-    segment_ids = tf.constant(split.segment_ids.astype(np.int32))
+    has_segments = split.segment_ids is not None
+    # Without segment ids a zero-size stand-in keeps one element structure for both cases.
+    segment_ids = tf.constant(
+        split.segment_ids.astype(np.int32) if has_segments else np.zeros(0, np.int32)
+    )
     row_splits = tf.constant(split.row_splits)
     labels = tf.constant(split.labels)
 
     def row(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         start, end = row_splits[index], row_splits[index + 1]
-        return token_ids[start:end], segment_ids[start:end], labels[index]
+        segments = segment_ids[start:end] if has_segments else tf.zeros_like(token_ids[start:end])
+        return token_ids[start:end], segments, labels[index]
 
     dataset = tf.data.Dataset.from_tensor_slices(order)
     if shuffle:
@@ -209,11 +223,10 @@ def make_dataset(
         )
 
     def finish(t, s, y):
-        inputs = {
-            "token_ids": tf.maximum(t, 0),
-            "segment_ids": s,
-            "padding_mask": tf.cast(t >= 0, tf.int32),
-        }
+        inputs = {"token_ids": tf.maximum(t, 0)}
+        if has_segments:
+            inputs["segment_ids"] = s
+        inputs["padding_mask"] = tf.cast(t >= 0, tf.int32)
         return (inputs, y) if with_labels else inputs
 
     return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

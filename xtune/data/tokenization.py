@@ -1,31 +1,29 @@
-"""In-graph BERT tokenization, head/tail/head+tail truncation and [CLS] a [SEP] b [SEP] packing.
+"""In-graph tokenization, head/tail/head+tail truncation, packing of one or two segments, padding.
 
 The same `TextEncoder` runs in the training data pipeline and inside the exported SavedModel,
-so served token ids equal training token ids by construction.
+so served token ids equal training token ids by construction. What is family-specific (the
+tokenizer and how segments are joined) comes from the encoder adapter: a `PieceTokenizer` and
+a `Packing`.
 """
 
 from __future__ import annotations
 
-import keras_hub
+from typing import Any
+
 import tensorflow as tf
 
 TRUNCATIONS = ("head", "tail", "head_tail")
 
-# Hugging Face's BasicTokenizer drops control/format characters (Unicode category C*) except
-# \t \n \r, which it treats as whitespace like every Zs space.
-CONTROL_CHARACTERS = r"[^\P{C}\t\n\r]"
-WHITESPACE = r"[\t\n\r\p{Zs}]"
-
 
 class TextEncoder:
-    """Texts (and optional text pairs) -> ragged token and segment ids of at most `max_length`.
+    """Texts (and optional text pairs) -> ragged token (and segment) ids of at most `max_length`.
 
     Args:
-        vocabulary: WordPiece vocabulary (list of tokens); needs [CLS], [SEP], [PAD], [UNK].
-        lowercase: the original tokenizer's `do_lower_case`. Lower-casing is done with
-            `tf.strings.lower` plus accent stripping, as Hugging Face does; keras-hub's own
-            `lowercase=True` also NFKC-folds full-width punctuation, which BERT does not.
-        max_length: total length including [CLS]/[SEP].
+        tokenizer: the encoder's `PieceTokenizer` (raw text -> ids, no special tokens).
+        packing: the encoder's `Packing`: "bert" style is `[CLS] a [SEP] b [SEP]` with segment
+            ids 0 / 1; "roberta" style is `<s> a </s></s> b </s>` (segment ids all 0, or none
+            when the backbone takes none).
+        max_length: total length including the special tokens.
         truncation: "head" keeps the first tokens, "tail" the last, "head_tail" the first
             `head_tokens` plus the last `budget - head_tokens` ("How to Fine-Tune BERT for Text
             Classification?", Sun et al. 2019). Pairs are first shortened longest-first.
@@ -33,55 +31,70 @@ class TextEncoder:
 
     def __init__(
         self,
-        vocabulary: list[str],
-        lowercase: bool,
+        tokenizer: Any,
+        packing: Any,
         max_length: int,
         truncation: str = "head",
         head_tokens: int = 64,
     ):
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation {truncation!r}: expected one of {', '.join(TRUNCATIONS)}")
-        for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"):
-            if token not in vocabulary:
-                raise ValueError(f"the vocabulary has no {token} token")
-        if max_length < 4:
-            raise ValueError(f"max_length must be at least 4, got {max_length}")
-        self.vocabulary = list(vocabulary)
-        self.lowercase = lowercase
+        shortest = packing.special_tokens(2) + 1
+        if max_length < shortest:
+            raise ValueError(f"max_length must be at least {shortest}, got {max_length}")
+        self.tokenizer = tokenizer
+        self.packing = packing
         self.max_length = max_length
         self.truncation = truncation
         self.head_tokens = head_tokens
-        self.cls_id = self.vocabulary.index("[CLS]")
-        self.sep_id = self.vocabulary.index("[SEP]")
-        self.pad_id = self.vocabulary.index("[PAD]")
-        self.wordpiece = keras_hub.tokenizers.WordPieceTokenizer(
-            vocabulary=self.vocabulary,
-            lowercase=False,
-            strip_accents=lowercase,
-            split_on_cjk=True,
-            dtype="int32",
-        )
+
+    @classmethod
+    def from_settings(cls, tokenizer: Any, packing: Any, settings: dict[str, Any]) -> TextEncoder:
+        """Rebuild from `settings()` (a run folder's tokenizer.json; older ones also hold
+        `lowercase`, which now belongs to the tokenizer)."""
+        keys = ("max_length", "truncation", "head_tokens")
+        return cls(tokenizer, packing, **{key: settings[key] for key in keys if key in settings})
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The dense inputs `pad` returns (the model's inputs)."""
+        if self.packing.segment_ids:
+            return ("token_ids", "segment_ids", "padding_mask")
+        return ("token_ids", "padding_mask")
+
+    @property
+    def cls_id(self) -> int:
+        return self.tokenizer.cls_id
+
+    @property
+    def sep_id(self) -> int:
+        return self.tokenizer.sep_id
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_id
 
     def settings(self) -> dict:
-        """Everything that determines the ids (part of token-cache keys and export metadata)."""
+        """What determines the ids besides the tokenizer's files (run folder, export metadata)."""
         return {
-            "lowercase": self.lowercase,
+            **self.tokenizer.settings(),
             "max_length": self.max_length,
             "truncation": self.truncation,
             "head_tokens": self.head_tokens,
         }
 
+    def fingerprint(self) -> str:
+        """Identity of the tokenizer (its files), the packing and the settings: cache keys."""
+        packing = f"{self.packing.style}/{self.packing.segment_ids}"
+        return f"{type(self.tokenizer).__name__}:{self.tokenizer.fingerprint()}:{packing}"
+
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
-        texts = tf.strings.regex_replace(texts, CONTROL_CHARACTERS, "")
-        texts = tf.strings.regex_replace(texts, WHITESPACE, " ")
-        if self.lowercase:
-            texts = tf.strings.lower(texts, encoding="utf-8")
-        return self.wordpiece(texts)
+        return self.tokenizer.tokenize(texts)
 
     def __call__(
         self, texts: tf.Tensor, pairs: tf.Tensor | None = None
     ) -> dict[str, tf.RaggedTensor]:
-        """Ragged `token_ids` and `segment_ids`, each row at most `max_length` long."""
+        """Ragged `token_ids` (and `segment_ids`), each row at most `max_length` long."""
         if tf.executing_eagerly():
             # keras-hub turns eager tokenizer outputs into Python lists; stay in graph mode.
             return self._graph_encode(tf.convert_to_tensor(texts), pairs)
@@ -98,12 +111,15 @@ class TextEncoder:
     ) -> dict[str, tf.RaggedTensor]:
         first = self.tokenize(texts)
         if pairs is None:
-            budget = tf.fill([tf.shape(texts)[0]], self.max_length - 2)
+            budget = self.max_length - self.packing.special_tokens(1)
+            budget = tf.fill([tf.shape(texts)[0]], budget)
             first = self.truncate(first, tf.cast(budget, tf.int64))
             return self.pack([first])
         second = self.tokenize(pairs)
         budget_first, budget_second = longest_first_budgets(
-            first.row_lengths(), second.row_lengths(), self.max_length - 3
+            first.row_lengths(),
+            second.row_lengths(),
+            self.max_length - self.packing.special_tokens(2),
         )
         return self.pack([self.truncate(first, budget_first), self.truncate(second, budget_second)])
 
@@ -122,30 +138,38 @@ class TextEncoder:
         return tf.ragged.boolean_mask(tokens, keep)
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.RaggedTensor]:
+        """Bert: `[CLS] a [SEP] b [SEP]`, segment ids 0 up to the first [SEP], then 1.
+        Roberta: `<s> a </s></s> b </s>`, segment ids all 0."""
         batch = segments[0].nrows()
-        cls = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(self.cls_id, tf.int32)))
-        sep = tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(self.sep_id, tf.int32)))
+
+        def special(token_id: int) -> tf.RaggedTensor:
+            return tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(token_id, tf.int32)))
+
+        cls, sep = special(self.cls_id), special(self.sep_id)
+        roberta = self.packing.style == "roberta"
         token_parts, segment_parts = [cls], [tf.zeros_like(cls)]
         for index, segment in enumerate(segments):
-            token_parts += [segment, sep]
-            segment_id = tf.constant(index, tf.int32)
-            segment_parts += [tf.ones_like(segment) * segment_id, tf.ones_like(sep) * segment_id]
-        return {
-            "token_ids": tf.concat(token_parts, axis=1),
-            "segment_ids": tf.concat(segment_parts, axis=1),
-        }
+            segment_id = tf.constant(0 if roberta else index, tf.int32)
+            opening = [sep] if roberta and index > 0 else []  # the second </s> of </s></s>
+            for part in [*opening, segment, sep]:
+                token_parts.append(part)
+                segment_parts.append(tf.ones_like(part) * segment_id)
+        encoded = {"token_ids": tf.concat(token_parts, axis=1)}
+        if self.packing.segment_ids:
+            encoded["segment_ids"] = tf.concat(segment_parts, axis=1)
+        return encoded
 
     def pad(
         self, encoded: dict[str, tf.RaggedTensor], length: int | None = None
     ) -> dict[str, tf.Tensor]:
-        """Dense model inputs; `length=None` pads to the longest row."""
+        """Dense model inputs (`input_names`); `length=None` pads to the longest row."""
         shape = None if length is None else [None, length]
         token_ids = encoded["token_ids"]
-        return {
-            "token_ids": token_ids.to_tensor(default_value=self.pad_id, shape=shape),
-            "segment_ids": encoded["segment_ids"].to_tensor(default_value=0, shape=shape),
-            "padding_mask": tf.ones_like(token_ids).to_tensor(default_value=0, shape=shape),
-        }
+        dense = {"token_ids": token_ids.to_tensor(default_value=self.pad_id, shape=shape)}
+        if self.packing.segment_ids:
+            dense["segment_ids"] = encoded["segment_ids"].to_tensor(default_value=0, shape=shape)
+        dense["padding_mask"] = tf.ones_like(token_ids).to_tensor(default_value=0, shape=shape)
+        return dense
 
 
 def longest_first_budgets(

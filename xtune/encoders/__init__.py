@@ -1,6 +1,33 @@
-"""Encoders: a keras-hub backbone plus the tokenizer settings that go with it, found by name."""
+"""Encoders: one adapter per backbone family (`FAMILIES`), loaders found by name (`ENCODERS`)."""
 
-from xtune.encoders import sources  # noqa: F401  (registers the encoder loaders)
-from xtune.encoders.encoder import ENCODERS, LoadedEncoder, load_encoder, rebuild_encoder
+from xtune.encoders import bert, sources  # noqa: F401  (register the BERT family and the loaders)
+from xtune.encoders.adapter import (
+    FAMILIES,
+    EncoderAdapter,
+    EncoderLoadError,
+    Packing,
+    PieceTokenizer,
+)
+from xtune.encoders.encoder import (
+    ENCODERS,
+    LoadedEncoder,
+    load_encoder,
+    rebuild_encoder,
+    write_encoder_files,
+)
 
-__all__ = ["ENCODERS", "LoadedEncoder", "load_encoder", "rebuild_encoder"]
+__all__ = [
+    "ENCODERS",
+    "FAMILIES",
+    "EncoderAdapter",
+    "EncoderLoadError",
+    "LoadedEncoder",
+    "Packing",
+    "PieceTokenizer",
+    "load_encoder",
+    "rebuild_encoder",
+    "write_encoder_files",
+]
+
+# Family modules register themselves: ALBERT, multilingual-e5-small, XLM-R.
+from xtune.encoders import albert, multilingual_e5, xlm_roberta  # noqa: E402, F401

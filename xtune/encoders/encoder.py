@@ -1,13 +1,18 @@
-"""`LoadedEncoder`: backbone + tokenizer settings, and how to rebuild it from a run folder."""
+"""Encoder loaders by name (`ENCODERS`), feed-forward activations, and the run-folder record.
+
+Loaders (`xtune/encoders/sources.py`) return an `EncoderAdapter`; `write_encoder_files` and
+`rebuild_encoder` store and rebuild one through its family (`FAMILIES`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from pathlib import Path
 from typing import Any
 
 import keras
-import keras_hub
 
+from xtune.encoders.adapter import FAMILIES, EncoderAdapter, EncoderLoadError, PieceTokenizer
 from xtune.registry import Registry
 
 ENCODERS = Registry("encoder")
@@ -40,31 +45,6 @@ ACTIVATION_FUNCTIONS = {
 }
 
 
-@dataclass
-class LoadedEncoder:
-    """A backbone and everything needed to tokenize for it exactly like its original."""
-
-    backbone: keras.Model
-    vocabulary: list[str]
-    lowercase: bool
-    hidden_activation: str
-    source: str
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.backbone.num_layers)
-
-    def record(self) -> dict[str, Any]:
-        """What a run folder stores to rebuild this encoder without the original checkpoint."""
-        return {
-            "backbone_class": type(self.backbone).__name__,
-            "backbone_config": self.backbone.get_config(),
-            "hidden_activation": self.hidden_activation,
-            "lowercase": self.lowercase,
-            "source": self.source,
-        }
-
-
 def set_hidden_activation(backbone: keras.Model, activation: str) -> None:
     """Swap the feed-forward activation of every transformer block.
 
@@ -82,24 +62,60 @@ def set_hidden_activation(backbone: keras.Model, activation: str) -> None:
         block._feedforward_intermediate_dense.activation = function
 
 
-def rebuild_encoder(record: dict[str, Any], vocabulary: list[str]) -> LoadedEncoder:
-    """Build the architecture stored by `LoadedEncoder.record()`; weights come separately."""
-    cls = getattr(keras_hub.models, record["backbone_class"])
-    config = dict(record["backbone_config"])
-    config.pop("dtype", None)  # follow the current global policy
-    backbone = cls.from_config(config)
-    set_hidden_activation(backbone, record["hidden_activation"])
-    return LoadedEncoder(
-        backbone=backbone,
-        vocabulary=vocabulary,
-        lowercase=record["lowercase"],
-        hidden_activation=record["hidden_activation"],
-        source=record["source"],
-    )
+def family_of(name: str) -> type[EncoderAdapter]:
+    """The adapter class of a family; an unknown one is an `EncoderLoadError` listing them."""
+    if name not in FAMILIES:
+        raise EncoderLoadError(
+            f"unknown encoder family {name!r}; supported: {', '.join(FAMILIES.names())}"
+        )
+    return FAMILIES.get(name)
 
 
-def load_encoder(spec: Any) -> LoadedEncoder:
-    """Load an encoder from a `ComponentSpec` or a `{"name": ..., **kwargs}` dict."""
+def write_encoder_files(encoder: EncoderAdapter, folder: Path) -> dict[str, Any]:
+    """Write the tokenizer's files into `folder`; return what encoder.json stores to rebuild
+    the encoder with `rebuild_encoder` (family, architecture, tokenizer class and record)."""
+    tokenizer = type(encoder.tokenizer)
+    return {
+        "family": encoder.family,
+        "encoder": encoder.record(),
+        "tokenizer_class": f"{tokenizer.__module__}.{tokenizer.__qualname__}",
+        "tokenizer": encoder.tokenizer.save(Path(folder)),
+    }
+
+
+def rebuild_encoder(stored: dict[str, Any], folder: Path) -> EncoderAdapter:
+    """The architecture `write_encoder_files` recorded, tokenizer from `folder`; weights load
+    separately. A record without `family` is an older run folder: BERT, with `lowercase` in
+    the record and the vocabulary in vocab.txt."""
+    if "family" not in stored:
+        stored = {
+            "family": "bert",
+            "encoder": stored,
+            "tokenizer_class": "xtune.encoders.bert.WordPieceTokenizer",
+            "tokenizer": {"lowercase": stored["lowercase"]},
+        }
+    family = family_of(stored["family"])
+    tokenizer = tokenizer_class(stored["tokenizer_class"]).load(Path(folder), stored["tokenizer"])
+    return family.rebuild(stored["encoder"], tokenizer)
+
+
+def tokenizer_class(path: str) -> type[PieceTokenizer]:
+    """A `PieceTokenizer` class by its dotted path; only xtune's own encoder modules."""
+    module_name, _, name = path.rpartition(".")
+    cls = None
+    if module_name.startswith("xtune.encoders."):
+        cls = getattr(importlib.import_module(module_name), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, PieceTokenizer)):
+        raise EncoderLoadError(f"encoder.json: tokenizer_class {path!r} is not an xtune tokenizer")
+    return cls
+
+
+def load_encoder(spec: Any) -> EncoderAdapter:
+    """Load an encoder adapter from a `ComponentSpec` or a `{"name": ..., **kwargs}` dict."""
     if hasattr(spec, "to_dict"):
         spec = spec.to_dict()
     return ENCODERS.build(spec)
+
+
+# Older name of the adapter type, kept for callers written before the family interface.
+LoadedEncoder = EncoderAdapter

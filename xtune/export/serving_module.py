@@ -51,15 +51,7 @@ class TokenIdServingModule(tf.Module):
         if run.thresholds is not None:
             thresholds = tf.constant(run.thresholds, tf.float32)
 
-        @tf.function(input_signature=[TOKEN_ID_SPEC] * 3, autograph=False)
-        def serving_token_ids(
-            token_ids: tf.Tensor, segment_ids: tf.Tensor, padding_mask: tf.Tensor
-        ) -> dict[str, tf.Tensor]:
-            inputs = {
-                "token_ids": token_ids,
-                "segment_ids": segment_ids,
-                "padding_mask": padding_mask,
-            }
+        def classify(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
             logits = model(inputs, training=False)
             probabilities = tf.cast(loss.scores(logits), tf.float32)
             predictions = tf.cast(loss.decide(probabilities, thresholds), tf.int32)
@@ -68,6 +60,29 @@ class TokenIdServingModule(tf.Module):
                 "predictions": predictions,
                 "labels": predicted_label_names(probabilities, predictions, label_names),
             }
+
+        # The signature's arguments are the model's inputs (the encoder's `input_names`).
+        if "segment_ids" in run.text_encoder.input_names:
+
+            @tf.function(input_signature=[TOKEN_ID_SPEC] * 3, autograph=False)
+            def serving_token_ids(
+                token_ids: tf.Tensor, segment_ids: tf.Tensor, padding_mask: tf.Tensor
+            ) -> dict[str, tf.Tensor]:
+                return classify(
+                    {
+                        "token_ids": token_ids,
+                        "segment_ids": segment_ids,
+                        "padding_mask": padding_mask,
+                    }
+                )
+
+        else:
+
+            @tf.function(input_signature=[TOKEN_ID_SPEC] * 2, autograph=False)
+            def serving_token_ids(
+                token_ids: tf.Tensor, padding_mask: tf.Tensor
+            ) -> dict[str, tf.Tensor]:
+                return classify({"token_ids": token_ids, "padding_mask": padding_mask})
 
         constants = metadata_constants(metadata)
 
@@ -97,8 +112,8 @@ class TextServingModule(TokenIdServingModule):
         super().__init__(run, metadata, asset_files)
         text_encoder = run.text_encoder
         classify = self.serving_token_ids
-        # Both signatures call one traced `tokenize`, so its graph (with the WordPiece model
-        # built from the vocabulary) is stored once.
+        # Both signatures call one traced `tokenize`, so its graph (with the tokenizer's model
+        # built from its vocabulary) is stored once.
         if run.has_pair:
 
             @tf.function(input_signature=[TEXT_SPEC, TEXT_SPEC], autograph=False)

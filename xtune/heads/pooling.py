@@ -54,6 +54,16 @@ def pooling_modes(pooling: str | list[str], valid: tuple[str, ...] = POOLING_MOD
     return modes
 
 
+def pooler_feature(features: dict[str, Any]) -> str:
+    """`pooled_output`, or a clear error for an encoder family without a pooler."""
+    if "pooled_output" not in features:
+        raise ValueError(
+            "head.pooling: 'pooler' needs an encoder with a pooler (BERT's pooled output), "
+            "and this encoder has none; use cls or mean"
+        )
+    return "pooled_output"
+
+
 def concatenate(vectors: list[Any]) -> Any:
     return vectors[0] if len(vectors) == 1 else ops.concatenate(vectors, axis=-1)
 
@@ -87,7 +97,7 @@ class PoolingHead(Head):
         pooled = []
         for mode in self.modes:
             if mode == "pooler":
-                pooled.append(features["pooled_output"])
+                pooled.append(features[pooler_feature(features)])
             else:
                 pooled.append(
                     masked_pool(features["sequence_output"], features["padding_mask"], mode)
@@ -96,7 +106,9 @@ class PoolingHead(Head):
 
     def build_features_to_vector(self, features_shape: dict[str, Any]) -> tuple:
         widths = [
-            features_shape["pooled_output" if mode == "pooler" else "sequence_output"][-1]
+            features_shape[
+                pooler_feature(features_shape) if mode == "pooler" else "sequence_output"
+            ][-1]
             for mode in self.modes
         ]
         return (None, sum(widths))

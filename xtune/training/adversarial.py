@@ -1,7 +1,7 @@
 """Adversarial training on the word-embedding matrix (FGM, PGD) by a `train_step` override.
 
-Each step: the clean loss and its gradients; then the matrix `E` (`token_embedding/
-embeddings`) is moved to `E + r`, with `r` found by gradient ascent on the loss, the loss is
+Each step: the clean loss and its gradients; then the matrix `E` (the encoder adapter's
+`word_embeddings`) is moved to `E + r`, with `r` found by gradient ascent on the loss, the loss is
 computed again, and its gradients are added to the clean ones; `E` is then restored from a
 copy, bitwise. The optimizer applies the summed gradients once. This is the recipe of
 bert4keras and of the PyTorch FGM/PGD snippets, written for Keras 3's TensorFlow trainer.
@@ -25,11 +25,10 @@ import keras
 import tensorflow as tf
 
 from xtune.config import ConfigError
-from xtune.model import TextClassifier
+from xtune.model import TextClassifier, adapter_of
 from xtune.registry import Registry
 
 ADVERSARIAL = Registry("adversarial method")
-WORD_EMBEDDINGS_PATH = "token_embedding/embeddings"
 
 
 def dense(gradient: Any) -> tf.Tensor:
@@ -143,10 +142,8 @@ class AdversarialTextClassifier(TextClassifier):
 
     @property
     def word_embeddings(self) -> keras.Variable:
-        for variable in self.weights:
-            if variable.path.endswith(WORD_EMBEDDINGS_PATH):
-                return variable
-        raise ValueError(f"the model has no {WORD_EMBEDDINGS_PATH!r} weight to perturb")
+        """The matrix to perturb: the encoder adapter's `word_embeddings`."""
+        return adapter_of(self).word_embeddings
 
     def loss_and_gradients(
         self, x: Any, y: Any, sample_weight: Any, sources: list[keras.Variable]

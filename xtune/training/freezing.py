@@ -13,11 +13,12 @@ import keras
 
 from xtune.config import ConfigError, FinetuneConfig
 from xtune.training.layerwise import (
-    EMBEDDING_LAYERS,
-    POOLER_LAYER,
+    EMBEDDINGS,
+    POOLER,
+    encoder_groups,
     encoder_of,
+    layer_group,
     num_encoder_layers,
-    transformer_layer_name,
 )
 from xtune.training.lora import LORA_VARIABLE_NAMES
 
@@ -64,7 +65,7 @@ def set_trainable(model: keras.Model, finetune: FinetuneConfig, head_only: bool 
     the top N transformer layers (the pooler trains); `freeze_embeddings` freezes the
     embedding tables and their LayerNorm. With LoRA (`lora_rank`) the encoder's own weights
     are frozen and only the LoRA matrices of the trainable layers train (biases too stay
-    frozen, as PEFT's `bias="none"`).
+    frozen, as PEFT's `bias="none"`). Groups are the adapter's (`parameter_group`).
     """
     encoder = encoder_of(model)
     encoder.trainable = True  # undo any previous stage, including LoRA's frozen kernels
@@ -73,13 +74,15 @@ def set_trainable(model: keras.Model, finetune: FinetuneConfig, head_only: bool 
         return
     num_layers = num_encoder_layers(model)
     trainable_layers = trainable_layer_indices(finetune, num_layers)
-    frozen = [transformer_layer_name(i) for i in range(num_layers) if i not in trainable_layers]
+    frozen = {layer_group(i) for i in range(num_layers) if i not in trainable_layers}
     if finetune.freeze_embeddings or finetune.train_top_layers is not None:
-        frozen += EMBEDDING_LAYERS
+        frozen.add(EMBEDDINGS)
     if finetune.lora_rank is not None:
         freeze_all_but_lora(encoder)
-    for name in frozen:
-        encoder.get_layer(name).trainable = False
+    groups = encoder_groups(model)
+    for variable in encoder.weights:
+        if groups[id(variable)] in frozen:
+            variable.trainable = False
 
 
 def freeze_all_but_lora(encoder: keras.Model) -> None:
@@ -89,33 +92,36 @@ def freeze_all_but_lora(encoder: keras.Model) -> None:
 
 
 def reinitialize_top_layers(model: keras.Model, count: int) -> list[str]:
-    """Re-draw the weights of the top `count` transformer layers and the pooler.
+    """Re-draw the weights of the top `count` transformer layers and the pooler (where the
+    family has one).
 
     Each weight is re-drawn with the initializer its own layer was built with
     (`kernel_initializer`, `bias_initializer`, `gamma_initializer`, `beta_initializer`), from
-    Keras' global seed. Returns the names of the re-initialized layers.
+    Keras' global seed. Returns the re-initialized parameter groups.
     """
     if count == 0:
         return []
-    encoder = encoder_of(model)
     num_layers = num_encoder_layers(model)
-    names = [transformer_layer_name(i) for i in range(num_layers - count, num_layers)]
-    names.append(POOLER_LAYER)
-    for name in names:
-        reinitialize_layer(encoder.get_layer(name))
-    return names
+    targets = [layer_group(i) for i in range(num_layers - count, num_layers)] + [POOLER]
+    groups = encoder_groups(model)
+    redrawn = reinitialize_variables(
+        encoder_of(model), {v for v, group in groups.items() if group in targets}
+    )
+    return [group for group in targets if group in {groups[v] for v in redrawn}]
 
 
-def reinitialize_layer(layer: keras.layers.Layer) -> None:
+def reinitialize_variables(encoder: keras.Model, chosen: set[int]) -> set[int]:
+    """Re-draw the variables whose `id` is in `chosen`; returns those done."""
     done: set[int] = set()
     # Innermost layers first: their initializers are the ones their weights were built with.
-    for sublayer in reversed(list(layer._flatten_layers(include_self=True))):
+    for sublayer in reversed(list(encoder._flatten_layers(include_self=True))):
         for variable in sublayer.weights:
-            if id(variable) in done:
+            if id(variable) in done or id(variable) not in chosen:
                 continue
             initializer = initializer_of(sublayer, variable)
             variable.assign(initializer(variable.shape, dtype=variable.dtype))
             done.add(id(variable))
+    return done
 
 
 def initializer_of(layer: keras.layers.Layer, variable: Any) -> Any:

@@ -5,11 +5,12 @@ head on top: with `L` transformer layers and decay `d`,
 
     embeddings   lr * d ** (L + 1)
     layer i      lr * d ** (L - i)        (i = 0 .. L-1; the top layer gets lr * d)
-    pooler       lr                       (the encoder's last block: `pooled_dense`)
+    pooler       lr                       (the encoder's pooler, where the family has one)
     head         head_learning_rate       (everything outside the encoder; default lr)
 
-so with `d < 1` every step down the encoder is a factor `d` slower. The multipliers are
-resolved from keras-hub's layer names and multiply the scheduled learning rate.
+so with `d < 1` every step down the encoder is a factor `d` slower. Each encoder weight's
+group comes from its adapter (`EncoderAdapter.parameter_group`); the multipliers multiply the
+scheduled learning rate.
 """
 
 from __future__ import annotations
@@ -20,25 +21,13 @@ from typing import Any
 import keras
 
 from xtune.config import ConfigError
-from xtune.model import ENCODER_NAME
+from xtune.model import ENCODER_NAME, adapter_of
 
-EMBEDDING_LAYERS = (
-    "token_embedding",
-    "position_embedding",
-    "segment_embedding",
-    "embeddings_layer_norm",
-)
-POOLER_LAYER = "pooled_dense"
 EMBEDDINGS, POOLER, HEAD = "embeddings", "pooler", "head"
 
 
 def layer_group(index: int) -> str:
     return f"layer_{index}"
-
-
-def transformer_layer_name(index: int) -> str:
-    """keras-hub's name for the index-th transformer block (0 = closest to the embeddings)."""
-    return f"transformer_layer_{index}"
 
 
 def encoder_of(model: keras.Model) -> keras.Model:
@@ -53,11 +42,27 @@ def encoder_of(model: keras.Model) -> keras.Model:
 
 
 def num_encoder_layers(model: keras.Model) -> int:
-    names = {layer.name for layer in encoder_of(model).layers}
-    count = 0
-    while transformer_layer_name(count) in names:
-        count += 1
-    return count
+    return adapter_of(model).num_layers
+
+
+def encoder_groups(model: keras.Model) -> dict[int, str]:
+    """`id(variable)` -> group of every encoder weight, from the adapter's names.
+
+    A weight of the encoder that belongs to no group is an error, so a new backbone shape
+    cannot silently train at the wrong rate.
+    """
+    adapter = adapter_of(model)
+    valid = set(group_names(adapter.num_layers)) - {HEAD}
+    owner: dict[int, str] = {}
+    for variable in encoder_of(model).weights:
+        group = adapter.parameter_group(variable.path)
+        if group not in valid:
+            raise ValueError(
+                f"encoder weight {variable.path!r} belongs to no known group (got {group!r}); "
+                f"the {adapter.family} adapter's groups are {', '.join(sorted(valid))}"
+            )
+        owner.setdefault(id(variable), group)
+    return owner
 
 
 def group_names(num_layers: int) -> list[str]:
@@ -66,27 +71,9 @@ def group_names(num_layers: int) -> list[str]:
 
 
 def parameter_groups(model: keras.Model) -> dict[str, list[Any]]:
-    """Every weight of a classifier, by group; the encoder's are found by keras-hub layer name.
-
-    A weight of the encoder that belongs to none of the known layers is an error, so a new
-    backbone shape cannot silently train at the wrong rate.
-    """
-    encoder = encoder_of(model)
-    num_layers = num_encoder_layers(model)
-    groups: dict[str, list[Any]] = {name: [] for name in group_names(num_layers)}
-    owner: dict[int, str] = {}
-    layer_names = {name: EMBEDDINGS for name in EMBEDDING_LAYERS}
-    layer_names.update({transformer_layer_name(i): layer_group(i) for i in range(num_layers)})
-    layer_names[POOLER_LAYER] = POOLER
-    for layer in encoder.layers:
-        group = layer_names.get(layer.name)
-        for variable in layer.weights:
-            if group is None:
-                raise ValueError(
-                    f"encoder weight {variable.path!r} (layer {layer.name!r}) belongs to no "
-                    f"known group; expected layers {', '.join(layer_names)}"
-                )
-            owner.setdefault(id(variable), group)
+    """Every weight of a classifier, by group: the encoder's by its adapter, the rest head."""
+    groups: dict[str, list[Any]] = {name: [] for name in group_names(num_encoder_layers(model))}
+    owner = encoder_groups(model)
     for variable in model.weights:
         groups[owner.get(id(variable), HEAD)].append(variable)
     return groups

@@ -20,15 +20,11 @@ import keras
 import numpy as np
 
 from xtune.config import ConfigError
-from xtune.training.layerwise import encoder_of, num_encoder_layers, transformer_layer_name
+from xtune.model import adapter_of
+from xtune.training.layerwise import layer_group
 
 LORA_VARIABLE_NAMES = ("lora_kernel_a", "lora_kernel_b")
 ADAPTER_FILE = "adapter.npz"
-
-
-def matches(layer_name: str, target: str) -> bool:
-    """keras-hub spells the BERT projections `query`; other models `query_dense`: accept both."""
-    return layer_name in (target, target.removesuffix("_dense"))
 
 
 def enable_lora(
@@ -39,29 +35,21 @@ def enable_lora(
     layer_indices: Iterable[int] | None = None,
 ) -> list[str]:
     """Add LoRA matrices to the target projections of the given transformer layers (all by
-    default); returns the paths of the adapted layers. Trainability is set separately
+    default); returns the paths of the adapted layers. The adapter finds the projections
+    (`EncoderAdapter.lora_layers`); trainability is set separately
     (`xtune.training.freezing.set_trainable`)."""
-    encoder = encoder_of(model)
-    num_layers = num_encoder_layers(model)
-    targets = list(targets)
-    indices = range(num_layers) if layer_indices is None else layer_indices
-    adapted, available, unmatched = [], set(), set(targets)
-    for index in indices:
-        block = encoder.get_layer(transformer_layer_name(index))
-        for layer in block._flatten_layers(include_self=False):
-            if not hasattr(layer, "enable_lora"):
-                continue
-            available.add(layer.name)
-            hits = [target for target in targets if matches(layer.name, target)]
-            if hits:
-                layer.enable_lora(rank, lora_alpha=alpha)
-                adapted.append(layer.path)
-                unmatched.difference_update(hits)
-    if unmatched and available:
-        raise ConfigError(
-            f"finetune.lora_targets: {', '.join(sorted(unmatched))} match no layer; "
-            f"projections in a transformer layer: {', '.join(sorted(available))}"
-        )
+    adapter = adapter_of(model)
+    indices = range(adapter.num_layers) if layer_indices is None else layer_indices
+    groups = {layer_group(index) for index in indices}
+    try:
+        layers = adapter.lora_layers(list(targets))
+    except ValueError as error:
+        raise ConfigError(f"finetune.lora_targets: {error}") from None
+    adapted = []
+    for layer in layers:
+        if adapter.parameter_group(layer.kernel.path) in groups:
+            layer.enable_lora(rank, lora_alpha=alpha)
+            adapted.append(layer.path)
     return sorted(adapted)
 
 

@@ -22,7 +22,7 @@ from xtune.data.labels import LabelVocab
 from xtune.data.pipeline import TokenizedSplit, batches_per_epoch, make_dataset, tokenize_examples
 from xtune.data.readers import DataError
 from xtune.data.tokenization import TextEncoder
-from xtune.encoders import LoadedEncoder, load_encoder
+from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.heads import get_head
 from xtune.losses import get_loss
 from xtune.metrics import METRIC_DIRECTIONS, fixed_threshold_report, majority_baseline
@@ -51,7 +51,7 @@ from xtune.training.schedules import SCHEDULES
 
 log = logging.getLogger(__name__)
 
-# A head that does not read the pooler leaves `pooled_dense` without gradients; that is fine.
+# A head that does not read the pooler leaves its weights without gradients; that is fine.
 warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
 
 
@@ -126,12 +126,12 @@ def resolve_jit(setting: str | bool) -> bool:
     return bool(setting)
 
 
-def prepare_data(config: RunConfig, encoder: LoadedEncoder) -> PreparedData:
+def prepare_data(config: RunConfig, encoder: EncoderAdapter) -> PreparedData:
     """Read every split and tokenize it (through the on-disk token cache)."""
     examples, vocab = load_splits(config.data)
     text_encoder = TextEncoder(
-        encoder.vocabulary,
-        encoder.lowercase,
+        encoder.tokenizer,
+        encoder.packing,
         config.data.max_length,
         config.data.truncation,
         config.data.head_tokens,
@@ -546,7 +546,7 @@ def training_stages(config: RunConfig) -> list[Stage]:
     ]
 
 
-def build_model(config: RunConfig, encoder: LoadedEncoder, num_labels: int) -> keras.Model:
+def build_model(config: RunConfig, encoder: EncoderAdapter, num_labels: int) -> keras.Model:
     """The classifier with the `finetune` settings applied: re-initialized top layers, LoRA,
     and the trainable set of the main stage; `adversarial` picks the training step."""
     finetune = config.finetune

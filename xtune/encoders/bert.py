@@ -1,0 +1,305 @@
+"""The BERT family: keras-hub `BertBackbone`, HF-exact WordPiece, `[CLS] a [SEP] b [SEP]`.
+
+Also Chinese RoBERTa-wwm-ext / MacBERT checkpoints: BERT architecture with a WordPiece
+`vocab.txt` (their `model_type` is `bert`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from xtune.encoders.adapter import (
+    FAMILIES,
+    EncoderAdapter,
+    EncoderLoadError,
+    Packing,
+    PieceTokenizer,
+    match_lora_layers,
+)
+from xtune.encoders.encoder import HIDDEN_ACTIVATIONS, set_hidden_activation
+
+VOCAB_FILE = "vocab.txt"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+# Hugging Face's BasicTokenizer drops control/format characters (Unicode category C*) except
+# \t \n \r, which it treats as whitespace like every Zs space.
+CONTROL_CHARACTERS = r"[^\P{C}\t\n\r]"
+WHITESPACE = r"[\t\n\r\p{Zs}]"
+
+# keras-hub's layer names in a BertBackbone, by parameter group.
+EMBEDDING_LAYERS = (
+    "token_embedding",
+    "position_embedding",
+    "segment_embedding",
+    "embeddings_layer_norm",
+)
+POOLER_LAYER = "pooled_dense"
+TRANSFORMER_LAYER = re.compile(r"transformer_layer_(\d+)")
+
+
+def read_vocabulary(path: Path) -> list[str]:
+    if not path.is_file():
+        raise EncoderLoadError(f"{path}: vocabulary file not found")
+    with path.open(encoding="utf-8") as file:
+        return [line.rstrip("\n").rstrip("\r") for line in file]
+
+
+class WordPieceTokenizer(PieceTokenizer):
+    """Hugging Face's `BertTokenizer`, in-graph: control characters dropped, whitespace
+    unified, then (`lowercase`) lower-casing plus accent stripping, CJK characters split, and
+    greedy longest-match WordPiece.
+
+    Lower-casing is `tf.strings.lower` plus keras-hub's accent stripping, as Hugging Face
+    does; keras-hub's own `lowercase=True` also NFKC-folds full-width punctuation, which BERT
+    does not.
+    """
+
+    def __init__(self, vocabulary: list[str], lowercase: bool):
+        for token in SPECIAL_TOKENS:
+            if token not in vocabulary:
+                raise EncoderLoadError(f"the WordPiece vocabulary has no {token} token")
+        self.vocabulary = list(vocabulary)
+        self.lowercase = bool(lowercase)
+        self.cls_id = self.vocabulary.index("[CLS]")
+        self.sep_id = self.vocabulary.index("[SEP]")
+        self.pad_id = self.vocabulary.index("[PAD]")
+        self.unk_id = self.vocabulary.index("[UNK]")
+        self.wordpiece = keras_hub.tokenizers.WordPieceTokenizer(
+            vocabulary=self.vocabulary,
+            lowercase=False,
+            strip_accents=self.lowercase,
+            split_on_cjk=True,
+            dtype="int32",
+        )
+
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self.vocabulary)
+
+    def tokenize(self, texts: Any) -> Any:
+        texts = tf.strings.regex_replace(texts, CONTROL_CHARACTERS, "")
+        texts = tf.strings.regex_replace(texts, WHITESPACE, " ")
+        if self.lowercase:
+            texts = tf.strings.lower(texts, encoding="utf-8")
+        return self.wordpiece(texts)
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        (Path(folder) / VOCAB_FILE).write_text(
+            "".join(f"{token}\n" for token in self.vocabulary), encoding="utf-8"
+        )
+        return {"lowercase": self.lowercase}
+
+    @classmethod
+    def load(cls, folder: Path, record: dict[str, Any]) -> WordPieceTokenizer:
+        return cls(read_vocabulary(Path(folder) / VOCAB_FILE), record["lowercase"])
+
+    def settings(self) -> dict[str, Any]:
+        return {"lowercase": self.lowercase}
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(f"wordpiece lower={self.lowercase}\n".encode())
+        digest.update("\n".join(self.vocabulary).encode("utf-8"))
+        return digest.hexdigest()[:24]
+
+
+@FAMILIES.register("bert")
+class BertAdapter(EncoderAdapter):
+    """keras-hub's `BertBackbone` with a WordPiece tokenizer.
+
+    keras-hub's BERT hard-codes tanh-approximate GELU; `hidden_activation` swaps in the one
+    the checkpoint was trained with (`gelu_exact` for `hidden_act: gelu`).
+    """
+
+    family = "bert"
+    packing = Packing("bert", segment_ids=True)
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        tokenizer: PieceTokenizer,
+        source: str,
+        hidden_activation: str = "gelu_approximate",
+    ):
+        super().__init__(backbone, tokenizer, source)
+        set_hidden_activation(backbone, hidden_activation)
+        self.hidden_activation = hidden_activation
+        self._features_model: keras.Model | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.backbone.num_layers)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.backbone.max_sequence_length)
+
+    def features_model(self) -> keras.Model:
+        """A functional view of the backbone that also exposes every transformer layer.
+
+        It reuses the backbone's own layers (no new weights): each block was called once
+        when the backbone was built, so its output is a node of the backbone's graph.
+        """
+        if self._features_model is None:
+            backbone = self.backbone
+            hidden_states = [
+                backbone.get_layer(f"transformer_layer_{i}").output for i in range(self.num_layers)
+            ]
+            outputs = {
+                "sequence_output": backbone.output["sequence_output"],
+                "pooled_output": backbone.output["pooled_output"],
+                "hidden_states": hidden_states,
+            }
+            self._features_model = keras.Model(backbone.input, outputs, name="bert_features")
+        return self._features_model
+
+    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
+        return {**outputs, "padding_mask": inputs["padding_mask"]}
+
+    def parameter_group(self, variable_path: str) -> str | None:
+        layer = variable_path.split("/")[0]
+        if layer in EMBEDDING_LAYERS:
+            return "embeddings"
+        if layer == POOLER_LAYER:
+            return "pooler"
+        match = TRANSFORMER_LAYER.fullmatch(layer)
+        return f"layer_{match.group(1)}" if match else None
+
+    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
+        blocks = [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
+        return match_lora_layers(blocks, list(targets))
+
+    @property
+    def word_embeddings(self) -> keras.Variable:
+        return self.backbone.get_layer("token_embedding").embeddings
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "backbone_class": type(self.backbone).__name__,
+            "backbone_config": self.backbone.get_config(),
+            "hidden_activation": self.hidden_activation,
+            "source": self.source,
+        }
+
+    @classmethod
+    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> BertAdapter:
+        backbone_class = getattr(keras_hub.models, record.get("backbone_class", "BertBackbone"))
+        config = dict(record["backbone_config"])
+        config.pop("dtype", None)  # follow the current global policy
+        backbone = backbone_class.from_config(config)
+        return cls(backbone, tokenizer, record["source"], record["hidden_activation"])
+
+    @classmethod
+    def from_hf_folder(
+        cls, folder: Path, lowercase: bool | None = None, dropout: float | None = None
+    ) -> BertAdapter:
+        """config.json (`model_type: bert`) + vocab.txt + model.safetensors or, read without
+        torch, pytorch_model.bin (many Chinese checkpoints ship only that)."""
+        folder = Path(folder)
+        if not (folder / VOCAB_FILE).is_file():
+            raise EncoderLoadError(
+                f"{folder}: not a Hugging Face BERT folder (vocab.txt is missing); expected "
+                "config.json, vocab.txt and model.safetensors or pytorch_model.bin"
+            )
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        activation = hidden_activation_of(config.get("hidden_act", "gelu"), folder / "config.json")
+        if (folder / "model.safetensors").is_file():
+            backbone = keras_hub.models.BertBackbone.from_preset(
+                str(folder), **backbone_overrides(dropout)
+            )
+        else:
+            backbone = bert_from_weights_files(folder, config, dropout)
+        lowercase = hf_lowercase(folder) if lowercase is None else lowercase
+        tokenizer = WordPieceTokenizer(read_vocabulary(folder / VOCAB_FILE), lowercase)
+        return cls(backbone, tokenizer, f"hf:{folder}", activation)
+
+    @classmethod
+    def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> BertAdapter:
+        """2 layers, hidden 16, over `[PAD] [UNK] [CLS] [SEP] [MASK]`, a-z and w0, w1, ..."""
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+        words = [f"w{i}" for i in range(max(0, vocabulary_size - 31))]
+        vocabulary = (specials + letters + words)[:vocabulary_size]
+        options = {
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_dim": 16,
+            "intermediate_dim": 32,
+            "max_sequence_length": 64,
+            "dropout": 0.0,
+            **kwargs,
+        }
+        backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), **options)
+        tokenizer = WordPieceTokenizer(vocabulary, lowercase=True)
+        return cls(backbone, tokenizer, "tiny random BERT", "gelu_exact")
+
+
+def bert_from_weights_files(folder: Path, config: dict, dropout: float | None) -> keras.Model:
+    """A `BertBackbone` from a folder's weights read by `read_hf_weights` (`.bin` without
+    torch, sharded files), through keras-hub's own BERT weight mapping."""
+    from keras_hub.src.utils.transformers import convert_bert
+
+    from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+
+    weights = strip_prefix(read_hf_weights(folder), "bert")
+    kwargs = {**convert_bert.convert_backbone_config(config), **backbone_overrides(dropout)}
+    backbone = keras_hub.models.BertBackbone(**kwargs)
+    convert_bert.convert_weights(backbone, ArrayLoader(weights, folder), config)
+    return backbone
+
+
+class ArrayLoader:
+    """The two methods keras-hub's converters call on their safetensors loader, over a dict."""
+
+    def __init__(self, weights: dict[str, Any], source: Path):
+        self.weights = weights
+        self.source = source
+
+    def get_tensor(self, key: str) -> Any:
+        if key not in self.weights:
+            raise EncoderLoadError(f"{self.source}: the checkpoint has no weight {key!r}")
+        return self.weights[key]
+
+    def port_weight(self, keras_variable: Any, hf_weight_key: str, hook_fn: Any = None) -> None:
+        tensor = self.get_tensor(hf_weight_key)
+        if hook_fn is not None:
+            tensor = hook_fn(tensor, list(keras_variable.shape))
+        if tuple(tensor.shape) != tuple(keras_variable.shape):
+            raise EncoderLoadError(
+                f"{self.source}: weight {hf_weight_key!r} has shape {tuple(tensor.shape)}; "
+                f"config.json implies {tuple(keras_variable.shape)}"
+            )
+        keras_variable.assign(tensor)
+
+
+def hf_lowercase(folder: Path) -> bool:
+    """`do_lower_case` from tokenizer_config.json; HF's BertTokenizer defaults it to True.
+
+    Some uploads omit the key; a name that says "cased" (and not "uncased") means False.
+    """
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if "do_lower_case" in config:
+        return bool(config["do_lower_case"])
+    name = str(config.get("name_or_path", folder.name)).lower()
+    return not ("cased" in name and "uncased" not in name)
+
+
+def hidden_activation_of(hidden_act: str, source: Path) -> str:
+    if hidden_act not in HIDDEN_ACTIVATIONS:
+        raise EncoderLoadError(
+            f"{source}: hidden_act {hidden_act!r} is not supported; "
+            f"valid: {', '.join(HIDDEN_ACTIVATIONS)}"
+        )
+    return HIDDEN_ACTIVATIONS[hidden_act]
+
+
+def backbone_overrides(dropout: float | None) -> dict:
+    return {} if dropout is None else {"dropout": dropout}
