@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# OS errors that are the user's to fix (a path, a permission, a full disk), not xtune bugs.
+USER_ERRNOS = {
+    errno.ENOENT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+}
+PATH_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+DEBUG_HELP = "show the Python traceback of an error instead of one line"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xtune", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    # `--debug` also after the command; SUPPRESS keeps a sub-parser from resetting it.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one run from a config file")
+    train = commands.add_parser("train", parents=[debug], help="train one run from a config file")
     train.add_argument("config", help="run config YAML")
     train.add_argument(
         "--set",
@@ -25,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--run-dir", help="run folder (default: training.output_dir/<time>)")
 
-    grid = commands.add_parser("grid", help="run an ablation grid (resumable)")
+    grid = commands.add_parser("grid", parents=[debug], help="run an ablation grid (resumable)")
     grid.add_argument("grid_file", help="grid YAML (base + variants/grid + seeds)")
     grid.add_argument("--only", action="append", default=[], metavar="ROW", help="run only ROW")
     grid.add_argument("--dry-run", action="store_true", help="show the plan, train nothing")
@@ -43,16 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a key of the base config for every run (e.g. data.root=...)",
     )
 
-    report = commands.add_parser("report", help="write the markdown report of a grid")
+    report = commands.add_parser(
+        "report", parents=[debug], help="write the markdown report of a grid"
+    )
     report.add_argument("results_dir", help="reports/<grid>/ (holds results.jsonl)")
     report.add_argument("--output", help="markdown file (default: reports/<grid>.md)")
 
-    export = commands.add_parser("export", help="export a run as a SavedModel taking raw text")
+    export = commands.add_parser(
+        "export", parents=[debug], help="export a run as a SavedModel taking raw text"
+    )
     export.add_argument("run_dir")
     export.add_argument("out_dir")
     export.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
 
-    predict = commands.add_parser("predict", help="label a CSV/TSV/JSONL/XLSX file")
+    predict = commands.add_parser(
+        "predict", parents=[debug], help="label a CSV/TSV/JSONL/XLSX file"
+    )
     predict.add_argument("model_dir", help="a run folder or an exported SavedModel")
     predict.add_argument("--input", required=True)
     predict.add_argument("--output", required=True)
@@ -65,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from xtune.config import ConfigError
     from xtune.data.readers import DataError
+    from xtune.encoders.sources import EncoderLoadError
     from xtune.export import ExportError
     from xtune.registry import RegistryError
     from xtune.training.diverged import TrainingDiverged
@@ -72,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     user_errors = (
         ConfigError,
         DataError,
+        EncoderLoadError,
         ExportError,
         RegistryError,
         TrainingDiverged,
@@ -79,9 +115,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return run_command(args)
-    except (*user_errors, FileExistsError) as error:
-        print(f"xtune {args.command}: error: {error}", file=sys.stderr)
+    except (*user_errors, OSError) as error:
+        message = user_error_message(error)
+        if message is None or args.debug:
+            raise  # a bug (or --debug): the traceback is the report
+        print(f"xtune {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one-line message of a mistake the user can fix (xtune's own errors, a bad path, a
+    full disk), or None for a bug."""
+    if isinstance(error, OSError):
+        custom = error.errno is None and isinstance(error, PATH_ERRORS)  # xtune's own message
+        if error.errno not in USER_ERRNOS and not custom:
+            return None
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" while writing {error.filename}" if error.filename else ""
+            return f"disk full{where} ({error.strerror}); free some space and run again"
+        if error.filename and error.strerror:
+            return f"{error.filename}: {error.strerror}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -45,12 +45,16 @@ def masked_pool(states: Any, mask: Any, mode: str) -> Any:
 
 def pooling_modes(pooling: str | list[str], valid: tuple[str, ...] = POOLING_MODES) -> list[str]:
     """`"mean"` or `["mean", "max"]` -> a checked list of modes (concatenated in that order)."""
+    if not isinstance(pooling, str | list | tuple):
+        raise ValueError(f"pooling: expected a mode or a list of modes, got {pooling!r}")
     modes = [pooling] if isinstance(pooling, str) else list(pooling)
     if not modes:
         raise ValueError(f"pooling: give at least one mode; valid: {', '.join(valid)}")
     for mode in modes:
         if mode not in valid:
-            raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(valid)}")
+            raise ValueError(f"pooling: unknown mode {mode!r}; valid: {', '.join(valid)}")
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"pooling: {modes!r} repeats a mode")
     return modes
 
 
@@ -87,6 +91,11 @@ class PoolingHead(Head):
         pooling: a mode or a list of modes (default `pooler`).
         units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
+
+    @classmethod
+    def check_arguments(cls, pooling: str | list[str] = "pooler", **kwargs: Any) -> None:
+        pooling_modes(pooling)
+        super().check_arguments(**kwargs)
 
     def __init__(self, pooling: str | list[str] = "pooler", **kwargs: Any):
         super().__init__(**kwargs)

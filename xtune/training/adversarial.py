@@ -24,9 +24,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from xtune.config import ConfigError
 from xtune.model import TextClassifier, adapter_of
-from xtune.registry import Registry
+from xtune.registry import Registry, check_number
 
 ADVERSARIAL = Registry("adversarial method")
 
@@ -83,9 +82,12 @@ class FGM(EmbeddingAttack):
     ```
     """
 
+    @classmethod
+    def check_arguments(cls, epsilon: float = 1.0) -> None:
+        check_number("epsilon", epsilon, 0.0, open_low=True)
+
     def __init__(self, epsilon: float = 1.0):
-        if epsilon <= 0:
-            raise ConfigError(f"adversarial.epsilon must be > 0; got {epsilon}")
+        self.check_arguments(epsilon)
         self.epsilon = epsilon
 
     def next_perturbation(self, perturbation: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
@@ -104,12 +106,14 @@ class PGD(EmbeddingAttack):
     ```
     """
 
+    @classmethod
+    def check_arguments(cls, epsilon: float = 1.0, alpha: float = 0.3, steps: int = 3) -> None:
+        check_number("epsilon", epsilon, 0.0, open_low=True)
+        check_number("alpha", alpha, 0.0, open_low=True)
+        check_number("steps", steps, 1, 100, integer=True)
+
     def __init__(self, epsilon: float = 1.0, alpha: float = 0.3, steps: int = 3):
-        if epsilon <= 0 or alpha <= 0 or steps < 1:
-            raise ConfigError(
-                f"adversarial: pgd needs epsilon > 0, alpha > 0, steps >= 1; got "
-                f"epsilon={epsilon}, alpha={alpha}, steps={steps}"
-            )
+        self.check_arguments(epsilon, alpha, steps)
         self.epsilon = epsilon
         self.alpha = alpha
         self.steps = steps
