@@ -191,3 +191,28 @@ def test_a_bad_set_value_is_one_line(guarded, capsys):
     one_line_error(code, err, "training.batch_size", "not valid YAML")
     code, _, err = run_cli(["train", config, "--set", "training.batch_size=-4"], capsys)
     one_line_error(code, err, "training.batch_size", "got -4")
+
+
+GRID_TEXT_KINDS = [
+    ("malformed", "variants: {a: {}\n", "line"),
+    ("duplicated row", "variants:\n  a: {}\n  a: {training.epochs: 2}\n", "'a' appears twice"),
+    ("python tag", "seeds: !!python/object/apply:os.system ['echo hi']\n", "is not allowed"),
+    ("set tag on a scalar", "variants: !!set 0\n", "line"),
+    ("GB18030", None, "not UTF-8 (byte 0x"),
+]
+
+
+@pytest.mark.parametrize("kind, text, needle", GRID_TEXT_KINDS, ids=[k[0] for k in GRID_TEXT_KINDS])
+def test_a_bad_grid_file_is_one_line(guarded, capsys, kind, text, needle):
+    (guarded / "run.yaml").write_text(dump(sample_run_config(guarded)), encoding="utf-8")
+    grid = guarded / "g.yaml"
+    head = f"name: g\noutput: {guarded / 'reports' / 'g'}\nbase: run.yaml\n"
+    if text is None:
+        grid.write_bytes((head + "description: 投诉分类\n").encode("gb18030"))
+    else:
+        grid.write_text(head + text, encoding="utf-8")
+    before = snapshot(guarded)
+    for argv in (["grid", grid, "--dry-run"], ["grid", grid]):
+        code, _, err = run_cli(argv, capsys)
+        one_line_error(code, err, str(grid), needle)
+    assert snapshot(guarded) == before
