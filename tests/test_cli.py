@@ -43,7 +43,7 @@ def test_a_missing_config_file_is_one_line(tmp_path, capsys):
 
 def test_a_config_folder_or_unreadable_file_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(["train", tmp_path], capsys)
-    assert_user_error(code, err, str(tmp_path))
+    assert_user_error(code, err, str(tmp_path), "is a folder, not a config file")
 
 
 def test_debug_shows_the_traceback_of_a_user_error(tmp_path, capsys):

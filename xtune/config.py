@@ -215,6 +215,8 @@ def registries() -> dict[str, Any]:
 def read_yaml_text(path: str | Path, what: str = "config file") -> str:
     """A YAML file's text; a missing, unreadable or non-UTF-8 file is one `ConfigError`."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a {what}")
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
     try:
