@@ -84,10 +84,12 @@ def write_input(tmp_path: Path, texts: list[str], text_column: str = "body") -> 
     return path
 
 
-def not_an_export(tmp_path: Path) -> Path:
+def not_an_export(tmp_path: Path, export_json: bool = False) -> Path:
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
+    if export_json:  # a file of that name alone does not make an xtune export
+        (folder / "export.json").write_text("{}")
     return folder
 
 
@@ -121,6 +123,16 @@ CASES = [
         "export --force onto a folder that is not an export",
         lambda t, tmp: ["export", t.run, not_an_export(tmp), "--force"],
         ["--force only replaces an earlier xtune export", "export.json"],
+    ),
+    (
+        "export --force onto a folder holding a stray export.json",
+        lambda t, tmp: ["export", t.run, not_an_export(tmp, export_json=True), "--force"],
+        ["--force only replaces an earlier xtune export"],
+    ),
+    (
+        "export into the run folder",
+        lambda t, tmp: ["export", t.run, t.run / "export"],
+        ["must not be, contain or lie inside the run folder"],
     ),
     (
         "predict a table without the text column",
