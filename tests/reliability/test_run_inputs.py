@@ -194,6 +194,11 @@ CASES = [
         ],
         ["--output is the input file"],
     ),
+    (
+        "predict --output into the run folder",
+        lambda t, tmp: ["predict", t.run, "--input", t.dev, "--output", t.run / "metrics.json"],
+        ["--output lies inside the model folder"],
+    ),
 ]
 
 
@@ -262,6 +267,24 @@ def test_a_full_disk_while_writing_a_file_keeps_its_old_content(tmp_path):
         write_through_temporary(path, partial_then_full)
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     assert path.read_text() == "old"
+
+
+def test_a_full_disk_while_writing_predictions_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from xtune.export.predict import write_table
+    from xtune.run_folder import RunFolderError
+
+    output = tmp_path / "out.csv"
+    output.write_text("earlier predictions")
+
+    def disk_full(self, path, **kwargs):
+        Path(path).write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    with pytest.raises(RunFolderError, match="out.csv: cannot write: No space left on device"):
+        write_table(pd.DataFrame({"a": [1]}), output, "csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+    assert output.read_text() == "earlier predictions"
 
 
 def test_empty_and_10k_character_texts_are_predicted_or_marked(trained, tmp_path, capsys):

@@ -157,6 +157,12 @@ def predict_file(
             f"{output_path}: --output is the input file; predict never overwrites its input, "
             "choose another output path"
         )
+    model_path = Path(model_dir).expanduser().resolve()
+    if model_path == output_path.resolve() or model_path in output_path.resolve().parents:
+        raise DataError(
+            f"{output_path}: --output lies inside the model folder {model_dir}, which predict "
+            "never changes; choose another output path"
+        )
     output_format = detect_format(output_path)
     predictor = open_predictor(model_dir)
     frame = read_table(input_path, encoding_errors="replace")
