@@ -6,6 +6,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 from tests.training.conftest import run_config
 from xtune.data.pipeline import make_dataset
@@ -65,3 +66,28 @@ def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, 
         "kernel",
         "bias",
     }
+
+
+def test_the_divergence_bound_is_100x_the_first_loss_and_at_least_10(tiny_task, tmp_path):
+    from xtune.training.diverged import TrainingDiverged
+    from xtune.training.trainer import DivergenceGuard
+
+    config = run_config(tiny_task, tmp_path, optimizer={"learning_rate": 0.5})
+    guard = DivergenceGuard(config)
+    guard.on_epoch_begin(2)
+    for loss in (0.05, 9.9, 3.0):  # 100 x 0.05 = 5 is under the floor of 10
+        guard.on_train_batch_end(0, {"loss": loss})
+    with pytest.raises(
+        TrainingDiverged, match=r"epoch 3, step 8: the training loss 10.5 exceeds 10"
+    ):
+        guard.on_train_batch_end(7, {"loss": 10.5})
+
+    guard = DivergenceGuard(config)
+    guard.on_train_batch_end(0, {"loss": 0.7})
+    guard.on_train_batch_end(1, {"loss": 69.0})
+    with pytest.raises(TrainingDiverged, match="71 exceeds 70.*learning_rate 0.5"):
+        guard.on_train_batch_end(2, {"loss": 71.0})
+    with pytest.raises(
+        TrainingDiverged, match="epoch 1, step 1: the training loss inf is non-finite"
+    ):
+        DivergenceGuard(config).on_train_batch_end(0, {"loss": float("inf")})
