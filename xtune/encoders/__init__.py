@@ -29,5 +29,11 @@ __all__ = [
     "write_encoder_files",
 ]
 
-# Family modules register themselves: ALBERT, multilingual-e5-small, XLM-R.
-from xtune.encoders import albert, multilingual_e5, xlm_roberta  # noqa: E402, F401
+# Family modules register themselves in FAMILIES (the `hf` loader dispatches on them).
+from xtune.encoders import (  # noqa: E402, F401
+    albert,
+    distilbert,
+    multilingual_e5,
+    roberta,
+    xlm_roberta,
+)

