@@ -12,10 +12,17 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO
+from xtune.config import FinetuneConfig
 from xtune.data.tokenization import TextEncoder
 from xtune.encoders import FAMILIES, rebuild_encoder, write_encoder_files
 from xtune.heads import get_head
 from xtune.model import build_classifier, encoder_features_model
+from xtune.training.adversarial import FGM, AdversarialTextClassifier
+from xtune.training.freezing import reinitialize_top_layers, set_trainable
+from xtune.training.layerwise import parameter_groups
+from xtune.training.lora import enable_lora
+from xtune.training.optimizers import OPTIMIZERS
+from xtune.training.schedules import SCHEDULES
 
 VOCABULARY_SIZE = 300  # byte-level BPE needs 262 ids at least
 TEXTS = ["hello world w3 w7", "", "a b c " * 20, "Héllo, 你好！ w12"]
@@ -121,6 +128,30 @@ def test_classifier_runs_on_the_text_encoder_inputs(adapter):
     assert set(model.input) == set(adapter.input_names)
     logits = np.asarray(model.predict_on_batch(batch(adapter, pairs=True)))
     assert logits.shape == (len(TEXTS), 3) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("family", families_with_tiny_models())
+def test_layerwise_rates_freezing_lora_and_fgm_work_through_the_adapter(family):
+    """One FGM step with layer-wise rates on a LoRA model whose top layer alone trains."""
+    keras.utils.set_random_seed(0)
+    adapter = FAMILIES.get(family).tiny_random(VOCABULARY_SIZE)
+    head = get_head({"name": "pooling", "pooling": "mean"})
+    model = build_classifier(adapter, head, 3, AdversarialTextClassifier, attack=FGM(0.1))
+    top = f"layer_{adapter.num_layers - 1}"
+    assert reinitialize_top_layers(model, 1)[0] == top
+    finetune = FinetuneConfig(train_top_layers=1, lora_rank=2)
+    adapted = enable_lora(model, 2, 4.0, ["query", "value"], [adapter.num_layers - 1])
+    set_trainable(model, finetune)
+    groups = parameter_groups(model)
+    trainable = {id(v) for v in model.trainable_weights}
+    lora = [v for v in groups[top] if "lora" in v.name]
+    assert adapted and lora and {id(v) for v in lora} <= trainable
+    assert not any(id(v) in trainable for v in groups["embeddings"] + groups["layer_0"])
+    spec = {"name": "adamw", "learning_rate": 1e-3, "layerwise_lr_decay": 0.8}
+    optimizer = OPTIMIZERS.build(spec)
+    model.compile(optimizer=optimizer(model, SCHEDULES.build("constant"), 2), loss="mse")
+    logs = model.train_on_batch(batch(adapter), np.zeros((len(TEXTS), 3)), return_dict=True)
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["adversarial_loss"])
 
 
 def test_pooler_mode_without_a_pooler_names_the_head_argument():
