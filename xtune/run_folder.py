@@ -225,7 +225,12 @@ def check_run_folder(path: str | Path) -> Path:
 
 def recorded_hashes(path: Path) -> dict[str, str] | None:
     """metrics.json's sha256 per weights file; None for a folder written before they were."""
-    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    try:
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFolderError(f"{path / 'metrics.json'}: damaged, not JSON ({error})") from error
+    if not isinstance(metrics, dict):
+        raise RunFolderError(f"{path / 'metrics.json'}: damaged, not a JSON object")
     return metrics.get(HASHES_KEY)
 
 

@@ -74,6 +74,10 @@ def forget_hashes(run: Path) -> None:
     (run / "metrics.json").write_text(json.dumps(metrics))
 
 
+def garble_metrics(run: Path) -> None:
+    (run / "metrics.json").write_bytes(b'{"best_epoch": 1, "be')
+
+
 def unfinished(run: Path) -> None:
     (run / "metrics.json").unlink()
 
@@ -176,6 +180,11 @@ CASES = [
             tmp / "out",
         ],
         ["model.weights.h5: cannot load the weights", "truncated or damaged"],
+    ),
+    (
+        "export a run whose metrics.json is damaged",
+        lambda t, tmp: ["export", copy_run(t, tmp, garble_metrics), tmp / "out"],
+        ["metrics.json: damaged, not JSON"],
     ),
     (
         "predict --output equal to --input",
