@@ -420,7 +420,7 @@ class RobertaAdapter(EncoderAdapter):
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> RobertaAdapter:
         """2 layers, hidden 16, with a pooler, over a byte-level BPE of `<s> <pad> </s> <unk>`,
         the 256 byte symbols, merges (`Ġa`, ...) up to `vocabulary_size - 1` and `<mask>`
-        (at least 262 ids: every byte needs one)."""
+        (at least 287 ids: every byte needs one, and keras-hub needs some merges)."""
         vocabulary, merges = tiny_bpe(vocabulary_size)
         tokenizer = ByteLevelBPETokenizer(vocabulary, merges)
         options = {
@@ -513,6 +513,7 @@ def tiny_bpe(vocabulary_size: int) -> tuple[dict[str, int], list[str]]:
     tokens = ["<s>", "<pad>", "</s>", "<unk>", *byte_symbols()]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     candidates = [(left, right) for left in ["Ġ", *letters] for right in letters]
-    merges = [f"{a} {b}" for a, b in candidates[: max(0, vocabulary_size - len(tokens) - 1)]]
+    count = max(len(letters), vocabulary_size - len(tokens) - 1)  # keras-hub fails on none
+    merges = [f"{a} {b}" for a, b in candidates[:count]]
     tokens += [merge.replace(" ", "") for merge in merges] + ["<mask>"]
     return {token: index for index, token in enumerate(tokens)}, merges
