@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -131,3 +132,29 @@ def test_strip_prefix_keeps_only_the_base_model():
     weights = {"roberta.encoder.w": np.ones(1), "lm_head.bias": np.ones(1)}
     assert list(strip_prefix(weights, "roberta")) == ["encoder.w"]
     assert list(strip_prefix({"encoder.w": np.ones(1)}, "roberta")) == ["encoder.w"]
+
+
+def test_sharded_checkpoints_and_old_layer_norm_names(tmp_path):
+    """`*.index.json` + shards read as one state dict; `LayerNorm.gamma/beta` renamed."""
+    from safetensors.numpy import save_file
+
+    weights = read_torch_state_dict(ZOO.parent / "distilbert" / "pytorch_model.bin")
+    names = sorted(weights)
+    shards = {"part-1.safetensors": names[::2], "part-2.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma"): weights[k] for k in keys}
+        save_file(renamed, str(tmp_path / shard))
+    weight_map = {
+        k.replace("LayerNorm.weight", "LayerNorm.gamma"): shard
+        for shard, keys in shards.items()
+        for k in keys
+    }
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    read = read_hf_weights(tmp_path)
+    assert sorted(read) == names
+    for key in names:
+        np.testing.assert_array_equal(read[key], weights[key])
+    (tmp_path / "part-2.safetensors").unlink()
+    with pytest.raises(EncoderLoadError, match="shard 'part-2.safetensors' is missing"):
+        read_hf_weights(tmp_path)
