@@ -139,3 +139,16 @@ def test_padding_uses_the_tokenizer_pad_id():
     encoder = wordpiece_encoder(vocabulary, True, 8)
     dense = encoder.pad(encoder(tf.constant(["w0", "w0 w0 w0"])))
     assert dense["token_ids"].numpy()[0].tolist() == [2, 4, 3, 1, 1]
+
+
+def test_literal_special_tokens_and_line_separators_as_hugging_face():
+    """BertTokenizer keeps a literal `[CLS]` whole (lower-casing spares it, not `[cls]`) and
+    splits at U+2028 / U+2029 (Python's `str.split`)."""
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "[", "]", "cl", "##s"]
+    tokenizer = WordPieceTokenizer(vocabulary, lowercase=True)
+    texts = tf.constant(["A\u2028B\u2029a", "a[CLS]b [cls] [MASK]"])
+    ids = tf.function(tokenizer.tokenize)(texts).to_list()
+    assert [[vocabulary[i] for i in row] for row in ids] == [
+        ["a", "b", "a"],
+        ["a", "[CLS]", "b", "[", "cl", "##s", "]", "[MASK]"],
+    ]

@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import keras_hub
 import tensorflow as tf
+import tensorflow_text as tf_text
 
 from xtune.encoders.adapter import (
     FAMILIES,
@@ -28,10 +29,13 @@ from xtune.encoders.encoder import HIDDEN_ACTIVATIONS, set_hidden_activation
 
 VOCAB_FILE = "vocab.txt"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+# BertTokenizer's special tokens: written literally in a text, each is its own id.
+LITERAL_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Hugging Face's BasicTokenizer drops control/format characters (Unicode category C*) except
-# \t \n \r, which it treats as whitespace like every Zs space.
+# \t \n \r, which it treats as whitespace like every Zs space; Python's `str.split` then also
+# splits at the line and paragraph separators U+2028 / U+2029 (Zl, Zp).
 CONTROL_CHARACTERS = r"[^\P{C}\t\n\r]"
-WHITESPACE = r"[\t\n\r\p{Zs}]"
+WHITESPACE = r"[\t\n\r\p{Zs}\p{Zl}\p{Zp}]"
 
 # keras-hub's layer names in a BertBackbone, by parameter group.
 EMBEDDING_LAYERS = (
@@ -71,11 +75,14 @@ class WordPieceTokenizer(PieceTokenizer):
         self.sep_id = self.vocabulary.index("[SEP]")
         self.pad_id = self.vocabulary.index("[PAD]")
         self.unk_id = self.vocabulary.index("[UNK]")
+        self.literal_specials = [t for t in LITERAL_SPECIAL_TOKENS if t in self.vocabulary]
         self.wordpiece = keras_hub.tokenizers.WordPieceTokenizer(
             vocabulary=self.vocabulary,
             lowercase=False,
             strip_accents=self.lowercase,
             split_on_cjk=True,
+            special_tokens=self.literal_specials,
+            special_tokens_in_strings=True,
             dtype="int32",
         )
 
@@ -87,8 +94,19 @@ class WordPieceTokenizer(PieceTokenizer):
         texts = tf.strings.regex_replace(texts, CONTROL_CHARACTERS, "")
         texts = tf.strings.regex_replace(texts, WHITESPACE, " ")
         if self.lowercase:
-            texts = tf.strings.lower(texts, encoding="utf-8")
+            texts = self.lower_outside_specials(texts)
         return self.wordpiece(texts)
+
+    def lower_outside_specials(self, texts: Any) -> Any:
+        """Lower-case everything but literal special tokens, as Hugging Face does."""
+        pattern = "|".join(re.escape(token) for token in self.literal_specials)
+        pieces = tf_text.regex_split(texts, pattern, keep_delim_regex_pattern=pattern)
+        special = tf.zeros_like(pieces.flat_values, dtype=tf.bool)
+        for token in self.literal_specials:
+            special |= tf.equal(pieces.flat_values, token)
+        lowered = tf.strings.lower(pieces.flat_values, encoding="utf-8")
+        pieces = pieces.with_flat_values(tf.where(special, pieces.flat_values, lowered))
+        return tf.strings.reduce_join(pieces, axis=-1)
 
     def save(self, folder: Path) -> dict[str, Any]:
         (Path(folder) / VOCAB_FILE).write_text(
