@@ -122,7 +122,8 @@ class WordPieceTokenizer(PieceTokenizer):
         return {"lowercase": self.lowercase}
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(f"wordpiece lower={self.lowercase}\n".encode())
+        # v2: literal special tokens and U+2028/U+2029 (older caches hold other ids).
+        digest = hashlib.sha256(f"wordpiece v2 lower={self.lowercase}\n".encode())
         digest.update("\n".join(self.vocabulary).encode("utf-8"))
         return digest.hexdigest()[:24]
 
