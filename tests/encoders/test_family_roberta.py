@@ -78,6 +78,7 @@ def test_token_ids_match_hugging_face(adapter, ref):
     literal special tokens and a very long string."""
     hf = tf.RaggedTensor.from_row_lengths(ref["ids"], ref["row_lengths"]).to_list()
     ids = adapter.tokenizer.tokenize(tf.constant(ref["strings"]))
+    assert isinstance(ids, tf.RaggedTensor) and ids.dtype == tf.int32  # eagerly too
     assert max(len(row) for row in hf) > 1000
     for text, ours, theirs in zip(ref["strings"], as_lists(ids), hf, strict=True):
         assert ours == theirs, text

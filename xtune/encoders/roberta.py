@@ -105,6 +105,12 @@ class WhitespaceExactBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
     """keras-hub's `BytePairTokenizer` whose TensorFlow path pre-splits with
     `split_for_bpe`; the rest (cache, merges, id lookup) is keras-hub's `_tokenize_tf`."""
 
+    def tokenize_ragged(self, inputs: Any) -> tf.RaggedTensor:
+        """Ids as a `tf.RaggedTensor` in a graph and eagerly alike (keras-hub's `tokenize`
+        turns eager results into Python lists)."""
+        with tf.device("cpu"):
+            return self._tokenize_tf(tf.convert_to_tensor(inputs, tf.string))
+
     def _tokenize_tf(self, inputs):
         self._maybe_initialized_tf()
         if self.add_prefix_space:
@@ -204,7 +210,7 @@ class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
     # none (its loops are tf.while_loop already), so every trace skips it.
     @tf.autograph.experimental.do_not_convert
     def bpe_tokenize(self, texts: Any) -> Any:
-        return self.bpe(texts)
+        return self.bpe.tokenize_ragged(texts)
 
     def save(self, folder: Path) -> dict[str, Any]:
         folder = Path(folder)
