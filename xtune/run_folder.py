@@ -141,13 +141,14 @@ class RunFolder:
         encoder.json record (`xtune.encoders.write_encoder_files`)."""
         from xtune.encoders import write_encoder_files
 
-        scratch = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=self.path))
-        try:
-            stored = write_encoder_files(encoder, scratch)
-            for file in sorted(scratch.iterdir()):
-                os.replace(file, self.path / file.name)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        with write_errors_reported(self.path / "encoder.json"):
+            scratch = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=self.path))
+            try:
+                stored = write_encoder_files(encoder, scratch)
+                for file in sorted(scratch.iterdir()):
+                    os.replace(file, self.path / file.name)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         return stored
 
     def write_weights(self, model: Any, name: str = WEIGHTS_FILE) -> Path:
