@@ -5,7 +5,7 @@ Layout of an export folder (`xtune export RUN OUT`):
 ```
 OUT/saved_model.pb, fingerprint.pb, variables/   the SavedModel (weights stored once)
 OUT/assets/labels.txt                            label names, one a line, in output order
-OUT/assets/vocab.txt                             the WordPiece vocabulary (for id clients)
+OUT/assets/vocab.txt, ...                        the tokenizer's files (for id clients)
 OUT/assets/export.json                           the metadata below
 OUT/export.json                                  the same, plus sizes and the export check
 ```
@@ -14,14 +14,15 @@ Signatures (see `serving_module.py` for the outputs):
 
 - `serving_default(text)` or, for runs trained on pairs, `serving_default(text, text_pair)`:
   batches of raw `tf.string`, tokenized in-graph by the run's own `TextEncoder`;
-- `tokenize(text[, text_pair])`: the padded `token_ids`, `segment_ids`, `padding_mask`;
-- `serving_token_ids(token_ids, segment_ids, padding_mask)`: the classifier on ids.
+- `tokenize(text[, text_pair])`: the padded `token_ids`, `segment_ids` (for encoders that take
+  them), `padding_mask`;
+- `serving_token_ids(token_ids, [segment_ids,] padding_mask)`: the classifier on ids.
 
 Loaders need `tensorflow` and `tensorflow-text` only: `import tensorflow_text` before
 `tf.saved_model.load` (TF Serving needs a build with the TF-Text ops, and OUT to be a
 numbered version folder such as `models/appeals/1`). A server without
 TF-Text ops cannot load any graph that contains them, so `export_token_id_model` writes a
-separate SavedModel with only `serving_token_ids`; its clients tokenize with `assets/vocab.txt`
+separate SavedModel with only `serving_token_ids`; its clients tokenize with the tokenizer files
 and the `tokenizer` settings of `export.json`.
 
 The folder is written next to OUT under a temporary name, reloaded and checked against the
@@ -247,21 +248,22 @@ def export_metadata(run: TrainedRun, module_class: type) -> dict[str, Any]:
         "decision_rule": decision_rule,
         "thresholds": thresholds,
         "thresholds_tuned": run.thresholds is not None,
-        "tokenizer": {**settings, "vocabulary_size": len(run.text_encoder.vocabulary)},
+        "tokenizer": {**settings, "vocabulary_size": run.text_encoder.tokenizer.vocabulary_size},
+        "token_id_inputs": list(run.text_encoder.input_names),
         "max_length": settings["max_length"],
         "truncation": settings["truncation"],
         "head_tokens": settings["head_tokens"],
-        "lowercase": settings["lowercase"],
+        "lowercase": settings.get("lowercase"),
     }
 
 
 def write_asset_files(folder: Path, run: TrainedRun, metadata: dict[str, Any]) -> list[Path]:
     files = {
         "labels.txt": "".join(f"{name}\n" for name in run.labels),
-        "vocab.txt": "".join(f"{token}\n" for token in run.text_encoder.vocabulary),
         EXPORT_FILE: json.dumps(metadata, indent=1, ensure_ascii=False),
     }
-    paths = []
+    run.text_encoder.tokenizer.save(folder)  # vocab.txt for BERT; the family's own files
+    paths = sorted(path for path in folder.iterdir() if path.name not in files)
     for name, text in files.items():
         path = folder / name
         path.write_text(text, encoding="utf-8")

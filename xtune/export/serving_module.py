@@ -111,6 +111,9 @@ class TextServingModule(TokenIdServingModule):
     def __init__(self, run: Any, metadata: dict[str, Any], asset_files: list[Path]):
         super().__init__(run, metadata, asset_files)
         text_encoder = run.text_encoder
+        # Tracked as an attribute, so the SavedModel keeps the tokenizer's resources
+        # (SentencePiece models, BPE lookup tables); a closure alone leaves them untracked.
+        self.text_tokenizer = text_encoder.tokenizer
         classify = self.serving_token_ids
         # Both signatures call one traced `tokenize`, so its graph (with the tokenizer's model
         # built from its vocabulary) is stored once.

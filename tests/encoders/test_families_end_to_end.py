@@ -1,0 +1,65 @@
+"""Every Hugging Face family end to end: a grid trains one row per family, each run exports.
+
+One grid process trains all families (1 epoch of 2 steps on the tiny grid data), so the
+encoders share the data reading and the process; each run folder then exports to a
+SavedModel whose raw-string signature must reproduce the in-framework probabilities and the
+token-id signature's (export's own check, tolerance 1e-5), and the exported ids must equal
+the run's tokenizer's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.grid.grid_helpers import read_lines, tiny_base, write_grid, write_tiny_data
+
+HF_TINY = Path(__file__).parent.parent / "fixtures" / "hf_tiny"
+FAMILIES = ("bert", "roberta", "distilbert", "albert", "albert_vocab_txt", "xlm_roberta")
+
+
+@pytest.fixture(scope="module")
+def family_grid(tmp_path_factory) -> tuple[Path, list[dict]]:
+    from xtune.grid.runner import run_grid
+
+    root = tmp_path_factory.mktemp("families")
+    base = tiny_base(write_tiny_data(root / "data"), root / "runs")
+    base["training"].update(save_weights=True, steps_per_epoch=2)
+    base["encoder"] = {"name": "hf", "path": str(HF_TINY / "bert")}
+    variants = {family: {"encoder.path": str(HF_TINY / family)} for family in FAMILIES}
+    grid = write_grid(
+        root / "families.yaml",
+        {"name": "families", "base": base, "variants": variants, "seeds": [0]},
+    )
+    assert run_grid(grid, output=root / "results") == 0
+    return root, read_lines(root / "results" / "results.jsonl")
+
+
+def test_grid_trains_every_family(family_grid):
+    _, lines = family_grid
+    assert sorted(line["row"] for line in lines) == sorted(FAMILIES)
+    assert all(line["status"] == "ok" for line in lines), [line.get("error") for line in lines]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_run_exports_and_serves_like_training(family_grid, family):
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
+
+    from xtune.export.saved_model import export_run
+    from xtune.run_folder import load_run
+
+    root, lines = family_grid
+    line = next(line for line in lines if line["row"] == family)
+    run = load_run(line["run_dir"])
+    result = export_run(run, root / "exports" / family)
+    assert result.metadata["check"]["max_abs_difference"] <= 1e-5
+
+    texts = ["港灣東格 hello", "", "意理真空" * 20]
+    served = tf.saved_model.load(str(result.path)).signatures["tokenize"](text=tf.constant(texts))
+    expected = run.text_encoder.pad(run.text_encoder(tf.constant(texts)))
+    assert sorted(served) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(served[name].numpy(), np.asarray(value))
