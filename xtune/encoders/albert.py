@@ -19,24 +19,22 @@ import keras_hub
 
 from xtune.encoders.adapter import (
     FAMILIES,
-    EncoderAdapter,
     EncoderLoadError,
     Packing,
     PieceTokenizer,
-    match_lora_layers,
 )
 from xtune.encoders.bert import WordPieceTokenizer, hf_lowercase, read_vocabulary
-from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
+from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
     port_dense,
     port_norm,
     port_transformer_block,
-    set_block_activation,
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
+from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
 EMBEDDING_LAYERS = (
     "token_embedding",
@@ -50,7 +48,7 @@ GROUP_LAYER = re.compile(r"group_(\d+)_inner_layer_(\d+)")
 
 
 @FAMILIES.register("albert")
-class AlbertAdapter(EncoderAdapter):
+class AlbertAdapter(KerasHubTransformerAdapter):
     """keras-hub's `AlbertBackbone` with a SentencePiece or WordPiece tokenizer.
 
     Parameter groups with shared layers: group `g`'s blocks are applied `num_layers /
@@ -60,36 +58,30 @@ class AlbertAdapter(EncoderAdapter):
     weights the top layer's rate (decaying them by `decay^(L-1)` would all but freeze the whole
     encoder), and `train_top_layers: k` keeps them trainable for any k >= 1. The embeddings
     group holds the factorised embeddings and their projection to the hidden size.
-    `hidden_states` has one entry per application (`num_layers`), as Hugging Face's.
+    `hidden_states` has one entry per application (`num_layers`), as Hugging Face's. LoRA
+    wraps each shared block's projections once: its delta applies at every application.
     """
 
     family = "albert"
     packing = Packing("bert", segment_ids=True)
+    backbone_class = "AlbertBackbone"
+    embedding_layers = EMBEDDING_LAYERS
+    default_activation = "gelu_approximate"
 
     def __init__(
         self,
         backbone: keras.Model,
         tokenizer: PieceTokenizer,
         source: str,
-        hidden_activation: str = "gelu_approximate",
+        hidden_activation: str | None = None,
     ):
-        super().__init__(backbone, tokenizer, source)
-        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
-        self.hidden_activation = hidden_activation
+        super().__init__(backbone, tokenizer, source, hidden_activation)
         # Built now: the shared blocks' call nodes 0..r-1 are the backbone's own graph.
         self._features_model = self.build_features_model()
 
     def features_model(self) -> keras.Model:
         """A functional view of the backbone with every layer application's output."""
         return self._features_model
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.backbone.num_layers)
-
-    @property
-    def max_positions(self) -> int:
-        return int(self.backbone.max_sequence_length)
 
     @property
     def applications_per_group(self) -> int:
@@ -114,10 +106,6 @@ class AlbertAdapter(EncoderAdapter):
         }
         return keras.Model(self.backbone.input, outputs, name="albert_features")
 
-    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
-        return {**outputs, "padding_mask": inputs["padding_mask"]}
-
     def parameter_group(self, variable_path: str) -> str | None:
         layer = variable_path.split("/")[0]
         if layer in EMBEDDING_LAYERS:
@@ -129,29 +117,6 @@ class AlbertAdapter(EncoderAdapter):
             return None
         last_application = (int(match.group(1)) + 1) * self.applications_per_group - 1
         return f"layer_{last_application}"
-
-    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
-        """Each shared block's projections once: its LoRA delta applies at every application."""
-        return match_lora_layers(self.blocks(), list(targets))
-
-    @property
-    def word_embeddings(self) -> keras.Variable:
-        return self.backbone.token_embedding.embeddings
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "backbone_class": "AlbertBackbone",
-            "backbone_config": self.backbone.get_config(),
-            "hidden_activation": self.hidden_activation,
-            "source": self.source,
-        }
-
-    @classmethod
-    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> AlbertAdapter:
-        config = dict(record["backbone_config"])
-        config.pop("dtype", None)  # follow the current global policy
-        backbone = keras_hub.models.AlbertBackbone.from_config(config)
-        return cls(backbone, tokenizer, record["source"], record["hidden_activation"])
 
     @classmethod
     def from_hf_folder(
@@ -188,20 +153,8 @@ class AlbertAdapter(EncoderAdapter):
         from xtune.encoders.bert import BertAdapter
 
         tokenizer = BertAdapter.tiny_random(vocabulary_size).tokenizer
-        options = {
-            "num_layers": 2,
-            "num_groups": 2,
-            "num_heads": 2,
-            "embedding_dim": 8,
-            "hidden_dim": 16,
-            "intermediate_dim": 32,
-            "max_sequence_length": 64,
-            "dropout": 0.0,
-            **kwargs,
-        }
-        backbone = keras_hub.models.AlbertBackbone(
-            vocabulary_size=tokenizer.vocabulary_size, **options
-        )
+        options = {"num_groups": 2, "embedding_dim": 8, **kwargs}
+        backbone = cls.tiny_backbone(tokenizer.vocabulary_size, **options)
         return cls(backbone, tokenizer, "tiny random ALBERT", "gelu_approximate")
 
 

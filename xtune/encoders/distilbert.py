@@ -9,7 +9,6 @@ keras-hub's), so the conversion is one-to-one.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,17 @@ import keras_hub
 
 from xtune.encoders.adapter import (
     FAMILIES,
-    EncoderAdapter,
     EncoderLoadError,
     Packing,
-    PieceTokenizer,
-    match_lora_layers,
 )
 from xtune.encoders.bert import BertAdapter, WordPieceTokenizer, hf_lowercase, read_vocabulary
-from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
-from xtune.encoders.hf_port import assign, port_norm, port_transformer_block, set_block_activation
+from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
+from xtune.encoders.hf_port import assign, port_norm, port_transformer_block
 from xtune.encoders.hf_port import tensor as hf_tensor
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
 EMBEDDING_LAYERS = ("token_and_position_embedding", "embeddings_layer_norm")
-TRANSFORMER_LAYER = re.compile(r"transformer_layer_(\d+)")
 # HF names inside `transformer.layer.{i}.` for each role of a keras-hub TransformerEncoder.
 DISTILBERT_BLOCK_KEYS = {
     "query": "attention.q_lin",
@@ -46,79 +42,13 @@ DISTILBERT_BLOCK_KEYS = {
 
 
 @FAMILIES.register("distilbert")
-class DistilBertAdapter(EncoderAdapter):
+class DistilBertAdapter(KerasHubTransformerAdapter):
     """keras-hub's `DistilBertBackbone` with BERT's WordPiece tokenizer."""
 
     family = "distilbert"
     packing = Packing("bert", segment_ids=False)
-
-    def __init__(
-        self,
-        backbone: keras.Model,
-        tokenizer: PieceTokenizer,
-        source: str,
-        hidden_activation: str = "gelu_exact",
-    ):
-        super().__init__(backbone, tokenizer, source)
-        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
-        self.hidden_activation = hidden_activation
-        self._features_model: keras.Model | None = None
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.backbone.num_layers)
-
-    @property
-    def max_positions(self) -> int:
-        return int(self.backbone.max_sequence_length)
-
-    def blocks(self) -> list[keras.layers.Layer]:
-        return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
-
-    def features_model(self) -> keras.Model:
-        """The backbone's graph, also exposing every transformer layer's output."""
-        if self._features_model is None:
-            outputs = {
-                "sequence_output": self.backbone.output,
-                "hidden_states": [block.output for block in self.blocks()],
-            }
-            self._features_model = keras.Model(
-                self.backbone.input, outputs, name="distilbert_features"
-            )
-        return self._features_model
-
-    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
-        return {**outputs, "padding_mask": inputs["padding_mask"]}
-
-    def parameter_group(self, variable_path: str) -> str | None:
-        layer = variable_path.split("/")[0]
-        if layer in EMBEDDING_LAYERS:
-            return "embeddings"
-        match = TRANSFORMER_LAYER.fullmatch(layer)
-        return f"layer_{match.group(1)}" if match else None
-
-    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
-        return match_lora_layers(self.blocks(), list(targets))
-
-    @property
-    def word_embeddings(self) -> keras.Variable:
-        return self.backbone.token_embedding.embeddings
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "backbone_class": "DistilBertBackbone",
-            "backbone_config": self.backbone.get_config(),
-            "hidden_activation": self.hidden_activation,
-            "source": self.source,
-        }
-
-    @classmethod
-    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> DistilBertAdapter:
-        config = dict(record["backbone_config"])
-        config.pop("dtype", None)  # follow the current global policy
-        backbone = keras_hub.models.DistilBertBackbone.from_config(config)
-        return cls(backbone, tokenizer, record["source"], record["hidden_activation"])
+    backbone_class = "DistilBertBackbone"
+    embedding_layers = EMBEDDING_LAYERS
 
     @classmethod
     def from_hf_folder(
@@ -148,18 +78,7 @@ class DistilBertAdapter(EncoderAdapter):
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> DistilBertAdapter:
         """2 layers, hidden 16, over `BertAdapter.tiny_random`'s WordPiece vocabulary."""
         tokenizer = BertAdapter.tiny_random(vocabulary_size).tokenizer
-        options = {
-            "num_layers": 2,
-            "num_heads": 2,
-            "hidden_dim": 16,
-            "intermediate_dim": 32,
-            "max_sequence_length": 64,
-            "dropout": 0.0,
-            **kwargs,
-        }
-        backbone = keras_hub.models.DistilBertBackbone(
-            vocabulary_size=tokenizer.vocabulary_size, **options
-        )
+        backbone = cls.tiny_backbone(tokenizer.vocabulary_size, **kwargs)
         return cls(backbone, tokenizer, "tiny random DistilBERT")
 
 

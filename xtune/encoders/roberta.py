@@ -17,7 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import keras
 import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -25,22 +24,20 @@ from keras_hub.src.tokenizers import byte_pair_tokenizer as keras_hub_bpe
 
 from xtune.encoders.adapter import (
     FAMILIES,
-    EncoderAdapter,
     EncoderLoadError,
     Packing,
     PieceTokenizer,
-    match_lora_layers,
 )
-from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
+from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
     port_dense,
     port_norm,
     port_transformer_block,
-    set_block_activation,
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
 VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
 # Hugging Face's RobertaTokenizer defaults; tokenizer_config.json may rename them.
@@ -54,7 +51,6 @@ DEFAULT_SPECIAL_TOKENS = {
 KERAS_HUB_EPSILON = 1e-5  # what RobertaBackbone's layer norms are built with
 EMBEDDING_LAYERS = ("embeddings", "embeddings_layer_norm")
 POOLER_LAYER = "pooler_dense"
-TRANSFORMER_LAYER = re.compile(r"transformer_layer_(\d+)")
 # HF names inside `encoder.layer.{i}.` for each role of a keras-hub TransformerEncoder.
 BERT_BLOCK_KEYS = {
     "query": "attention.self.query",
@@ -289,109 +285,16 @@ def read_bpe_tokenizer_json(path: Path) -> tuple[dict[str, int], list[str]]:
 
 
 @FAMILIES.register("roberta")
-class RobertaAdapter(EncoderAdapter):
+class RobertaAdapter(KerasHubTransformerAdapter):
     """keras-hub's `RobertaBackbone` (+ the checkpoint's pooler) with a byte-level BPE."""
 
     family = "roberta"
     packing = Packing("roberta", segment_ids=False)
-
-    def __init__(
-        self,
-        backbone: keras.Model,
-        tokenizer: PieceTokenizer,
-        source: str,
-        hidden_activation: str = "gelu_exact",
-        layer_norm_epsilon: float = KERAS_HUB_EPSILON,
-        pooler: bool = False,
-    ):
-        super().__init__(backbone, tokenizer, source)
-        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
-        for norm in self.layer_norms():
-            norm.epsilon = layer_norm_epsilon
-        self.hidden_activation = hidden_activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.pooler: keras.layers.Dense | None = None
-        if pooler:
-            hidden = int(backbone.hidden_dim)
-            self.pooler = keras.layers.Dense(hidden, activation="tanh", name=POOLER_LAYER)
-            self.pooler.build((None, hidden))
-        self._features_model: keras.Model | None = None
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.backbone.num_layers)
-
-    @property
-    def max_positions(self) -> int:
-        return int(self.backbone.max_sequence_length)
-
-    def blocks(self) -> list[keras.layers.Layer]:
-        return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
-
-    def layer_norms(self) -> list[keras.layers.Layer]:
-        norms = [self.backbone.get_layer("embeddings_layer_norm")]
-        for block in self.blocks():
-            norms += [block._self_attention_layer_norm, block._feedforward_layer_norm]
-        return norms
-
-    def features_model(self) -> keras.Model:
-        """The backbone's graph, also exposing every transformer layer and the pooler."""
-        if self._features_model is None:
-            sequence = self.backbone.output
-            outputs = {
-                "sequence_output": sequence,
-                "hidden_states": [block.output for block in self.blocks()],
-            }
-            if self.pooler is not None:
-                outputs["pooled_output"] = self.pooler(sequence[:, 0, :])
-            self._features_model = keras.Model(
-                self.backbone.input, outputs, name="roberta_features"
-            )
-        return self._features_model
-
-    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
-        return {**outputs, "padding_mask": inputs["padding_mask"]}
-
-    def parameter_group(self, variable_path: str) -> str | None:
-        layer = variable_path.split("/")[0]
-        if layer in EMBEDDING_LAYERS:
-            return "embeddings"
-        if layer == POOLER_LAYER and self.pooler is not None:
-            return "pooler"
-        match = TRANSFORMER_LAYER.fullmatch(layer)
-        return f"layer_{match.group(1)}" if match else None
-
-    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
-        return match_lora_layers(self.blocks(), list(targets))
-
-    @property
-    def word_embeddings(self) -> keras.Variable:
-        return self.backbone.token_embedding.embeddings
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "backbone_class": "RobertaBackbone",
-            "backbone_config": self.backbone.get_config(),
-            "hidden_activation": self.hidden_activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "pooler": self.pooler is not None,
-            "source": self.source,
-        }
-
-    @classmethod
-    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> RobertaAdapter:
-        config = dict(record["backbone_config"])
-        config.pop("dtype", None)  # follow the current global policy
-        backbone = keras_hub.models.RobertaBackbone.from_config(config)
-        return cls(
-            backbone,
-            tokenizer,
-            record["source"],
-            record["hidden_activation"],
-            record["layer_norm_epsilon"],
-            record["pooler"],
-        )
+    backbone_class = "RobertaBackbone"
+    embedding_layers = EMBEDDING_LAYERS
+    keras_hub_epsilon = KERAS_HUB_EPSILON
+    optional_pooler = True
+    pooler_layer = POOLER_LAYER
 
     @classmethod
     def from_hf_folder(
@@ -429,18 +332,7 @@ class RobertaAdapter(EncoderAdapter):
         (at least 287 ids: every byte needs one, and keras-hub needs some merges)."""
         vocabulary, merges = tiny_bpe(vocabulary_size)
         tokenizer = ByteLevelBPETokenizer(vocabulary, merges)
-        options = {
-            "num_layers": 2,
-            "num_heads": 2,
-            "hidden_dim": 16,
-            "intermediate_dim": 32,
-            "max_sequence_length": 64,
-            "dropout": 0.0,
-            **kwargs,
-        }
-        backbone = keras_hub.models.RobertaBackbone(
-            vocabulary_size=tokenizer.vocabulary_size, **options
-        )
+        backbone = cls.tiny_backbone(tokenizer.vocabulary_size, **kwargs)
         return cls(backbone, tokenizer, "tiny random RoBERTa", pooler=True)
 
 

@@ -20,22 +20,19 @@ import keras_hub
 
 from xtune.encoders.adapter import (
     FAMILIES,
-    EncoderAdapter,
     EncoderLoadError,
     Packing,
-    PieceTokenizer,
-    match_lora_layers,
 )
-from xtune.encoders.encoder import ACTIVATION_FUNCTIONS, HIDDEN_ACTIVATIONS
+from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
     port_norm,
     port_transformer_block,
-    set_block_activation,
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
+from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
 EMBEDDING_LAYERS = ("embeddings", "embeddings_layer_norm")
 
@@ -49,97 +46,14 @@ KERAS_HUB_EPSILON = 1e-5  # what XLMRobertaBackbone's layer norms are built with
 
 
 @FAMILIES.register("xlm_roberta")
-class XlmRobertaAdapter(EncoderAdapter):
+class XlmRobertaAdapter(KerasHubTransformerAdapter):
     """keras-hub's `XLMRobertaBackbone` with an XLM-R SentencePiece tokenizer."""
 
     family = "xlm_roberta"
     packing = Packing("roberta", segment_ids=False)
-
-    def __init__(
-        self,
-        backbone: keras.Model,
-        tokenizer: PieceTokenizer,
-        source: str,
-        hidden_activation: str = "gelu_exact",
-        layer_norm_epsilon: float = KERAS_HUB_EPSILON,
-    ):
-        super().__init__(backbone, tokenizer, source)
-        set_block_activation(self.blocks(), ACTIVATION_FUNCTIONS[hidden_activation])
-        for norm in self.layer_norms():
-            norm.epsilon = layer_norm_epsilon
-        self.hidden_activation = hidden_activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self._features_model: keras.Model | None = None
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.backbone.num_layers)
-
-    @property
-    def max_positions(self) -> int:
-        return int(self.backbone.max_sequence_length)
-
-    def blocks(self) -> list[keras.layers.Layer]:
-        return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
-
-    def layer_norms(self) -> list[keras.layers.Layer]:
-        norms = [self.backbone.get_layer("embeddings_layer_norm")]
-        for block in self.blocks():
-            norms += [block._self_attention_layer_norm, block._feedforward_layer_norm]
-        return norms
-
-    def features_model(self) -> keras.Model:
-        """The backbone's graph, also exposing every transformer layer's output."""
-        if self._features_model is None:
-            outputs = {
-                "sequence_output": self.backbone.output,
-                "hidden_states": [block.output for block in self.blocks()],
-            }
-            self._features_model = keras.Model(
-                self.backbone.input, outputs, name="xlm_roberta_features"
-            )
-        return self._features_model
-
-    def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        outputs = self.features_model()({name: inputs[name] for name in self.input_names})
-        return {**outputs, "padding_mask": inputs["padding_mask"]}
-
-    def parameter_group(self, variable_path: str) -> str | None:
-        layer = variable_path.split("/")[0]
-        if layer in EMBEDDING_LAYERS:
-            return "embeddings"
-        if layer.startswith("transformer_layer_") and layer[18:].isdigit():
-            return f"layer_{layer[18:]}"
-        return None
-
-    def lora_layers(self, targets: list[str]) -> list[keras.layers.Layer]:
-        return match_lora_layers(self.blocks(), list(targets))
-
-    @property
-    def word_embeddings(self) -> keras.Variable:
-        return self.backbone.token_embedding.embeddings
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "backbone_class": "XLMRobertaBackbone",
-            "backbone_config": self.backbone.get_config(),
-            "hidden_activation": self.hidden_activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "source": self.source,
-        }
-
-    @classmethod
-    def rebuild(cls, record: dict[str, Any], tokenizer: PieceTokenizer) -> XlmRobertaAdapter:
-        config = dict(record["backbone_config"])
-        config.pop("dtype", None)  # follow the current global policy
-        backbone = keras_hub.models.XLMRobertaBackbone.from_config(config)
-        return cls(
-            backbone,
-            tokenizer,
-            record["source"],
-            record["hidden_activation"],
-            record.get("layer_norm_epsilon", KERAS_HUB_EPSILON),
-        )
+    backbone_class = "XLMRobertaBackbone"
+    embedding_layers = EMBEDDING_LAYERS
+    keras_hub_epsilon = KERAS_HUB_EPSILON
 
     @classmethod
     def from_hf_folder(
@@ -171,18 +85,7 @@ class XlmRobertaAdapter(EncoderAdapter):
         and `▁w0`, `▁w1`, ... up to `vocabulary_size` fairseq ids (`<mask>` last)."""
         proto = tiny_sentencepiece_proto(vocabulary_size)
         tokenizer = SentencePieceTokenizer.xlm_roberta(proto, lowercase=True)
-        options = {
-            "num_layers": 2,
-            "num_heads": 2,
-            "hidden_dim": 16,
-            "intermediate_dim": 32,
-            "max_sequence_length": 64,
-            "dropout": 0.0,
-            **kwargs,
-        }
-        backbone = keras_hub.models.XLMRobertaBackbone(
-            vocabulary_size=tokenizer.vocabulary_size, **options
-        )
+        backbone = cls.tiny_backbone(tokenizer.vocabulary_size, **kwargs)
         return cls(backbone, tokenizer, "tiny random XLM-R")
 
 
