@@ -27,6 +27,7 @@ import numpy as np
 import sentencepiece as spm
 import torch
 import transformers
+from make_tiny_hf_models import fresh_folder, save_weights, tokenizer_ids
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hf_tiny"
 SEED = 0
@@ -93,33 +94,6 @@ def train_sentencepiece(vocab_size: int, **options) -> bytes:
     return model.getvalue()
 
 
-def fresh_folder(name: str) -> Path:
-    folder = OUT / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
-
-
-def save_weights(model: torch.nn.Module, folder: Path) -> None:
-    """config.json + model.safetensors (save_pretrained) and the same weights as a .bin."""
-    model.save_pretrained(folder)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, folder / "pytorch_model.bin")
-
-
-def tokenizer_ids(tokenizer) -> dict[str, np.ndarray]:
-    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in STRINGS]
-    pair = tokenizer(PAIR[0], PAIR[1])["input_ids"]
-    return {
-        "ids": np.array([i for row in rows for i in row], dtype=np.int32),
-        "row_lengths": np.array([len(row) for row in rows], dtype=np.int32),
-        "pair_ids": np.array(pair, dtype=np.int32),
-        "strings": np.array(STRINGS),
-        "pair": np.array(PAIR),
-    }
-
-
 def reference_outputs(model: torch.nn.Module, tokenizer, pad_id: int) -> dict[str, np.ndarray]:
     """The model on two right-padded rows of different length, one a pair (segment ids 1)."""
     first = tokenizer(REFERENCE_TEXTS[0])
@@ -160,7 +134,7 @@ def write_reference(folder: Path, model, tokenizer, pad_id: int) -> None:
     np.savez_compressed(
         folder / "reference.npz",
         **reference_outputs(model, tokenizer, pad_id),
-        **tokenizer_ids(tokenizer),
+        **tokenizer_ids(tokenizer, STRINGS),
     )
 
 

@@ -116,15 +116,16 @@ def save_weights(model: torch.nn.Module, folder: Path) -> None:
     torch.save(state, folder / "pytorch_model.bin")
 
 
-def tokenizer_ids(tokenizer) -> dict[str, np.ndarray]:
-    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in STRINGS]
+def tokenizer_ids(tokenizer, strings: list[str] = STRINGS) -> dict[str, np.ndarray]:
+    """The HF tokenizer's ids for `strings` (no special tokens) and for `PAIR` (with them)."""
+    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in strings]
     pair = tokenizer(PAIR[0], PAIR[1])["input_ids"]
     return {
         "ids": np.array([i for row in rows for i in row], dtype=np.int32),
         "row_lengths": np.array([len(row) for row in rows], dtype=np.int32),
         "pair_ids": np.array(pair, dtype=np.int32),
         "pair": np.array(PAIR),
-        "strings": np.array(STRINGS),
+        "strings": np.array(strings),
     }
 
 

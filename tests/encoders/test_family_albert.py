@@ -4,45 +4,30 @@ vocab.txt), shared-layer parameter groups, rebuild. Fixtures: tools/make_tiny_hf
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.encoders.family_helpers import (
+    FIXTURES,
+    WEIGHT_FILES,
+    as_lists,
+    folder_with_only,
+    reference,
+)
 from xtune.encoders import load_encoder
 from xtune.encoders.adapter import EncoderLoadError
 from xtune.encoders.albert import AlbertAdapter, albert_tokenizer
 from xtune.encoders.bert import WordPieceTokenizer
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "hf_tiny"
 VARIANTS = ("albert", "albert_vocab_txt")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def folder_with_only(variant: str, weights: str, tmp_path: Path) -> Path:
-    """A copy of the fixture folder holding one of the two weight files."""
-    folder = tmp_path / variant
-    shutil.copytree(FIXTURES / variant, folder)
-    for name in WEIGHT_FILES:
-        if name != weights:
-            (folder / name).unlink()
-    return folder
-
-
-def reference(variant: str) -> dict[str, np.ndarray]:
-    with np.load(FIXTURES / variant / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
 
 
 def hf_ids(ref: dict[str, np.ndarray]) -> list[list[int]]:
     return tf.RaggedTensor.from_row_lengths(ref["ids"], ref["row_lengths"]).to_list()
-
-
-def as_lists(ids) -> list[list[int]]:
-    return ids.to_list() if hasattr(ids, "to_list") else [list(row) for row in ids]
 
 
 @pytest.fixture(scope="module")

@@ -5,35 +5,29 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.encoders.family_helpers import (
+    FIXTURES,
+    WEIGHT_FILES,
+    as_lists,
+    folder_with_only,
+    reference,
+)
 from xtune.encoders import load_encoder
 from xtune.encoders.adapter import EncoderLoadError
 from xtune.encoders.bert import WordPieceTokenizer
 from xtune.encoders.distilbert import DistilBertAdapter
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "hf_tiny" / "distilbert"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def folder_with_only(weights: str, tmp_path: Path) -> Path:
-    """A copy of the fixture folder holding one of the two weight files."""
-    folder = tmp_path / "distilbert"
-    shutil.copytree(FIXTURE, folder)
-    for name in WEIGHT_FILES:
-        if name != weights:
-            (folder / name).unlink()
-    return folder
+FIXTURE = FIXTURES / "distilbert"
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
+    return reference("distilbert")
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +35,9 @@ def adapter() -> DistilBertAdapter:
     return DistilBertAdapter.from_hf_folder(FIXTURE)
 
 
-def as_lists(ids) -> list[list[int]]:
-    return ids.to_list() if hasattr(ids, "to_list") else [list(row) for row in ids]
-
-
 @pytest.mark.parametrize("weights", WEIGHT_FILES)
 def test_backbone_matches_transformers(weights, ref, tmp_path):
-    adapter = DistilBertAdapter.from_hf_folder(folder_with_only(weights, tmp_path))
+    adapter = DistilBertAdapter.from_hf_folder(folder_with_only("distilbert", weights, tmp_path))
     assert adapter.input_names == ("token_ids", "padding_mask")
     inputs = {name: ref[name] for name in adapter.input_names}
     outputs = adapter.features_model()(inputs)

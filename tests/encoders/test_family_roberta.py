@@ -6,43 +6,33 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.encoders.family_helpers import (
+    FIXTURES,
+    WEIGHT_FILES,
+    as_lists,
+    folder_with_only,
+    reference,
+)
 from xtune.encoders import load_encoder
 from xtune.encoders.adapter import EncoderLoadError
 from xtune.encoders.roberta import ByteLevelBPETokenizer, RobertaAdapter
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "hf_tiny" / "roberta"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def folder_with_only(weights: str, tmp_path: Path) -> Path:
-    """A copy of the fixture folder holding one of the two weight files."""
-    folder = tmp_path / "roberta"
-    shutil.copytree(FIXTURE, folder)
-    for name in WEIGHT_FILES:
-        if name != weights:
-            (folder / name).unlink()
-    return folder
+FIXTURE = FIXTURES / "roberta"
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
+    return reference("roberta")
 
 
 @pytest.fixture(scope="module")
 def adapter() -> RobertaAdapter:
     return RobertaAdapter.from_hf_folder(FIXTURE)
-
-
-def as_lists(ids) -> list[list[int]]:
-    return ids.to_list() if hasattr(ids, "to_list") else [list(row) for row in ids]
 
 
 def assert_close_where_real(ours, theirs, mask):
@@ -54,7 +44,7 @@ def assert_close_where_real(ours, theirs, mask):
 
 @pytest.mark.parametrize("weights", WEIGHT_FILES)
 def test_backbone_matches_transformers(weights, ref, tmp_path):
-    adapter = RobertaAdapter.from_hf_folder(folder_with_only(weights, tmp_path))
+    adapter = RobertaAdapter.from_hf_folder(folder_with_only("roberta", weights, tmp_path))
     assert adapter.input_names == ("token_ids", "padding_mask")
     inputs = {name: ref[name] for name in adapter.input_names}
     outputs = adapter.features_model()(inputs)

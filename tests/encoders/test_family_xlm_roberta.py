@@ -3,36 +3,23 @@ tokenizer, `<s> a </s></s> b </s>`, rebuild. Fixtures: tools/make_tiny_hf_albert
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.encoders.family_helpers import FIXTURES, WEIGHT_FILES, folder_with_only, reference
 from xtune.encoders import load_encoder
 from xtune.encoders.adapter import EncoderLoadError
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
 from xtune.encoders.xlm_roberta import XlmRobertaAdapter
 
-FOLDER = Path(__file__).parent.parent / "fixtures" / "hf_tiny" / "xlm_roberta"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def folder_with_only(weights: str, tmp_path: Path) -> Path:
-    folder = tmp_path / "xlm_roberta"
-    shutil.copytree(FOLDER, folder)
-    for name in WEIGHT_FILES:
-        if name != weights:
-            (folder / name).unlink()
-    return folder
+FOLDER = FIXTURES / "xlm_roberta"
 
 
 @pytest.fixture(scope="module")
 def ref() -> dict[str, np.ndarray]:
-    with np.load(FOLDER / "reference.npz") as data:
-        return {key: data[key] for key in data.files}
+    return reference("xlm_roberta")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +30,7 @@ def adapter() -> XlmRobertaAdapter:
 @pytest.mark.parametrize("weights", WEIGHT_FILES)
 def test_backbone_matches_transformers(weights, ref, tmp_path):
     """Real tokens only: HF gives padding the padding position, keras-hub its index."""
-    adapter = XlmRobertaAdapter.from_hf_folder(folder_with_only(weights, tmp_path))
+    adapter = XlmRobertaAdapter.from_hf_folder(folder_with_only("xlm_roberta", weights, tmp_path))
     assert adapter.input_names == ("token_ids", "padding_mask")
     outputs = adapter.features_model()({name: ref[name] for name in adapter.input_names})
     real = ref["padding_mask"].astype(bool)
@@ -86,7 +73,7 @@ def test_literal_special_tokens_are_their_ids(adapter):
 
 def test_a_tokenizer_json_alone_gives_the_same_ids(ref, tmp_path):
     """Without sentencepiece.bpe.model the SentencePiece model is built from tokenizer.json."""
-    folder = folder_with_only("model.safetensors", tmp_path)
+    folder = folder_with_only("xlm_roberta", "model.safetensors", tmp_path)
     (folder / "sentencepiece.bpe.model").unlink()
     tokenizer = XlmRobertaAdapter.from_hf_folder(folder).tokenizer
     hf = tf.RaggedTensor.from_row_lengths(ref["ids"], ref["row_lengths"]).to_list()
@@ -136,7 +123,7 @@ def test_tiny_random_model_runs():
 
 
 def test_folder_without_a_vocabulary_is_refused(tmp_path):
-    folder = folder_with_only("model.safetensors", tmp_path)
+    folder = folder_with_only("xlm_roberta", "model.safetensors", tmp_path)
     (folder / "sentencepiece.bpe.model").unlink()
     (folder / "tokenizer.json").unlink()
     with pytest.raises(EncoderLoadError, match="needs sentencepiece.bpe.model or tokenizer.json"):
