@@ -7,6 +7,8 @@ import pytest
 
 from xtune.metrics import (
     METRIC_DIRECTIONS,
+    MULTILABEL_METRIC_DIRECTIONS,
+    SCORE_METRIC_DIRECTIONS,
     is_improvement,
     majority_baseline,
     most_frequent_label_set,
@@ -69,7 +71,7 @@ def test_multilabel_metrics_hand_computed():
 def test_perfect_prediction_scores_one():
     y_true = np.array([[1, 0], [0, 1], [1, 1]])
     metrics = multilabel_metrics(y_true, y_true, y_true.astype(float))
-    for name, direction in METRIC_DIRECTIONS.items():
+    for name, direction in MULTILABEL_METRIC_DIRECTIONS.items():
         assert metrics[name] == pytest.approx(1.0 if direction == "max" else 0.0), name
 
 
@@ -214,9 +216,13 @@ def test_majority_baseline_rejects_mismatched_label_columns():
 
 def test_metric_directions_cover_every_metric():
     metrics = multilabel_metrics(Y_TRUE, Y_PRED, SCORES)
-    assert set(METRIC_DIRECTIONS) == set(metrics)
-    assert METRIC_DIRECTIONS["hamming_loss"] == "min"
-    assert {d for name, d in METRIC_DIRECTIONS.items() if name != "hamming_loss"} == {"max"}
+    assert set(MULTILABEL_METRIC_DIRECTIONS) == set(metrics)
+    assert MULTILABEL_METRIC_DIRECTIONS["hamming_loss"] == "min"
+    assert {d for name, d in MULTILABEL_METRIC_DIRECTIONS.items() if name != "hamming_loss"} == {
+        "max"
+    }
+    # `training.metric` may name a metric of either task family.
+    assert METRIC_DIRECTIONS == {**MULTILABEL_METRIC_DIRECTIONS, **SCORE_METRIC_DIRECTIONS}
 
 
 def test_is_improvement():

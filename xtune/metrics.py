@@ -1,11 +1,14 @@
-"""Multi-label evaluation metrics, per-label reports and majority baselines for the dev set."""
+"""Dev-set metrics: multi-label metrics, per-label reports and majority baselines, and the
+correlation metrics of score (STS regression) tasks."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -17,7 +20,8 @@ from sklearn.metrics import (
 
 # Whether a larger value of each metric is better ("max") or worse ("min"). The strings are the
 # `mode` values of keras.callbacks.ModelCheckpoint / EarlyStopping, so they can be passed as is.
-METRIC_DIRECTIONS: dict[str, str] = {
+# The multi-label metrics are the keys of `multilabel_metrics`' result ...
+MULTILABEL_METRIC_DIRECTIONS: dict[str, str] = {
     "subset_accuracy": "max",
     "top1_accuracy": "max",
     "micro_f1": "max",
@@ -29,10 +33,13 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "macro_recall": "max",
     "hamming_loss": "min",
 }
+# ... the score-task metrics those of `score_metrics`' result; `training.metric` may name any.
+SCORE_METRIC_DIRECTIONS: dict[str, str] = {"pearson": "max", "spearman": "max", "mse": "min"}
+METRIC_DIRECTIONS: dict[str, str] = {**MULTILABEL_METRIC_DIRECTIONS, **SCORE_METRIC_DIRECTIONS}
 
 
 def multilabel_metrics(y_true: ArrayLike, y_pred: ArrayLike, scores: ArrayLike) -> dict[str, float]:
-    """Scores a multi-label prediction; the keys are those of `METRIC_DIRECTIONS`.
+    """Scores a multi-label prediction; the keys are those of `MULTILABEL_METRIC_DIRECTIONS`.
 
     - `subset_accuracy`: share of rows whose predicted label set equals the true set exactly
       (a row with no true labels and no predictions counts as a match).
@@ -201,6 +208,69 @@ def is_improvement(metric: str, candidate: float, best: float | None) -> bool:
     if METRIC_DIRECTIONS[metric] == "max":
         return candidate > best
     return candidate < best
+
+
+def correlation_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """Pearson's r and Spearman's rho between gold and predicted scores (scipy.stats).
+
+    Spearman ranks ties by their average rank (scipy's default). When either side is constant
+    both correlations are undefined (scipy returns NaN and warns); here they are 0.0, with no
+    warning, so a collapsed model (e.g. the same score for every pair early in training) reads
+    as "no correlation" and checkpoint selection keeps working.
+
+    Args:
+        y_true: `(num_rows,)` gold scores (a `(num_rows, 1)` column is accepted).
+        y_pred: `(num_rows,)` predicted scores, any monotone scale for Spearman.
+
+    Example:
+
+    ```python
+    correlation_metrics([0, 1, 2, 3], [0.1, 0.2, 0.5, 0.4])
+    # {"pearson": 0.8485, "spearman": 0.8}
+    ```
+    """
+    true, pred = _as_score_vectors(y_true, y_pred)
+    if np.all(true == true[0]) or np.all(pred == pred[0]):
+        return {"pearson": 0.0, "spearman": 0.0}
+    with warnings.catch_warnings():
+        # Nearly constant inputs can still warn about precision; the values are still returned.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", stats.NearConstantInputWarning)
+        pearson = stats.pearsonr(true, pred).statistic
+        spearman = stats.spearmanr(true, pred).statistic
+    return {"pearson": _finite_or_zero(pearson), "spearman": _finite_or_zero(spearman)}
+
+
+def score_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """`correlation_metrics` plus `mse`, the mean squared error in label units; the keys are
+    those of `SCORE_METRIC_DIRECTIONS`. `mse` only means something when `y_pred` is in label
+    units (a regression head, or the cosine loss's scores; not CoSENT's)."""
+    true, pred = _as_score_vectors(y_true, y_pred)
+    return {**correlation_metrics(true, pred), "mse": float(np.mean((pred - true) ** 2))}
+
+
+def _as_score_vectors(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    vectors = []
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        vector = np.asarray(values, dtype=np.float64)
+        if vector.ndim == 2 and vector.shape[1] == 1:
+            vector = vector[:, 0]
+        if vector.ndim != 1 or vector.shape[0] < 2:
+            raise ValueError(
+                f"{name} must be a vector of at least 2 scores, got shape {vector.shape}"
+            )
+        if not np.all(np.isfinite(vector)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        vectors.append(vector)
+    if vectors[0].shape != vectors[1].shape:
+        raise ValueError(
+            f"y_pred has shape {vectors[1].shape} but y_true has shape {vectors[0].shape}"
+        )
+    return vectors[0], vectors[1]
+
+
+def _finite_or_zero(value: float) -> float:
+    return float(value) if np.isfinite(value) else 0.0
 
 
 def _as_binary_matrix(values: ArrayLike, name: str) -> np.ndarray:
