@@ -106,6 +106,9 @@ class DataConfig:
     sheet: str | None = None  # XLSX sheet to read (default: the first)
     encoding: str = "utf-8"  # text encoding of CSV/TSV/JSONL files (e.g. gb18030)
     padding: str = "bucket"  # bucket | dynamic | fixed
+    # Keep only the word-embedding rows the data's pieces use (encoders/trimmed_vocabulary.py):
+    # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.
+    trim_vocabulary: str | bool = "auto"
     cache_dir: str | None = ".cache/xtune"
 
 
@@ -450,7 +453,7 @@ def choices_of(key: str) -> tuple[Any, ...] | None:
         from xtune.thresholds import OBJECTIVES
 
         return OBJECTIVES
-    if key == "training.jit_compile":
+    if key in ("training.jit_compile", "data.trim_vocabulary"):
         return ("auto", True, False)
     return CHOICES.get(key)
 

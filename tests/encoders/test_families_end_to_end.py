@@ -19,6 +19,8 @@ from tests.grid.grid_helpers import read_lines, tiny_base, write_grid, write_tin
 
 HF_TINY = Path(__file__).parent.parent / "fixtures" / "hf_tiny"
 FAMILIES = ("bert", "roberta", "distilbert", "albert", "albert_vocab_txt", "xlm_roberta")
+# Rows: one per family, plus XLM-R with its vocabulary trimmed to the data's pieces.
+ROWS = (*FAMILIES, "xlm_roberta_trimmed")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,10 @@ def family_grid(tmp_path_factory) -> tuple[Path, list[dict]]:
     base["training"].update(save_weights=True, steps_per_epoch=2)
     base["encoder"] = {"name": "hf", "path": str(HF_TINY / "bert")}
     variants = {family: {"encoder.path": str(HF_TINY / family)} for family in FAMILIES}
+    variants["xlm_roberta_trimmed"] = {
+        "encoder.path": str(HF_TINY / "xlm_roberta"),
+        "data.trim_vocabulary": True,
+    }
     grid = write_grid(
         root / "families.yaml",
         {"name": "families", "base": base, "variants": variants, "seeds": [0]},
@@ -40,11 +46,11 @@ def family_grid(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 def test_grid_trains_every_family(family_grid):
     _, lines = family_grid
-    assert sorted(line["row"] for line in lines) == sorted(FAMILIES)
+    assert sorted(line["row"] for line in lines) == sorted(ROWS)
     assert all(line["status"] == "ok" for line in lines), [line.get("error") for line in lines]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ROWS)
 def test_family_run_exports_and_serves_like_training(family_grid, family):
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
@@ -63,3 +69,5 @@ def test_family_run_exports_and_serves_like_training(family_grid, family):
     assert sorted(served) == sorted(expected)
     for name, value in expected.items():
         np.testing.assert_array_equal(served[name].numpy(), np.asarray(value))
+    trimmed = family.endswith("_trimmed")
+    assert ("trimmed_vocabulary_size" in run.text_encoder.settings()) == trimmed

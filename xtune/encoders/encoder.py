@@ -7,6 +7,7 @@ Loaders (`xtune/encoders/sources.py`) return an `EncoderAdapter`; `write_encoder
 from __future__ import annotations
 
 import importlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,18 @@ def rebuild_encoder(stored: dict[str, Any], folder: Path) -> EncoderAdapter:
     family = family_of(stored["family"])
     tokenizer = tokenizer_class(stored["tokenizer_class"]).load(Path(folder), stored["tokenizer"])
     return family.rebuild(stored["encoder"], tokenizer)
+
+
+def fresh_tokenizer(tokenizer: PieceTokenizer) -> PieceTokenizer:
+    """A new tokenizer from `tokenizer`'s saved files: new TensorFlow resources.
+
+    `keras.backend.clear_session()` (the grid runs it between runs) clears the kernel cache,
+    which frees the SentencePiece model resource a tokenizer created; a tokenizer kept across
+    runs then fails with "Resource ... SentencepieceOp ... does not exist".
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        record = tokenizer.save(Path(folder))
+        return type(tokenizer).load(Path(folder), record)
 
 
 def tokenizer_class(path: str) -> type[PieceTokenizer]:

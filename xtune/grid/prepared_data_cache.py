@@ -43,6 +43,7 @@ class PreparedDataCache:
 
     def get(self, config: RunConfig) -> tuple[Any, float]:
         """The run's `PreparedData`, and the seconds spent preparing it now (0.0 on reuse)."""
+        from xtune.encoders.encoder import fresh_tokenizer
         from xtune.training.trainer import prepare_data
 
         started = time.perf_counter()
@@ -51,6 +52,8 @@ class PreparedDataCache:
         if key in self.prepared:
             self.hits += 1
             return self.prepared[key], 0.0
+        # A fresh tokenizer: the runs' `clear_session` frees the resources of the kept one.
+        tokenizer = TokenizerSettings(fresh_tokenizer(tokenizer.tokenizer), tokenizer.packing)
         self.prepared[key] = prepare_data(config, tokenizer)  # type: ignore[arg-type]
         seconds = time.perf_counter() - started
         self.prepare_seconds[key] = seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ from xtune.data.pipeline import TokenizedSplit, batches_per_epoch, make_dataset,
 from xtune.data.readers import DataError
 from xtune.data.tokenization import TextEncoder
 from xtune.encoders import EncoderAdapter, load_encoder
+from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
 from xtune.heads import get_head
 from xtune.losses import get_loss
 from xtune.metrics import METRIC_DIRECTIONS, fixed_threshold_report, majority_baseline
@@ -50,6 +52,10 @@ from xtune.training.optimizers import OPTIMIZERS
 from xtune.training.schedules import SCHEDULES
 
 log = logging.getLogger(__name__)
+
+# `data.trim_vocabulary: auto` trims vocabularies larger than this (multilingual ones: XLM-R's
+# 250,002 pieces; not BERT's 21-30k, whose embedding is a small share of the model).
+TRIM_AUTO_ABOVE = 100_000
 
 # A head that does not read the pooler leaves its weights without gradients; that is fine.
 warnings.filterwarnings("ignore", message="Gradients do not exist for variables")
@@ -143,7 +149,50 @@ def prepare_data(config: RunConfig, encoder: EncoderAdapter) -> PreparedData:
         for name, split in examples.items()
     }
     notes = [note for split in examples.values() for note in split.warnings]
-    return PreparedData(vocab, examples, tokenized, text_encoder, notes)
+    data = PreparedData(vocab, examples, tokenized, text_encoder, notes)
+    if should_trim_vocabulary(config.data.trim_vocabulary, encoder.tokenizer.vocabulary_size):
+        data = trim_to_corpus(data)
+    return data
+
+
+def should_trim_vocabulary(setting: str | bool, vocabulary_size: int) -> bool:
+    """`data.trim_vocabulary`: `auto` trims vocabularies over `TRIM_AUTO_ABOVE` pieces."""
+    if setting == "auto":
+        return vocabulary_size > TRIM_AUTO_ABOVE
+    return bool(setting)
+
+
+def trim_to_corpus(data: PreparedData) -> PreparedData:
+    """The same data over a vocabulary of only the pieces its splits use (and the specials);
+    `_train` trims the encoder's word embedding to match (`encoder_for`)."""
+    text_encoder = data.text_encoder
+    kept = used_token_ids([split.token_ids for split in data.tokenized.values()])
+    tokenizer = TrimmedTokenizer(text_encoder.tokenizer, kept)
+    tokenized = {
+        name: dataclasses.replace(split, token_ids=tokenizer.map_ids(split.token_ids))
+        for name, split in data.tokenized.items()
+    }
+    trimmed = TextEncoder(
+        tokenizer,
+        text_encoder.packing,
+        text_encoder.max_length,
+        text_encoder.truncation,
+        text_encoder.head_tokens,
+    )
+    print(
+        f"xtune: vocabulary trimmed to the {tokenizer.vocabulary_size:,} pieces the data uses "
+        f"(of {text_encoder.tokenizer.vocabulary_size:,}); data.trim_vocabulary: false keeps all",
+        flush=True,
+    )
+    return dataclasses.replace(data, text_encoder=trimmed, tokenized=tokenized)
+
+
+def encoder_for(data: PreparedData, encoder: EncoderAdapter) -> EncoderAdapter:
+    """The encoder with its word embedding trimmed when the data's vocabulary was."""
+    tokenizer = data.text_encoder.tokenizer
+    if not isinstance(tokenizer, TrimmedTokenizer):
+        return encoder
+    return trim_encoder(encoder, tokenizer.kept_ids)
 
 
 def check_single_label(loss: Any, data: PreparedData) -> None:
@@ -322,6 +371,7 @@ def _train(
     encoder = load_encoder(config.encoder)
     if data is None:
         data = prepare_data(config, encoder)
+    encoder = encoder_for(data, encoder)
     loss = get_loss(config.loss.to_dict())
     check_single_label(loss, data)
     check_report_thresholds(training.report_thresholds, loss)
