@@ -147,6 +147,19 @@ def test_a_json_line_that_is_not_an_object(tmp_path):
         read_table(path)
 
 
+def test_a_json_line_holding_a_list_of_objects_gives_one_row_each(tmp_path):
+    """CAIL2019's format: each line a document, a list of {sentence, labels} objects."""
+    lines = [
+        json.dumps([{"sentence": "s1", "labels": []}, {"sentence": "s2", "labels": ["DV1"]}]),
+        json.dumps([{"sentence": "s3", "labels": ["DV2", "DV3"]}]),
+    ]
+    path = write(tmp_path, "docs.json", "\n".join(lines) + "\n")
+    table = load_table(path)
+    assert table.frame["sentence"].tolist() == ["s1", "s2", "s3"]
+    assert table.frame["labels"].tolist()[2] == ["DV2", "DV3"]
+    assert table.rows == [1, 1, 2]
+
+
 def test_json_documents_and_nested_fields(tmp_path):
     records = [
         {"text": "a", "meta": {"title": "t1", "where": {"city": "x"}}, "labels": ["p", "q"]},

@@ -245,18 +245,28 @@ def read_json_records(path: Path, text: str, bad_rows: str) -> Table:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"expected a JSON object {{...}}, found {json_kind(record)}")
+            line_records = records_of_line(json.loads(line))
         except ValueError as error:
             message = f"{path}: line {number}: {describe_json_error(error)}"
             if bad_rows != "skip":
                 raise DataError(message + " (set data.bad_rows: skip to drop such lines)") from None
             skipped.append(message)
             continue
-        records.append(with_nested_fields(record))
-        rows.append(number)
+        records.extend(with_nested_fields(record) for record in line_records)
+        rows.extend([number] * len(line_records))
     return Table(pd.DataFrame(records), rows, skipped)
+
+
+def records_of_line(value: Any) -> list[dict[str, Any]]:
+    """A JSON-lines line's rows: one object, or a list of objects (a document of sentences,
+    as CAIL2019's `[{"sentence": ..., "labels": [...]}, ...]` lines: each object is a row)."""
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return value
+    raise ValueError(
+        f"expected a JSON object {{...}} or a list of objects, found {json_kind(value)}"
+    )
 
 
 def json_document(path: Path, value: Any) -> Table:
