@@ -222,6 +222,10 @@ class BertAdapter(EncoderAdapter):
         """config.json (`model_type: bert`) + vocab.txt + model.safetensors or, read without
         torch, pytorch_model.bin (many Chinese checkpoints ship only that)."""
         folder = Path(folder)
+        if not (folder / VOCAB_FILE).is_file() and has_xlm_roberta_vocabulary(folder):
+            from xtune.encoders.multilingual_e5 import MultilingualE5Adapter
+
+            return MultilingualE5Adapter.from_hf_folder(folder, lowercase, dropout)
         if not (folder / VOCAB_FILE).is_file():
             raise EncoderLoadError(
                 f"{folder}: not a Hugging Face BERT folder (vocab.txt is missing); expected "
@@ -296,6 +300,12 @@ class ArrayLoader:
                 f"config.json implies {tuple(keras_variable.shape)}"
             )
         keras_variable.assign(tensor)
+
+
+def has_xlm_roberta_vocabulary(folder: Path) -> bool:
+    """A BERT-architecture folder with XLM-R's SentencePiece vocabulary instead of vocab.txt
+    (multilingual MiniLM, multilingual-e5)."""
+    return (folder / "sentencepiece.bpe.model").is_file() or (folder / "tokenizer.json").is_file()
 
 
 def hf_lowercase(folder: Path) -> bool:

