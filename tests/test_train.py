@@ -135,3 +135,21 @@ def test_minilm_learns_the_sample_well_above_the_majority_baseline(tmp_path):
     )
     assert result.best["micro_f1"] > baseline["micro_f1"] + 0.3
     assert result.best["subset_accuracy"] > baseline["subset_accuracy"] + 0.2
+
+
+# Recorded by running this very config on the code before tasks existed (commit 1db7916):
+# a config without `tasks:` must train exactly as it did (same seed -> same numbers).
+BEFORE_TASKS_TRAIN_LOSS = [0.3289816379547119, 0.3159601390361786]
+BEFORE_TASKS_TOP1 = [0.25833333333333336, 0.26666666666666666]
+BEFORE_TASKS_HAMMING = [0.0988095238095238, 0.0988095238095238]
+
+
+def test_a_config_without_tasks_trains_exactly_as_before(tmp_path):
+    raw = sample_run_config(tmp_path, training={"epochs": 2, "seed": 3, "steps_per_epoch": 4})
+    raw["data"]["max_train_rows"] = 96
+    config = parse_run_config(raw)
+    assert config.tasks is None
+    history = train(config, run_dir=tmp_path / "run").history
+    assert [h["train_loss"] for h in history] == pytest.approx(BEFORE_TASKS_TRAIN_LOSS, rel=1e-5)
+    assert [h["val_top1_accuracy"] for h in history] == BEFORE_TASKS_TOP1
+    assert [h["val_hamming_loss"] for h in history] == BEFORE_TASKS_HAMMING

@@ -163,6 +163,13 @@ def run_command(args: argparse.Namespace) -> int:
         print(write_report(args.results_dir, args.output))
         return 0
     if args.command == "export":
+        from xtune.tasks.run_folder import is_multitask_run
+
+        if is_multitask_run(args.run_dir):  # a signature per task
+            from xtune.export.multitask import export_multitask_run
+
+            export_multitask_run(args.run_dir, args.out_dir, force=args.force)
+            return 0
         from xtune.export.saved_model import export_run
 
         export_run(args.run_dir, args.out_dir, force=args.force)

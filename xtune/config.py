@@ -133,6 +133,11 @@ class TrainingConfig:
     # as per-label P/R/F1 and their macro means (the GoEmotions paper uses [0.3]).
     report_thresholds: list[float] = field(default_factory=list)
     verbose: int = 1
+    # Multi-task runs (`tasks:`) only: which task's batch comes next (xtune.tasks.samplers;
+    # default proportional), and PCGrad over the tasks' gradients (one batch of every task a
+    # step). Left out of `to_dict` when unset, so single-task run ids stay what they were.
+    sampler: str | dict | None = None
+    pcgrad: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,44 @@ class FinetuneConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
 
 
+# Bi-encoder pair features (xtune.heads.pair.PAIR_PARTS): Sentence-BERT's default, all four.
+DEFAULT_PAIR_PARTS = ("u", "v", "abs_diff", "product")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One named task of a multi-task run (`tasks: {name: {...}}`); types in xtune/tasks.
+
+    `data` is merged over the run's top-level `data` (shared settings: root, max_length,
+    cache_dir). `loss: null` takes the task type's default. `low`/`high` are the score range
+    of score tasks; `output`, `pooling`, `parts`, `units` shape the bi-encoder.
+    """
+
+    type: str = "classification"
+    data: DataConfig = DataConfig()
+    head: ComponentSpec = ComponentSpec("default")
+    loss: ComponentSpec | None = None
+    weight: float = 1.0  # of this task's loss, and of its metric in the best-epoch score
+    metric: str | None = None  # selection metric; None: the task type's default
+    low: float = 0.0
+    high: float = 5.0
+    output: str = "classifier"  # bi_encoder: classifier (pair features -> MLP) | cosine
+    pooling: str = "mean"  # bi_encoder sentence vector: mean (mask-aware) | cls
+    parts: list[str] = field(default_factory=lambda: list(DEFAULT_PAIR_PARTS))
+    units: list[int] = field(default_factory=list)  # bi_encoder classifier's hidden layers
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ComponentSpec):
+                value = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            out[f.name] = copy.deepcopy(value)
+        return out
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs."""
@@ -162,15 +205,24 @@ class RunConfig:
     adversarial: ComponentSpec = ComponentSpec("none")
     finetune: FinetuneConfig = FinetuneConfig()
     training: TrainingConfig = TrainingConfig()
+    tasks: dict[str, TaskConfig] | None = None  # None: one classification task (`data` ...)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, ComponentSpec):
+            if f.name == "tasks":
+                if value is not None:
+                    out["tasks"] = {name: task.to_dict() for name, task in value.items()}
+            elif isinstance(value, ComponentSpec):
                 out[f.name] = value.to_dict()
             else:
                 out[f.name] = dataclasses.asdict(value)
+        # Multi-task settings are written only when set: a single-task config's dict (and
+        # so its grid run id) is the same as before they existed.
+        for key, default in (("sampler", None), ("pcgrad", False)):
+            if out["training"].get(key) == default:
+                out["training"].pop(key)
         return out
 
     def to_yaml(self) -> str:
@@ -309,9 +361,10 @@ def apply_overrides(
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         node = raw
+        component = parts[0] in COMPONENT_SECTIONS or is_task_component(parts)
         for part in parts[:-1]:
             child = node.get(part)
-            if isinstance(child, str) and parts[0] in COMPONENT_SECTIONS:
+            if isinstance(child, str) and component:
                 child = {"name": child}
             if child is None:
                 child = {}
@@ -319,11 +372,22 @@ def apply_overrides(
                 raise ConfigError(f"{source}: cannot set {dotted!r}: {part!r} is not a section")
             node[part] = child
             node = child
-        if len(parts) == 2 and parts[0] in COMPONENT_SECTIONS and parts[1] == "name":
+        if parts[-1] == "name" and (
+            (len(parts) == 2 and parts[0] in COMPONENT_SECTIONS)
+            or (len(parts) == 4 and is_task_component(parts))
+        ):
             # Switching component keeps none of the old component's arguments.
             node.clear()
         node[parts[-1]] = value
     return raw
+
+
+TASK_COMPONENTS = ("head", "loss")
+
+
+def is_task_component(parts: list[str]) -> bool:
+    """`tasks.<name>.loss.<key>`: a task's component, set like a top-level one."""
+    return len(parts) >= 3 and parts[0] == "tasks" and parts[2] in TASK_COMPONENTS
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -401,14 +465,15 @@ def parse_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {short(raw)}")
-    known = set(SECTIONS) | set(COMPONENT_SECTIONS)
+    known = set(SECTIONS) | set(COMPONENT_SECTIONS) | {"tasks"}
     for key in raw:
         if key not in known:
             raise ConfigError(
                 f"{source}: unknown key {short(key)}{did_you_mean(key, known)}; "
                 f"valid top-level keys: {', '.join(sorted(known))}"
             )
-    if "data" not in raw:
+    multi_task = raw.get("tasks") is not None
+    if "data" not in raw and not multi_task:
         raise ConfigError(f"{source}: missing required section 'data'")
     kwargs: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -418,11 +483,109 @@ def parse_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     for name in COMPONENT_SECTIONS:
         if name in raw:
             kwargs[name] = parse_component(raw[name], regs[name], name, source)
+    if multi_task:
+        kwargs["tasks"] = parse_tasks(raw["tasks"], raw.get("data") or {}, regs, source)
+        kwargs.setdefault("data", next(iter(kwargs["tasks"].values())).data)
     config = RunConfig(**kwargs)
-    if not config.data.train:
+    if not multi_task and not config.data.train:
         raise ConfigError(f"{source}: data.train: a training file is required")
     check_across_sections(config, regs, source)
+    check_multi_task(config, source)
     return config
+
+
+def parse_tasks(
+    raw: Any, shared_data: dict[str, Any], regs: dict[str, Any], source: str
+) -> dict[str, TaskConfig]:
+    """`tasks: {name: {type, data, head, loss, ...}}` -> TaskConfigs; a task set to null (e.g.
+    by a grid row's `tasks.quora: null`) is left out."""
+    from xtune.tasks import TASKS
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: tasks: expected a mapping of task names, got {short(raw)}")
+    tasks = {}
+    for name, task in raw.items():
+        if task is None:
+            continue
+        path = f"tasks.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ConfigError(
+                f"{source}: {path}: task names are letters, digits and _ (a letter first)"
+            )
+        if not isinstance(task, dict):
+            raise ConfigError(f"{source}: {path}: expected a mapping, got {short(task)}")
+        task = dict(task)
+        kind = task.get("type", "classification")
+        if not isinstance(kind, str) or kind not in TASKS:
+            raise ConfigError(
+                f"{source}: {path}.type: unknown task type {short(kind)}"
+                f"{did_you_mean(kind, TASKS.names())}; valid choices: {', '.join(TASKS.names())}"
+            )
+        task_class = TASKS.get(kind)
+        data = deep_merge(shared_data, task.pop("data", None) or {})
+        head = task.pop("head", "default")
+        loss = task.pop("loss", None)
+        values = dict(task)
+        values["data"] = parse_section(DataConfig, data, f"{path}.data", source)
+        values["head"] = parse_component(head, regs["head"], f"{path}.head", source)
+        if loss is not None:
+            score = task_class.uses_score_loss(task.get("output", "classifier"))
+            registry = score_losses() if score else regs["loss"]
+            values["loss"] = parse_component(loss, registry, f"{path}.loss", source)
+        fields = {f.name: f for f in dataclasses.fields(TaskConfig)}
+        hints = typing.get_type_hints(TaskConfig)
+        for key in list(values):
+            if key not in fields:
+                raise ConfigError(
+                    f"{source}: unknown key '{path}.{key}'{did_you_mean(key, fields)}; "
+                    f"valid keys: {', '.join(fields)}"
+                )
+            if key not in ("data", "head", "loss"):
+                values[key] = check_type(values[key], hints[key], f"{path}.{key}", source)
+        config = TaskConfig(**values)
+        if not config.data.train:
+            raise ConfigError(f"{source}: {path}.data.train: a training file is required")
+        try:
+            task_class.check_config(config)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {path}.{one_line(str(error))}") from None
+        tasks[name] = config
+    if not tasks:
+        raise ConfigError(f"{source}: tasks: give at least one task")
+    return tasks
+
+
+def score_losses() -> Any:
+    from xtune.losses import SCORE_LOSSES
+
+    return SCORE_LOSSES
+
+
+def check_multi_task(config: RunConfig, source: str) -> None:
+    """`training.sampler` / `training.pcgrad` belong to multi-task runs; what those support."""
+    training = config.training
+    if config.tasks is None:
+        for key, unset in (("sampler", None), ("pcgrad", False)):
+            if getattr(training, key) != unset:
+                raise ConfigError(
+                    f"{source}: training.{key}: only for multi-task runs (a `tasks:` section)"
+                )
+        return
+    if training.sampler is not None:
+        from xtune.tasks import SAMPLERS
+
+        parse_component(training.sampler, SAMPLERS, "training.sampler", source)
+    unsupported = {
+        "adversarial": config.adversarial.name != "none",
+        "finetune.lora_rank": config.finetune.lora_rank is not None,
+        "finetune.reinit_top_layers": config.finetune.reinit_top_layers > 0,
+        "optimizer.use_ema": bool(config.optimizer.kwargs.get("use_ema")),
+        "data.trim_vocabulary": config.data.trim_vocabulary is True,
+        "training.mixed_precision": training.mixed_precision == "mixed_float16",
+    }
+    for key, used in unsupported.items():
+        if used:
+            raise ConfigError(f"{source}: {key}: not supported in multi-task runs yet")
 
 
 def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
@@ -462,27 +625,29 @@ def check_meaning(value: Any, path: str, source: str) -> None:
     """Choices, ranges and non-empty strings of one (type-checked) section setting."""
     if value is None:
         return  # allowed by the type: "not set"
+    path_in_task = path
+    path = re.sub(r"^tasks\.[^.]+\.", "", path)  # a task's `data` checks like `data`
     choices = choices_of(path)
     if choices and value not in choices:
         raise ConfigError(
-            f"{source}: {path}: {short(value)} is not one of: "
+            f"{source}: {path_in_task}: {short(value)} is not one of: "
             f"{', '.join(format_choice(c) for c in choices)}{did_you_mean(value, choices)}"
         )
     if path in RANGES:
         try:
-            check_number(path, value, integer=isinstance(value, int), **RANGES[path])
+            check_number(path_in_task, value, integer=isinstance(value, int), **RANGES[path])
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
     for item in value if path in ITEM_RANGES else ():
         try:
-            check_number(path, item, **ITEM_RANGES[path])
+            check_number(path_in_task, item, **ITEM_RANGES[path])
         except ValueError:
             expected = interval(**ITEM_RANGES[path])
             raise ConfigError(
-                f"{source}: {path}: expected numbers{expected}, got {short(item)}"
+                f"{source}: {path_in_task}: expected numbers{expected}, got {short(item)}"
             ) from None
     if path in NON_EMPTY and not value:
-        raise ConfigError(f"{source}: {path}: must not be empty")
+        raise ConfigError(f"{source}: {path_in_task}: must not be empty")
 
 
 def format_choice(choice: Any) -> str:

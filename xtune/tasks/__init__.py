@@ -1,5 +1,32 @@
-"""Tasks and multi-task training parts: task samplers (which task's batch comes next)."""
+"""Tasks (a task = data columns + output + loss + metrics + decision rule + export signature,
+registered by type name in `TASKS`) and multi-task training parts: task samplers."""
 
+from xtune.registry import Registry
 from xtune.tasks.samplers import SAMPLERS, TaskSampler, get_sampler
 
-__all__ = ["SAMPLERS", "TaskSampler", "get_sampler"]
+TASKS = Registry("task type")
+
+# These modules register their task types into TASKS on import.
+from xtune.tasks.base import Task  # noqa: E402
+from xtune.tasks.bi_encoder import BiEncoderTask  # noqa: E402
+from xtune.tasks.classification import ClassificationTask, PairClassificationTask  # noqa: E402
+from xtune.tasks.regression import RegressionTask  # noqa: E402
+
+
+def build_tasks(tasks: dict) -> list[Task]:
+    """Task objects from a run config's `tasks` (name -> TaskConfig), in config order."""
+    return [TASKS.get(config.type)(name, config) for name, config in tasks.items()]
+
+
+__all__ = [
+    "SAMPLERS",
+    "TASKS",
+    "BiEncoderTask",
+    "ClassificationTask",
+    "PairClassificationTask",
+    "RegressionTask",
+    "Task",
+    "TaskSampler",
+    "build_tasks",
+    "get_sampler",
+]

@@ -355,6 +355,10 @@ def train(
     precision = resolve_precision(config.training.mixed_precision)
     keras.mixed_precision.set_global_policy(precision)
     try:
+        if config.tasks is not None:  # several named tasks on one encoder
+            from xtune.training.multitask import train_tasks
+
+            return train_tasks(config, run_dir, started, precision)
         return _train(config, run_dir, data, started, precision)
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,78 @@
+"""`tasks:` in run configs: parsing, defaults, overrides and errors (no training)."""
+
+import pytest
+
+from tests.conftest import sample_run_config
+from tests.tasks.task_data import multitask_config
+from xtune.config import ConfigError, apply_overrides, parse_run_config
+from xtune.tasks import build_tasks
+
+
+@pytest.fixture
+def raw(tmp_path):
+    data = {"train": "a.csv", "dev": "b.csv", "text_pair": "text_pair"}
+    return multitask_config(
+        tmp_path,
+        {
+            "sst": {"type": "classification", "data": {"train": "s.csv"}, "loss": "softmax_ce"},
+            "sts": {"type": "bi_encoder", "output": "cosine", "loss": "cosent", "data": data},
+        },
+        sampler={"name": "annealed"},
+    )
+
+
+def test_tasks_parse_with_shared_data_defaults(raw):
+    config = parse_run_config(raw)
+    assert list(config.tasks) == ["sst", "sts"]
+    sts = config.tasks["sts"]
+    assert sts.data.max_length == 16  # from the top-level data section
+    assert sts.data.text_pair == "text_pair" and sts.loss.name == "cosent"
+    assert config.training.sampler == {"name": "annealed"}
+    tasks = build_tasks(config.tasks)
+    assert [t.metric for t in tasks] == ["subset_accuracy", "pearson"]
+    assert tasks[1].loss.model_output == "cosine"
+    # the written config reads back to the same config
+    assert parse_run_config(config.to_dict()) == config
+
+
+def test_task_overrides_validate_like_other_keys(raw):
+    changed = apply_overrides(raw, {"tasks.sts.loss.name": "cosine", "tasks.sst": None})
+    config = parse_run_config(changed)
+    assert list(config.tasks) == ["sts"] and config.tasks["sts"].loss.name == "cosine"
+    with pytest.raises(ConfigError, match=r"tasks.sts.loss.name: unknown score loss 'cosnt'"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.loss.name": "cosnt"}))
+    with pytest.raises(ConfigError, match=r"tasks.sts.data.padding: 'wide' is not one of"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.data.padding": "wide"}))
+    with pytest.raises(ConfigError, match=r"tasks.sts.data.max_length: expected"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.data.max_length": 2}))
+    with pytest.raises(ConfigError, match="unknown task type 'bi_encode'.*did you mean"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.type": "bi_encode"}))
+    with pytest.raises(ConfigError, match="unknown key 'tasks.sts.wieght'"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.wieght": 2}))
+
+
+def test_task_type_checks(raw):
+    with pytest.raises(ConfigError, match="tasks.sst.data.text_pair: the bi_encoder task"):
+        parse_run_config(apply_overrides(raw, {"tasks.sst.type": "bi_encoder"}))
+    with pytest.raises(ConfigError, match="tasks.sts.loss.name: unknown score loss 'softmax_ce'"):
+        # a classification loss name on a cosine output is not a score loss
+        parse_run_config(apply_overrides(raw, {"tasks.sts.loss.name": "softmax_ce"}))
+    regression = apply_overrides(raw, {"tasks.sts.type": "regression", "tasks.sts.loss": "cosent"})
+    with pytest.raises(ConfigError, match="scores a cosine output"):
+        parse_run_config(regression)
+    with pytest.raises(ConfigError, match="weight: expected a positive"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.weight": 0}))
+    with pytest.raises(ConfigError, match="training.sampler.name: unknown task sampler"):
+        parse_run_config(apply_overrides(raw, {"training.sampler": "anealed"}))
+
+
+def test_single_task_config_is_unchanged(tmp_path):
+    raw = sample_run_config(tmp_path)
+    config = parse_run_config(raw)
+    assert config.tasks is None
+    written = config.to_dict()
+    # no new keys in a single-task config's dict: grid run ids stay what they were
+    assert "tasks" not in written
+    assert "sampler" not in written["training"] and "pcgrad" not in written["training"]
+    with pytest.raises(ConfigError, match="training.pcgrad: only for multi-task runs"):
+        parse_run_config({**raw, "training": {**raw["training"], "pcgrad": True}})

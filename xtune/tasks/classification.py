@@ -1,0 +1,97 @@
+"""`classification`: one text (or a cross-encoded pair) -> head -> Dense logits, with one of
+the classification losses (single- or multi-label) and its decision rule: today's single-task
+model as a task. `pair_classification` is the same on `[CLS] a [SEP] b [SEP]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xtune.tasks import TASKS
+from xtune.tasks.base import Task, TaskData, TaskSplit, encoder_features, encoder_inputs
+
+
+@TASKS.register("classification")
+class ClassificationTask(Task):
+    """Labels from `data.labels` (single- or multi-label, as the loss says); metrics are
+    `xtune.metrics.multilabel_metrics` (subset accuracy is plain accuracy for single-label)."""
+
+    type_name = "classification"
+    default_loss = "bce"  # the default of a config without `tasks:`
+    default_metric = "subset_accuracy"
+
+    def build_loss(self) -> Any:
+        from xtune.losses import get_loss
+
+        spec = self.config.loss.to_dict() if self.config.loss else self.default_loss
+        return get_loss(spec)
+
+    def load(self, encoder: Any) -> TaskData:
+        from xtune.data.examples import load_splits
+        from xtune.data.pipeline import tokenize_examples
+
+        examples, vocab = load_splits(self.config.data)
+        self.check_label_counts(examples)
+        self.labels = list(vocab.names)
+        text_encoder = self.text_encoder(encoder)
+        splits = {}
+        for name, split in examples.items():
+            targets = vocab.encode(split.label_sets)
+            tokenized = tokenize_examples(split, text_encoder, targets, self.config.data.cache_dir)
+            splits[name] = TaskSplit([tokenized], targets)
+        notes = [note for split in examples.values() for note in split.warnings]
+        return TaskData(splits, self.labels, notes)
+
+    def check_label_counts(self, examples: dict[str, Any]) -> None:
+        from types import SimpleNamespace
+
+        from xtune.training.trainer import check_single_label
+
+        check_single_label(self.loss, SimpleNamespace(examples=examples))
+
+    def build_output(self, encoder: Any, encoder_model: keras.Model) -> tuple[dict, Any]:
+        from xtune.heads import get_head
+
+        inputs = encoder_inputs(encoder, task=self.name)
+        vector = get_head(self.config.head.to_dict())(encoder_features(encoder_model, inputs))
+        # Logits stay float32 under mixed precision, as in the single-task classifier.
+        logits = keras.layers.Dense(len(self.labels), name=f"{self.name}__logits", dtype="float32")(
+            vector
+        )
+        return inputs, logits
+
+    def initialize(self, model: keras.Model, data: TaskData) -> None:
+        """The logits bias at the labels' prior (`xtune.model.initialize_logits_bias`)."""
+        frequency = np.clip(data.splits["train"].targets.mean(axis=0), 1e-4, 1 - 1e-4)
+        prior = np.log(frequency / (1 - frequency)) if self.loss.multi_label else np.log(frequency)
+        model.get_layer(f"{self.name}__logits").bias.assign(prior.astype(np.float32))
+
+    def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        from xtune.training.evaluation import evaluate_scores, scores_of
+
+        return evaluate_scores(self.loss, targets, scores_of(self.loss, outputs))
+
+    def serving_outputs(self, outputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(self.loss.scores(outputs), tf.float32)
+        predictions = tf.cast(self.loss.decide(probabilities, None), tf.int32)
+        names = tf.constant(self.labels)
+        from xtune.export.serving_module import predicted_label_names
+
+        return {
+            "probabilities": probabilities,
+            "predictions": predictions,
+            "labels": predicted_label_names(probabilities, predictions, names),
+        }
+
+
+@TASKS.register("pair_classification")
+class PairClassificationTask(ClassificationTask):
+    """A cross-encoder over `text` and `text_pair`: `[CLS] a [SEP] b [SEP]` (the encoder's own
+    pair packing), then as `classification`; softmax cross-entropy by default."""
+
+    type_name = "pair_classification"
+    default_loss = "softmax_ce"
+    needs_pair = True

@@ -1,0 +1,162 @@
+"""`regression`: one text, or a cross-encoded pair, -> head -> one bounded score
+(`low + sigmoid(logit) * (high - low)`, e.g. 0-5 for STS), MSE, Pearson/Spearman."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xtune.tasks import TASKS
+from xtune.tasks.base import Task, TaskData, TaskSplit, encoder_features, encoder_inputs
+
+
+@keras.saving.register_keras_serializable(package="xtune")
+class BoundedScore(keras.layers.Layer):
+    """`[b, 1]` logits -> `[b]` scores in `(low, high)` (`xtune.losses.mse.bounded_score`)."""
+
+    def __init__(self, low: float = 0.0, high: float = 5.0, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+
+    def call(self, logits: Any) -> Any:
+        from xtune.losses.mse import bounded_score
+
+        return bounded_score(keras.ops.reshape(logits, (-1,)), self.low, self.high)
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        return (input_shape[0],)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+class ScoreTask(Task):
+    """Shared parts of tasks that predict one score per example (labels are numbers)."""
+
+    score_loss = True
+    default_loss = "mse"
+    default_metric = "pearson"
+    model_outputs: tuple[str, ...] = ("score",)
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        super().check_config(config)
+        if config.loss is not None:
+            cls.check_loss_output(config)
+
+    @classmethod
+    def check_loss_output(cls, config: Any) -> None:
+        from xtune.losses import SCORE_LOSSES
+
+        output = SCORE_LOSSES.get(config.loss.name).model_output
+        if output not in cls.model_outputs:
+            raise ValueError(
+                f"loss.name: {config.loss.name!r} scores a {output} output; the "
+                f"{cls.type_name} task gives {' or '.join(cls.model_outputs)}"
+            )
+
+    def build_loss(self) -> Any:
+        from xtune.losses import get_score_loss
+
+        spec = self.config.loss.to_dict() if self.config.loss else {"name": self.default_loss}
+        return get_score_loss({**spec, "low": self.config.low, "high": self.config.high})
+
+    def load(self, encoder: Any) -> TaskData:
+        examples = load_score_splits(self.config.data)
+        text_encoder = self.text_encoder(encoder)
+        splits = {
+            name: self.tokenize(split, text_encoder, scores)
+            for name, (split, scores) in examples.items()
+        }
+        return TaskData(splits, [], [])
+
+    def tokenize(self, examples: Any, text_encoder: Any, scores: np.ndarray) -> TaskSplit:
+        from xtune.data.pipeline import tokenize_examples
+
+        targets = scores.reshape(-1, 1).astype(np.float32)
+        cache = self.config.data.cache_dir
+        return TaskSplit([tokenize_examples(examples, text_encoder, targets, cache)], targets)
+
+    def initialize(self, model: keras.Model, data: TaskData) -> None:
+        """Nothing to set: the bounded score starts at the middle of the range."""
+
+    def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        from xtune.metrics import score_metrics
+
+        scores = np.asarray(self.loss.scores(outputs), dtype=np.float64)
+        return score_metrics(np.asarray(targets, np.float64).reshape(-1), scores)
+
+    def serving_outputs(self, outputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"score": tf.cast(self.loss.scores(outputs), tf.float32)}
+
+
+@TASKS.register("regression")
+class RegressionTask(ScoreTask):
+    """One text, or a pair through the cross-encoder packing when `data.text_pair` is set."""
+
+    type_name = "regression"
+
+    def build_output(self, encoder: Any, encoder_model: keras.Model) -> tuple[dict, Any]:
+        from xtune.heads import get_head
+
+        inputs = encoder_inputs(encoder, task=self.name)
+        vector = get_head(self.config.head.to_dict())(encoder_features(encoder_model, inputs))
+        logit = keras.layers.Dense(1, name=f"{self.name}__logit", dtype="float32")(vector)
+        score = BoundedScore(self.config.low, self.config.high, name=f"{self.name}__score")
+        return inputs, score(logit)
+
+
+def load_score_splits(data: Any) -> dict[str, tuple[Any, np.ndarray]]:
+    """train / dev / test examples with their scores (the `data.labels` column as numbers).
+
+    `max_train_rows` keeps a seeded random subset of train; without a dev file, a seeded
+    `dev_fraction` of train is dev (score labels have no classes to stratify by).
+    """
+    from xtune.data.examples import read_examples
+
+    files = {"train": data.train, "dev": data.dev, "test": data.test}
+    splits = {name: read_examples(data, path) for name, path in files.items() if path}
+    scored = {name: (split, scores_of(split, data)) for name, split in splits.items()}
+    rng = np.random.default_rng(data.split_seed)
+    train, scores = scored["train"]
+    if "dev" not in scored:
+        order = rng.permutation(len(train))
+        dev_size = math.ceil(data.dev_fraction * len(train))
+        dev, kept = order[:dev_size], np.sort(order[dev_size:])
+        scored["dev"] = (
+            train.take(np.sort(dev), f"{train.source} (dev part)"),
+            scores[np.sort(dev)],
+        )
+        scored["train"] = (train.take(kept, f"{train.source} (train part)"), scores[kept])
+        train, scores = scored["train"]
+    if data.max_train_rows is not None and len(train) > data.max_train_rows:
+        kept = np.sort(rng.choice(len(train), data.max_train_rows, replace=False))
+        source = f"{train.source} ({data.max_train_rows} of {len(train)} rows)"
+        scored["train"] = (train.take(kept, source), scores[kept])
+    return scored
+
+
+def scores_of(examples: Any, data: Any) -> np.ndarray:
+    """Each row's one label cell as a number; anything else is a DataError naming the row."""
+    from xtune.data.readers import DataError
+
+    scores = []
+    for row, labels in zip(examples.rows, examples.label_sets, strict=True):
+        try:
+            if len(labels) != 1:
+                raise ValueError
+            score = float(labels[0])
+        except ValueError:
+            raise DataError(
+                f"{examples.source}: row {row}: expected one number in column "
+                f"{data.labels!r} (a score task), got {labels!r}"
+            ) from None
+        if not math.isfinite(score):
+            raise DataError(f"{examples.source}: row {row}: score {score} is not finite")
+        scores.append(score)
+    return np.asarray(scores, np.float32)
