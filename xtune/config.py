@@ -571,6 +571,15 @@ def check_multi_task(config: RunConfig, source: str) -> None:
                     f"{source}: training.{key}: only for multi-task runs (a `tasks:` section)"
                 )
         return
+    from xtune.encoders.positions import max_positions
+
+    positions = max_positions(config.encoder.to_dict())
+    for name, task in config.tasks.items():
+        if positions is not None and task.data.max_length > positions:
+            raise ConfigError(
+                f"{source}: tasks.{name}.data.max_length: {task.data.max_length} is more than "
+                f"the encoder {config.encoder.name!r} has positions for ({positions})"
+            )
     if training.sampler is not None:
         from xtune.tasks import SAMPLERS
 

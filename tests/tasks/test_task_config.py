@@ -62,6 +62,8 @@ def test_task_type_checks(raw):
         parse_run_config(regression)
     with pytest.raises(ConfigError, match="weight: expected a positive"):
         parse_run_config(apply_overrides(raw, {"tasks.sts.weight": 0}))
+    with pytest.raises(ConfigError, match="tasks.sts.data.max_length: 200 is more than"):
+        parse_run_config(apply_overrides(raw, {"tasks.sts.data.max_length": 200}))
     with pytest.raises(ConfigError, match="training.sampler.name: unknown task sampler"):
         parse_run_config(apply_overrides(raw, {"training.sampler": "anealed"}))
 

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.tasks.task_data import multitask_config, three_tasks
 from xtune.config import parse_run_config
@@ -74,68 +73,3 @@ def test_run_folder_reloads_and_predicts_the_same(annealed_run, files):
         assert again[task.metric] == pytest.approx(
             result.best[f"{task.name}.{task.metric}"], abs=1e-6
         )
-
-
-def test_export_signatures_match_the_framework(annealed_run, tmp_path):
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
-
-    from xtune.export.multitask import export_multitask_run, normalized
-
-    _, result = annealed_run
-    run = load_multitask_run(result.run_dir)
-    loaded = tf.saved_model.load(str(export_multitask_run(result.run_dir, tmp_path / "export")))
-    assert set(loaded.signatures) == {"sentiment", "paraphrase", "sts", "sts_embed", "embed"}
-    texts = ["love super the new", "not force and you", "what can club"]
-    pairs = ["super love", "hello world plus", "club can what"]
-    by_task = {task.name: task for task in run.tasks}
-    got = loaded.signatures["sentiment"](text=tf.constant(texts))["probabilities"].numpy()
-    want = by_task["sentiment"].loss.scores(predict_texts(run, "sentiment", texts))
-    np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
-    assert got.shape == (3, 2)
-    signature = loaded.signatures["paraphrase"]
-    got = signature(text=tf.constant(texts), text_pair=tf.constant(pairs))["probabilities"]
-    want = by_task["paraphrase"].loss.scores(predict_texts(run, "paraphrase", texts, pairs))
-    np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
-    got = loaded.signatures["sts"](text=tf.constant(texts), text_pair=tf.constant(pairs))["score"]
-    want = by_task["sts"].loss.scores(predict_texts(run, "sts", texts, pairs))
-    np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
-    embedding = loaded.signatures["embed"](text=tf.constant(texts))["embedding"].numpy()
-    text_encoder = run.text_encoders["sts"]
-    encoded = text_encoder.pad(text_encoder(tf.constant(texts)))
-    vectors = run.net.embed_models["sts"].predict_on_batch(
-        {f"a_{key}": value for key, value in encoded.items()}
-    )
-    np.testing.assert_allclose(embedding, normalized(np.asarray(vectors)), atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "sampler",
-    [
-        {"name": "sequential", "order": [1, 0]},
-        {"name": "round_robin"},
-        {"name": "temperature"},
-        {"name": "uniform_to_proportional"},
-    ],  # fmt: skip
-)
-def test_each_sampler_family_trains(files, tmp_path, sampler):
-    folder, tasks = files
-    two = {name: tasks[name] for name in ("sentiment", "paraphrase")}
-    config = run_config(folder, two, tmp_path, sampler=sampler, epochs=1, steps_per_epoch=4)
-    result = train(config, run_dir=tmp_path / "run")
-    record = result.history[0]
-    steps = [record["steps_sentiment"], record["steps_paraphrase"]]
-    assert sum(steps) == 4 and np.isfinite(record["train_loss"])
-    if sampler["name"] in ("sequential", "round_robin"):
-        assert steps == [2, 2]  # every task's (scaled) batches exactly once
-
-
-def test_pcgrad_step_runs_in_the_trainer(files, tmp_path):
-    folder, tasks = files
-    two = {name: tasks[name] for name in ("sentiment", "sts")}
-    config = run_config(folder, two, tmp_path, pcgrad=True, epochs=1, steps_per_epoch=4)
-    result = train(config, run_dir=tmp_path / "run")
-    record = result.history[0]
-    # every step trains on one batch of each task: 4 scaled batches over 2 tasks -> 2 steps
-    assert record["steps_sentiment"] == record["steps_sts"] == 2
-    assert np.isfinite(record["train_loss_sentiment"]) and np.isfinite(record["train_loss_sts"])

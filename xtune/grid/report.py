@@ -349,16 +349,12 @@ def cell_table(cells: list[Cell], metric: str) -> list[str]:
     best = best_cell(cells, metric)
     baseline_values = baseline.values(metric)
     as_columns = len(keys) <= MAX_SETTING_COLUMNS
+    task_keys = task_metric_keys(cells)
     header = ["row"]
     header += [setting_name(key) for key in keys] if as_columns else ["changes vs baseline"]
-    header += [
-        "val-acc mean ± std",
-        "V(val-acc)",
-        "n",
-        "best epoch",
-        "micro-F1",
-        "macro-F1",
-    ]
+    header += ["val-acc mean ± std", "V(val-acc)", "n", "best epoch"]
+    # A multi-task grid: each task's selection metric instead of the F1 columns.
+    header += [f"{key} mean ± std" for key in task_keys] if task_keys else ["micro-F1", "macro-F1"]
     rules = extra_rules([run for cell in cells for run in cell.ok_runs], "dev")
     header += [f"macro-F1 {label}" for label, _ in rules]
     header += ["Δ vs baseline", "p (Welch)"]
@@ -383,14 +379,30 @@ def cell_table(cells: list[Cell], metric: str) -> list[str]:
             variance_text(spread),
             f"{len(values)}" + (f" ({failures} failed)" if failures else ""),
             number(mean([run["best_epoch"] for run in cell.ok_runs]), 1),
-            number(mean([run["best"]["micro_f1"] for run in cell.ok_runs])),
-            number(mean([run["best"]["macro_f1"] for run in cell.ok_runs])),
+            *(
+                [mean_std([run["best"].get(key) for run in cell.ok_runs]) for key in task_keys]
+                if task_keys
+                else [
+                    number(mean([run["best"]["micro_f1"] for run in cell.ok_runs])),
+                    number(mean([run["best"]["macro_f1"] for run in cell.ok_runs])),
+                ]
+            ),
             *[mean_std([rule(run).get("macro_f1") for run in cell.ok_runs]) for _, rule in rules],
             "–" if cell is baseline else signed(average - mean(baseline_values)),
             "–" if cell is baseline else p_text(welch_p_value(values, baseline_values)),
         ]
         rows.append(row)
     return table(header, rows)
+
+
+def task_metric_keys(cells: list[Cell]) -> list[str]:
+    """`task.metric` keys of the multi-task runs' selection metrics, in first-seen order
+    (a row that leaves a task out shows – in its column)."""
+    keys: list[str] = []
+    for cell in cells:
+        for run in cell.ok_runs:
+            keys += [key for key in run.get("task_metrics") or [] if key not in keys]
+    return keys
 
 
 # ---------------------------------------------------------------- other decision rules
@@ -522,8 +534,8 @@ def seed_table(cells: list[Cell], metric: str) -> list[str]:
                     number(run["best"][metric]),
                     str(run["best_epoch"]),
                     number(run["final"][metric]),
-                    number(run["best"]["micro_f1"]),
-                    number(run["best"]["macro_f1"]),
+                    number(run["best"].get("micro_f1", math.nan)),  # none in multi-task runs
+                    number(run["best"].get("macro_f1", math.nan)),
                     f"{run['wall_seconds']:.1f}",
                     number(run.get("steps_per_second") or math.nan, 2),
                 ]

@@ -115,11 +115,10 @@ def check_data_files(runs: list[PlannedRun]) -> None:
 
     checked: set[Path] = set()
     for run in runs:
-        data = run.config.data
-        files = {"data.train": data.train, "data.dev": data.dev, "data.test": data.test}
-        if isinstance(data.label_names, str):
-            files["data.label_names"] = data.label_names
-        for key, name in files.items():
+        sections = {"data": run.config.data}
+        if run.config.tasks:  # the tasks' files; the top-level data section only shares settings
+            sections = {f"tasks.{name}.data": task.data for name, task in run.config.tasks.items()}
+        for key, name, data in data_files(sections):
             if not name:
                 continue
             path = resolve_path(data, name)
@@ -131,6 +130,17 @@ def check_data_files(runs: list[PlannedRun]) -> None:
                     f"{data.root!r}); set data.root with --set data.root=FOLDER"
                 )
             checked.add(path)
+
+
+def data_files(sections: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(key, file name, data section) of every file a run's data sections name."""
+    files = []
+    for prefix, data in sections.items():
+        names = {"train": data.train, "dev": data.dev, "test": data.test}
+        if isinstance(data.label_names, str):
+            names["label_names"] = data.label_names
+        files += [(f"{prefix}.{key}", name, data) for key, name in names.items()]
+    return files
 
 
 def pending_runs(
@@ -272,7 +282,8 @@ class GridSession:
         line = self.line_head(run)
         run_dir = None
         try:
-            data, data_seconds = self.prepare_data(run)
+            # A multi-task run reads its tasks' data itself (not through the data cache).
+            data, data_seconds = (None, 0.0) if run.config.tasks else self.prepare_data(run)
             line["data_seconds"] = round(data_seconds, 3)
             run_dir = self.claim_run_dir(run)
             line["run_dir"] = str(run_dir)
@@ -396,7 +407,7 @@ class GridSession:
             "overrides": run.cell.overrides,
             "shared_overrides": self.spec.shared_overrides,
             "seed": run.seed,
-            "metric": run.config.training.metric,
+            "metric": "mean_score" if run.config.tasks else run.config.training.metric,
             "run_dir": None,
             "config": run.config.to_dict(),
             **self.environment,
@@ -419,13 +430,21 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
     from xtune.data.pipeline import batches_per_epoch
 
     training = config.training
-    steps_per_epoch = batches_per_epoch(
-        data.tokenized["train"], training.batch_size, config.data.padding, config.data.max_length
-    )
-    if training.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
     history = result.history
-    steps = steps_per_epoch * len(history)
+    if config.tasks:  # steps per task are in the history; a PCGrad step trains every task
+        steps = sum(
+            max(record[f"steps_{name}"] for name in config.tasks) if training.pcgrad
+            else sum(record[f"steps_{name}"] for name in config.tasks)
+            for record in history
+        )  # fmt: skip
+    else:
+        steps_per_epoch = batches_per_epoch(
+            data.tokenized["train"], training.batch_size, config.data.padding,
+            config.data.max_length,
+        )  # fmt: skip
+        if training.steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
+        steps = steps_per_epoch * len(history)
     train_seconds = sum(record["train_seconds"] for record in history)
     final = {k.removeprefix("val_"): v for k, v in history[-1].items() if k.startswith("val_")}
     return {
@@ -449,7 +468,17 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
         "precision": result.extra.get("precision"),
         "timings": result.extra.get("timings"),
         "data_warnings": result.extra.get("data_warnings"),
+        **multitask_fields(result),
     }
+
+
+def multitask_fields(result: Any) -> dict[str, Any]:
+    """A multi-task run's tasks and the `best` keys of their selection metrics."""
+    tasks = result.extra.get("tasks")
+    if not tasks:
+        return {}
+    keys = [f"{name}.{task['metric']}" for name, task in tasks.items()]
+    return {"tasks": tasks, "task_metrics": keys}
 
 
 def check_finite_losses(history: list[dict[str, Any]]) -> None:

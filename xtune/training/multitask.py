@@ -172,7 +172,8 @@ def make_step(config: Any, prepared: Prepared, optimizer: Any) -> Any:
 
     def apply(gradients: list[Any]) -> None:
         present = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
-        optimizer.apply([g for g, _ in present], [v for _, v in present])
+        if present:  # none: a task without trainable weights now (a frozen bi-encoder's cosine)
+            optimizer.apply([g for g, _ in present], [v for _, v in present])
 
     def one_task(index: int) -> Any:
         task, task_model = prepared.tasks[index], task_models[index]

@@ -364,6 +364,19 @@ def train(
         keras.mixed_precision.set_global_policy("float32")
 
 
+@dataclass
+class SingleTaskRun:
+    """What the steps of `_train` hand on: the encoder, data, loss, model and stages."""
+
+    encoder: EncoderAdapter
+    data: PreparedData
+    loss: Any
+    model: keras.Model
+    parameters: dict[str, int]
+    stages: list[Stage]
+    steps_per_epoch: int
+
+
 def _train(
     config: RunConfig,
     run_dir: str | Path | None,
@@ -371,6 +384,27 @@ def _train(
     started: float,
     precision: str,
 ) -> RunResult:
+    """One classification task, in four steps: build (data, loss, model), open the run
+    folder, fit the stages with per-epoch dev evaluation, then score and write the result."""
+    run = build_single_task(config, data)
+    folder = open_run_folder(config, run, run_dir, precision)
+    evaluation, clock = fit_single_task(config, run)
+    clock.started = started
+    return finish_single_task(config, run, folder, evaluation, precision, clock)
+
+
+@dataclass
+class FitClock:
+    """When the run started, `fit` started, its first step ended and `fit` ended."""
+
+    fit_started: float
+    first_step_done: float | None
+    fit_ended: float
+    started: float = 0.0
+
+
+def build_single_task(config: RunConfig, data: PreparedData | None) -> SingleTaskRun:
+    """Step 1: encoder, tokenized data (unless given), loss, model and its training stages."""
     training = config.training
     encoder = load_encoder(config.encoder)
     if data is None:
@@ -386,40 +420,54 @@ def _train(
     if stages[0].head_only:
         set_trainable(model, config.finetune, head_only=True)
         parameters["trainable_head_only_stage"] = count_parameters(model)["trainable"]
-
-    train_split, dev_split = data.tokenized["train"], data.tokenized["dev"]
     steps_per_epoch = batches_per_epoch(
-        train_split, training.batch_size, config.data.padding, config.data.max_length
+        data.tokenized["train"], training.batch_size, config.data.padding, config.data.max_length
     )
     if training.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
+    return SingleTaskRun(encoder, data, loss, model, parameters, stages, steps_per_epoch)
+
+
+def open_run_folder(
+    config: RunConfig, run: SingleTaskRun, run_dir: str | Path | None, precision: str
+) -> RunFolder:
+    """Step 2: the run folder with the config, labels and tokenizer files."""
+    data = run.data
     folder = RunFolder.create(run_dir or default_run_dir(config))
-    folder.write_setup(config, data.vocab, encoder, data.text_encoder)
+    folder.write_setup(config, data.vocab, run.encoder, data.text_encoder)
     print(
-        f"xtune: {encoder.source}; {len(data.vocab)} labels; train {len(train_split)} / "
-        f"dev {len(dev_split)} rows; {parameters['trainable']:,} trainable parameters; "
+        f"xtune: {run.encoder.source}; {len(data.vocab)} labels; train "
+        f"{len(data.tokenized['train'])} / dev {len(data.tokenized['dev'])} rows; "
+        f"{run.parameters['trainable']:,} trainable parameters; "
         f"{precision}; {device_name()}; run folder {folder.path}",
         flush=True,
     )
+    return folder
 
+
+def fit_single_task(config: RunConfig, run: SingleTaskRun) -> tuple[DevEvaluation, FitClock]:
+    """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch."""
+    training, model = config.training, run.model
     dataset = make_dataset(
-        train_split,
+        run.data.tokenized["train"],
         training.batch_size,
         config.data.padding,
         config.data.max_length,
         shuffle=True,
         seed=training.seed,
     ).repeat()
-    evaluation = DevEvaluation(dev_split, loss, config)
+    evaluation = DevEvaluation(run.data.tokenized["dev"], run.loss, config)
     divergence = DivergenceGuard(config)
     first_step = FirstStepTimer()
     fit_started = time.perf_counter()
-    for stage in stages:
+    for stage in run.stages:
         set_trainable(model, config.finetune, head_only=stage.head_only)
         schedule = SCHEDULES.build(config.schedule.to_dict())
-        stage_steps = steps_per_epoch * (stage.end_epoch - stage.start_epoch)
+        stage_steps = run.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
         optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
-        model.compile(optimizer=optimizer, loss=loss, jit_compile=resolve_jit(training.jit_compile))
+        model.compile(
+            optimizer=optimizer, loss=run.loss, jit_compile=resolve_jit(training.jit_compile)
+        )
         # Built before the first step, or the train function is traced twice (the step
         # would create the optimizer's variables).
         model.optimizer.build(model.trainable_variables)
@@ -435,17 +483,32 @@ def _train(
             dataset,
             initial_epoch=stage.start_epoch,
             epochs=stage.end_epoch,
-            steps_per_epoch=steps_per_epoch,
+            steps_per_epoch=run.steps_per_epoch,
             callbacks=[divergence, evaluation, first_step],
             verbose=training.verbose,
             shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
         )
         if model.stop_training:  # early stopping ends the whole run, not just the stage
             break
-    fit_ended = time.perf_counter()
-    train_seconds = sum(h["train_seconds"] for h in evaluation.history)
-    samples = min(len(train_split), steps_per_epoch * training.batch_size) * len(evaluation.history)
+    return evaluation, FitClock(fit_started, first_step.first_step_done, time.perf_counter())
 
+
+def finish_single_task(
+    config: RunConfig,
+    run: SingleTaskRun,
+    folder: RunFolder,
+    evaluation: DevEvaluation,
+    precision: str,
+    clock: FitClock,
+) -> RunResult:
+    """Step 4: the best epoch's weights saved, dev (and test) scored as the export serves
+    them, thresholds tuned, and the result written."""
+    training, model, loss, data = config.training, run.model, run.loss, run.data
+    train_split, dev_split = data.tokenized["train"], data.tokenized["dev"]
+    train_seconds = sum(h["train_seconds"] for h in evaluation.history)
+    samples = min(len(train_split), run.steps_per_epoch * training.batch_size) * len(
+        evaluation.history
+    )
     model.set_weights(evaluation.best_weights)
     if training.save_weights:
         folder.write_weights(model)
@@ -485,7 +548,6 @@ def _train(
             )
         fixed["test"] = fixed_threshold_reports(training, data, test_split.labels, test_scores)
     baseline = majority_baseline(train_split.labels, dev_split.labels)
-
     result = RunResult(
         run_dir=folder.path,
         history=evaluation.history,
@@ -494,15 +556,17 @@ def _train(
         tuned=tuned,
         test=test,
         baseline=baseline,
-        parameters=parameters,
-        seconds=round(time.perf_counter() - started, 3),
+        parameters=run.parameters,
+        seconds=round(time.perf_counter() - clock.started, 3),
         train_samples_per_second=round(samples / train_seconds, 2) if train_seconds else 0.0,
         device=device_name(),
         extra={
             "precision": precision,
             "eval_precision": "float32",  # of `best`, `tuned`, `test` and the thresholds
-            "fit_seconds": round(fit_ended - fit_started, 3),
-            "timings": run_timings(started, fit_started, first_step.first_step_done, fit_ended),
+            "fit_seconds": round(clock.fit_ended - clock.fit_started, 3),
+            "timings": run_timings(
+                clock.started, clock.fit_started, clock.first_step_done, clock.fit_ended
+            ),
         },
     )
     if training.report_thresholds:
