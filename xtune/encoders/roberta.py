@@ -140,12 +140,23 @@ GRAPH_BATCH = 256
 
 class TracedTokenize:
     """A traced `tokenize` kept off the tokenizer's tf.Module tracking (a plain holder), so a
-    SavedModel holding the tokenizer does not store it as an extra function."""
+    SavedModel holding the tokenizer does not store it as an extra function.
+
+    Traced once per tokenizer and called from every graph that tokenizes a batch of strings
+    (each new `TextEncoder`, the tf.data pipeline, an export's signatures): there it is one
+    call op, where the BPE's ops would otherwise be traced again into each graph (a pair
+    encoder traced them twice). A SavedModel keeps it as a library function of the
+    signatures that call it."""
 
     def __init__(self, tokenize):
         self.tokenize = tf.function(
             tokenize, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False
         )
+
+
+def is_string_batch(texts: Any) -> bool:
+    """A 1-D string tensor: what `TracedTokenize`'s input signature takes."""
+    return isinstance(texts, tf.Tensor) and texts.dtype == tf.string and texts.shape.rank == 1
 
 
 class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
@@ -200,6 +211,8 @@ class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
             texts = tf.convert_to_tensor(texts)
             if texts.shape.rank == 1 and texts.shape[0] >= GRAPH_BATCH:
                 return self._traced.tokenize(texts)
+        elif is_string_batch(texts):  # in a graph: call the one trace (see TracedTokenize)
+            return self._traced.tokenize(texts)
         return self.bpe_tokenize(texts)
 
     # AutoGraph would transpile keras-hub's BPE code on the first trace (~16 s); it needs
