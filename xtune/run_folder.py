@@ -271,6 +271,11 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> TrainedRun:
     from xtune.losses import get_loss
     from xtune.model import build_classifier
 
+    if (path / "tasks.json").is_file():
+        raise RunFolderError(
+            f"{path}: a multi-task run (tasks.json): load it with "
+            "xtune.tasks.run_folder.load_multitask_run, or export it (a signature per task)"
+        )
     config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
     labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
     encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), path)

@@ -3,6 +3,11 @@ encoder's fixture vocabulary, so every word is one known token)."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +60,7 @@ def similarity_rows(rng: np.random.Generator, count: int) -> list[dict]:
 
 def write_task_files(folder: Path, name: str, rows_of, train: int = 96, dev: int = 48) -> dict:
     """train/dev CSVs of one synthetic task; returns its `data:` section."""
-    rng = np.random.default_rng(abs(hash(name)) % 1000)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
     paths = {}
     for split, count in (("train", train), ("dev", dev)):
         paths[split] = folder / f"{name}-{split}.csv"
@@ -104,3 +109,12 @@ def three_tasks(tmp_path: Path) -> dict:
             "data": write_task_files(tmp_path, "sts", similarity_rows),
         },
     }
+
+
+@functools.cache
+def shared_three_tasks() -> tuple[Path, dict]:
+    """`three_tasks` written once per test process, with one token cache beside them: the
+    test modules that train on them tokenize each split once (later runs hit the cache)."""
+    folder = Path(tempfile.mkdtemp(prefix="xtune-task-files-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder, three_tasks(folder)

@@ -5,14 +5,15 @@ import json
 
 import yaml
 
-from tests.tasks.task_data import multitask_config, three_tasks
+from tests.tasks.task_data import multitask_config, shared_three_tasks
 from xtune.grid.report import write_report
 from xtune.grid.runner import run_grid
 
 
 def test_multitask_grid_runs_and_reports_per_task_columns(tmp_path):
-    tasks = three_tasks(tmp_path)
-    base = multitask_config(tmp_path, tasks, steps_per_epoch=2, epochs=1)
+    folder, tasks = shared_three_tasks()
+    base = multitask_config(folder, tasks, steps_per_epoch=2, epochs=1)
+    base["training"]["output_dir"] = str(tmp_path / "runs")
     base["data"]["padding"] = "fixed"
     grid = {
         "name": "tiny_multitask",

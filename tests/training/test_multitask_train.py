@@ -7,16 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from tests.tasks.task_data import multitask_config, three_tasks
+from tests.tasks.task_data import multitask_config, shared_three_tasks
 from xtune.config import parse_run_config
 from xtune.tasks.run_folder import load_multitask_run, predict_texts
 from xtune.training.trainer import train
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("task_files")
-    return folder, three_tasks(folder)
+def files():
+    return shared_three_tasks()
 
 
 def run_config(folder, tasks, tmp, **training):
