@@ -70,8 +70,15 @@ def write_run(
     if config.training.save_weights:
         folder.write_weights(prepared.net.model)
     train_seconds = sum(record["train_seconds"] for record in evaluation.history)
-    best = {"mean_score": evaluation.best_value, **flat_metrics(evaluation.best_metrics)}
-    test = test_metrics(prepared, config.training.eval_batch_size)
+    # Dev and test are scored as the export serves them: in float32.
+    served = served_prepared(prepared, precision, folder, config.training.save_weights)
+    metrics, mean_score = evaluation.best_metrics, evaluation.best_value
+    if served is not prepared:
+        evaluation.prepared = served
+        metrics = evaluation.evaluate()
+        mean_score = evaluation.mean_score(metrics)
+    best = {"mean_score": mean_score, **flat_metrics(metrics)}
+    test = test_metrics(served, config.training.eval_batch_size)
     result = RunResult(
         run_dir=folder.path,
         history=evaluation.history,
@@ -86,6 +93,7 @@ def write_run(
         device=device_name(),
         extra={
             "precision": precision,
+            "eval_precision": "float32",  # of `best` and `test`; the history's: `precision`
             "fit_seconds": round(fit_seconds, 3),
             "tasks": {
                 task.name: {"type": task.type_name, "metric": task.metric, "weight": task.weight}
@@ -99,6 +107,7 @@ def write_run(
     folder.write_result(result, None)
     print(
         f"\nbest epoch {result.best_epoch} by the mean score {evaluation.best_value:.4f}; "
+        f"dev (float32) mean {mean_score:.4f}; "
         + "; ".join(
             f"{task.name} {task.metric} {best[f'{task.name}.{task.metric}']:.4f}"
             for task in prepared.tasks
@@ -107,6 +116,33 @@ def write_run(
         flush=True,
     )
     return result
+
+
+def served_prepared(prepared: Any, precision: str, folder: RunFolder, saved: bool) -> Any:
+    """`prepared` with the model rebuilt in float32 from the run folder's files (the way the
+    export loads it) when it trained in mixed precision, as the single-task `served_model`;
+    from a scratch weights file when `training.save_weights` is off."""
+    import dataclasses
+    import tempfile
+
+    import keras
+
+    from xtune.run_folder import save_model_weights
+
+    if precision == "float32":
+        return prepared
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        if saved:
+            run = load_multitask_files(folder.path, folder.path / WEIGHTS_FILE)
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                weights = Path(scratch) / WEIGHTS_FILE
+                save_model_weights(prepared.net.model, weights)
+                run = load_multitask_files(folder.path, weights)
+    finally:
+        keras.mixed_precision.set_global_policy(precision)
+    return dataclasses.replace(prepared, tasks=run.tasks, net=run.net, encoder=run.encoder)
 
 
 def test_metrics(prepared: Any, batch_size: int) -> dict[str, float] | None:
@@ -135,16 +171,23 @@ class MultiTaskRun:
 
 
 def load_multitask_run(path: str | Path, check: bool = True) -> MultiTaskRun:
-    """Rebuild a multi-task run's model from its folder and load its best weights."""
+    """Rebuild a finished multi-task run's model from its folder and load its best weights
+    (after checking their sha256 against metrics.json unless `check` is off)."""
+    path = check_run_folder(path)
+    if check:
+        verify_weights(path)
+    return load_multitask_files(path, path / WEIGHTS_FILE)
+
+
+def load_multitask_files(path: Path, weights_file: Path) -> MultiTaskRun:
+    """The model of a run folder's setup files with `weights_file` loaded; nothing checked
+    (training uses it before metrics.json exists)."""
     from xtune.config import parse_run_config
     from xtune.data.tokenization import TextEncoder
     from xtune.encoders import rebuild_encoder
     from xtune.tasks import build_tasks
     from xtune.tasks.multitask_model import build_multitask_model
 
-    path = check_run_folder(path)
-    if check:
-        verify_weights(path)
     raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
     config = parse_run_config(raw, source=str(path / "config.yaml"))
     records = json.loads((path / TASKS_FILE).read_text(encoding="utf-8"))
@@ -157,7 +200,7 @@ def load_multitask_run(path: str | Path, check: bool = True) -> MultiTaskRun:
             encoder.tokenizer, encoder.packing, records[task.name]["tokenizer"]
         )
     net = build_multitask_model(encoder, tasks)
-    load_weights(net.model, path / WEIGHTS_FILE)
+    load_weights(net.model, weights_file)
     return MultiTaskRun(path, config, tasks, net, text_encoders, encoder)
 
 
