@@ -65,3 +65,34 @@ def test_a_factory_checked_by_calling_checks_when_the_config_is_read():
 def test_check_number_messages(value, kwargs, message):
     with pytest.raises(ValueError, match=message):
         check_number("x", value, **kwargs)
+
+
+COMPONENT_MODULES = [
+    "xtune.encoders",
+    "xtune.heads",
+    "xtune.losses",
+    "xtune.tasks",
+    "xtune.training.adversarial",
+    "xtune.training.freezing",
+    "xtune.training.layerwise",
+    "xtune.training.lora",
+    "xtune.training.optimizers",
+    "xtune.training.schedules",
+]
+
+
+def test_components_do_not_import_the_config():
+    """Imports point one way: `xtune.config` reads the components' registries to validate,
+    so no component may import `xtune.config` back (a fresh interpreter shows what loads)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import importlib, sys\nfor m in {COMPONENT_MODULES!r}: importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m == 'xtune.config'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from xtune import config, registry
+
+    assert config.ConfigError is registry.ConfigError  # still importable from the config

@@ -18,11 +18,9 @@ from typing import Any
 
 import yaml
 
-from xtune.registry import check_number, interval
-
-
-class ConfigError(ValueError):
-    """A config file or override does not match the schema."""
+# ConfigError lives in xtune.registry (components raise it without importing this module);
+# `from xtune.config import ConfigError` keeps working.
+from xtune.registry import ConfigError, check_number, interval
 
 
 class YamlLoader(yaml.SafeLoader):

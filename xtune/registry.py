@@ -7,6 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 
+class ConfigError(ValueError):
+    """A config file or override does not match the schema.
+
+    Defined here, beside the registries, so that components (layer-wise LR, freezing, LoRA)
+    raise it without importing `xtune.config`: imports point one way, config -> components.
+    """
+
+
 class RegistryError(KeyError):
     """An unknown or duplicate component name."""
 

@@ -7,11 +7,11 @@ configured set) can switch between the two without leftovers from the previous s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-from xtune.config import ConfigError, FinetuneConfig
+from xtune.registry import ConfigError
 from xtune.training.layerwise import (
     EMBEDDINGS,
     POOLER,
@@ -21,6 +21,9 @@ from xtune.training.layerwise import (
     num_encoder_layers,
 )
 from xtune.training.lora import LORA_VARIABLE_NAMES
+
+if TYPE_CHECKING:  # the config imports components, not the other way round
+    from xtune.config import FinetuneConfig
 
 
 def check_finetune(finetune: FinetuneConfig, num_layers: int, epochs: int) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 
 import keras
 
-from xtune.config import ConfigError
 from xtune.model import ENCODER_NAME, adapter_of
+from xtune.registry import ConfigError
 
 EMBEDDINGS, POOLER, HEAD = "embeddings", "pooler", "head"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from xtune.config import ConfigError
 from xtune.model import adapter_of
+from xtune.registry import ConfigError
 from xtune.training.layerwise import layer_group
 
 LORA_VARIABLE_NAMES = ("lora_kernel_a", "lora_kernel_b")
