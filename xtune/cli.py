@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True)
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument(
+        "--task", help="the task to predict (required for a multi-task model, else not given)"
+    )
     return parser
 
 
@@ -178,7 +181,12 @@ def run_command(args: argparse.Namespace) -> int:
         from xtune.export.predict import predict_file
 
         predict_file(
-            args.model_dir, args.input, args.output, batch_size=args.batch_size, top_k=args.top_k
+            args.model_dir,
+            args.input,
+            args.output,
+            batch_size=args.batch_size,
+            top_k=args.top_k,
+            task=args.task,
         )
         return 0
     raise AssertionError(args.command)

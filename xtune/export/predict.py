@@ -10,6 +10,8 @@ The output holds every input column, then:
 - `error`: empty for a labelled row; for a bad row (empty or undecodable text) the reason,
   and no prediction. Bad rows are also listed on stderr by their 1-based data-row number.
 
+A multi-task model predicts the one task named by `task` (`xtune.export.predict_multitask`).
+
 Input columns with these names are replaced. The output is written to a temporary file
 beside it and renamed into place, and is never the input file itself.
 """
@@ -145,10 +147,43 @@ def predict_file(
     batch_size: int = 64,
     top_k: int = 3,
     verbose: int = 1,
+    task: str | None = None,
 ) -> PredictionSummary:
-    """Predict every row of `input` and write `output` (format by suffix); see the module doc."""
-    import keras
+    """Predict every row of `input` and write `output` (format by suffix); see the module doc.
+    `task` names the task of a multi-task model (`xtune.export.predict_multitask`)."""
+    from xtune.export.predict_multitask import is_multitask_model, predict_task_file
 
+    input_path, output_path = checked_paths(model_dir, input, output, batch_size, top_k)
+    if task is not None or is_multitask_model(model_dir):
+        return predict_task_file(
+            model_dir, task, input_path, output_path, batch_size, top_k, verbose
+        )
+    predictor = open_predictor(model_dir)
+    columns = [predictor.text_column]
+    if predictor.text_pair_column:
+        columns.append(predictor.text_pair_column)
+    frame, texts, pairs, good_rows, errors = read_table_inputs(input_path, columns)
+    num_labels = len(predictor.labels)
+    outputs = {
+        "probabilities": np.full((len(frame), num_labels), np.nan, dtype=np.float32),
+        "predictions": np.zeros((len(frame), num_labels), dtype=np.int32),
+    }
+
+    def predict(texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, predictor.predict(texts, pairs), strict=True))
+
+    predict_rows(predict, outputs, texts, pairs, good_rows, batch_size, verbose)
+    result = prediction_columns(
+        predictor.labels, outputs["probabilities"], outputs["predictions"], errors, top_k
+    )
+    return write_predictions(frame, result, input_path, output_path, errors, verbose)
+
+
+def checked_paths(
+    model_dir: str | Path, input: str | Path, output: str | Path, batch_size: int, top_k: int
+) -> tuple[Path, Path]:
+    """The input and output paths, refused before any model loads when the output would
+    overwrite the input, lie inside the model folder, or has an unknown format."""
     if batch_size < 1 or top_k < 1:
         raise DataError(f"batch_size and top_k must be positive; got {batch_size}, {top_k}")
     input_path, output_path = Path(input), Path(output)
@@ -163,42 +198,65 @@ def predict_file(
             f"{output_path}: --output lies inside the model folder {model_dir}, which predict "
             "never changes; choose another output path"
         )
-    output_format = detect_format(output_path)
-    predictor = open_predictor(model_dir)
+    detect_format(output_path)
+    return input_path, output_path
+
+
+def read_table_inputs(
+    input_path: Path, columns: list[str]
+) -> tuple[pd.DataFrame, list[str], list[str] | None, list[int], list[str]]:
+    """The input table and `read_inputs` of its text columns (a missing one is refused)."""
     frame = read_table(input_path, encoding_errors="replace")
-    columns = [predictor.text_column]
-    if predictor.text_pair_column:
-        columns.append(predictor.text_pair_column)
     for column in columns:
         if column not in frame.columns:
             raise DataError(
                 f"{input_path}: column {column!r} (the model's text input) not found; the "
                 f"file has columns: {', '.join(map(str, frame.columns))}"
             )
-    texts, pairs, good_rows, errors = read_inputs(frame, columns)
-    bad_rows = [
-        f"{input_path}: row {row + 1}: {error}" for row, error in enumerate(errors) if error
-    ]
+    return frame, *read_inputs(frame, columns)
 
-    num_labels = len(predictor.labels)
-    probabilities = np.full((len(frame), num_labels), np.nan, dtype=np.float32)
-    predictions = np.zeros((len(frame), num_labels), dtype=np.int32)
+
+def predict_rows(
+    predict: Any,
+    outputs: dict[str, np.ndarray],
+    texts: list[str],
+    pairs: list[str] | None,
+    good_rows: list[int],
+    batch_size: int,
+    verbose: int,
+) -> None:
+    """Fill the rows `good_rows` of each `outputs` array from `predict(texts, pairs)`'s
+    arrays of the same names, `batch_size` rows a call, with a progress bar."""
+    import keras
+
     progress = keras.utils.Progbar(len(good_rows), unit_name="row", verbose=verbose)
     for start in range(0, len(good_rows), batch_size):
         rows = good_rows[start : start + batch_size]
         batch_pairs = None if pairs is None else [pairs[i] for i in rows]
-        batch_probabilities, batch_predictions = predictor.predict(
-            [texts[i] for i in rows], batch_pairs
-        )
-        probabilities[rows], predictions[rows] = batch_probabilities, batch_predictions
+        batch = predict([texts[i] for i in rows], batch_pairs)
+        for name, values in outputs.items():
+            values[rows] = batch[name]
         progress.add(len(rows))
 
-    result = prediction_columns(predictor.labels, probabilities, predictions, errors, top_k)
+
+def write_predictions(
+    frame: pd.DataFrame,
+    result: pd.DataFrame,
+    input_path: Path,
+    output_path: Path,
+    errors: list[str],
+    verbose: int,
+) -> PredictionSummary:
+    """Write the input table with the `result` columns (replacing input columns of the same
+    names) and list the bad rows on stderr."""
+    bad_rows = [
+        f"{input_path}: row {row + 1}: {error}" for row, error in enumerate(errors) if error
+    ]
     replaced = [c for c in result.columns if c in frame.columns]
     if replaced and verbose:
         print(f"xtune predict: replacing input column(s) {', '.join(replaced)}", file=sys.stderr)
     table = pd.concat([frame.drop(columns=replaced), result], axis=1)
-    write_table(table, output_path, output_format)
+    write_table(table, output_path, detect_format(output_path))
     if bad_rows:
         shown = "\n  ".join(bad_rows[:BAD_ROWS_SHOWN])
         more = len(bad_rows) - BAD_ROWS_SHOWN
