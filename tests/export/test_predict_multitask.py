@@ -153,3 +153,32 @@ def test_a_missing_input_column_names_the_task_columns(
         code, _, err = run_cli(argv, capsys)
         assert_user_error(code, err, "column 'text_pair'", "has columns: text, other")
     assert not output.exists()
+
+
+def test_the_export_records_each_task_columns(multitask_export, table, tmp_path, capsys):
+    """The metadata names each task's input columns, and predict reads them from there even
+    when the run folder the export came from is gone (a deployed copy)."""
+    import json
+    import shutil
+
+    from xtune.export.multitask import EXPORT_FILE
+
+    metadata = json.loads((multitask_export / EXPORT_FILE).read_text())
+    assert metadata["tasks"]["sts"]["columns"] == {"text": "text", "text_pair": "text_pair"}
+    assert metadata["tasks"]["sentiment"]["columns"] == {"text": "text", "text_pair": None}
+    deployed = tmp_path / "deployed"
+    shutil.copytree(multitask_export, deployed)
+    metadata["run_dir"] = str(tmp_path / "deleted-run")
+    metadata["tasks"]["sts"]["columns"] = {"text": "question", "text_pair": "answer"}
+    (deployed / EXPORT_FILE).write_text(json.dumps(metadata))
+    renamed = tmp_path / "renamed.csv"
+    pd.read_csv(table).rename(columns={"text": "question", "text_pair": "answer"}).to_csv(
+        renamed, index=False
+    )
+    output = tmp_path / "out.csv"
+    argv = ["predict", deployed, "--task", "sts", "--input", renamed, "--output", output]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    result = pd.read_csv(output, keep_default_na=False)
+    assert list(result.columns) == ["id", "question", "answer", "score", "error"]
+    assert result["error"].tolist() == ["", "", "empty text", ""]

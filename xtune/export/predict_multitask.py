@@ -1,10 +1,10 @@
 """`xtune predict --task NAME`: label a table with one task of a multi-task run folder
 (`xtune.tasks.run_folder`) or of its export (`xtune.export.multitask`: a signature per task).
 
-The input columns are the task's `data.text` (and `data.text_pair`). An export does not
-record them: they are read from the config of the run folder it names (export metadata
-`run_dir`) while that folder is there, else they are the signature's inputs `text` and
-`text_pair`.
+The input columns are the task's `data.text` (and `data.text_pair`), as the run folder's
+config and the export metadata (`columns` of each task) record them. An export written
+before the metadata kept them reads them from the config of the run folder it names while
+that folder is there, else they are the signature's inputs `text` and `text_pair`.
 
 The output holds every input column, then, by the task's own decision rule
 (`Task.serving_outputs`, the same in the run folder and in the export):
@@ -169,8 +169,12 @@ def signature_inputs(path: Path, name: str) -> set[str]:
 
 
 def export_columns(metadata: dict[str, Any], task: str, pair: bool) -> tuple[str, str | None]:
-    """The task's columns in the config of the run folder the export names, while that
-    folder is there and agrees on `pair`; else the signature's input names."""
+    """The task's columns as the export metadata records them; for an older export, those of
+    the config of the run folder it names, while that folder is there and agrees on `pair`;
+    else the signature's input names."""
+    recorded = metadata["tasks"][task].get("columns")
+    if recorded and bool(recorded.get("text_pair")) == pair:
+        return recorded["text"], recorded.get("text_pair")
     config_file = Path(metadata["run_dir"]) / "config.yaml" if metadata.get("run_dir") else None
     if config_file is not None and config_file.is_file():
         config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}

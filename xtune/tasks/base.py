@@ -123,8 +123,15 @@ class Task:
         return [f"{side}{name}" for side in self.sides for name in encoder.input_names]
 
     def record(self) -> dict[str, Any]:
-        """What the run folder keeps of this task (tasks.json) besides its config."""
-        return {"type": self.type_name, "labels": self.labels, "metric": self.metric}
+        """What the run folder (tasks.json) and the export metadata keep of this task: its
+        type, labels, selection metric and input columns (`xtune predict --task` reads them)."""
+        data = self.config.data
+        return {
+            "type": self.type_name,
+            "labels": self.labels,
+            "metric": self.metric,
+            "columns": {"text": data.text, "text_pair": data.text_pair},
+        }
 
     def compute_loss(self, targets: Any, outputs: Any) -> Any:
         return self.weight * self.loss(targets, outputs)
