@@ -177,6 +177,9 @@ class TaskConfig:
     pooling: str = "mean"  # bi_encoder sentence vector: mean (mask-aware) | cls
     parts: list[str] = field(default_factory=lambda: list(DEFAULT_PAIR_PARTS))
     units: list[int] = field(default_factory=list)  # bi_encoder classifier's hidden layers
+    # Head-only first epochs of this task alone: its loss trains only its own head (not the
+    # shared encoder) for this many epochs; `finetune.frozen_epochs` does it for every task.
+    frozen_epochs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -573,6 +576,11 @@ def check_multi_task(config: RunConfig, source: str) -> None:
 
     positions = max_positions(config.encoder.to_dict())
     for name, task in config.tasks.items():
+        if not 0 <= task.frozen_epochs < training.epochs:
+            raise ConfigError(
+                f"{source}: tasks.{name}.frozen_epochs: expected 0..{training.epochs - 1}, "
+                f"fewer than training.epochs ({training.epochs}); got {task.frozen_epochs}"
+            )
         if positions is not None and task.data.max_length > positions:
             raise ConfigError(
                 f"{source}: tasks.{name}.data.max_length: {task.data.max_length} is more than "

@@ -65,3 +65,72 @@ def test_pcgrad_step_runs_in_the_trainer_after_a_head_only_stage(files, tmp_path
     metrics = evaluation.evaluate()
     assert result.best["sts.pearson"] == pytest.approx(metrics["sts"]["pearson"], abs=1e-9)
     assert result.best["sentiment.subset_accuracy"] == metrics["sentiment"]["subset_accuracy"]
+
+
+def first_step_changes(prepared, config, index, frozen):
+    """Weights before and after one training step (`index` -1: a PCGrad step), fresh optimizer."""
+    from xtune.training.multitask import make_step
+    from xtune.training.optimizers import OPTIMIZERS
+    from xtune.training.schedules import SCHEDULES
+
+    model = prepared.net.model
+    start = [np.array(w) for w in model.get_weights()]
+    schedule = SCHEDULES.build(config.schedule.to_dict())
+    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, 10)
+    optimizer.build(model.trainable_variables)
+    batches = [
+        next(iter(task.dataset(prepared.data[task.name].splits["train"], 8, False, 0)))
+        for task in prepared.tasks
+    ]
+    make_step(config, prepared, optimizer)(index, batches if index < 0 else batches[index], frozen)
+    after = [np.array(w) for w in model.get_weights()]
+    model.set_weights(start)
+    names = [w.path for w in model.weights]
+    return {name: a - b for name, a, b in zip(names, after, start, strict=True)}
+
+
+def test_a_head_only_task_trains_its_head_not_the_encoder(files, tmp_path):
+    """`tasks.<name>.frozen_epochs`: in those epochs the task's loss reaches only its own head;
+    with PCGrad the encoder then moves exactly as by the other task alone."""
+    from xtune.training.multitask import head_only_tasks, prepare
+
+    folder, tasks = files
+    no_dropout = {"head": {"name": "pooling", "pooling": "mean", "dropout": 0.0}}
+    two = {name: {**tasks[name], **no_dropout} for name in ("sentiment", "paraphrase")}
+    two["sentiment"]["frozen_epochs"] = 1
+
+    def deterministic(**training):  # no dropout: the same batch gives the same gradient
+        raw = run_config(folder, two, tmp_path, epochs=2, **training).to_dict()
+        raw["encoder"]["dropout"] = 0.0
+        return parse_run_config(raw)
+
+    config, with_pcgrad = deterministic(), deterministic(pcgrad=True)
+    prepared = prepare(config)
+    assert head_only_tasks(prepared.tasks, 0) == (0,) and head_only_tasks(prepared.tasks, 1) == ()
+
+    encoder = tuple(w.path for w in prepared.net.encoder_model.weights)
+
+    def moved(changes, prefix):
+        return [name for name, d in changes.items() if name.startswith(prefix) and d.any()]
+
+    alone = first_step_changes(prepared, config, 0, (0,))
+    assert moved(alone, "sentiment__") and not moved(alone, encoder)
+    other = first_step_changes(prepared, config, 1, (0,))
+    assert moved(other, encoder) and not moved(other, "sentiment__")
+    both = first_step_changes(prepared, with_pcgrad, -1, (0,))
+    assert moved(both, "sentiment__") and moved(both, "paraphrase__")
+    for name in moved(other, encoder):
+        # steps are ~3e-3 (the learning rate); PCGrad densifies the word-embedding gradient,
+        # which changes Adam's second moment of repeated tokens in the 4th digit
+        np.testing.assert_allclose(both[name], other[name], atol=1e-5)
+    nothing = first_step_changes(prepared, with_pcgrad, -1, (0, 1))
+    assert not moved(nothing, encoder) and moved(nothing, "paraphrase__")
+
+
+def test_task_frozen_epochs_must_leave_epochs_to_train(files, tmp_path):
+    from xtune.config import ConfigError
+
+    folder, tasks = files
+    one = {"sentiment": {**tasks["sentiment"], "frozen_epochs": 2}}
+    with pytest.raises(ConfigError, match=r"tasks.sentiment.frozen_epochs: expected 0..1"):
+        run_config(folder, one, tmp_path, epochs=2)

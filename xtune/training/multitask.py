@@ -6,7 +6,9 @@
 2. `fit_stages`: per stage (head only first with `finetune.frozen_epochs`, then the encoder
    too), a fresh optimizer; each epoch the sampler (`training.sampler`, default
    proportional) picks which task's batch each step trains on, or with `training.pcgrad`
-   every step takes one batch of every task and combines their gradients by PCGrad.
+   every step takes one batch of every task and combines their gradients by PCGrad. A task
+   with `tasks.<name>.frozen_epochs` trains only its own head in its first epochs (head-only
+   per task), while the other tasks train the encoder too.
 3. `DevEvaluation.end_epoch`: every task's dev metrics; the epoch's score is the weighted
    mean of the tasks' selection metrics (weights: `tasks.<name>.weight`); the best
    epoch's weights are kept.
@@ -153,7 +155,8 @@ def fit_stages(config: Any, prepared: Prepared, evaluation: DevEvaluation) -> in
                 order = np.full(pcgrad_steps, -1)  # -1: one batch of every task
             else:
                 order = sampler.schedule(batches, epoch, training.epochs, rng, sizes)
-            losses = run_epoch(prepared.tasks, iterators, step, order, epoch)
+            frozen = head_only_tasks(prepared.tasks, epoch)
+            losses = run_epoch(prepared.tasks, iterators, step, order, epoch, frozen)
             samples += len(order) * training.batch_size * (len(batches) if training.pcgrad else 1)
             evaluation.end_epoch(epoch, losses, time.perf_counter() - epoch_started, order)
             if evaluation.stop:
@@ -161,59 +164,114 @@ def fit_stages(config: Any, prepared: Prepared, evaluation: DevEvaluation) -> in
     return samples
 
 
-def make_step(config: Any, prepared: Prepared, optimizer: Any) -> Any:
-    """The compiled training step: `step(task_index, batch)` for one task's batch, or with
-    PCGrad `step(-1, [batch of every task])`."""
-    model = prepared.net.model
-    variables = list(model.trainable_variables)
-    shared_ids = {id(v) for v in prepared.net.encoder_model.trainable_variables}
-    shared = [id(v) in shared_ids for v in variables]
-    task_models = [prepared.net.task_models[task.name] for task in prepared.tasks]
+def head_only_tasks(tasks: list[Task], epoch: int) -> tuple[int, ...]:
+    """Indices of the tasks that train only their own head in `epoch` (0-based): those still
+    within their `tasks.<name>.frozen_epochs`; printed when there are any."""
+    frozen = tuple(i for i, task in enumerate(tasks) if epoch < task.config.frozen_epochs)
+    if frozen:
+        names = ", ".join(tasks[i].name for i in frozen)
+        print(f"epoch {epoch + 1}: head only (encoder not trained by) {names}", flush=True)
+    return frozen
 
-    def apply(gradients: list[Any]) -> None:
+
+@dataclass
+class StepParts:
+    """What every compiled step needs: the trainable variables, which of them the tasks share
+    (the encoder's), the task models and the optimizer."""
+
+    tasks: list[Task]
+    task_models: list[Any]
+    variables: list[Any]
+    shared: list[bool]
+    optimizer: Any
+
+    def apply(self, gradients: list[Any], variables: list[Any]) -> None:
         present = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         if present:  # none: a task without trainable weights now (a frozen bi-encoder's cosine)
-            optimizer.apply([g for g, _ in present], [v for _, v in present])
+            self.optimizer.apply([g for g, _ in present], [v for _, v in present])
 
-    def one_task(index: int) -> Any:
-        task, task_model = prepared.tasks[index], task_models[index]
+    def loss(self, index: int, batch: Any) -> Any:
+        inputs, targets = batch
+        outputs = self.task_models[index](inputs, training=True)
+        return self.tasks[index].compute_loss(targets, outputs)
 
+
+def make_step(config: Any, prepared: Prepared, optimizer: Any) -> Any:
+    """The training step `step(task_index, batch, frozen)`: one task's batch, or with PCGrad
+    `step(-1, [batch of every task], frozen)`. `frozen` lists the tasks whose loss trains
+    only their own head this epoch (`head_only_tasks`): their encoder gradients are dropped.
+    Compiled functions are built on first use, per (task, frozen or not) or per PCGrad
+    `frozen` set."""
+    variables = list(prepared.net.model.trainable_variables)
+    shared_ids = {id(v) for v in prepared.net.encoder_model.trainable_variables}
+    task_models = [prepared.net.task_models[task.name] for task in prepared.tasks]
+    parts = StepParts(
+        prepared.tasks, task_models, variables, [id(v) in shared_ids for v in variables],
+        optimizer,
+    )  # fmt: skip
+    build = pcgrad_step(parts, config.training.seed) if config.training.pcgrad else task_step
+    steps: dict[Any, Any] = {}
+
+    def step(index: int, batch: Any, frozen: tuple[int, ...]) -> list[Any]:
+        key = frozen if index < 0 else (index, index in frozen)
+        if key not in steps:
+            steps[key] = build(parts, key)
+        return steps[key](batch)
+
+    return step
+
+
+def task_step(parts: StepParts, key: tuple[int, bool]) -> Any:
+    """One task's batch; a head-only task's gradient is taken for task-only variables only."""
+    index, head_only = key
+    variables = parts.variables
+    if head_only:
+        variables = [v for v, shared in zip(variables, parts.shared, strict=True) if not shared]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = parts.loss(index, batch)
+        parts.apply(tape.gradient(loss, variables), variables)
+        return [loss]
+
+    return step
+
+
+def pcgrad_step(parts: StepParts, seed: int) -> Any:
+    """A builder of PCGrad steps (one batch of every task) for a `frozen` set of tasks."""
+    generator = tf.random.Generator.from_seed(seed)
+    everyone = range(len(parts.tasks))
+
+    def build(parts: StepParts, frozen: tuple[int, ...]) -> Any:
         @tf.function(reduce_retracing=True)
-        def step(inputs: Any, targets: Any) -> Any:
-            with tf.GradientTape() as tape:
-                loss = task.compute_loss(targets, task_model(inputs, training=True))
-            apply(tape.gradient(loss, variables))
-            return loss
+        def step(batches: Any) -> Any:
+            losses, gradients = task_gradients(
+                lambda: [parts.loss(k, batches[k]) for k in everyone], parts.variables
+            )
+            for k in frozen:  # a frozen task's (zero) encoder gradient conflicts with none
+                gradients[k] = [
+                    None if shared else g
+                    for g, shared in zip(gradients[k], parts.shared, strict=True)
+                ]
+            parts.apply(pcgrad(gradients, parts.shared, generator), parts.variables)
+            return losses
 
         return step
 
-    if not config.training.pcgrad:
-        steps = [one_task(index) for index in range(len(task_models))]
-        return lambda index, batch: [steps[index](*batch)]
-
-    generator = tf.random.Generator.from_seed(config.training.seed)
-
-    @tf.function(reduce_retracing=True)
-    def pcgrad_step(batches: Any) -> Any:
-        def compute_losses() -> list[Any]:
-            return [
-                task.compute_loss(targets, task_model(inputs, training=True))
-                for task, task_model, (inputs, targets) in zip(
-                    prepared.tasks, task_models, batches, strict=True
-                )
-            ]
-
-        losses, gradients = task_gradients(compute_losses, variables)
-        apply(pcgrad(gradients, shared, generator))
-        return losses
-
-    return lambda index, batch: pcgrad_step(batch)
+    return build
 
 
 def run_epoch(
-    tasks: list[Task], iterators: dict[str, Any], step: Any, order: np.ndarray, epoch: int
+    tasks: list[Task],
+    iterators: dict[str, Any],
+    step: Any,
+    order: np.ndarray,
+    epoch: int,
+    frozen: tuple[int, ...] = (),
 ) -> dict[str, float]:
-    """The epoch's steps in `order` (task indices; -1 = every task); mean loss per task."""
+    """The epoch's steps in `order` (task indices; -1 = every task), with the tasks `frozen`
+    training only their heads; mean loss per task."""
     totals, counts = np.zeros(len(tasks)), np.zeros(len(tasks))
     for number, index in enumerate(order):
         if index < 0:
@@ -221,7 +279,7 @@ def run_epoch(
             chosen = list(range(len(tasks)))
         else:
             batch, chosen = next(iterators[tasks[index].name]), [int(index)]
-        losses = [float(loss) for loss in step(int(index), batch)]
+        losses = [float(loss) for loss in step(int(index), batch, frozen)]
         for task_index, loss in zip(chosen, losses, strict=True):
             if not math.isfinite(loss):
                 raise TrainingDiverged(
