@@ -156,6 +156,10 @@ class FinetuneConfig:
 DEFAULT_PAIR_PARTS = ("u", "v", "abs_diff", "product")
 
 
+# The name of the one task of a config without `tasks:`.
+SINGLE_TASK = "default"
+
+
 @dataclass(frozen=True)
 class TaskConfig:
     """One named task of a multi-task run (`tasks: {name: {...}}`); types in xtune/tasks.
@@ -207,6 +211,15 @@ class RunConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     training: TrainingConfig = TrainingConfig()
     tasks: dict[str, TaskConfig] | None = None  # None: one classification task (`data` ...)
+
+    def named_tasks(self) -> dict[str, TaskConfig]:
+        """The run's tasks by name; a config without `tasks:` is one classification task,
+        `SINGLE_TASK`, over the top-level `data`, `head` and `loss`, selected by
+        `training.metric`."""
+        if self.tasks is not None:
+            return self.tasks
+        single = TaskConfig(data=self.data, head=self.head, loss=self.loss)
+        return {SINGLE_TASK: dataclasses.replace(single, metric=self.training.metric)}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

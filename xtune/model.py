@@ -67,7 +67,9 @@ def adapter_of(model: keras.Model) -> EncoderAdapter:
     return adapter
 
 
-def initialize_logits_bias(model: keras.Model, labels: np.ndarray, multi_label: bool) -> None:
+def initialize_logits_bias(
+    model: keras.Model, labels: np.ndarray, multi_label: bool, layer: str = "logits"
+) -> None:
     """Start the logits bias at the training labels' prior: log-odds per label (sigmoid
     losses) or log-frequency (softmax).
 
@@ -78,7 +80,7 @@ def initialize_logits_bias(model: keras.Model, labels: np.ndarray, multi_label: 
     """
     frequency = np.clip(np.asarray(labels, dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
     prior = np.log(frequency / (1 - frequency)) if multi_label else np.log(frequency)
-    bias = model.get_layer("logits").bias
+    bias = model.get_layer(layer).bias
     bias.assign(prior.astype(np.float32))
 
 

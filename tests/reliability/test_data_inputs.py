@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -44,7 +43,7 @@ class Kind:
     data: dict[str, Any] = field(default_factory=dict)
     error: tuple[str, ...] = ()  # needles of the one error message (a DataError/ConfigError)
     check: Callable[[dict, Any], None] | None = None
-    single_label: bool = False  # also run trainer.check_single_label with softmax_ce
+    single_label: bool = False  # also run tasks.classification.check_label_counts with softmax_ce
 
 
 def rows_of(*labels: str) -> str:
@@ -239,9 +238,9 @@ def prepare(folder: Path, kind: Kind) -> None:
     splits, vocab = load_splits(DataConfig(**data_settings(folder, kind)))
     if kind.single_label:
         from xtune.losses import get_loss
-        from xtune.training.trainer import check_single_label
+        from xtune.tasks.classification import check_label_counts
 
-        check_single_label(get_loss("softmax_ce"), SimpleNamespace(examples=splits))
+        check_label_counts(get_loss("softmax_ce"), splits)
     assert kind.check is not None, "expected an error"
     assert kind.check(splits, vocab)
 

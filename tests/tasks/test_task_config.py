@@ -78,3 +78,20 @@ def test_single_task_config_is_unchanged(tmp_path):
     assert "sampler" not in written["training"] and "pcgrad" not in written["training"]
     with pytest.raises(ConfigError, match="training.pcgrad: only for multi-task runs"):
         parse_run_config({**raw, "training": {**raw["training"], "pcgrad": True}})
+
+
+def test_a_config_without_tasks_is_one_classification_task(tmp_path):
+    """The single-task trainer takes its loss, label checks, metrics and decision rule from
+    this task object (xtune.training.trainer.build_single_task)."""
+    from xtune.config import SINGLE_TASK
+    from xtune.tasks import ClassificationTask
+
+    raw = sample_run_config(tmp_path, loss={"name": "focal", "gamma": 1.0})
+    raw["training"] = {**raw.get("training", {}), "metric": "micro_f1"}
+    config = parse_run_config(raw)
+    ((name, task_config),) = config.named_tasks().items()
+    assert name == SINGLE_TASK and task_config.type == "classification"
+    assert task_config.data == config.data and task_config.head == config.head
+    (task,) = build_tasks(config.named_tasks())
+    assert isinstance(task, ClassificationTask) and task.metric == "micro_f1"
+    assert type(task.loss).__name__ == "FocalCrossentropy" and task.loss.gamma == 1.0

@@ -46,11 +46,7 @@ class ClassificationTask(Task):
         return TaskData(splits, self.labels, notes)
 
     def check_label_counts(self, examples: dict[str, Any]) -> None:
-        from types import SimpleNamespace
-
-        from xtune.training.trainer import check_single_label
-
-        check_single_label(self.loss, SimpleNamespace(examples=examples))
+        check_label_counts(self.loss, examples)
 
     def build_output(self, encoder: Any, encoder_model: keras.Model) -> tuple[dict, Any]:
         from xtune.heads import get_head
@@ -65,9 +61,12 @@ class ClassificationTask(Task):
 
     def initialize(self, model: keras.Model, data: TaskData) -> None:
         """The logits bias at the labels' prior (`xtune.model.initialize_logits_bias`)."""
-        frequency = np.clip(data.splits["train"].targets.mean(axis=0), 1e-4, 1 - 1e-4)
-        prior = np.log(frequency / (1 - frequency)) if self.loss.multi_label else np.log(frequency)
-        model.get_layer(f"{self.name}__logits").bias.assign(prior.astype(np.float32))
+        self.initialize_logits(model, data.splits["train"].targets, f"{self.name}__logits")
+
+    def initialize_logits(self, model: keras.Model, targets: np.ndarray, layer: str) -> None:
+        from xtune.model import initialize_logits_bias
+
+        initialize_logits_bias(model, targets, self.loss.multi_label, layer)
 
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         from xtune.training.evaluation import evaluate_scores, scores_of
@@ -95,3 +94,24 @@ class PairClassificationTask(ClassificationTask):
     type_name = "pair_classification"
     default_loss = "softmax_ce"
     needs_pair = True
+
+
+def check_label_counts(loss: Any, examples: dict[str, Any]) -> None:
+    """A single-label loss needs exactly one label in every row of every split."""
+    from xtune.data.readers import DataError
+
+    if loss.multi_label:
+        return
+    for name, split in examples.items():
+        for row, labels in zip(split.rows, split.label_sets, strict=True):
+            if len(labels) != 1:
+                found = (
+                    f"{len(labels)} labels"
+                    if labels
+                    else "no label (an empty or NaN label cell, or only labels not in train, "
+                    "dropped by data.unknown_labels: ignore_labels; skip_rows drops such rows)"
+                )
+                raise DataError(
+                    f"{split.source}: row {row}: the loss {type(loss).__name__} is single-label "
+                    f"(exactly one label a row) but the row has {found} ({name} split)"
+                )

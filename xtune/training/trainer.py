@@ -21,20 +21,14 @@ from xtune.config import ConfigError, RunConfig
 from xtune.data.examples import Examples, load_splits
 from xtune.data.labels import LabelVocab
 from xtune.data.pipeline import TokenizedSplit, batches_per_epoch, make_dataset, tokenize_examples
-from xtune.data.readers import DataError
 from xtune.data.tokenization import TextEncoder
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
 from xtune.heads import get_head
-from xtune.losses import get_loss
-from xtune.metrics import METRIC_DIRECTIONS, fixed_threshold_report, majority_baseline
-from xtune.model import (
-    TextClassifier,
-    build_classifier,
-    count_parameters,
-    initialize_logits_bias,
-)
+from xtune.metrics import fixed_threshold_report, majority_baseline
+from xtune.model import TextClassifier, build_classifier, count_parameters
 from xtune.run_folder import WEIGHTS_FILE, RunFolder, load_run_files, save_model_weights
+from xtune.tasks import ClassificationTask, build_tasks
 from xtune.thresholds import tune_thresholds
 from xtune.training.adversarial import AdversarialTextClassifier, get_attack
 from xtune.training.diverged import TrainingDiverged
@@ -195,24 +189,6 @@ def encoder_for(data: PreparedData, encoder: EncoderAdapter) -> EncoderAdapter:
     return trim_encoder(encoder, tokenizer.kept_ids)
 
 
-def check_single_label(loss: Any, data: PreparedData) -> None:
-    if loss.multi_label:
-        return
-    for name, split in data.examples.items():
-        for row, labels in zip(split.rows, split.label_sets, strict=True):
-            if len(labels) != 1:
-                found = (
-                    f"{len(labels)} labels"
-                    if labels
-                    else "no label (an empty or NaN label cell, or only labels not in train, "
-                    "dropped by data.unknown_labels: ignore_labels; skip_rows drops such rows)"
-                )
-                raise DataError(
-                    f"{split.source}: row {row}: the loss {type(loss).__name__} is single-label "
-                    f"(exactly one label a row) but the row has {found} ({name} split)"
-                )
-
-
 class FirstStepTimer(keras.callbacks.Callback):
     """Records when the first training step (tracing included) ends."""
 
@@ -281,14 +257,15 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 
 class DevEvaluation(keras.callbacks.Callback):
-    """After each epoch: full dev-set metrics by the loss's rule; keeps the best weights."""
+    """After each epoch: full dev-set metrics by the task's decision rule; keeps the best
+    weights by the task's selection metric (`training.metric`)."""
 
-    def __init__(self, dev: TokenizedSplit, loss: Any, config: RunConfig):
+    def __init__(self, dev: TokenizedSplit, task: ClassificationTask, config: RunConfig):
         super().__init__()
         self.dev = dev
-        self.loss = loss
-        self.metric = config.training.metric
-        self.direction = METRIC_DIRECTIONS[self.metric]
+        self.task = task
+        self.metric = task.metric
+        self.direction = task.direction
         self.batch_size = config.training.eval_batch_size
         self.max_length = config.data.max_length
         self.patience = config.training.early_stopping_patience
@@ -317,7 +294,7 @@ class DevEvaluation(keras.callbacks.Callback):
                 f"training diverged in epoch {epoch + 1}: non-finite logits on the dev set; "
                 f"{self.learning_rate}: lower the learning rate or set optimizer.clipnorm"
             )
-        metrics = evaluate_scores(self.loss, self.dev.labels, scores_of(self.loss, logits))
+        metrics = self.task.evaluate(self.dev.labels, logits)
         record = {
             "epoch": epoch + 1,
             "train_loss": float((logs or {}).get("loss", math.nan)),
@@ -366,11 +343,12 @@ def train(
 
 @dataclass
 class SingleTaskRun:
-    """What the steps of `_train` hand on: the encoder, data, loss, model and stages."""
+    """What the steps of `_train` hand on: the encoder, data, the task (its loss, metrics and
+    decision rule), the model and its stages."""
 
     encoder: EncoderAdapter
     data: PreparedData
-    loss: Any
+    task: ClassificationTask
     model: keras.Model
     parameters: dict[str, int]
     stages: list[Stage]
@@ -410,11 +388,11 @@ def build_single_task(config: RunConfig, data: PreparedData | None) -> SingleTas
     if data is None:
         data = prepare_data(config, encoder)
     encoder = encoder_for(data, encoder)
-    loss = get_loss(config.loss.to_dict())
-    check_single_label(loss, data)
-    check_report_thresholds(training.report_thresholds, loss)
+    (task,) = build_tasks(config.named_tasks())  # the one classification task
+    task.check_label_counts(data.examples)
+    check_report_thresholds(training.report_thresholds, task.loss)
     model = build_model(config, encoder, len(data.vocab))
-    initialize_logits_bias(model, data.tokenized["train"].labels, loss.multi_label)
+    task.initialize_logits(model, data.tokenized["train"].labels, "logits")
     parameters = count_parameters(model)
     stages = training_stages(config)
     if stages[0].head_only:
@@ -425,7 +403,7 @@ def build_single_task(config: RunConfig, data: PreparedData | None) -> SingleTas
     )
     if training.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
-    return SingleTaskRun(encoder, data, loss, model, parameters, stages, steps_per_epoch)
+    return SingleTaskRun(encoder, data, task, model, parameters, stages, steps_per_epoch)
 
 
 def open_run_folder(
@@ -456,7 +434,7 @@ def fit_single_task(config: RunConfig, run: SingleTaskRun) -> tuple[DevEvaluatio
         shuffle=True,
         seed=training.seed,
     ).repeat()
-    evaluation = DevEvaluation(run.data.tokenized["dev"], run.loss, config)
+    evaluation = DevEvaluation(run.data.tokenized["dev"], run.task, config)
     divergence = DivergenceGuard(config)
     first_step = FirstStepTimer()
     fit_started = time.perf_counter()
@@ -466,7 +444,7 @@ def fit_single_task(config: RunConfig, run: SingleTaskRun) -> tuple[DevEvaluatio
         stage_steps = run.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
         optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
         model.compile(
-            optimizer=optimizer, loss=run.loss, jit_compile=resolve_jit(training.jit_compile)
+            optimizer=optimizer, loss=run.task.loss, jit_compile=resolve_jit(training.jit_compile)
         )
         # Built before the first step, or the train function is traced twice (the step
         # would create the optimizer's variables).
@@ -503,7 +481,7 @@ def finish_single_task(
 ) -> RunResult:
     """Step 4: the best epoch's weights saved, dev (and test) scored as the export serves
     them, thresholds tuned, and the result written."""
-    training, model, loss, data = config.training, run.model, run.loss, run.data
+    training, model, loss, data = config.training, run.model, run.task.loss, run.data
     train_split, dev_split = data.tokenized["train"], data.tokenized["dev"]
     train_seconds = sum(h["train_seconds"] for h in evaluation.history)
     samples = min(len(train_split), run.steps_per_epoch * training.batch_size) * len(
@@ -523,7 +501,7 @@ def finish_single_task(
             served, dev_split, training.eval_batch_size, config.data.max_length
         )
     dev_scores = scores_of(loss, dev_logits)
-    best = evaluate_scores(loss, dev_split.labels, dev_scores)
+    best = run.task.evaluate(dev_split.labels, dev_logits)
     thresholds, tuned = None, None
     if training.tune_thresholds and loss.default_threshold is not None:
         thresholds = tune_thresholds(
