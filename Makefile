@@ -28,8 +28,9 @@ demo: install
 	$(BIN)/xtune grid experiments/demo.yaml --output reports/local-demo
 	$(BIN)/xtune report reports/local-demo --output reports/local-demo.md
 
+# --durations: the slowest tests at the end of the log, to keep the suite's time in view.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 lint: install
 	$(BIN)/ruff check xtune tests benchmarks tools

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("results_dir", help="reports/<grid>/ (holds results.jsonl)")
     report.add_argument("--output", help="markdown file (default: reports/<grid>.md)")
+    report.add_argument(
+        "--baseline", metavar="ROW", help="the row Δ and Welch p compare to (default: the first)"
+    )
 
     export = commands.add_parser(
         "export", parents=[debug], help="export a run as a SavedModel taking raw text"
@@ -163,7 +166,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "report":
         from xtune.grid.report import write_report
 
-        print(write_report(args.results_dir, args.output))
+        print(write_report(args.results_dir, args.output, args.baseline))
         return 0
     if args.command == "export":
         from xtune.tasks.run_folder import is_multitask_run

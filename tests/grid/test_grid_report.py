@@ -292,3 +292,24 @@ def test_a_retried_run_counts_once_with_its_last_line(toy_results):
     text = Path(write_report(toy_results)).read_text(encoding="utf-8")
     assert "Runs: 10 ok, 0 failed" in text
     assert text.split("## Failed runs")[1].split("\n## ")[0].strip() == "None."
+
+
+def test_another_row_as_the_baseline(toy_results, tmp_path, capsys):
+    """`xtune report --baseline ROW`: that row is listed first and Δ / Welch p compare to it;
+    an unknown row is one error line naming the rows."""
+    from tests.reliability.helpers import assert_user_error, run_cli
+
+    path = Path(write_report(toy_results, tmp_path / "vs-lr.md", baseline="lr 5e-5"))
+    cells = {row["row"].strip("*"): row for row in markdown_table(path.read_text(), "Cells")}
+    assert list(cells) == ["lr 5e-5", "baseline", "head+tail", "one seed"]
+    lines = [run for run in read_lines(toy_results / "results.jsonl") if run["status"] == "ok"]
+    values = {row: [r["best"]["subset_accuracy"] for r in lines if r["row"] == row] for row in ROWS}
+    assert cells["lr 5e-5"]["p (Welch)"] == "–"
+    delta = np.mean(values["baseline"]) - np.mean(values["lr 5e-5"])
+    assert float(cells["baseline"]["Δ vs baseline"]) == pytest.approx(delta, abs=5e-5)
+    p = stats.ttest_ind(values["baseline"], values["lr 5e-5"], equal_var=False).pvalue
+    assert float(cells["baseline"]["p (Welch)"]) == pytest.approx(p, rel=1e-2)
+    output = tmp_path / "bad.md"
+    code, _, err = run_cli(["report", toy_results, "--baseline", "lr", "--output", output], capsys)
+    assert_user_error(code, err, "--baseline: no row 'lr'", "rows: baseline, lr 5e-5")
+    assert not output.exists()

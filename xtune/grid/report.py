@@ -45,8 +45,12 @@ class Cell:
         return [float(run["best"][metric]) for run in self.ok_runs]
 
 
-def write_report(results_dir: str | Path, output: str | Path | None = None) -> str:
-    """Write the markdown report of a grid's results folder; returns its path."""
+def write_report(
+    results_dir: str | Path, output: str | Path | None = None, baseline: str | None = None
+) -> str:
+    """Write the markdown report of a grid's results folder; returns its path. `baseline`
+    names the row that Δ and Welch p compare against (default: the grid's first row); it is
+    listed first."""
     results_dir = Path(results_dir)
     results = ResultsFile(results_dir)
     if not results.path.is_file():
@@ -58,6 +62,8 @@ def write_report(results_dir: str | Path, output: str | Path | None = None) -> s
         output = results_dir.resolve().parent / f"{results_dir.resolve().name}.md"
     output = Path(output)
     cells = group_cells(list(content.by_run_id.values()))
+    if baseline is not None:
+        cells = baseline_first(cells, baseline, results.path)
     metric = common_value(content.lines, "metric")
     plot = results_dir / PLOT_FILE
     caption = plot_curves(cells, metric, plot)
@@ -67,6 +73,15 @@ def write_report(results_dir: str | Path, output: str | Path | None = None) -> s
         lines += ["", "## Dev curves", "", f"![{caption}]({link})", ""]
     write_text_atomically(output, "\n".join(lines).rstrip() + "\n")
     return str(output)
+
+
+def baseline_first(cells: list[Cell], baseline: str, source: Path) -> list[Cell]:
+    """The cells with the row named `baseline` moved to the front."""
+    names = [cell.name for cell in cells]
+    if baseline not in names:
+        raise ConfigError(f"{source}: --baseline: no row {baseline!r}; rows: {', '.join(names)}")
+    chosen = names.index(baseline)
+    return [cells[chosen], *cells[:chosen], *cells[chosen + 1 :]]
 
 
 def group_cells(lines: list[dict[str, Any]]) -> list[Cell]:
