@@ -258,7 +258,15 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 class DevEvaluation(keras.callbacks.Callback):
     """After each epoch: full dev-set metrics by the task's decision rule; keeps the best
-    weights by the task's selection metric (`training.metric`)."""
+    weights by the task's selection metric (`training.metric`).
+
+    Why not Keras's `EarlyStopping(restore_best_weights=True)`: it resets its best epoch and
+    weights at the start of every `fit`, and a run with `finetune.frozen_epochs` calls `fit`
+    once per stage; the run also keeps the best epoch's dev logits (thresholds are tuned on
+    them). Why not `SwapEMAWeights`: `ema_weights` does the same copy, scoped to the
+    evaluation, so with `use_ema` the best-weights snapshot holds the averages and training
+    resumes on bitwise the same values.
+    """
 
     def __init__(self, dev: TokenizedSplit, task: ClassificationTask, config: RunConfig):
         super().__init__()
