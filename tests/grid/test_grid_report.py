@@ -313,3 +313,22 @@ def test_another_row_as_the_baseline(toy_results, tmp_path, capsys):
     code, _, err = run_cli(["report", toy_results, "--baseline", "lr", "--output", output], capsys)
     assert_user_error(code, err, "--baseline: no row 'lr'", "rows: baseline, lr 5e-5")
     assert not output.exists()
+
+
+def test_task_settings_vary_per_key_unless_a_row_leaves_the_task_out():
+    """A change inside a task is one column (`tasks.pairs.type`), not the whole task; a task
+    some rows leave out stays one setting (`tasks.extra`)."""
+    from xtune.grid.report import Cell, changes_from, partial_tasks, varying_settings
+
+    def cell(index, pair_type, extra):
+        tasks = {"pairs": {"type": pair_type, "data": {"train": "a.csv"}, "weight": 1}}
+        if extra:
+            tasks["extra"] = {"type": "classification", "data": {"train": "b.csv"}}
+        return Cell(index, f"row {index}", {**config_of({}), "tasks": tasks})
+
+    cells = [cell(0, "pair_classification", True), cell(1, "bi_encoder", True)]
+    assert varying_settings(cells) == ["tasks.pairs.type"]
+    cells.append(cell(2, "pair_classification", False))
+    assert varying_settings(cells) == ["tasks.pairs.type", "tasks.extra"]
+    whole = partial_tasks(cells)
+    assert changes_from(cells[2], cells[0], ["tasks.extra"], whole) == "no tasks extra"

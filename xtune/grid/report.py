@@ -137,22 +137,34 @@ def best_cell(cells: list[Cell], metric: str) -> Cell | None:
 # ---------------------------------------------------------------- settings that vary
 
 
-def flatten(config: dict[str, Any]) -> dict[str, Any]:
-    """`{"head": {"units": [256]}}` -> `{"head.units": [256]}` (one level of sections)."""
+def flatten(config: dict[str, Any], whole_tasks: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`{"head": {"units": [256]}}` -> `{"head.units": [256]}` (one level of sections); each
+    task's settings one level deeper (`tasks.sts.loss`), except the `whole_tasks` (those some
+    rows leave out), kept as one setting (`tasks.quora`)."""
     flat = {}
     for section, values in config.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                flat[f"{section}.{key}"] = value
-        else:
+        if not isinstance(values, dict):
             flat[section] = values
+            continue
+        for key, value in values.items():
+            if section == "tasks" and isinstance(value, dict) and key not in whole_tasks:
+                flat.update({f"tasks.{key}.{name}": item for name, item in value.items()})
+            else:
+                flat[f"{section}.{key}"] = value
     for key in (*NON_RESULT_KEYS, "training.seed"):
         flat.pop(key, None)
     return flat
 
 
+def partial_tasks(cells: list[Cell]) -> frozenset[str]:
+    """Names of the tasks that some rows leave out (a grid row's `tasks.quora: null`)."""
+    names = [set(cell.config.get("tasks") or {}) for cell in cells]
+    return frozenset(set().union(*names) - set.intersection(*names)) if names else frozenset()
+
+
 def varying_settings(cells: list[Cell]) -> list[str]:
-    flats = [flatten(cell.config) for cell in cells]
+    whole = partial_tasks(cells)
+    flats = [flatten(cell.config, whole) for cell in cells]
     keys = list(dict.fromkeys(key for flat in flats for key in flat))
     missing = object()
     return [key for key in keys if len({repr(flat.get(key, missing)) for flat in flats}) > 1]
@@ -168,10 +180,10 @@ def setting_name(key: str) -> str:
     return words if section in SILENT_SECTIONS else f"{section} {words}"
 
 
-def changes_from(cell: Cell, baseline: Cell, keys: list[str]) -> str:
+def changes_from(cell: Cell, baseline: Cell, keys: list[str], whole: frozenset[str]) -> str:
     if cell is baseline:
         return "(baseline)"
-    flat, base = flatten(cell.config), flatten(baseline.config)
+    flat, base = flatten(cell.config, whole), flatten(baseline.config, whole)
     parts = [
         f"{setting_name(key)} {format_value(flat[key])}"
         for key in keys
@@ -376,12 +388,12 @@ def cell_table(cells: list[Cell], metric: str) -> list[str]:
     rows = []
     for cell in cells:
         values = cell.values(metric)
-        flat = flatten(cell.config)
+        flat = flatten(cell.config, partial_tasks(cells))
         row = [cell.name]
         if as_columns:
             row += [format_value(flat[key]) if key in flat else "–" for key in keys]
         else:
-            row.append(changes_from(cell, baseline, keys))
+            row.append(changes_from(cell, baseline, keys, partial_tasks(cells)))
         spread = sample_variance(values)
         average = mean(values)
         score = f"{number(average)} ± {number(math.sqrt(spread))}" if values else "–"
