@@ -209,7 +209,8 @@ def make_step(config: Any, prepared: Prepared, optimizer: Any) -> Any:
         prepared.tasks, task_models, variables, [id(v) in shared_ids for v in variables],
         optimizer,
     )  # fmt: skip
-    build = pcgrad_step(parts, config.training.seed) if config.training.pcgrad else task_step
+    seed = config.training.seed
+    build = pcgrad_step_builder(parts, seed) if config.training.pcgrad else task_step
     steps: dict[Any, Any] = {}
 
     def step(index: int, batch: Any, frozen: tuple[int, ...]) -> list[Any]:
@@ -238,7 +239,7 @@ def task_step(parts: StepParts, key: tuple[int, bool]) -> Any:
     return step
 
 
-def pcgrad_step(parts: StepParts, seed: int) -> Any:
+def pcgrad_step_builder(parts: StepParts, seed: int) -> Any:
     """A builder of PCGrad steps (one batch of every task) for a `frozen` set of tasks."""
     generator = tf.random.Generator.from_seed(seed)
     everyone = range(len(parts.tasks))
