@@ -1,7 +1,18 @@
-"""The classifier: encoder features -> head -> Dense(num_labels, name="logits")."""
+"""The model of a run: one shared encoder sub-model and every task's output on it.
+
+`build_task_graph` builds it for any number of tasks. `model` is one functional Keras model
+over every task's inputs (keyed `<task>__<input>`) with one output per task; it holds every
+weight once, so it is what is saved, loaded, frozen (`set_trainable` finds its `encoder`
+sub-model) and optimized. `task_models[name]` are functional views of the same layers on one
+task's inputs: what a training step of that task and its predictions call.
+`embed_models[name]` (bi-encoders): text -> sentence vector. `build_classifier` is the bare
+encoder -> head -> logits model of layer-level tests and benchmarks (no task, no data).
+"""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -29,22 +40,15 @@ def encoder_features_model(encoder: EncoderAdapter) -> keras.Model:
     return keras.Model(inputs, outputs, name=ENCODER_NAME)
 
 
-@keras.saving.register_keras_serializable(package="xtune")
-class TextClassifier(keras.Model):
-    """Functional encoder -> head -> logits model; training-step variants live in subclasses."""
-
-
 def build_classifier(
     encoder: EncoderAdapter,
     head: Head,
     num_labels: int,
-    model_class: type = TextClassifier,
+    model_class: type = keras.Model,
     **model_kwargs: Any,
 ) -> keras.Model:
-    """`model_class` (a `TextClassifier` subclass, e.g. with its own `train_step`) is built
-    on the functional graph with `model_kwargs`; every class yields the same weights. The
-    model's inputs are the adapter's `input_names`; the adapter stays reachable as
-    `model.encoder_adapter` (`adapter_of`)."""
+    """Encoder -> head -> Dense logits on the adapter's `input_names`, as a `model_class`
+    built with `model_kwargs`; the adapter stays reachable as `model.encoder_adapter`."""
     inputs = model_inputs(encoder.input_names)
     features = dict(encoder_features_model(encoder)(inputs))
     features["padding_mask"] = inputs["padding_mask"]
@@ -54,6 +58,50 @@ def build_classifier(
     model = model_class(inputs=inputs, outputs=logits, name="xtune_classifier", **model_kwargs)
     setattr(model, ADAPTER_ATTRIBUTE, encoder)
     return model
+
+
+@dataclass
+class TaskGraph:
+    model: keras.Model
+    task_models: dict[str, keras.Model]
+    embed_models: dict[str, keras.Model] = field(default_factory=dict)
+
+    @property
+    def encoder_model(self) -> keras.Model:
+        return self.model.get_layer(ENCODER_NAME)
+
+
+def build_task_graph(
+    encoder: EncoderAdapter, tasks: list[Any], model_class: type = keras.Model
+) -> TaskGraph:
+    """The shared encoder sub-model, each task's output on it, and the views described in
+    the module docstring; `model` is a `model_class` (the training step's subclass, or a
+    plain `keras.Model` to predict and export: the weights are the same).
+
+    Each task must know its labels (`task.load` sets them) before its output is built.
+    """
+    encoder_model = encoder_features_model(encoder)
+    inputs, outputs, task_models, embed_models = {}, {}, {}, {}
+    for task in tasks:
+        task_inputs, output = task.build_output(encoder, encoder_model)
+        task_models[task.name] = functional_view(task_inputs, output, f"task_{task.name}")
+        inputs.update({f"{task.name}__{key}": value for key, value in task_inputs.items()})
+        outputs[task.name] = output
+        if getattr(task, "embedding", None) is not None:
+            embed_models[task.name] = functional_view(
+                task.embed_inputs(task_inputs), task.embedding, f"embed_{task.name}"
+            )
+    model = model_class(inputs=inputs, outputs=outputs, name="xtune_tasks")
+    setattr(model, ADAPTER_ATTRIBUTE, encoder)
+    return TaskGraph(model, task_models, embed_models)
+
+
+def functional_view(inputs: dict[str, Any], output: Any, name: str) -> keras.Model:
+    with warnings.catch_warnings():
+        # A view's input keys ("token_ids") differ from its inputs' layer names
+        # ("<task>__token_ids", unique across the whole model) on purpose.
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        return keras.Model(inputs, output, name=name)
 
 
 def adapter_of(model: keras.Model) -> EncoderAdapter:

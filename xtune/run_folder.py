@@ -160,7 +160,7 @@ class RunFolder:
         self.weights_sha256[name] = file_sha256(path)
         return path
 
-    def write_result(self, result: Any, thresholds: np.ndarray | None) -> None:
+    def write_result(self, result: Any, thresholds: Any) -> None:
         """History, thresholds, then metrics.json (with the weights' sha256): the run is done."""
         history = result.history
         write_atomic(self.path / "history.json", json.dumps(history, indent=1))
@@ -169,16 +169,22 @@ class RunFolder:
         writer.writeheader()
         writer.writerows(history)
         write_atomic(self.path / "history.csv", buffer.getvalue())
-        if thresholds is not None:
+        if thresholds is not None:  # a list, or lists by task name
             write_atomic(
                 self.path / "thresholds.json",
-                json.dumps({"thresholds": [float(t) for t in thresholds]}, indent=1),
+                json.dumps({"thresholds": as_lists(thresholds)}, indent=1, ensure_ascii=False),
             )
         summary = {**result.summary(), HASHES_KEY: dict(self.weights_sha256)}
         write_atomic(
             self.path / "metrics.json",
             json.dumps(summary, indent=1, ensure_ascii=False, default=str),
         )
+
+
+def as_lists(thresholds: Any) -> Any:
+    if isinstance(thresholds, dict):
+        return {name: as_lists(values) for name, values in thresholds.items()}
+    return [float(t) for t in thresholds]
 
 
 class IncompleteRunError(FileNotFoundError):

@@ -7,7 +7,7 @@ from xtune.tasks.samplers import SAMPLERS, TaskSampler, get_sampler
 TASKS = Registry("task type")
 
 # These modules register their task types into TASKS on import.
-from xtune.tasks.base import Task  # noqa: E402
+from xtune.tasks.base import Task, TaskData, TaskSplit  # noqa: E402
 from xtune.tasks.bi_encoder import BiEncoderTask  # noqa: E402
 from xtune.tasks.classification import ClassificationTask, PairClassificationTask  # noqa: E402
 from xtune.tasks.regression import RegressionTask  # noqa: E402
@@ -26,6 +26,8 @@ __all__ = [
     "PairClassificationTask",
     "RegressionTask",
     "Task",
+    "TaskData",
+    "TaskSplit",
     "TaskSampler",
     "build_tasks",
     "get_sampler",

@@ -41,6 +41,7 @@ class TaskData:
     splits: dict[str, TaskSplit]  # train, dev, test when given
     labels: list[str]  # label names; [] for score tasks
     warnings: list[str]
+    examples: dict[str, Any] | None = None  # the read rows per split (classification tasks)
 
 
 class Task:
@@ -52,6 +53,7 @@ class Task:
     default_metric = "subset_accuracy"
     sides: tuple[str, ...] = ("",)  # input-name prefixes: one side, or a bi-encoder's a_, b_
     needs_pair = False  # data.text_pair required
+    decides_labels = False  # outputs are logits of `labels` (thresholds, majority baseline)
 
     @classmethod
     def check_config(cls, config: Any) -> None:
@@ -94,6 +96,14 @@ class Task:
     def build_output(self, encoder: Any, encoder_model: keras.Model) -> tuple[dict, Any]:
         """(this task's `keras.Input`s by name, its output tensor) on the shared encoder."""
         raise NotImplementedError
+
+    def attach(self, data: TaskData) -> None:
+        """Take the labels of data loaded (perhaps by another run of a grid) for this task,
+        and check what this task's settings need of it."""
+        self.labels = list(data.labels)
+
+    def initialize(self, model: keras.Model, data: TaskData) -> None:
+        """Set output weights from the training data (e.g. a logits bias at the prior)."""
 
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         raise NotImplementedError

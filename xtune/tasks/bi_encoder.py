@@ -208,6 +208,10 @@ class BiEncoderTask(ClassificationTask):
         """The `a_` side's inputs: what the `embed` model (text -> vector) takes."""
         return {name: value for name, value in inputs.items() if name.startswith("a_")}
 
+    @property
+    def decides_labels(self) -> bool:  # type: ignore[override]
+        return not self.cosine
+
     def initialize(self, model: keras.Model, data: TaskData) -> None:
         if not self.cosine:
             super().initialize(model, data)

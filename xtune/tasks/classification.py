@@ -22,6 +22,7 @@ class ClassificationTask(Task):
     type_name = "classification"
     default_loss = "bce"  # the default of a config without `tasks:`
     default_metric = "subset_accuracy"
+    decides_labels = True
 
     def build_loss(self) -> Any:
         from xtune.losses import get_loss
@@ -43,7 +44,12 @@ class ClassificationTask(Task):
             tokenized = tokenize_examples(split, text_encoder, targets, self.config.data.cache_dir)
             splits[name] = TaskSplit([tokenized], targets)
         notes = [note for split in examples.values() for note in split.warnings]
-        return TaskData(splits, self.labels, notes)
+        return TaskData(splits, self.labels, notes, examples)
+
+    def attach(self, data: TaskData) -> None:
+        super().attach(data)
+        if data.examples is not None:  # a grid's rows may change the loss on the same data
+            self.check_label_counts(data.examples)
 
     def check_label_counts(self, examples: dict[str, Any]) -> None:
         check_label_counts(self.loss, examples)

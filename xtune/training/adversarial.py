@@ -1,10 +1,11 @@
-"""Adversarial training on the word-embedding matrix (FGM, PGD) by a `train_step` override.
+"""Adversarial training on the word-embedding matrix (FGM, PGD): the gradients a training step adds.
 
 Each step: the clean loss and its gradients; then the matrix `E` (the encoder adapter's
 `word_embeddings`) is moved to `E + r`, with `r` found by gradient ascent on the loss, the loss is
 computed again, and its gradients are added to the clean ones; `E` is then restored from a
 copy, bitwise. The optimizer applies the summed gradients once. This is the recipe of
-bert4keras and of the PyTorch FGM/PGD snippets, written for Keras 3's TensorFlow trainer.
+bert4keras and of the PyTorch FGM/PGD snippets; `xtune.training.task_model.TaskModel`'s
+`train_step` calls `adversarial_gradients` for the task of each step.
 
 - FGM (Miyato et al., 2017, "Adversarial Training Methods for Semi-Supervised Text
   Classification"): `r = epsilon * g / ||g||`, `g` the gradient of the clean loss w.r.t. `E`.
@@ -19,12 +20,12 @@ float16 loss-scale overflow) gives `r = 0`, and the loss-scale optimizer skips t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from xtune.model import TextClassifier, adapter_of
 from xtune.registry import Registry, check_number
 
 ADVERSARIAL = Registry("adversarial method")
@@ -131,86 +132,47 @@ def get_attack(spec: Any) -> EmbeddingAttack | None:
     return ADVERSARIAL.build(spec)
 
 
-@keras.saving.register_keras_serializable(package="xtune")
-class AdversarialTextClassifier(TextClassifier):
-    """A `TextClassifier` whose training step adds the gradients of an adversarial loss.
+def loss_and_gradients(
+    compute_loss: Callable[[], tf.Tensor],
+    sources: list[keras.Variable],
+    scale_loss: Callable[[tf.Tensor], tf.Tensor],
+) -> tuple[tf.Tensor, list[Any]]:
+    """The loss (unscaled) and the gradients of the scaled loss w.r.t. `sources`."""
+    with tf.GradientTape() as tape:
+        for variable in sources:
+            if not variable.trainable:  # frozen embeddings still need their gradient
+                tape.watch(variable.value)
+        loss = compute_loss()
+        scaled = scale_loss(loss)
+    return loss, tape.gradient(scaled, [v.value for v in sources])
 
-    The weights are those of `TextClassifier`, so a run folder reloads into either class. The
-    epoch logs gain `adversarial_loss`, the mean loss at the perturbed embeddings.
-    """
 
-    def __init__(self, *args: Any, attack: EmbeddingAttack | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.attack = attack
-        self.adversarial_loss_tracker = keras.metrics.Mean(name="adversarial_loss")
+def adversarial_gradients(
+    compute_loss: Callable[[], tf.Tensor],
+    trainable: list[keras.Variable],
+    embeddings: keras.Variable,
+    attack: EmbeddingAttack,
+    scale_loss: Callable[[tf.Tensor], tf.Tensor],
+) -> tuple[tf.Tensor, tf.Tensor, list[Any]]:
+    """`(clean loss, adversarial loss, clean + adversarial gradients)` for `trainable`; the
+    embedding matrix is back to its exact value on return. `compute_loss()` runs the forward
+    pass of one batch (a training step's task)."""
+    position = next((i for i, v in enumerate(trainable) if v is embeddings), None)
+    sources = trainable if position is not None else [*trainable, embeddings]
+    position = len(trainable) if position is None else position
 
-    @property
-    def word_embeddings(self) -> keras.Variable:
-        """The matrix to perturb: the encoder adapter's `word_embeddings`."""
-        return adapter_of(self).word_embeddings
-
-    def loss_and_gradients(
-        self, x: Any, y: Any, sample_weight: Any, sources: list[keras.Variable]
-    ) -> tuple[Any, Any, list[Any]]:
-        """Predictions, loss (unscaled) and gradients of the scaled loss w.r.t. `sources`."""
-        with tf.GradientTape() as tape:
-            for variable in sources:
-                if not variable.trainable:  # frozen embeddings still need their gradient
-                    tape.watch(variable.value)
-            y_pred = self(x, training=True)
-            loss = self._compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
-            )
-            scaled = self.optimizer.scale_loss(loss)
-        return y_pred, loss, tape.gradient(scaled, [v.value for v in sources])
-
-    def adversarial_gradients(
-        self, x: Any, y: Any, sample_weight: Any = None
-    ) -> tuple[Any, Any, Any, list[Any]]:
-        """`(y_pred, clean loss, adversarial loss, clean + adversarial gradients)` for the
-        trainable weights; the embedding matrix is back to its exact value on return."""
-        trainable = list(self.trainable_weights)
-        embeddings = self.word_embeddings
-        position = next((i for i, v in enumerate(trainable) if v is embeddings), None)
-        sources = trainable if position is not None else [*trainable, embeddings]
-        position = len(trainable) if position is None else position
-
-        y_pred, loss, gradients = self.loss_and_gradients(x, y, sample_weight, sources)
-        clean = gradients[: len(trainable)]
-        direction = dense(gradients[position])
-        original = tf.identity(embeddings.value)
-        perturbation = tf.zeros_like(original)
-        for step in range(self.attack.steps):
-            perturbation = self.attack.next_perturbation(perturbation, direction)
-            embeddings.assign(original + perturbation)
-            if step < self.attack.steps - 1:
-                _, _, (gradient,) = self.loss_and_gradients(x, y, sample_weight, [embeddings])
-                direction = dense(gradient)
-        _, adversarial_loss, adversarial = self.loss_and_gradients(x, y, sample_weight, trainable)
-        embeddings.assign(original)
-        total = [add_gradients(a, b) for a, b in zip(clean, adversarial, strict=True)]
-        return y_pred, loss, adversarial_loss, total
-
-    def train_step(self, data: Any) -> dict[str, Any]:
-        if self.attack is None:
-            return super().train_step(data)
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred, loss, adversarial_loss, gradients = self.adversarial_gradients(x, y, sample_weight)
-        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
-        self._loss_tracker.update_state(loss, sample_weight=batch_size)
-        self.adversarial_loss_tracker.update_state(adversarial_loss, sample_weight=batch_size)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["attack"] = None if self.attack is None else self.attack.get_config()
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Any:
-        config = dict(config)
-        attack = config.pop("attack", None)
-        model = super().from_config(config, custom_objects=custom_objects)
-        model.attack = None if attack is None else get_attack(attack)
-        return model
+    loss, gradients = loss_and_gradients(compute_loss, sources, scale_loss)
+    clean = gradients[: len(trainable)]
+    direction = dense(gradients[position])
+    original = tf.identity(embeddings.value)
+    perturbation = tf.zeros_like(original)
+    for step in range(attack.steps):
+        perturbation = attack.next_perturbation(perturbation, direction)
+        embeddings.assign(original + perturbation)
+        if step < attack.steps - 1:
+            _, (gradient,) = loss_and_gradients(compute_loss, [embeddings], scale_loss)
+            direction = dense(gradient)
+    adversarial_loss, adversarial = loss_and_gradients(compute_loss, trainable, scale_loss)
+    embeddings.assign(original)
+    total = [add_gradients(a, b) for a, b in zip(clean, adversarial, strict=True)]
+    return loss, adversarial_loss, total

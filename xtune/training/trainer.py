@@ -1,11 +1,22 @@
-"""`train(config) -> RunResult`: data, encoder, model, fit with per-epoch dev metrics."""
+"""`train(config) -> RunResult`: one pipeline for one task or many.
+
+A run is a list of named tasks on one shared encoder; a config without `tasks:` is one
+classification task (`RunConfig.named_tasks`). `train` runs four steps, each a function:
+
+1. `build_run`: the encoder, every task's tokenized data (vocabulary-trimmed when asked),
+   the `TaskModel` with the `finetune` settings, the stages and the epochs' task schedule.
+2. `open_run_folder`: config, tasks, labels and tokenizer files.
+3. `fit_run`: `Model.fit` per stage (head only first with `finetune.frozen_epochs`), a fresh
+   optimizer each, every task scored on dev after each epoch (`DevEvaluation`).
+4. `finish_run`: the best epoch's weights saved, dev and test scored in float32 as the
+   export serves them, thresholds tuned for classification tasks, the result written.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
-import math
 import tempfile
 import time
 import warnings
@@ -18,22 +29,17 @@ import numpy as np
 import tensorflow as tf
 
 from xtune.config import ConfigError, RunConfig
-from xtune.data.examples import Examples, load_splits
-from xtune.data.labels import LabelVocab
-from xtune.data.pipeline import TokenizedSplit, batches_per_epoch, make_dataset, tokenize_examples
-from xtune.data.tokenization import TextEncoder
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
-from xtune.heads import get_head
 from xtune.metrics import fixed_threshold_report, majority_baseline
-from xtune.model import TextClassifier, build_classifier, count_parameters
-from xtune.run_folder import WEIGHTS_FILE, RunFolder, load_run_files, save_model_weights
-from xtune.tasks import ClassificationTask, build_tasks
+from xtune.model import TaskGraph, build_task_graph, count_parameters
+from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
+from xtune.tasks import Task, TaskData, build_tasks
+from xtune.tasks.run_folder import LoadedRun, create_run_folder, load_run_files
 from xtune.thresholds import tune_thresholds
-from xtune.training.adversarial import AdversarialTextClassifier, get_attack
-from xtune.training.diverged import TrainingDiverged
-from xtune.training.ema import ema_weights
-from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
+from xtune.training.adversarial import get_attack
+from xtune.training.callbacks import DevEvaluation, DivergenceGuard, FirstStepTimer, mean_score
+from xtune.training.evaluation import evaluate_scores, scores_of
 from xtune.training.freezing import (
     check_finetune,
     reinitialize_top_layers,
@@ -42,8 +48,11 @@ from xtune.training.freezing import (
 )
 from xtune.training.layerwise import learning_rate_table
 from xtune.training.lora import ADAPTER_FILE, enable_lora, save_adapter
+from xtune.training.metric_names import MetricNames
 from xtune.training.optimizers import OPTIMIZERS
 from xtune.training.schedules import SCHEDULES
+from xtune.training.task_batches import Schedule, plan_epochs, stage_dataset, stage_kinds
+from xtune.training.task_model import TaskModel, step_plan
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +66,15 @@ warnings.filterwarnings("ignore", message="Gradients do not exist for variables"
 
 @dataclass
 class PreparedData:
-    """Examples, labels and token ids for every split of one (data config, tokenizer) pair."""
+    """Every task's tokenized splits for one config and tokenizer (a grid reuses them);
+    `trimmed`: the corpus's trimmed tokenizer when the vocabulary was trimmed."""
 
-    vocab: LabelVocab
-    examples: dict[str, Examples]
-    tokenized: dict[str, TokenizedSplit]
-    text_encoder: TextEncoder
-    warnings: list[str] = field(default_factory=list)  # data notes (logged; in results lines)
+    tasks: dict[str, TaskData]
+    trimmed: TrimmedTokenizer | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        return [note for data in self.tasks.values() for note in data.warnings]
 
 
 @dataclass
@@ -73,7 +84,7 @@ class RunResult:
     best_epoch: int
     best: dict[str, float]
     tuned: dict[str, float] | None
-    test: dict[str, float] | None
+    test: dict[str, Any] | None
     baseline: dict[str, Any]
     parameters: dict[str, int]
     seconds: float
@@ -126,27 +137,18 @@ def resolve_jit(setting: str | bool) -> bool:
     return bool(setting)
 
 
-def prepare_data(config: RunConfig, encoder: EncoderAdapter) -> PreparedData:
-    """Read every split and tokenize it (through the on-disk token cache)."""
-    examples, vocab = load_splits(config.data)
-    text_encoder = TextEncoder(
-        encoder.tokenizer,
-        encoder.packing,
-        config.data.max_length,
-        config.data.truncation,
-        config.data.head_tokens,
-    )
-    tokenized = {
-        name: tokenize_examples(
-            split, text_encoder, vocab.encode(split.label_sets), config.data.cache_dir
-        )
-        for name, split in examples.items()
-    }
-    notes = [note for split in examples.values() for note in split.warnings]
-    data = PreparedData(vocab, examples, tokenized, text_encoder, notes)
-    if should_trim_vocabulary(config.data.trim_vocabulary, encoder.tokenizer.vocabulary_size):
-        data = trim_to_corpus(data)
-    return data
+# ---------------------------------------------------------------- data
+
+
+def prepare_data(config: RunConfig, encoder: Any) -> PreparedData:
+    """Read and tokenize every task's splits (through the on-disk token cache); `encoder`
+    needs only its `tokenizer` and `packing`."""
+    tasks = build_tasks(config.named_tasks())
+    prepared = PreparedData({task.name: task.load(encoder) for task in tasks})
+    setting = next(iter(config.named_tasks().values())).data.trim_vocabulary
+    if should_trim_vocabulary(setting, encoder.tokenizer.vocabulary_size):
+        prepared = trim_to_corpus(prepared, encoder.tokenizer)
+    return prepared
 
 
 def should_trim_vocabulary(setting: str | bool, vocabulary_size: int) -> bool:
@@ -156,56 +158,48 @@ def should_trim_vocabulary(setting: str | bool, vocabulary_size: int) -> bool:
     return bool(setting)
 
 
-def trim_to_corpus(data: PreparedData) -> PreparedData:
+def trim_to_corpus(prepared: PreparedData, tokenizer: Any) -> PreparedData:
     """The same data over a vocabulary of only the pieces its splits use (and the specials);
-    `_train` trims the encoder's word embedding to match (`encoder_for`)."""
-    text_encoder = data.text_encoder
-    kept = used_token_ids([split.token_ids for split in data.tokenized.values()])
-    tokenizer = TrimmedTokenizer(text_encoder.tokenizer, kept)
-    tokenized = {
-        name: dataclasses.replace(split, token_ids=tokenizer.map_ids(split.token_ids))
-        for name, split in data.tokenized.items()
+    `build_run` trims the encoder's word embedding to match (`encoder_for`)."""
+    sides = [
+        side
+        for data in prepared.tasks.values()
+        for split in data.splits.values()
+        for side in split.sides
+    ]
+    trimmed = TrimmedTokenizer(tokenizer, used_token_ids([side.token_ids for side in sides]))
+    tasks = {
+        name: dataclasses.replace(
+            data,
+            splits={
+                split_name: dataclasses.replace(
+                    split,
+                    sides=[
+                        dataclasses.replace(side, token_ids=trimmed.map_ids(side.token_ids))
+                        for side in split.sides
+                    ],
+                )
+                for split_name, split in data.splits.items()
+            },
+        )
+        for name, data in prepared.tasks.items()
     }
-    trimmed = TextEncoder(
-        tokenizer,
-        text_encoder.packing,
-        text_encoder.max_length,
-        text_encoder.truncation,
-        text_encoder.head_tokens,
-    )
     print(
-        f"xtune: vocabulary trimmed to the {tokenizer.vocabulary_size:,} pieces the data uses "
-        f"(of {text_encoder.tokenizer.vocabulary_size:,}); data.trim_vocabulary: false keeps all",
+        f"xtune: vocabulary trimmed to the {trimmed.vocabulary_size:,} pieces the data uses "
+        f"(of {tokenizer.vocabulary_size:,}); data.trim_vocabulary: false keeps all",
         flush=True,
     )
-    return dataclasses.replace(data, text_encoder=trimmed, tokenized=tokenized)
+    return PreparedData(tasks, trimmed)
 
 
 def encoder_for(data: PreparedData, encoder: EncoderAdapter) -> EncoderAdapter:
     """The encoder with its word embedding trimmed when the data's vocabulary was."""
-    tokenizer = data.text_encoder.tokenizer
-    if not isinstance(tokenizer, TrimmedTokenizer):
+    if data.trimmed is None:
         return encoder
-    return trim_encoder(encoder, tokenizer.kept_ids)
+    return trim_encoder(encoder, data.trimmed.kept_ids)
 
 
-class FirstStepTimer(keras.callbacks.Callback):
-    """Records when the first training step (tracing included) ends."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.first_step_done: float | None = None
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.first_step_done is None:
-            self.first_step_done = time.perf_counter()
-
-
-# A training loss over DIVERGENCE_FACTOR x the run's first-step loss (with the prior-initialised
-# logits bias that is about the labels' entropy) and over DIVERGENCE_FLOOR is divergence, not
-# noise; so is a non-finite one.
-DIVERGENCE_FACTOR = 100.0
-DIVERGENCE_FLOOR = 10.0
+# ---------------------------------------------------------------- train
 
 
 def learning_rate_text(config: RunConfig) -> str:
@@ -217,120 +211,6 @@ def learning_rate_text(config: RunConfig) -> str:
     return text
 
 
-class DivergenceGuard(keras.callbacks.Callback):
-    """Raises `TrainingDiverged`, naming the epoch and the learning rate, at the first step
-    whose running training loss is non-finite or beyond the bound above.
-
-    `keras.callbacks.TerminateOnNaN` stops on NaN / inf only, and says neither where nor why.
-    """
-
-    def __init__(self, config: RunConfig):
-        super().__init__()
-        self.learning_rate = learning_rate_text(config)
-        self.first_loss: float | None = None
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is None:
-            return
-        loss = float(loss)
-        if self.first_loss is None and math.isfinite(loss):
-            self.first_loss = loss
-        bound = max(DIVERGENCE_FACTOR * (self.first_loss or 0.0), DIVERGENCE_FLOOR)
-        if math.isfinite(loss) and loss <= bound:
-            return
-        why = (
-            "is non-finite"
-            if not math.isfinite(loss)
-            else f"exceeds {bound:.4g} (max of {DIVERGENCE_FACTOR:g} x the first step's "
-            f"{self.first_loss:.4g} and {DIVERGENCE_FLOOR:g})"
-        )
-        raise TrainingDiverged(
-            f"training diverged in epoch {self.epoch + 1}, step {batch + 1}: the training loss "
-            f"{loss:.4g} {why}; {self.learning_rate}: lower the learning rate or set "
-            "optimizer.clipnorm"
-        )
-
-
-class DevEvaluation(keras.callbacks.Callback):
-    """After each epoch: full dev-set metrics by the task's decision rule; keeps the best
-    weights by the task's selection metric (`training.metric`).
-
-    Why not Keras's `EarlyStopping(restore_best_weights=True)`: it resets its best epoch and
-    weights at the start of every `fit`, and a run with `finetune.frozen_epochs` calls `fit`
-    once per stage; the run also keeps the best epoch's dev logits (thresholds are tuned on
-    them). Why not `SwapEMAWeights`: `ema_weights` does the same copy, scoped to the
-    evaluation, so with `use_ema` the best-weights snapshot holds the averages and training
-    resumes on bitwise the same values.
-    """
-
-    def __init__(self, dev: TokenizedSplit, task: ClassificationTask, config: RunConfig):
-        super().__init__()
-        self.dev = dev
-        self.task = task
-        self.metric = task.metric
-        self.direction = task.direction
-        self.batch_size = config.training.eval_batch_size
-        self.max_length = config.data.max_length
-        self.patience = config.training.early_stopping_patience
-        self.learning_rate = learning_rate_text(config)
-        self.history: list[dict[str, Any]] = []
-        self.best_value: float | None = None
-        self.best_epoch = 0
-        self.best_weights: list[np.ndarray] | None = None
-        self.best_logits: np.ndarray | None = None  # dev logits of `best_weights`
-        self.epoch_started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        train_seconds = time.perf_counter() - self.epoch_started
-        # With `optimizer.use_ema` the epoch is scored, and kept as best, on the EMA weights.
-        with ema_weights(self.model):
-            self.evaluate_epoch(epoch, logs, train_seconds)
-
-    def evaluate_epoch(self, epoch: int, logs: dict | None, train_seconds: float) -> None:
-        eval_started = time.perf_counter()
-        logits = predict_logits(self.model, self.dev, self.batch_size, self.max_length)
-        if not np.all(np.isfinite(logits)):
-            raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1}: non-finite logits on the dev set; "
-                f"{self.learning_rate}: lower the learning rate or set optimizer.clipnorm"
-            )
-        metrics = self.task.evaluate(self.dev.labels, logits)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": float((logs or {}).get("loss", math.nan)),
-            "train_seconds": round(train_seconds, 3),
-            "eval_seconds": round(time.perf_counter() - eval_started, 3),
-            **{f"val_{k}": v for k, v in metrics.items()},
-        }
-        self.history.append(record)
-        if logs is not None:
-            logs.update({f"val_{k}": v for k, v in metrics.items()})
-        value = metrics[self.metric]
-        improved = self.best_value is None or (
-            value > self.best_value if self.direction == "max" else value < self.best_value
-        )
-        if improved:
-            self.best_value, self.best_epoch = value, epoch + 1
-            self.best_weights = [np.array(w) for w in self.model.get_weights()]
-            self.best_logits = logits
-        print(
-            f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  val {self.metric} {value:.4f}  "
-            f"micro-F1 {metrics['micro_f1']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
-            + ("  (best)" if improved else ""),
-            flush=True,
-        )
-        if self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
-            self.model.stop_training = True
-
-
 def train(
     config: RunConfig, run_dir: str | Path | None = None, data: PreparedData | None = None
 ) -> RunResult:
@@ -340,43 +220,35 @@ def train(
     precision = resolve_precision(config.training.mixed_precision)
     keras.mixed_precision.set_global_policy(precision)
     try:
-        if config.tasks is not None:  # several named tasks on one encoder
-            from xtune.training.multitask import train_tasks
-
-            return train_tasks(config, run_dir, started, precision)
-        return _train(config, run_dir, data, started, precision)
+        run = build_run(config, data)
+        folder = open_run_folder(config, run, run_dir, precision)
+        evaluation, clock = fit_run(config, run)
+        clock.started = started
+        return finish_run(config, run, folder, evaluation, precision, clock)
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
 @dataclass
-class SingleTaskRun:
-    """What the steps of `_train` hand on: the encoder, data, the task (its loss, metrics and
-    decision rule), the model and its stages."""
+class Run:
+    """What the steps of `train` hand on: encoder, data, tasks, model, stages, schedule."""
 
     encoder: EncoderAdapter
     data: PreparedData
-    task: ClassificationTask
-    model: keras.Model
+    tasks: list[Task]
+    graph: TaskGraph
+    names: MetricNames
     parameters: dict[str, int]
     stages: list[Stage]
-    steps_per_epoch: int
+    schedule: Schedule
 
-
-def _train(
-    config: RunConfig,
-    run_dir: str | Path | None,
-    data: PreparedData | None,
-    started: float,
-    precision: str,
-) -> RunResult:
-    """One classification task, in four steps: build (data, loss, model), open the run
-    folder, fit the stages with per-epoch dev evaluation, then score and write the result."""
-    run = build_single_task(config, data)
-    folder = open_run_folder(config, run, run_dir, precision)
-    evaluation, clock = fit_single_task(config, run)
-    clock.started = started
-    return finish_single_task(config, run, folder, evaluation, precision, clock)
+    def splits(self, name: str) -> dict[str, Any]:
+        """`{task name: that task's split}` for the tasks that have split `name`."""
+        return {
+            task.name: self.data.tasks[task.name].splits[name]
+            for task in self.tasks
+            if name in self.data.tasks[task.name].splits
+        }
 
 
 @dataclass
@@ -389,41 +261,57 @@ class FitClock:
     started: float = 0.0
 
 
-def build_single_task(config: RunConfig, data: PreparedData | None) -> SingleTaskRun:
-    """Step 1: encoder, tokenized data (unless given), loss, model and its training stages."""
-    training = config.training
+def build_run(config: RunConfig, data: PreparedData | None) -> Run:
+    """Step 1: encoder, tokenized data (unless given), tasks, model, stages and schedule."""
     encoder = load_encoder(config.encoder)
     if data is None:
         data = prepare_data(config, encoder)
     encoder = encoder_for(data, encoder)
-    (task,) = build_tasks(config.named_tasks())  # the one classification task
-    task.check_label_counts(data.examples)
-    check_report_thresholds(training.report_thresholds, task.loss)
-    model = build_model(config, encoder, len(data.vocab))
-    task.initialize_logits(model, data.tokenized["train"].labels, "logits")
-    parameters = count_parameters(model)
+    tasks = build_tasks(config.named_tasks())
+    for task in tasks:
+        task.attach(data.tasks[task.name])
+        if getattr(task.loss, "multi_label", None) is not None:
+            check_report_thresholds(config.training.report_thresholds, task.loss)
+    graph = build_model(config, encoder, tasks)
+    for task in tasks:
+        task.initialize(graph.model, data.tasks[task.name])
+    parameters = count_parameters(graph.model)
     stages = training_stages(config)
     if stages[0].head_only:
-        set_trainable(model, config.finetune, head_only=True)
-        parameters["trainable_head_only_stage"] = count_parameters(model)["trainable"]
-    steps_per_epoch = batches_per_epoch(
-        data.tokenized["train"], training.batch_size, config.data.padding, config.data.max_length
-    )
-    if training.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)
-    return SingleTaskRun(encoder, data, task, model, parameters, stages, steps_per_epoch)
+        set_trainable(graph.model, config.finetune, head_only=True)
+        parameters["trainable_head_only_stage"] = count_parameters(graph.model)["trainable"]
+    train = {task.name: data.tasks[task.name].splits["train"] for task in tasks}
+    schedule = plan_epochs(config.training, tasks, train)
+    names = MetricNames(tasks, implicit=config.tasks is None)
+    return Run(encoder, data, tasks, graph, names, parameters, stages, schedule)
+
+
+def build_model(config: RunConfig, encoder: EncoderAdapter, tasks: list[Task]) -> TaskGraph:
+    """Every task's output on the encoder, with the `finetune` settings applied:
+    re-initialized top layers, LoRA, and the trainable set of the main stage."""
+    finetune = config.finetune
+    check_finetune(finetune, encoder.num_layers, config.training.epochs)
+    graph = build_task_graph(encoder, tasks, TaskModel)
+    reinitialize_top_layers(graph.model, finetune.reinit_top_layers)
+    if finetune.lora_rank is not None:
+        enable_lora(
+            graph.model,
+            finetune.lora_rank,
+            finetune.lora_alpha,
+            finetune.lora_targets,
+            trainable_layer_indices(finetune, encoder.num_layers),
+        )
+    set_trainable(graph.model, finetune)
+    return graph
 
 
 def open_run_folder(
-    config: RunConfig, run: SingleTaskRun, run_dir: str | Path | None, precision: str
+    config: RunConfig, run: Run, run_dir: str | Path | None, precision: str
 ) -> RunFolder:
-    """Step 2: the run folder with the config, labels and tokenizer files."""
-    data = run.data
-    folder = RunFolder.create(run_dir or default_run_dir(config))
-    folder.write_setup(config, data.vocab, run.encoder, data.text_encoder)
+    """Step 2: the run folder with the config, tasks, labels and tokenizer files."""
+    folder = create_run_folder(run_dir or default_run_dir(config), config, run.tasks, run.encoder)
     print(
-        f"xtune: {run.encoder.source}; {len(data.vocab)} labels; train "
-        f"{len(data.tokenized['train'])} / dev {len(data.tokenized['dev'])} rows; "
+        f"xtune: {run.encoder.source}; {task_summary(run)}; "
         f"{run.parameters['trainable']:,} trainable parameters; "
         f"{precision}; {device_name()}; run folder {folder.path}",
         flush=True,
@@ -431,45 +319,54 @@ def open_run_folder(
     return folder
 
 
-def fit_single_task(config: RunConfig, run: SingleTaskRun) -> tuple[DevEvaluation, FitClock]:
+def task_summary(run: Run) -> str:
+    """`N labels; train a / dev b rows` for one task, `tasks x (type, n train rows), ...`."""
+    if run.names.implicit:
+        (task,) = run.tasks
+        splits = run.data.tasks[task.name].splits
+        return (
+            f"{len(task.labels)} labels; train {len(splits['train'])} / dev "
+            f"{len(splits['dev'])} rows"
+        )
+    return "tasks " + ", ".join(
+        f"{task.name} ({task.type_name}, {size} train rows)"
+        for task, size in zip(run.tasks, run.schedule.sizes, strict=True)
+    )
+
+
+def fit_run(config: RunConfig, run: Run) -> tuple[DevEvaluation, FitClock]:
     """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch."""
-    training, model = config.training, run.model
-    dataset = make_dataset(
-        run.data.tokenized["train"],
-        training.batch_size,
-        config.data.padding,
-        config.data.max_length,
-        shuffle=True,
-        seed=training.seed,
-    ).repeat()
-    evaluation = DevEvaluation(run.data.tokenized["dev"], run.task, config)
-    divergence = DivergenceGuard(config)
-    first_step = FirstStepTimer()
+    training, model = config.training, run.graph.model
+    task_datasets = [
+        task.dataset(run.data.tasks[task.name].splits["train"], training.batch_size, True,
+                     training.seed).repeat()
+        for task in run.tasks
+    ]  # fmt: skip
+    rate = learning_rate_text(config)
+    evaluation = DevEvaluation(
+        run.tasks, run.graph.task_models, run.splits("dev"), run.names, run.schedule, training,
+        rate,
+    )  # fmt: skip
+    divergence, first_step = DivergenceGuard(rate), FirstStepTimer()
     fit_started = time.perf_counter()
     for stage in run.stages:
-        set_trainable(model, config.finetune, head_only=stage.head_only)
-        schedule = SCHEDULES.build(config.schedule.to_dict())
-        stage_steps = run.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
-        optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
-        model.compile(
-            optimizer=optimizer, loss=run.task.loss, jit_compile=resolve_jit(training.jit_compile)
+        compile_stage(config, run, stage)
+        kinds = stage_kinds(run.schedule, stage.start_epoch, stage.end_epoch)
+        model.plan = step_plan(
+            run.tasks,
+            [run.graph.task_models[task.name] for task in run.tasks],
+            kinds,
+            get_attack(config.adversarial),
+            training.seed,
         )
-        # Built before the first step, or the train function is traced twice (the step
-        # would create the optimizer's variables).
-        model.optimizer.build(model.trainable_variables)
-        print(
-            f"{stage.description}, epochs {stage.start_epoch + 1}-{stage.end_epoch}; "
-            f"learning rates by parameter group:\n"
-            + learning_rate_table(
-                model, optimizer.learning_rate_multipliers, optimizer.base_learning_rate
-            ),
-            flush=True,
+        dataset = stage_dataset(
+            run.schedule, stage.start_epoch, stage.end_epoch, kinds, task_datasets
         )
         model.fit(
             dataset,
             initial_epoch=stage.start_epoch,
             epochs=stage.end_epoch,
-            steps_per_epoch=run.steps_per_epoch,
+            steps_per_epoch=run.schedule.steps_per_epoch,
             callbacks=[divergence, evaluation, first_step],
             verbose=training.verbose,
             shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
@@ -479,9 +376,46 @@ def fit_single_task(config: RunConfig, run: SingleTaskRun) -> tuple[DevEvaluatio
     return evaluation, FitClock(fit_started, first_step.first_step_done, time.perf_counter())
 
 
-def finish_single_task(
+def compile_stage(config: RunConfig, run: Run, stage: Stage) -> None:
+    """The stage's trainable set and a fresh optimizer whose schedule spans the stage."""
+    model = run.graph.model
+    set_trainable(model, config.finetune, head_only=stage.head_only)
+    schedule = SCHEDULES.build(config.schedule.to_dict())
+    stage_steps = run.schedule.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
+    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.training.jit_compile))
+    # Built before the first step, or the train function is traced twice (the step would
+    # create the optimizer's variables).
+    model.optimizer.build(model.trainable_variables)
+    print(
+        f"{stage.description}, epochs {stage.start_epoch + 1}-{stage.end_epoch}; "
+        f"learning rates by parameter group:\n"
+        + learning_rate_table(
+            model, optimizer.learning_rate_multipliers, optimizer.base_learning_rate
+        ),
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- finish
+
+
+@dataclass
+class Scored:
+    """What `finish_run` computes per task, in float32 as the export serves it."""
+
+    best: dict[str, dict[str, float]] = field(default_factory=dict)
+    tuned: dict[str, dict[str, float]] = field(default_factory=dict)
+    thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    test: dict[str, dict[str, float]] = field(default_factory=dict)
+    test_tuned: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def finish_run(
     config: RunConfig,
-    run: SingleTaskRun,
+    run: Run,
     folder: RunFolder,
     evaluation: DevEvaluation,
     precision: str,
@@ -489,102 +423,164 @@ def finish_single_task(
 ) -> RunResult:
     """Step 4: the best epoch's weights saved, dev (and test) scored as the export serves
     them, thresholds tuned, and the result written."""
-    training, model, loss, data = config.training, run.model, run.task.loss, run.data
-    train_split, dev_split = data.tokenized["train"], data.tokenized["dev"]
-    train_seconds = sum(h["train_seconds"] for h in evaluation.history)
-    samples = min(len(train_split), run.steps_per_epoch * training.batch_size) * len(
-        evaluation.history
-    )
+    training, model = config.training, run.graph.model
     model.set_weights(evaluation.best_weights)
     if training.save_weights:
         folder.write_weights(model)
         if config.finetune.lora_rank is not None:
             folder.write_binary(ADAPTER_FILE, lambda path: save_adapter(model, path))
-    # Dev and test are scored, and thresholds tuned, in the precision the export serves in.
-    served = served_model(model, folder, precision, training.save_weights)
-    if served is model:  # float32: the best epoch's dev logits came from these very weights
-        dev_logits = evaluation.best_logits
-    else:
-        dev_logits = predict_logits(
-            served, dev_split, training.eval_batch_size, config.data.max_length
-        )
-    dev_scores = scores_of(loss, dev_logits)
-    best = run.task.evaluate(dev_split.labels, dev_logits)
-    thresholds, tuned = None, None
+    served = served_run(model, folder, precision, training.save_weights)
+    scored = Scored()
+    for task in run.tasks:
+        score_task(task, run, served, evaluation, training, scored)
+    result = run_result(config, run, folder, evaluation, scored, precision, clock)
+    folder.write_result(result, thresholds_record(run, scored))
+    print_summary(result, run)
+    return result
+
+
+def served_run(
+    model: keras.Model, folder: RunFolder, precision: str, weights_saved: bool
+) -> LoadedRun | None:
+    """The kept weights as `xtune export` and `xtune predict` serve them: in float32.
+
+    None in float32 (the trained model is what they serve). A mixed-precision model is
+    rebuilt in float32 the way the export loads a run folder (from the weights file; a
+    scratch copy when `save_weights` is off), so metrics.json and the tuned thresholds are
+    exactly what the served model gives on dev.
+    """
+    if precision == "float32":
+        return None
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        if weights_saved:
+            return load_run_files(folder.path)
+        with tempfile.TemporaryDirectory() as scratch:
+            weights = Path(scratch) / WEIGHTS_FILE
+            save_model_weights(model, weights)
+            return load_run_files(folder.path, weights)
+    finally:
+        keras.mixed_precision.set_global_policy(precision)
+
+
+def score_task(
+    task: Task,
+    run: Run,
+    served: LoadedRun | None,
+    evaluation: DevEvaluation,
+    training: Any,
+    scored: Scored,
+) -> None:
+    """One task's dev metrics, tuned thresholds and test metrics into `scored`."""
+    splits = run.data.tasks[task.name].splits
+    view = (served.graph if served else run.graph).task_models[task.name]
+    batch = training.eval_batch_size
+    dev = splits["dev"]
+    dev_outputs = (
+        evaluation.best_outputs[task.name] if served is None else task.predict(view, dev, batch)
+    )
+    scored.best[task.name] = task.evaluate(dev.targets, dev_outputs)
+    test_outputs = task.predict(view, splits["test"], batch) if "test" in splits else None
+    if test_outputs is not None:
+        scored.test[task.name] = task.evaluate(splits["test"].targets, test_outputs)
+    if not task.decides_labels:
+        return
+    loss = task.loss
+    scored.baseline[task.name] = majority_baseline(splits["train"].targets, dev.targets)
+    dev_scores = scores_of(loss, dev_outputs)
+    fixed = {"dev": fixed_threshold_reports(training, task.labels, dev.targets, dev_scores)}
     if training.tune_thresholds and loss.default_threshold is not None:
         thresholds = tune_thresholds(
-            dev_split.labels,
+            dev.targets,
             dev_scores,
             training.tune_thresholds,
             default_threshold=loss.default_threshold,
         )
-        tuned = evaluate_scores(loss, dev_split.labels, dev_scores, thresholds)
-    fixed = {"dev": fixed_threshold_reports(training, data, dev_split.labels, dev_scores)}
-    test = None
-    if "test" in data.tokenized:
-        test_split = data.tokenized["test"]
-        test_scores = scores_of(
-            loss,
-            predict_logits(served, test_split, training.eval_batch_size, config.data.max_length),
-        )
-        test = {"default_rule": evaluate_scores(loss, test_split.labels, test_scores)}
-        if thresholds is not None:
-            test["tuned_thresholds"] = evaluate_scores(
-                loss, test_split.labels, test_scores, thresholds
+        scored.thresholds[task.name] = thresholds
+        scored.tuned[task.name] = evaluate_scores(loss, dev.targets, dev_scores, thresholds)
+    if test_outputs is not None:
+        test = splits["test"]
+        test_scores = scores_of(loss, test_outputs)
+        if task.name in scored.thresholds:
+            scored.test_tuned[task.name] = evaluate_scores(
+                loss, test.targets, test_scores, scored.thresholds[task.name]
             )
-        fixed["test"] = fixed_threshold_reports(training, data, test_split.labels, test_scores)
-    baseline = majority_baseline(train_split.labels, dev_split.labels)
-    result = RunResult(
+        fixed["test"] = fixed_threshold_reports(training, task.labels, test.targets, test_scores)
+    scored.fixed[task.name] = fixed
+
+
+def run_result(
+    config: RunConfig,
+    run: Run,
+    folder: RunFolder,
+    evaluation: DevEvaluation,
+    scored: Scored,
+    precision: str,
+    clock: FitClock,
+) -> RunResult:
+    """The `RunResult`: metrics named by `run.names` (see `xtune.training.metric_names`)."""
+    names, training = run.names, config.training
+    train_seconds = sum(h["train_seconds"] for h in evaluation.history)
+    epochs = len(evaluation.history)
+    samples = run.schedule.steps_per_epoch * run.schedule.samples_per_step * epochs
+    if names.implicit:  # at most the train split per epoch, as before tasks existed
+        (size,) = run.schedule.sizes
+        samples = min(size, run.schedule.steps_per_epoch * training.batch_size) * epochs
+    extra: dict[str, Any] = {
+        "precision": precision,
+        "eval_precision": "float32",  # of `best`, `tuned`, `test` and the thresholds
+        "fit_seconds": round(clock.fit_ended - clock.fit_started, 3),
+        "timings": run_timings(
+            clock.started, clock.fit_started, clock.first_step_done, clock.fit_ended
+        ),
+    }
+    if not names.implicit:
+        extra["tasks"] = {
+            task.name: {"type": task.type_name, "metric": task.metric, "weight": task.weight}
+            for task in run.tasks
+        }
+    if training.report_thresholds:
+        extra["fixed_thresholds"] = names.per_task(scored.fixed)
+    if run.data.warnings:
+        extra["data_warnings"] = run.data.warnings
+    return RunResult(
         run_dir=folder.path,
         history=evaluation.history,
         best_epoch=evaluation.best_epoch,
-        best=best,
-        tuned=tuned,
-        test=test,
-        baseline=baseline,
+        best=names.best(scored.best, mean_score(run.tasks, scored.best)),
+        tuned=names.flat_some(scored.tuned),
+        test=test_record(names, scored),
+        baseline=names.per_task(scored.baseline),
         parameters=run.parameters,
         seconds=round(time.perf_counter() - clock.started, 3),
         train_samples_per_second=round(samples / train_seconds, 2) if train_seconds else 0.0,
         device=device_name(),
-        extra={
-            "precision": precision,
-            "eval_precision": "float32",  # of `best`, `tuned`, `test` and the thresholds
-            "fit_seconds": round(clock.fit_ended - clock.fit_started, 3),
-            "timings": run_timings(
-                clock.started, clock.fit_started, clock.first_step_done, clock.fit_ended
-            ),
-        },
+        extra=extra,
     )
-    if training.report_thresholds:
-        result.extra["fixed_thresholds"] = fixed
-    if data.warnings:
-        result.extra["data_warnings"] = data.warnings
-    folder.write_result(result, thresholds)
-    print_summary(result, config.training.metric)
-    return result
 
 
-def served_model(
-    model: keras.Model, folder: RunFolder, precision: str, weights_saved: bool
-) -> keras.Model:
-    """The kept weights as `xtune export` and `xtune predict` serve them: in float32.
+def test_record(names: MetricNames, scored: Scored) -> dict[str, Any] | None:
+    """metrics.json's `test`: by rule for a config without `tasks:`; flat per task else."""
+    if not scored.test:
+        return None
+    if names.implicit:
+        test: dict[str, Any] = {"default_rule": names.flat(scored.test)}
+        if scored.test_tuned:
+            test["tuned_thresholds"] = names.flat(scored.test_tuned)
+        return test
+    test = names.flat(scored.test)
+    if scored.test_tuned:
+        test["tuned_thresholds"] = names.flat(scored.test_tuned)
+    return test
 
-    A mixed-precision model is rebuilt in float32 the way the export loads a run folder (from
-    the weights file; a scratch copy when `save_weights` is off), so metrics.json and the tuned
-    thresholds are exactly what the served model gives on dev.
-    """
-    if precision == "float32":
-        return model
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        if weights_saved:
-            return load_run_files(folder.path).model
-        with tempfile.TemporaryDirectory() as scratch:
-            weights = Path(scratch) / WEIGHTS_FILE
-            save_model_weights(model, weights)
-            return load_run_files(folder.path, weights).model
-    finally:
-        keras.mixed_precision.set_global_policy(precision)
+
+def thresholds_record(run: Run, scored: Scored) -> Any:
+    """thresholds.json's content: the list of a config without `tasks:`, else by task."""
+    if not scored.thresholds:
+        return None
+    if run.names.implicit:
+        return next(iter(scored.thresholds.values()))
+    return scored.thresholds
 
 
 def run_timings(
@@ -617,11 +613,11 @@ def check_report_thresholds(thresholds: list[Any], loss: Any) -> None:
 
 
 def fixed_threshold_reports(
-    training: Any, data: PreparedData, labels: np.ndarray, scores: np.ndarray
+    training: Any, label_names: list[str], labels: np.ndarray, scores: np.ndarray
 ) -> dict[str, dict[str, Any]]:
     """`training.report_thresholds` -> {"0.3": per-label P/R/F1 and their macro means}."""
     return {
-        f"{threshold:g}": fixed_threshold_report(labels, scores, data.vocab.names, threshold)
+        f"{threshold:g}": fixed_threshold_report(labels, scores, label_names, threshold)
         for threshold in training.report_thresholds
     }
 
@@ -650,59 +646,50 @@ def training_stages(config: RunConfig) -> list[Stage]:
     ]
 
 
-def build_model(config: RunConfig, encoder: EncoderAdapter, num_labels: int) -> keras.Model:
-    """The classifier with the `finetune` settings applied: re-initialized top layers, LoRA,
-    and the trainable set of the main stage; `adversarial` picks the training step."""
-    finetune = config.finetune
-    check_finetune(finetune, encoder.num_layers, config.training.epochs)
-    attack = get_attack(config.adversarial)
-    head = get_head(config.head)
-    if attack is None:
-        model = build_classifier(encoder, head, num_labels, TextClassifier)
-    else:
-        model = build_classifier(
-            encoder, head, num_labels, AdversarialTextClassifier, attack=attack
-        )
-    reinitialize_top_layers(model, finetune.reinit_top_layers)
-    if finetune.lora_rank is not None:
-        enable_lora(
-            model,
-            finetune.lora_rank,
-            finetune.lora_alpha,
-            finetune.lora_targets,
-            trainable_layer_indices(finetune, encoder.num_layers),
-        )
-    set_trainable(model, finetune)
-    return model
-
-
 def default_run_dir(config: RunConfig) -> Path:
     name = config.training.run_name or time.strftime("run-%Y%m%d-%H%M%S")
     return Path(config.training.output_dir) / name
 
 
-def print_summary(result: RunResult, metric: str) -> None:
-    keys = (
-        "subset_accuracy",
-        "top1_accuracy",
-        "micro_f1",
-        "macro_f1",
-        "samples_f1",
-        "hamming_loss",
-    )
-    baseline = result.baseline.get("most_frequent_label_set", {})
-    print(f"\nbest epoch {result.best_epoch} by val {metric}; dev metrics:")
-    print(f"  {'metric':<16}{'model':>10}{'tuned thr':>11}{'majority':>10}")
-    for key in keys:
-        tuned = f"{result.tuned[key]:.4f}" if result.tuned else "-"
-        base = f"{baseline[key]:.4f}" if key in baseline else "-"
-        print(f"  {key:<16}{result.best[key]:>10.4f}{tuned:>11}{base:>10}")
+SUMMARY_KEYS = (
+    "subset_accuracy",
+    "top1_accuracy",
+    "micro_f1",
+    "macro_f1",
+    "samples_f1",
+    "hamming_loss",
+)
+
+
+def print_summary(result: RunResult, run: Run) -> None:
+    if run.names.implicit:
+        print_classification_summary(result, run.tasks[0].metric)
+    else:
+        print(
+            f"\nbest epoch {result.best_epoch} by the mean score; dev (float32) mean "
+            f"{result.best['mean_score']:.4f}; "
+            + "; ".join(
+                f"{task.name} {task.metric} {result.best[f'{task.name}.{task.metric}']:.4f}"
+                for task in run.tasks
+            ),
+            flush=True,
+        )
     print(
         f"{result.parameters['trainable']:,} trainable parameters; "
         f"{result.train_samples_per_second} train samples/s; {result.seconds:.1f} s in all; "
         f"run folder {result.run_dir}",
         flush=True,
     )
+
+
+def print_classification_summary(result: RunResult, metric: str) -> None:
+    baseline = result.baseline.get("most_frequent_label_set", {})
+    print(f"\nbest epoch {result.best_epoch} by val {metric}; dev metrics:")
+    print(f"  {'metric':<16}{'model':>10}{'tuned thr':>11}{'majority':>10}")
+    for key in SUMMARY_KEYS:
+        tuned = f"{result.tuned[key]:.4f}" if result.tuned else "-"
+        base = f"{baseline[key]:.4f}" if key in baseline else "-"
+        print(f"  {key:<16}{result.best[key]:>10.4f}{tuned:>11}{base:>10}")
 
 
 def result_json(result: RunResult) -> str:

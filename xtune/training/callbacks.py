@@ -1,0 +1,170 @@
+"""The callbacks of `fit`: per-epoch dev evaluation of every task, the divergence guard, and
+the first-step timer."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+from xtune.training.diverged import TrainingDiverged
+from xtune.training.ema import ema_weights
+from xtune.training.task_batches import Schedule
+
+# A training loss over DIVERGENCE_FACTOR x the run's first-step loss (with the prior-initialised
+# logits bias that is about the labels' entropy) and over DIVERGENCE_FLOOR is divergence, not
+# noise; so is a non-finite one.
+DIVERGENCE_FACTOR = 100.0
+DIVERGENCE_FLOOR = 10.0
+ADVICE = "lower the learning rate or set optimizer.clipnorm"
+
+
+class FirstStepTimer(keras.callbacks.Callback):
+    """Records when the first training step (tracing included) ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_step_done: float | None = None
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.first_step_done is None:
+            self.first_step_done = time.perf_counter()
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Raises `TrainingDiverged`, naming the epoch and the learning rate, at the first step
+    whose running training loss is non-finite or beyond the bound above.
+
+    `keras.callbacks.TerminateOnNaN` stops on NaN / inf only, and says neither where nor why.
+    """
+
+    def __init__(self, learning_rate: str):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.first_loss: float | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        loss = float(loss)
+        if self.first_loss is None and math.isfinite(loss):
+            self.first_loss = loss
+        bound = max(DIVERGENCE_FACTOR * (self.first_loss or 0.0), DIVERGENCE_FLOOR)
+        if math.isfinite(loss) and loss <= bound:
+            return
+        why = (
+            "is non-finite"
+            if not math.isfinite(loss)
+            else f"exceeds {bound:.4g} (max of {DIVERGENCE_FACTOR:g} x the first step's "
+            f"{self.first_loss:.4g} and {DIVERGENCE_FLOOR:g})"
+        )
+        raise TrainingDiverged(
+            f"training diverged in epoch {self.epoch + 1}, step {batch + 1}: the training loss "
+            f"{loss:.4g} {why}; {self.learning_rate}: {ADVICE}"
+        )
+
+
+class DevEvaluation(keras.callbacks.Callback):
+    """After each epoch: every task's dev metrics and the weighted mean of their selection
+    metrics (weights `tasks.<name>.weight`); keeps the best epoch's weights and dev outputs
+    (thresholds are tuned on them) and stops after `training.early_stopping_patience` epochs
+    without a better mean.
+
+    Why not Keras's `EarlyStopping(restore_best_weights=True)`: it resets its best epoch and
+    weights at the start of every `fit`, and a run with `finetune.frozen_epochs` calls `fit`
+    once per stage; it also watches one logged value, not a mean over tasks. Why not
+    `SwapEMAWeights`: `ema_weights` does the same copy, scoped to the evaluation, so with
+    `use_ema` the best-weights snapshot holds the averages and training resumes on bitwise
+    the same values.
+
+    `names` (`MetricNames`) says how the history names a task's metrics: a config without
+    `tasks:` keeps the names it always had (`val_micro_f1`), named tasks `val_<task>.<key>`.
+    """
+
+    def __init__(
+        self,
+        tasks: list[Any],
+        views: dict[str, keras.Model],
+        dev: dict[str, Any],
+        names: Any,
+        schedule: Schedule,
+        training: Any,
+        learning_rate: str,
+    ):
+        super().__init__()
+        self.tasks, self.views, self.dev, self.names = tasks, views, dev, names
+        self.schedule = schedule
+        self.batch_size = training.eval_batch_size
+        self.patience = training.early_stopping_patience
+        self.learning_rate = learning_rate
+        self.history: list[dict[str, Any]] = []
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.best_metrics: dict[str, dict[str, float]] = {}
+        self.best_outputs: dict[str, np.ndarray] = {}  # dev outputs of `best_weights`
+        self.epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_started = time.perf_counter()
+        frozen = self.schedule.epochs[epoch].frozen
+        if frozen:
+            names = ", ".join(self.tasks[i].name for i in frozen)
+            print(f"epoch {epoch + 1}: head only (encoder not trained by) {names}", flush=True)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        train_seconds = time.perf_counter() - self.epoch_started
+        # With `optimizer.use_ema` the epoch is scored, and kept as best, on the EMA weights.
+        with ema_weights(self.model):
+            self.evaluate_epoch(epoch, logs if logs is not None else {}, train_seconds)
+
+    def evaluate(self) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+        """Every task's dev metrics and outputs with the model's current weights."""
+        metrics, outputs = {}, {}
+        for task in self.tasks:
+            split = self.dev[task.name]
+            outputs[task.name] = task.predict(self.views[task.name], split, self.batch_size)
+            metrics[task.name] = task.evaluate(split.targets, outputs[task.name])
+        return metrics, outputs
+
+    def evaluate_epoch(self, epoch: int, logs: dict, train_seconds: float) -> None:
+        eval_started = time.perf_counter()
+        metrics, outputs = self.evaluate()
+        for name, values in outputs.items():
+            if not np.all(np.isfinite(values)):
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}: non-finite outputs on the dev "
+                    f"set of task {name!r}; {self.learning_rate}: {ADVICE}"
+                )
+        score = mean_score(self.tasks, metrics)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(logs.get("loss", math.nan)),
+            "train_seconds": round(train_seconds, 3),
+            "eval_seconds": round(time.perf_counter() - eval_started, 3),
+            **self.names.epoch_metrics(logs, metrics, score, self.schedule.epochs[epoch]),
+        }
+        self.history.append(record)
+        logs.update({k: v for k, v in record.items() if k.startswith("val_")})
+        improved = self.best_value is None or score > self.best_value
+        if improved:
+            self.best_value, self.best_epoch = score, epoch + 1
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            self.best_metrics, self.best_outputs = metrics, outputs
+        print(self.names.epoch_line(record, metrics, score, improved), flush=True)
+        if self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+
+def mean_score(tasks: list[Any], metrics: dict[str, dict[str, float]]) -> float:
+    """Weighted mean of the tasks' selection metrics (a `min` metric counts negated)."""
+    total = sum(task.weight * task.selection_value(metrics[task.name]) for task in tasks)
+    return total / sum(task.weight for task in tasks)
