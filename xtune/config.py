@@ -576,14 +576,13 @@ def score_losses() -> Any:
 
 
 def check_multi_task(config: RunConfig, source: str) -> None:
-    """`training.sampler` / `training.pcgrad` belong to multi-task runs; what those support."""
+    """The task sampler's settings, and each named task's by meaning."""
     training = config.training
+    if training.sampler is not None:
+        from xtune.tasks import SAMPLERS
+
+        parse_component(training.sampler, SAMPLERS, "training.sampler", source)
     if config.tasks is None:
-        for key, unset in (("sampler", None), ("pcgrad", False)):
-            if getattr(training, key) != unset:
-                raise ConfigError(
-                    f"{source}: training.{key}: only for multi-task runs (a `tasks:` section)"
-                )
         return
     from xtune.encoders.positions import max_positions
 
@@ -599,21 +598,6 @@ def check_multi_task(config: RunConfig, source: str) -> None:
                 f"{source}: tasks.{name}.data.max_length: {task.data.max_length} is more than "
                 f"the encoder {config.encoder.name!r} has positions for ({positions})"
             )
-    if training.sampler is not None:
-        from xtune.tasks import SAMPLERS
-
-        parse_component(training.sampler, SAMPLERS, "training.sampler", source)
-    unsupported = {
-        "adversarial": config.adversarial.name != "none",
-        "finetune.lora_rank": config.finetune.lora_rank is not None,
-        "finetune.reinit_top_layers": config.finetune.reinit_top_layers > 0,
-        "optimizer.use_ema": bool(config.optimizer.kwargs.get("use_ema")),
-        "data.trim_vocabulary": config.data.trim_vocabulary is True,
-        "training.mixed_precision": training.mixed_precision == "mixed_float16",
-    }
-    for key, used in unsupported.items():
-        if used:
-            raise ConfigError(f"{source}: {key}: not supported in multi-task runs yet")
 
 
 def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:

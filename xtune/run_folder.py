@@ -21,12 +21,8 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import yaml
 
 from xtune.data.readers import DataError
 from xtune.files import file_sha256
@@ -191,25 +187,6 @@ class IncompleteRunError(FileNotFoundError):
     pass
 
 
-@dataclass
-class TrainedRun:
-    """A trained classifier loaded from a run folder, with what it needs to tokenize and decide."""
-
-    path: Path
-    config: dict[str, Any]
-    model: Any
-    text_encoder: Any
-    labels: list[str]
-    loss: Any
-    thresholds: np.ndarray | None
-    has_pair: bool
-
-    @property
-    def decision_thresholds(self) -> Any:
-        """Tuned per-label thresholds when present, else the loss's own rule."""
-        return self.thresholds if self.thresholds is not None else self.loss.default_threshold
-
-
 def check_run_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
@@ -258,52 +235,6 @@ def check_sha256(file: Path, expected: str) -> None:
             f"{file}: weights were modified after training (sha256 {actual[:16]}... != "
             f"recorded {expected[:16]}...); retrain, or restore the file"
         )
-
-
-def load_run(path: str | Path) -> TrainedRun:
-    """Rebuild the architecture from the stored records and load the best weights, after
-    checking them against the sha256 recorded at training time."""
-    path = check_run_folder(path)
-    verify_weights(path)
-    return load_run_files(path)
-
-
-def load_run_files(path: Path, weights_file: Path | None = None) -> TrainedRun:
-    """The classifier of a run folder's setup files with `weights_file` (default: the run's
-    weights) loaded into it; nothing is checked (training uses it before metrics.json)."""
-    from xtune.data.tokenization import TextEncoder
-    from xtune.encoders import rebuild_encoder
-    from xtune.heads import get_head
-    from xtune.losses import get_loss
-    from xtune.model import build_classifier
-
-    if (path / "tasks.json").is_file():
-        raise RunFolderError(
-            f"{path}: a multi-task run (tasks.json): load it with "
-            "xtune.tasks.run_folder.load_multitask_run, or export it (a signature per task)"
-        )
-    config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
-    encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), path)
-    settings = json.loads((path / "tokenizer.json").read_text())
-    text_encoder = TextEncoder.from_settings(encoder.tokenizer, encoder.packing, settings)
-    model = build_classifier(encoder, get_head(config["head"]), len(labels))
-    load_weights(model, weights_file or path / WEIGHTS_FILE)
-    thresholds = None
-    if (path / "thresholds.json").is_file():
-        thresholds = np.asarray(
-            json.loads((path / "thresholds.json").read_text())["thresholds"], dtype=np.float32
-        )
-    return TrainedRun(
-        path=path,
-        config=config,
-        model=model,
-        text_encoder=text_encoder,
-        labels=labels,
-        loss=get_loss(config["loss"]),
-        thresholds=thresholds,
-        has_pair=bool(config["data"].get("text_pair")),
-    )
 
 
 def load_weights(model: Any, file: Path) -> None:

@@ -27,12 +27,12 @@ EXPORT_FILE = "xtune_multitask_export.json"
 class MultiTaskServingModule(tf.Module):
     def __init__(self, run: Any):
         super().__init__(name="xtune_multitask")
-        self.model_weights = [weight.value for weight in run.net.model.weights]
+        self.model_weights = [weight.value for weight in run.graph.model.weights]
         self.text_tokenizer = run.encoder.tokenizer  # keeps the tokenizer's resources
         self.functions: dict[str, Any] = {}
         for task in run.tasks:
             self.add_task(task, run)
-        embedders = [task for task in run.tasks if task.name in run.net.embed_models]
+        embedders = [task for task in run.tasks if task.name in run.graph.embed_models]
         if len(embedders) == 1:
             self.functions["embed"] = self.functions[f"{embedders[0].name}_embed"]
         for name, function in self.functions.items():
@@ -40,7 +40,7 @@ class MultiTaskServingModule(tf.Module):
 
     def add_task(self, task: Any, run: Any) -> None:
         text_encoder = run.text_encoders[task.name]
-        task_model = run.net.task_models[task.name]
+        task_model = run.graph.task_models[task.name]
 
         def encode(text: tf.Tensor, pair: tf.Tensor | None = None, prefix: str = "") -> dict:
             encoded = text_encoder.pad(text_encoder.encode(text, pair))
@@ -53,7 +53,7 @@ class MultiTaskServingModule(tf.Module):
                 inputs = {**encode(text, prefix="a_"), **encode(text_pair, prefix="b_")}
                 return task.serving_outputs(task_model(inputs, training=False))
 
-            embed_model = run.net.embed_models.get(task.name)
+            embed_model = run.graph.embed_models.get(task.name)
             if embed_model is not None:
 
                 @tf.function(input_signature=[TEXT_SPEC], autograph=False)
@@ -81,9 +81,9 @@ class MultiTaskServingModule(tf.Module):
 
 def export_multitask_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
     """Write the SavedModel of a multi-task run folder; returns the output folder."""
-    from xtune.tasks.run_folder import load_multitask_run
+    from xtune.tasks.run_folder import load_run
 
-    run = load_multitask_run(run_dir)
+    run = load_run(run_dir)
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not force:

@@ -89,7 +89,7 @@ def served(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 class RunFolderTaskPredictor:
-    """A task of a multi-task run folder, through `load_multitask_run` and `predict_texts`;
+    """A task of a multi-task run folder, through `load_run` and `predict_texts`;
     the model loads on the first batch (after the names and columns are checked)."""
 
     def __init__(self, path: Path, task: str | None):
@@ -118,15 +118,15 @@ class RunFolderTaskPredictor:
 
 
 def load_float32_multitask_run(path: Path) -> Any:
-    """`load_multitask_run` in float32 whatever the global policy (weights checked before)."""
+    """`load_run` in float32 whatever the global policy (weights checked before)."""
     import keras
 
-    from xtune.tasks.run_folder import load_multitask_run
+    from xtune.tasks.run_folder import load_run
 
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        return load_multitask_run(path, check=False)
+        return load_run(path, check=False)
     finally:
         keras.mixed_precision.set_global_policy(policy)
 

@@ -48,7 +48,8 @@ import tensorflow as tf
 
 from xtune.export import ExportError
 from xtune.export.serving_module import TextServingModule, TokenIdServingModule
-from xtune.run_folder import WEIGHTS_FILE, TrainedRun, check_run_folder, load_run
+from xtune.export.trained_run import TrainedRun, load_trained_run
+from xtune.run_folder import WEIGHTS_FILE, check_run_folder
 
 EXPORT_FILE = "export.json"
 EXPORT_FORMAT = "xtune-saved-model"
@@ -202,7 +203,7 @@ def load_float32_run(run_dir: Path) -> TrainedRun:
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        return load_run(run_dir)
+        return load_trained_run(run_dir)
     finally:
         keras.mixed_precision.set_global_policy(policy)
 

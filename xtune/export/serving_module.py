@@ -28,7 +28,7 @@ class TokenIdServingModule(tf.Module):
     """A classifier on token ids: `serving_token_ids` and `metadata()`; no TF-Text ops.
 
     Args:
-        run: a `TrainedRun` (`xtune.run_folder.load_run`).
+        run: a `TrainedRun` (`xtune.export.trained_run.load_trained_run`).
         metadata: JSON-able export metadata; its scalar and list fields are also returned, as
             constants, by the saved `metadata()` function.
         asset_files: files to ship in the SavedModel's `assets/` folder.
