@@ -31,7 +31,8 @@ import tensorflow_text  # noqa: E402, F401  (registers the tokenizer ops of the 
 from xtune.config import DataConfig  # noqa: E402
 from xtune.data.examples import read_examples  # noqa: E402
 from xtune.export.saved_model import EXPORT_FILE, export_run, format_bytes  # noqa: E402
-from xtune.run_folder import check_run_folder, load_run  # noqa: E402
+from xtune.export.trained_run import load_trained_run as load_run
+from xtune.run_folder import check_run_folder  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,12 +17,13 @@ from xtune.data.tokenization import TextEncoder
 from xtune.encoders import FAMILIES, rebuild_encoder, write_encoder_files
 from xtune.heads import get_head
 from xtune.model import build_classifier, encoder_features_model
-from xtune.training.adversarial import FGM, AdversarialTextClassifier
+from xtune.training.adversarial import FGM
 from xtune.training.freezing import reinitialize_top_layers, set_trainable
 from xtune.training.layerwise import parameter_groups
 from xtune.training.lora import enable_lora
 from xtune.training.optimizers import OPTIMIZERS
 from xtune.training.schedules import SCHEDULES
+from xtune.training.task_model import TaskModel, TaskStep, step_plan
 
 VOCABULARY_SIZE = 300  # byte-level BPE needs 262 ids at least
 TEXTS = ["hello world w3 w7", "", "a b c " * 20, "Héllo, 你好！ w12"]
@@ -144,6 +145,13 @@ def test_classifier_runs_on_the_text_encoder_inputs(adapter, batches):
     assert logits.shape == (len(TEXTS), 3) and np.isfinite(logits).all()
 
 
+class MseTask:
+    name = "mse"
+
+    def compute_loss(self, targets, outputs):
+        return keras.losses.MeanSquaredError()(targets, outputs)
+
+
 def test_layerwise_rates_freezing_lora_and_fgm_work_through_the_adapter(adapter, batches):
     """One FGM step with layer-wise rates on a LoRA model whose top layer alone trains.
 
@@ -152,7 +160,7 @@ def test_layerwise_rates_freezing_lora_and_fgm_work_through_the_adapter(adapter,
     shared, adapter = adapter, tiny_adapter(adapter.family)
     assert adapter.tokenizer.fingerprint() == shared.tokenizer.fingerprint()
     head = get_head({"name": "pooling", "pooling": "mean"})
-    model = build_classifier(adapter, head, 3, AdversarialTextClassifier, attack=FGM(0.1))
+    model = build_classifier(adapter, head, 3, TaskModel)
     top = f"layer_{adapter.num_layers - 1}"
     assert reinitialize_top_layers(model, 1)[0] == top
     finetune = FinetuneConfig(train_top_layers=1, lora_rank=2)
@@ -165,8 +173,10 @@ def test_layerwise_rates_freezing_lora_and_fgm_work_through_the_adapter(adapter,
     assert not any(id(v) in trainable for v in groups["embeddings"] + groups["layer_0"])
     spec = {"name": "adamw", "learning_rate": 1e-3, "layerwise_lr_decay": 0.8}
     optimizer = OPTIMIZERS.build(spec)
-    model.compile(optimizer=optimizer(model, SCHEDULES.build("constant"), 2), loss="mse")
-    logs = model.train_on_batch(batches[False], np.zeros((len(TEXTS), 3)), return_dict=True)
+    model.compile(optimizer=optimizer(model, SCHEDULES.build("constant"), 2))
+    model.plan = step_plan([MseTask()], [model], [TaskStep(0)], FGM(0.1))
+    targets = np.zeros((len(TEXTS), 3), np.float32)
+    logs = tf.function(model.train_step)((0, ((batches[False], targets),)))
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["adversarial_loss"])
 
 

@@ -64,7 +64,7 @@ def test_family_run_exports_and_serves_like_training(family_grid, family):
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
     from xtune.export.saved_model import export_run
-    from xtune.run_folder import load_run
+    from xtune.export.trained_run import load_trained_run as load_run
 
     root, lines = family_grid
     line = next(line for line in lines if line["row"] == family)

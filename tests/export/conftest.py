@@ -111,7 +111,7 @@ def single_run(pair_run, export_root) -> Path:
 @pytest.fixture(scope="session")
 def load_trained_run():
     """`load_run`, once per run folder for the session."""
-    from xtune.run_folder import load_run
+    from xtune.export.trained_run import load_trained_run as load_run
 
     return functools.cache(load_run)
 

@@ -41,9 +41,9 @@ def multitask_export(multitask_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded_run(multitask_run):
-    from xtune.tasks.run_folder import load_multitask_run
+    from xtune.tasks.run_folder import load_run
 
-    return load_multitask_run(multitask_run)
+    return load_run(multitask_run)
 
 
 @pytest.fixture

@@ -312,7 +312,7 @@ def test_empty_and_10k_character_texts_are_predicted_or_marked(trained, tmp_path
 
 
 def test_an_old_run_folder_without_hashes_loads_with_a_warning(trained, tmp_path, caplog):
-    from xtune.run_folder import load_run
+    from xtune.export.trained_run import load_trained_run as load_run
 
     run = copy_run(trained, tmp_path, forget_hashes)
     assert load_run(run).labels == json.loads((trained.run / "labels.json").read_text())["labels"]
@@ -324,8 +324,8 @@ def test_predict_on_dev_reproduces_the_run_metrics_exactly(trained, tmp_path, ca
     from xtune.config import parse_run_config
     from xtune.data.examples import load_splits
     from xtune.data.pipeline import tokenize_examples
+    from xtune.export.trained_run import load_trained_run as load_run
     from xtune.metrics import multilabel_metrics
-    from xtune.run_folder import load_run
     from xtune.thresholds import tune_thresholds
     from xtune.training.evaluation import predict_logits
 

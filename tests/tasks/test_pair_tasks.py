@@ -12,8 +12,8 @@ from tests.conftest import tiny_encoder_spec
 from tests.tasks.task_data import GOOD, WORDS, multitask_config
 from xtune.config import TaskConfig, parse_run_config
 from xtune.encoders import load_encoder
+from xtune.model import build_task_graph as build_multitask_model
 from xtune.tasks import BiEncoderTask
-from xtune.tasks.multitask_model import build_multitask_model
 from xtune.training.trainer import train
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from xtune.config import RunConfig, parse_run_config
 from xtune.encoders import LoadedEncoder, load_encoder
@@ -132,3 +133,29 @@ def changed_paths(before: dict[str, np.ndarray], model: keras.Model) -> set[str]
 
 def bce() -> keras.losses.Loss:
     return keras.losses.BinaryCrossentropy(from_logits=True)
+
+
+class LossOnlyTask:
+    """The part of a task a training step reads: a name and `compute_loss`."""
+
+    def __init__(self, loss: keras.losses.Loss, name: str = "task"):
+        self.name, self.loss = name, loss
+
+    def compute_loss(self, targets, outputs):
+        return self.loss(targets, outputs)
+
+
+def step_model(seed: int = 0, attack=None, loss=None) -> keras.Model:
+    """A tiny classifier as a one-task `TaskModel`: its `train_step` is the trainer's."""
+    from xtune.training.task_model import TaskModel, TaskStep, step_plan
+
+    model = tiny_classifier(seed=seed, model_class=TaskModel)
+    model.plan = step_plan([LossOnlyTask(loss or bce())], [model], [TaskStep(0)], attack)
+    return model
+
+
+def train_once(model: keras.Model, x, y, jit_compile: bool = False) -> dict[str, float]:
+    """One compiled training step of a `step_model` on `(x, y)`; its logs as floats."""
+    step = tf.function(model.train_step, jit_compile=jit_compile)
+    logs = step((tf.constant(0), ((x, tf.constant(y)),)))
+    return {name: float(value) for name, value in logs.items()}

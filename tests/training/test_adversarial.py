@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.training.conftest import bce, changed_paths, snapshot, tiny_batch, tiny_classifier
+from tests.training.conftest import (
+    bce,
+    changed_paths,
+    snapshot,
+    step_model,
+    tiny_batch,
+    tiny_classifier,
+    train_once,
+)
 from xtune.config import ConfigError, parse_component
-from xtune.training.adversarial import ADVERSARIAL, FGM, PGD, AdversarialTextClassifier
+from xtune.model import adapter_of
+from xtune.training.adversarial import ADVERSARIAL, FGM, PGD
 
 SGD_RATE = 0.1
 WORD_EMBEDDINGS = "token_embedding/embeddings"
@@ -52,9 +61,9 @@ def reference_gradients(model, x, y, attack) -> tuple[list[np.ndarray], float, f
 )
 def test_step_is_a_plain_step_on_clean_plus_adversarial_gradients(attack):
     x, y = tiny_batch()
-    adversarial = tiny_classifier(seed=1, model_class=AdversarialTextClassifier, attack=attack)
-    adversarial.compile(optimizer=keras.optimizers.SGD(SGD_RATE), loss=bce())  # graph mode
-    logs = adversarial.train_on_batch(x, y, return_dict=True)
+    adversarial = step_model(seed=1, attack=attack)
+    adversarial.compile(optimizer=keras.optimizers.SGD(SGD_RATE))
+    logs = train_once(adversarial, x, y)  # graph mode
 
     plain = tiny_classifier(seed=1)
     gradients, clean_loss, adversarial_loss = reference_gradients(plain, x, y, attack)
@@ -78,14 +87,14 @@ def test_embeddings_come_back_bitwise_in_compiled_steps(jit_compile, policy):
     """With a zero learning rate the optimizer moves nothing, so any change is a leak."""
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = tiny_classifier(model_class=AdversarialTextClassifier, attack=FGM(epsilon=1.0))
+        model = step_model(attack=FGM(epsilon=1.0))
         optimizer = keras.optimizers.SGD(0.0)
-        model.compile(optimizer=optimizer, loss=bce(), jit_compile=jit_compile)
+        model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
         x, y = tiny_batch()
         before = snapshot(model)
         for _ in range(2):
-            logs = model.train_on_batch(x, y, return_dict=True)
+            logs = train_once(model, x, y, jit_compile=jit_compile)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert changed_paths(before, model) == set()
@@ -93,21 +102,21 @@ def test_embeddings_come_back_bitwise_in_compiled_steps(jit_compile, policy):
 
 
 def test_frozen_embeddings_are_still_perturbed():
-    model = tiny_classifier(model_class=AdversarialTextClassifier, attack=FGM(epsilon=1.0))
-    model.word_embeddings.trainable = False
-    model.compile(optimizer=keras.optimizers.SGD(SGD_RATE), loss=bce(), run_eagerly=True)
+    model = step_model(attack=FGM(epsilon=1.0))
+    adapter_of(model).word_embeddings.trainable = False
+    model.compile(optimizer=keras.optimizers.SGD(SGD_RATE))
     x, y = tiny_batch()
     before = snapshot(model)
-    logs = model.train_on_batch(x, y, return_dict=True)
+    logs = {k: float(v) for k, v in model.train_step((0, ((x, y),))).items()}  # eagerly
     assert logs["adversarial_loss"] > logs["loss"]
     assert WORD_EMBEDDINGS not in changed_paths(before, model)
 
 
 def test_weights_reload_into_a_plain_classifier(tmp_path):
     x, y = tiny_batch()
-    model = tiny_classifier(seed=2, model_class=AdversarialTextClassifier, attack=PGD())
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=bce(), run_eagerly=True)
-    model.train_on_batch(x, y)
+    model = step_model(seed=2, attack=PGD())
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.train_step((0, ((x, y),)))  # eagerly
     model.save_weights(tmp_path / "model.weights.h5")
     reloaded = tiny_classifier(seed=5)
     reloaded.load_weights(tmp_path / "model.weights.h5")

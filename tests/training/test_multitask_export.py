@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tests.tasks.task_data import multitask_config, shared_three_tasks
 from xtune.config import parse_run_config
-from xtune.tasks.run_folder import load_multitask_run, predict_texts
+from xtune.tasks.run_folder import load_run, predict_texts
 from xtune.training.trainer import train
 
 
@@ -37,7 +37,7 @@ def test_export_signatures_match_the_framework(annealed_run, tmp_path):
     from xtune.export.multitask import export_multitask_run, normalized
 
     _, result = annealed_run
-    run = load_multitask_run(result.run_dir)
+    run = load_run(result.run_dir)
     loaded = tf.saved_model.load(str(export_multitask_run(result.run_dir, tmp_path / "export")))
     assert set(loaded.signatures) == {"sentiment", "paraphrase", "sts", "sts_embed", "embed"}
     texts = ["love super the new", "not force and you", "what can club"]
@@ -57,7 +57,7 @@ def test_export_signatures_match_the_framework(annealed_run, tmp_path):
     embedding = loaded.signatures["embed"](text=tf.constant(texts))["embedding"].numpy()
     text_encoder = run.text_encoders["sts"]
     encoded = text_encoder.pad(text_encoder(tf.constant(texts)))
-    vectors = run.net.embed_models["sts"].predict_on_batch(
+    vectors = run.graph.embed_models["sts"].predict_on_batch(
         {f"a_{key}": value for key, value in encoded.items()}
     )
     np.testing.assert_allclose(embedding, normalized(np.asarray(vectors)), atol=1e-5)

@@ -5,9 +5,9 @@ import pytest
 
 from tests.tasks.task_data import multitask_config, shared_three_tasks
 from xtune.config import parse_run_config
-from xtune.tasks.run_folder import load_multitask_run
-from xtune.training.multitask import DevEvaluation, Prepared
-from xtune.training.trainer import train
+from xtune.tasks.run_folder import load_run
+from xtune.training.task_model import PCGradStep, TaskStep, step_plan
+from xtune.training.trainer import build_run, train
 
 
 @pytest.fixture(scope="module")
@@ -59,30 +59,33 @@ def test_pcgrad_step_runs_in_the_trainer_after_a_head_only_stage(files, tmp_path
     assert len(result.history) == 2
     assert result.parameters["trainable"] > 0
     # trained in bfloat16, scored as served: the float32 model reloaded from the run folder
-    run = load_multitask_run(result.run_dir)
-    data = {task.name: task.load(run.encoder) for task in run.tasks}
-    evaluation = DevEvaluation(Prepared(run.tasks, data, run.net, run.encoder), config)
-    metrics = evaluation.evaluate()
+    run = load_run(result.run_dir)
+    metrics = {}
+    for task in run.tasks:
+        dev = task.load(run.encoder).splits["dev"]
+        outputs = task.predict(run.graph.task_models[task.name], dev, 64)
+        metrics[task.name] = task.evaluate(dev.targets, outputs)
     assert result.best["sts.pearson"] == pytest.approx(metrics["sts"]["pearson"], abs=1e-9)
     assert result.best["sentiment.subset_accuracy"] == metrics["sentiment"]["subset_accuracy"]
 
 
-def first_step_changes(prepared, config, index, frozen):
-    """Weights before and after one training step (`index` -1: a PCGrad step), fresh optimizer."""
-    from xtune.training.multitask import make_step
+def first_step_changes(run, config, kind):
+    """Weights before and after one training step of `kind`, with a fresh optimizer."""
     from xtune.training.optimizers import OPTIMIZERS
     from xtune.training.schedules import SCHEDULES
 
-    model = prepared.net.model
+    model = run.graph.model
     start = [np.array(w) for w in model.get_weights()]
     schedule = SCHEDULES.build(config.schedule.to_dict())
-    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, 10)
-    optimizer.build(model.trainable_variables)
-    batches = [
-        next(iter(task.dataset(prepared.data[task.name].splits["train"], 8, False, 0)))
-        for task in prepared.tasks
-    ]
-    make_step(config, prepared, optimizer)(index, batches if index < 0 else batches[index], frozen)
+    model.compile(optimizer=OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, 10))
+    model.optimizer.build(model.trainable_variables)
+    views = [run.graph.task_models[task.name] for task in run.tasks]
+    model.plan = step_plan(run.tasks, views, [kind], seed=config.training.seed)
+    batches = tuple(
+        next(iter(task.dataset(run.data.tasks[task.name].splits["train"], 8, False, 0)))
+        for task in run.tasks
+    )
+    model.train_step((0, batches))
     after = [np.array(w) for w in model.get_weights()]
     model.set_weights(start)
     names = [w.path for w in model.weights]
@@ -92,7 +95,7 @@ def first_step_changes(prepared, config, index, frozen):
 def test_a_head_only_task_trains_its_head_not_the_encoder(files, tmp_path):
     """`tasks.<name>.frozen_epochs`: in those epochs the task's loss reaches only its own head;
     with PCGrad the encoder then moves exactly as by the other task alone."""
-    from xtune.training.multitask import head_only_tasks, prepare
+    from xtune.training.task_batches import head_only_tasks
 
     folder, tasks = files
     no_dropout = {"head": {"name": "pooling", "pooling": "mean", "dropout": 0.0}}
@@ -105,25 +108,25 @@ def test_a_head_only_task_trains_its_head_not_the_encoder(files, tmp_path):
         return parse_run_config(raw)
 
     config, with_pcgrad = deterministic(), deterministic(pcgrad=True)
-    prepared = prepare(config)
-    assert head_only_tasks(prepared.tasks, 0) == (0,) and head_only_tasks(prepared.tasks, 1) == ()
+    run = build_run(config, None)
+    assert head_only_tasks(run.tasks, 0) == (0,) and head_only_tasks(run.tasks, 1) == ()
 
-    encoder = tuple(w.path for w in prepared.net.encoder_model.weights)
+    encoder = tuple(w.path for w in run.graph.encoder_model.weights)
 
     def moved(changes, prefix):
         return [name for name, d in changes.items() if name.startswith(prefix) and d.any()]
 
-    alone = first_step_changes(prepared, config, 0, (0,))
+    alone = first_step_changes(run, config, TaskStep(0, head_only=True))
     assert moved(alone, "sentiment__") and not moved(alone, encoder)
-    other = first_step_changes(prepared, config, 1, (0,))
+    other = first_step_changes(run, config, TaskStep(1))
     assert moved(other, encoder) and not moved(other, "sentiment__")
-    both = first_step_changes(prepared, with_pcgrad, -1, (0,))
+    both = first_step_changes(run, with_pcgrad, PCGradStep(frozen=(0,)))
     assert moved(both, "sentiment__") and moved(both, "paraphrase__")
     for name in moved(other, encoder):
         # steps are ~3e-3 (the learning rate); PCGrad densifies the word-embedding gradient,
         # which changes Adam's second moment of repeated tokens in the 4th digit
         np.testing.assert_allclose(both[name], other[name], atol=1e-5)
-    nothing = first_step_changes(prepared, with_pcgrad, -1, (0, 1))
+    nothing = first_step_changes(run, with_pcgrad, PCGradStep(frozen=(0, 1)))
     assert not moved(nothing, encoder) and moved(nothing, "paraphrase__")
 
 

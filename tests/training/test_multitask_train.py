@@ -9,7 +9,7 @@ import pytest
 
 from tests.tasks.task_data import multitask_config, shared_three_tasks
 from xtune.config import parse_run_config
-from xtune.tasks.run_folder import load_multitask_run, predict_texts
+from xtune.tasks.run_folder import load_run, predict_texts
 from xtune.training.trainer import train
 
 
@@ -56,7 +56,7 @@ def test_history_has_every_task_and_the_best_mean(annealed_run):
 
 def test_run_folder_reloads_and_predicts_the_same(annealed_run, files):
     config, result = annealed_run
-    run = load_multitask_run(result.run_dir)
+    run = load_run(result.run_dir)
     import pandas as pd
 
     for task in run.tasks:

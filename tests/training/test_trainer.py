@@ -11,7 +11,8 @@ import pytest
 from tests.training.conftest import run_config
 from xtune.data.pipeline import make_dataset
 from xtune.encoders import load_encoder
-from xtune.run_folder import load_run
+from xtune.export.trained_run import load_trained_run as load_run
+from xtune.tasks import build_tasks
 from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
 from xtune.training.lora import ADAPTER_FILE, load_adapter
 from xtune.training.trainer import build_model, prepare_data, train
@@ -43,15 +44,18 @@ def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, 
     run = load_run(result.run_dir)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert set(metrics["weights_sha256"]) == {"model.weights.h5", ADAPTER_FILE}  # both checked
-    dev = data.tokenized["dev"]
+    dev = data.tasks["default"].splits["dev"].sides[0]
     logits = predict_logits(run.model, dev, 64, config.data.max_length)
     # The reloaded (LoRA merged into the kernels) model scores what the run recorded.
     assert evaluate_scores(run.loss, dev.labels, scores_of(run.loss, logits)) == result.best
 
     # The adapter file alone, on the same base encoder, gives the same model.
     keras.utils.set_random_seed(config.training.seed)
-    base = build_model(config, load_encoder(config.encoder), len(run.labels))
-    load_adapter(base, result.run_dir / ADAPTER_FILE)
+    (task,) = build_tasks(config.named_tasks())
+    task.labels = run.labels
+    graph = build_model(config, load_encoder(config.encoder), [task])
+    load_adapter(graph.model, result.run_dir / ADAPTER_FILE)
+    base = graph.task_models["default"]
     inputs = next(
         iter(make_dataset(dev, 64, "fixed", 16, shuffle=False, seed=0, with_labels=False))
     )
@@ -70,10 +74,10 @@ def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, 
 
 def test_the_divergence_bound_is_100x_the_first_loss_and_at_least_10(tiny_task, tmp_path):
     from xtune.training.diverged import TrainingDiverged
-    from xtune.training.trainer import DivergenceGuard
+    from xtune.training.trainer import DivergenceGuard, learning_rate_text
 
     config = run_config(tiny_task, tmp_path, optimizer={"learning_rate": 0.5})
-    guard = DivergenceGuard(config)
+    guard = DivergenceGuard(learning_rate_text(config))
     guard.on_epoch_begin(2)
     for loss in (0.05, 9.9, 3.0):  # 100 x 0.05 = 5 is under the floor of 10
         guard.on_train_batch_end(0, {"loss": loss})
@@ -82,7 +86,7 @@ def test_the_divergence_bound_is_100x_the_first_loss_and_at_least_10(tiny_task, 
     ):
         guard.on_train_batch_end(7, {"loss": 10.5})
 
-    guard = DivergenceGuard(config)
+    guard = DivergenceGuard(learning_rate_text(config))
     guard.on_train_batch_end(0, {"loss": 0.7})
     guard.on_train_batch_end(1, {"loss": 69.0})
     with pytest.raises(TrainingDiverged, match="71 exceeds 70.*learning_rate 0.5"):
