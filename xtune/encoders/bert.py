@@ -224,14 +224,11 @@ class BertAdapter(EncoderAdapter):
         """config.json (`model_type: bert`) + vocab.txt + model.safetensors or, read without
         torch, pytorch_model.bin (many Chinese checkpoints ship only that)."""
         folder = Path(folder)
-        if not (folder / VOCAB_FILE).is_file() and has_xlm_roberta_vocabulary(folder):
-            from xtune.encoders.multilingual_e5 import MultilingualE5Adapter
-
-            return MultilingualE5Adapter.from_hf_folder(folder, lowercase, dropout)
         if not (folder / VOCAB_FILE).is_file():
             raise EncoderLoadError(
                 f"{folder}: not a Hugging Face BERT folder (vocab.txt is missing); expected "
-                "config.json, vocab.txt and model.safetensors or pytorch_model.bin"
+                "config.json, vocab.txt and model.safetensors or pytorch_model.bin (a BERT "
+                "folder with XLM-R's vocabulary is the multilingual_e5 family: encoder `hf`)"
             )
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         activation = hidden_activation_of(config.get("hidden_act", "gelu"), folder / "config.json")
