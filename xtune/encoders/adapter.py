@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import keras
 
+from xtune.encoders.keras_hub_internals import nested_layers
 from xtune.registry import Registry
 
 # Adapter classes by family name ("bert", "roberta", "albert", "xlm_roberta", ...).
@@ -200,7 +201,7 @@ def match_lora_layers(
     projections there are. A helper for `lora_layers`."""
     found, available, unmatched = [], set(), set(targets)
     for block in blocks:
-        for layer in block._flatten_layers(include_self=False):
+        for layer in nested_layers(block):
             if not hasattr(layer, "enable_lora"):
                 continue
             available.add(layer.name)

@@ -33,6 +33,7 @@ from xtune.encoders.hf_port import (
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.keras_hub_internals import call_output
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
 from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
@@ -97,8 +98,7 @@ class AlbertAdapter(KerasHubTransformerAdapter):
         hidden_states = []
         for group in self.backbone.transformer_layers:
             for application in range(self.applications_per_group):
-                node = group[-1]._inbound_nodes[application]
-                hidden_states.append(node.output_tensors[0])
+                hidden_states.append(call_output(group[-1], application))
         outputs = {
             "sequence_output": self.backbone.output["sequence_output"],
             "pooled_output": self.backbone.output["pooled_output"],

@@ -26,6 +26,8 @@ from xtune.encoders.adapter import (
     match_lora_layers,
 )
 from xtune.encoders.encoder import HIDDEN_ACTIVATIONS, set_hidden_activation
+from xtune.encoders.hf_port import assign, port_dense, port_encoder_layers, port_norm, tensor
+from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 
 VOCAB_FILE = "vocab.txt"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
@@ -222,14 +224,11 @@ class BertAdapter(EncoderAdapter):
         """config.json (`model_type: bert`) + vocab.txt + model.safetensors or, read without
         torch, pytorch_model.bin (many Chinese checkpoints ship only that)."""
         folder = Path(folder)
-        if not (folder / VOCAB_FILE).is_file() and has_xlm_roberta_vocabulary(folder):
-            from xtune.encoders.multilingual_e5 import MultilingualE5Adapter
-
-            return MultilingualE5Adapter.from_hf_folder(folder, lowercase, dropout)
         if not (folder / VOCAB_FILE).is_file():
             raise EncoderLoadError(
                 f"{folder}: not a Hugging Face BERT folder (vocab.txt is missing); expected "
-                "config.json, vocab.txt and model.safetensors or pytorch_model.bin"
+                "config.json, vocab.txt and model.safetensors or pytorch_model.bin (a BERT "
+                "folder with XLM-R's vocabulary is the multilingual_e5 family: encoder `hf`)"
             )
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         activation = hidden_activation_of(config.get("hidden_act", "gelu"), folder / "config.json")
@@ -266,40 +265,39 @@ class BertAdapter(EncoderAdapter):
 
 def bert_from_weights_files(folder: Path, config: dict, dropout: float | None) -> keras.Model:
     """A `BertBackbone` from a folder's weights read by `read_hf_weights` (`.bin` without
-    torch, sharded files), through keras-hub's own BERT weight mapping."""
-    from keras_hub.src.utils.transformers import convert_bert
-
-    from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
-
+    torch, sharded files); the backbone's shape from config.json as keras-hub's own converter
+    reads it (its default 2 token types)."""
     weights = strip_prefix(read_hf_weights(folder), "bert")
-    kwargs = {**convert_bert.convert_backbone_config(config), **backbone_overrides(dropout)}
-    backbone = keras_hub.models.BertBackbone(**kwargs)
-    convert_bert.convert_weights(backbone, ArrayLoader(weights, folder), config)
+    try:
+        kwargs = {
+            "vocabulary_size": config["vocab_size"],
+            "num_layers": config["num_hidden_layers"],
+            "num_heads": config["num_attention_heads"],
+            "hidden_dim": config["hidden_size"],
+            "intermediate_dim": config["intermediate_size"],
+            "max_sequence_length": config["max_position_embeddings"],
+        }
+    except KeyError as error:
+        raise EncoderLoadError(f"{folder}: a BERT config needs {error.args[0]!r}") from None
+    backbone = keras_hub.models.BertBackbone(**kwargs, **backbone_overrides(dropout))
+    port_bert_weights(backbone, weights, folder)
     return backbone
 
 
-class ArrayLoader:
-    """The two methods keras-hub's converters call on their safetensors loader, over a dict."""
-
-    def __init__(self, weights: dict[str, Any], source: Path):
-        self.weights = weights
-        self.source = source
-
-    def get_tensor(self, key: str) -> Any:
-        if key not in self.weights:
-            raise EncoderLoadError(f"{self.source}: the checkpoint has no weight {key!r}")
-        return self.weights[key]
-
-    def port_weight(self, keras_variable: Any, hf_weight_key: str, hook_fn: Any = None) -> None:
-        tensor = self.get_tensor(hf_weight_key)
-        if hook_fn is not None:
-            tensor = hook_fn(tensor, list(keras_variable.shape))
-        if tuple(tensor.shape) != tuple(keras_variable.shape):
-            raise EncoderLoadError(
-                f"{self.source}: weight {hf_weight_key!r} has shape {tuple(tensor.shape)}; "
-                f"config.json implies {tuple(keras_variable.shape)}"
-            )
-        keras_variable.assign(tensor)
+def port_bert_weights(backbone: keras.Model, weights: dict, source: Path) -> None:
+    """HF `BertModel` tensors (without the `bert.` prefix) into a `BertBackbone`."""
+    for layer, key in (
+        ("token_embedding", "word_embeddings"),
+        ("segment_embedding", "token_type_embeddings"),
+    ):
+        key = f"embeddings.{key}.weight"
+        assign(backbone.get_layer(layer).embeddings, tensor(weights, key, source), key, source)
+    key = "embeddings.position_embeddings.weight"
+    variable = backbone.get_layer("position_embedding").position_embeddings
+    assign(variable, tensor(weights, key, source), key, source)
+    port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
+    port_encoder_layers(backbone, weights, source)
+    port_dense(backbone.get_layer(POOLER_LAYER), weights, "pooler.dense", source)
 
 
 def has_xlm_roberta_vocabulary(folder: Path) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 
 from xtune.encoders.adapter import FAMILIES, EncoderAdapter, EncoderLoadError, PieceTokenizer
+from xtune.encoders.keras_hub_internals import set_feedforward_activation
 from xtune.registry import Registry
 
 ENCODERS = Registry("encoder")
@@ -58,9 +59,7 @@ def set_hidden_activation(backbone: keras.Model, activation: str) -> None:
         )
     function = ACTIVATION_FUNCTIONS[activation]
     for i in range(backbone.num_layers):
-        block = backbone.get_layer(f"transformer_layer_{i}")
-        block.activation = function
-        block._feedforward_intermediate_dense.activation = function
+        set_feedforward_activation(backbone.get_layer(f"transformer_layer_{i}"), function)
 
 
 def family_of(name: str) -> type[EncoderAdapter]:

@@ -8,6 +8,26 @@ import keras
 import numpy as np
 
 from xtune.encoders.adapter import EncoderLoadError
+from xtune.encoders.keras_hub_internals import (
+    attention_layer,
+    attention_norm,
+    feedforward_dense,
+    feedforward_norm,
+    set_feedforward_activation,
+)
+
+# HF names inside `encoder.layer.{i}.` for each role of a keras-hub TransformerEncoder, as
+# BERT, RoBERTa and XLM-R checkpoints name them.
+BERT_BLOCK_KEYS = {
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attention_output": "attention.output.dense",
+    "attention_norm": "attention.output.LayerNorm",
+    "intermediate": "intermediate.dense",
+    "output": "output.dense",
+    "output_norm": "output.LayerNorm",
+}
 
 
 def tensor(weights: dict[str, np.ndarray], key: str, source: Path) -> np.ndarray:
@@ -47,19 +67,28 @@ def port_transformer_block(block, weights, keys: dict[str, str], source: Path) -
     """One keras-hub `TransformerEncoder` from HF tensors; `keys` maps each role (`query`,
     `key`, `value`, `attention_output`, `attention_norm`, `intermediate`, `output`,
     `output_norm`) to its HF name without `.weight`/`.bias`."""
-    attention = block._self_attention_layer
+    attention = attention_layer(block)
     port_dense(attention.query_dense, weights, keys["query"], source)
     port_dense(attention.key_dense, weights, keys["key"], source)
     port_dense(attention.value_dense, weights, keys["value"], source)
     port_dense(attention.output_dense, weights, keys["attention_output"], source)
-    port_norm(block._self_attention_layer_norm, weights, keys["attention_norm"], source)
-    port_dense(block._feedforward_intermediate_dense, weights, keys["intermediate"], source)
-    port_dense(block._feedforward_output_dense, weights, keys["output"], source)
-    port_norm(block._feedforward_layer_norm, weights, keys["output_norm"], source)
+    port_norm(attention_norm(block), weights, keys["attention_norm"], source)
+    intermediate, output = feedforward_dense(block)
+    port_dense(intermediate, weights, keys["intermediate"], source)
+    port_dense(output, weights, keys["output"], source)
+    port_norm(feedforward_norm(block), weights, keys["output_norm"], source)
+
+
+def port_encoder_layers(backbone, weights: dict, source: Path) -> None:
+    """HF BERT-style `encoder.layer.{i}.*` tensors into keras-hub's transformer layers."""
+    for index in range(backbone.num_layers):
+        keys = {role: f"encoder.layer.{index}.{name}" for role, name in BERT_BLOCK_KEYS.items()}
+        port_transformer_block(
+            backbone.get_layer(f"transformer_layer_{index}"), weights, keys, source
+        )
 
 
 def set_block_activation(blocks, function) -> None:
     """Swap the feed-forward activation of keras-hub `TransformerEncoder` blocks."""
     for block in blocks:
-        block.activation = function
-        block._feedforward_intermediate_dense.activation = function
+        set_feedforward_activation(block, function)

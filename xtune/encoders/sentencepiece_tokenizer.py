@@ -36,8 +36,9 @@ class SentencePieceTokenizer(PieceTokenizer, tf.Module):
         id_offset: added to every SentencePiece id (1 for XLM-R's fairseq convention).
         id_map: SentencePiece id -> output id exceptions, applied instead of the offset
             (XLM-R: `{0: 3}`, SentencePiece's `<unk>` becomes fairseq's `<unk>`).
-        vocabulary_size: rows of the word embedding; default SentencePiece size + offset
-            (XLM-R adds `<mask>` at the end: pass the model's `vocab_size`).
+        vocabulary_size: rows of the word embedding; default SentencePiece size + offset +
+            `appended_ids` (XLM-R adds `<mask>` at the end: pass the model's `vocab_size`).
+        appended_ids: ids the model adds after the pieces (1 for fairseq's `<mask>`).
         lowercase: lower-case first (`tf.strings.lower`, Unicode), as HF's `Lowercase`.
         strip_accents: NFKD then drop non-spacing marks, as HF's `NFKD` + `StripAccents`.
         replace_quotes: ALBERT's "``" and "''" -> '"' replacements.
@@ -56,6 +57,7 @@ class SentencePieceTokenizer(PieceTokenizer, tf.Module):
         id_offset: int = 0,
         id_map: dict[int, int] | None = None,
         vocabulary_size: int | None = None,
+        appended_ids: int = 0,
         lowercase: bool = False,
         strip_accents: bool = False,
         replace_quotes: bool = False,
@@ -72,7 +74,7 @@ class SentencePieceTokenizer(PieceTokenizer, tf.Module):
         self.special_tokens = {str(k): int(v) for k, v in (special_tokens or {}).items()}
         self.sentencepiece = tf_text.SentencepieceTokenizer(model=self.proto, out_type=tf.int32)
         self.piece_count = int(self.sentencepiece.vocab_size())
-        self._vocabulary_size = vocabulary_size or self.piece_count + id_offset
+        self._vocabulary_size = vocabulary_size or self.piece_count + id_offset + appended_ids
 
     @property
     def vocabulary_size(self) -> int:
@@ -171,9 +173,10 @@ class SentencePieceTokenizer(PieceTokenizer, tf.Module):
             unk_id=3,
             id_offset=1,
             id_map={0: 3},
+            vocabulary_size=vocabulary_size,
+            appended_ids=1,  # fairseq appends <mask> after the pieces
             **normalisation,
         )
-        mask_id = tokenizer.piece_count + 1  # fairseq appends <mask> after the pieces
-        tokenizer._vocabulary_size = vocabulary_size or mask_id + 1
+        mask_id = tokenizer.piece_count + 1
         tokenizer.special_tokens = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": mask_id}
         return tokenizer

@@ -13,9 +13,11 @@ import keras_hub
 
 from xtune.encoders.adapter import FAMILIES, EncoderAdapter, EncoderLoadError
 from xtune.encoders.bert import (
+    VOCAB_FILE,
     BertAdapter,
     WordPieceTokenizer,
     backbone_overrides,
+    has_xlm_roberta_vocabulary,
     hf_lowercase,
     hidden_activation_of,
     read_vocabulary,
@@ -39,6 +41,16 @@ def hf_model_types() -> dict[str, str]:
     }
 
 
+def hf_family_name(folder: Path, family: str) -> str:
+    """The family of a folder whose `model_type` names `family`: a BERT folder with XLM-R's
+    vocabulary instead of vocab.txt (multilingual MiniLM, multilingual-e5) is
+    `multilingual_e5`, which reads XLM-R's ids and packing."""
+    if family == "bert" and not (folder / VOCAB_FILE).is_file():
+        if has_xlm_roberta_vocabulary(folder):
+            return "multilingual_e5"
+    return family
+
+
 @ENCODERS.register("hf")
 def load_hf_folder(
     path: str, lowercase: bool | None = None, dropout: float | None = None
@@ -60,7 +72,7 @@ def load_hf_folder(
             f"{folder / 'config.json'}: model_type {model_type!r} is not supported; "
             f"supported: {', '.join(sorted(supported))}"
         )
-    family = FAMILIES.get(supported[model_type])
+    family = FAMILIES.get(hf_family_name(folder, supported[model_type]))
     options = {"lowercase": lowercase, "dropout": dropout}
     return family.from_hf_folder(folder, **{k: v for k, v in options.items() if v is not None})
 

@@ -10,6 +10,13 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from xtune.encoders.keras_hub_internals import (
+    attention_layer,
+    attention_norm,
+    feedforward_dense,
+    feedforward_norm,
+)
+
 CONFIG_FILENAME = "bert_config.json"
 CHECKPOINT_NAME = "bert_model.ckpt"
 VOCABULARY_FILENAME = "vocab.txt"
@@ -246,7 +253,7 @@ def _google_weight_map(
     }
     for i in range(backbone.num_layers):
         block = backbone.get_layer(f"transformer_layer_{i}")
-        attention = block._self_attention_layer
+        attention = attention_layer(block)
         prefix = f"bert/encoder/layer_{i}"
         for projection in ("query", "key", "value"):
             dense_layer = getattr(attention, f"{projection}_dense")
@@ -258,9 +265,10 @@ def _google_weight_map(
             attention.output_dense.kernel
         )
         weights[f"{prefix}/attention/output/dense/bias"] = same(attention.output_dense.bias)
-        weights.update(layer_norm(f"{prefix}/attention/output", block._self_attention_layer_norm))
-        weights.update(dense(f"{prefix}/intermediate/dense", block._feedforward_intermediate_dense))
-        weights.update(dense(f"{prefix}/output/dense", block._feedforward_output_dense))
-        weights.update(layer_norm(f"{prefix}/output", block._feedforward_layer_norm))
+        intermediate, output = feedforward_dense(block)
+        weights.update(layer_norm(f"{prefix}/attention/output", attention_norm(block)))
+        weights.update(dense(f"{prefix}/intermediate/dense", intermediate))
+        weights.update(dense(f"{prefix}/output/dense", output))
+        weights.update(layer_norm(f"{prefix}/output", feedforward_norm(block)))
     weights.update(dense("bert/pooler/dense", backbone.get_layer("pooled_dense")))
     return weights

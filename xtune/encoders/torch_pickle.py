@@ -137,7 +137,8 @@ def strided_view(storage: Any, offset: int, size: Any, stride: Any) -> np.ndarra
     )
 
 
-# Every global a state dict may name, mapped to what stands in for it.
+# Every global a state dict may name, mapped to what stands in for it. The `torch._utils`
+# names are strings the pickle holds, matched here; torch itself is never imported or called.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v3"): rebuild_tensor_v3,

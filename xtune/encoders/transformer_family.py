@@ -11,6 +11,7 @@ import keras_hub
 from xtune.encoders.adapter import EncoderAdapter, PieceTokenizer, match_lora_layers
 from xtune.encoders.encoder import ACTIVATION_FUNCTIONS
 from xtune.encoders.hf_port import set_block_activation
+from xtune.encoders.keras_hub_internals import attention_norm, feedforward_norm
 
 TRANSFORMER_LAYER = re.compile(r"transformer_layer_(\d+)")
 # The tiny random backbones of the shared contract tests; a family's kwargs override them.
@@ -76,7 +77,7 @@ class KerasHubTransformerAdapter(EncoderAdapter):
     def layer_norms(self) -> list[keras.layers.Layer]:
         norms = [self.backbone.get_layer("embeddings_layer_norm")]
         for block in self.blocks():
-            norms += [block._self_attention_layer_norm, block._feedforward_layer_norm]
+            norms += [attention_norm(block), feedforward_norm(block)]
         return norms
 
     def features_model(self) -> keras.Model:

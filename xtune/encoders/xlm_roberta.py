@@ -26,8 +26,8 @@ from xtune.encoders.adapter import (
 from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
+    port_encoder_layers,
     port_norm,
-    port_transformer_block,
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
@@ -120,22 +120,7 @@ def port_xlm_roberta_weights(
         positions = positions + tensor(weights, type_key, source)[0]
     assign(variable, positions, key, source)
     port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
-    for index in range(backbone.num_layers):
-        prefix = f"encoder.layer.{index}."
-        keys = {
-            "query": "attention.self.query",
-            "key": "attention.self.key",
-            "value": "attention.self.value",
-            "attention_output": "attention.output.dense",
-            "attention_norm": "attention.output.LayerNorm",
-            "intermediate": "intermediate.dense",
-            "output": "output.dense",
-            "output_norm": "output.LayerNorm",
-        }
-        keys = {role: prefix + name for role, name in keys.items()}
-        port_transformer_block(
-            backbone.get_layer(f"transformer_layer_{index}"), weights, keys, source
-        )
+    port_encoder_layers(backbone, weights, source)
 
 
 def xlm_roberta_tokenizer(
