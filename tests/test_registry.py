@@ -68,6 +68,8 @@ def test_check_number_messages(value, kwargs, message):
 
 
 COMPONENT_MODULES = [
+    "xtune.data.examples",
+    "xtune.data.pipeline",
     "xtune.encoders",
     "xtune.heads",
     "xtune.losses",

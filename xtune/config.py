@@ -1,4 +1,9 @@
-"""YAML -> typed, frozen run configs; unknown keys and names are errors that list the valid ones."""
+"""YAML -> typed, frozen run configs; unknown keys and names are errors that list the valid ones.
+
+Loading, `base:` merging, `--set` overrides, type checking and validation against the
+component registries live here; the dataclasses they fill live in `xtune.config_schema` and
+are re-exported, so `from xtune.config import RunConfig` keeps working.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,21 @@ import re
 import reprlib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from xtune.config_schema import (
+    DEFAULT_PAIR_PARTS,  # noqa: F401  (re-exported)
+    SINGLE_TASK,  # noqa: F401  (re-exported)
+    ComponentSpec,
+    DataConfig,
+    FinetuneConfig,
+    RunConfig,
+    TaskConfig,
+    TrainingConfig,
+)
 
 # ConfigError lives in xtune.registry (components raise it without importing this module);
 # `from xtune.config import ConfigError` keeps working.
@@ -62,185 +77,6 @@ YamlLoader.add_implicit_resolver(
 
 def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=YamlLoader)  # noqa: S506  (a SafeLoader subclass)
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """A registry component picked by short name, with its keyword arguments."""
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.kwargs}
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the texts and labels are, how to read them, and how to fit them into the encoder."""
-
-    train: str = ""
-    dev: str | None = None
-    test: str | None = None
-    root: str = "."  # relative file paths are resolved against this folder
-    format: str = "auto"  # auto | csv | tsv | jsonl | xlsx
-    columns: list[str] | None = None  # names for header-less files
-    text: str = "text"
-    text_pair: str | None = None
-    labels: str | None = "labels"
-    label_format: str = "delimited"  # delimited | list | columns
-    label_separator: str = "|"
-    label_columns: list[str] | None = None  # for label_format: columns
-    label_names: str | list[str] | None = None  # file (one name a line) or list
-    labels_are_indices: bool = False  # label cells hold 0-based ids into label_names
-    dev_fraction: float = 0.2  # seeded split of `train` when `dev` is not given
-    split_seed: int = 0
-    max_train_rows: int | None = None  # seeded label-stratified subset of train (quick grids)
-    max_length: int = 128
-    truncation: str = "head"  # head | tail | head_tail
-    head_tokens: int = 64  # head_tail: first k tokens kept, the rest of the budget from the end
-    bad_rows: str = "error"  # error | skip
-    unknown_labels: str = "error"  # dev/test labels not in train: error | skip_rows | ignore_labels
-    sheet: str | None = None  # XLSX sheet to read (default: the first)
-    encoding: str = "utf-8"  # text encoding of CSV/TSV/JSONL files (e.g. gb18030)
-    padding: str = "bucket"  # bucket | dynamic | fixed
-    # Keep only the word-embedding rows the data's pieces use (encoders/trimmed_vocabulary.py):
-    # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.
-    trim_vocabulary: str | bool = "auto"
-    cache_dir: str | None = ".cache/xtune"
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How long and how to train, what to select on, where the run folder goes."""
-
-    epochs: int = 5
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    seed: int = 0
-    metric: str = "subset_accuracy"  # the "val-acc" of reports
-    early_stopping_patience: int | None = None
-    output_dir: str = "runs"
-    run_name: str | None = None
-    mixed_precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    jit_compile: str | bool = "auto"
-    steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
-    save_weights: bool = True
-    tune_thresholds: str | None = "per_label_f1"  # per_label_f1 | micro_f1 | None
-    # Also score dev (and test) with these fixed thresholds on the per-label scores, reported
-    # as per-label P/R/F1 and their macro means (the GoEmotions paper uses [0.3]).
-    report_thresholds: list[float] = field(default_factory=list)
-    verbose: int = 1
-    # Multi-task runs (`tasks:`) only: which task's batch comes next (xtune.tasks.samplers;
-    # default proportional), and PCGrad over the tasks' gradients (one batch of every task a
-    # step). Left out of `to_dict` when unset, so single-task run ids stay what they were.
-    sampler: str | dict | None = None
-    pcgrad: bool = False
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Which encoder weights train, and how (`xtune.training.freezing`, `xtune.training.lora`)."""
-
-    freeze_encoder: bool = False  # train the head only
-    freeze_embeddings: bool = False
-    train_top_layers: int | None = None  # train only the top N transformer layers (+ pooler)
-    reinit_top_layers: int = 0  # re-initialize the top N transformer layers and the pooler
-    frozen_epochs: int = 0  # first train the head alone for this many epochs, then the rest
-    lora_rank: int | None = None  # LoRA on `lora_targets`; the encoder's own weights freeze
-    lora_alpha: float | None = None  # LoRA delta scale is alpha / rank; default alpha = rank
-    lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
-
-
-# Bi-encoder pair features (xtune.heads.pair.PAIR_PARTS): Sentence-BERT's default, all four.
-DEFAULT_PAIR_PARTS = ("u", "v", "abs_diff", "product")
-
-
-# The name of the one task of a config without `tasks:`.
-SINGLE_TASK = "default"
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """One named task of a multi-task run (`tasks: {name: {...}}`); types in xtune/tasks.
-
-    `data` is merged over the run's top-level `data` (shared settings: root, max_length,
-    cache_dir). `loss: null` takes the task type's default. `low`/`high` are the score range
-    of score tasks; `output`, `pooling`, `parts`, `units` shape the bi-encoder.
-    """
-
-    type: str = "classification"
-    data: DataConfig = DataConfig()
-    head: ComponentSpec = ComponentSpec("default")
-    loss: ComponentSpec | None = None
-    weight: float = 1.0  # of this task's loss, and of its metric in the best-epoch score
-    metric: str | None = None  # selection metric; None: the task type's default
-    low: float = 0.0
-    high: float = 5.0
-    output: str = "classifier"  # bi_encoder: classifier (pair features -> MLP) | cosine
-    pooling: str = "mean"  # bi_encoder sentence vector: mean (mask-aware) | cls
-    parts: list[str] = field(default_factory=lambda: list(DEFAULT_PAIR_PARTS))
-    units: list[int] = field(default_factory=list)  # bi_encoder classifier's hidden layers
-    # Head-only first epochs of this task alone: its loss trains only its own head (not the
-    # shared encoder) for this many epochs; `finetune.frozen_epochs` does it for every task.
-    frozen_epochs: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, ComponentSpec):
-                value = value.to_dict()
-            elif dataclasses.is_dataclass(value):
-                value = dataclasses.asdict(value)
-            out[f.name] = copy.deepcopy(value)
-        return out
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything one training run needs."""
-
-    data: DataConfig
-    encoder: ComponentSpec = ComponentSpec("minilm-l6")
-    head: ComponentSpec = ComponentSpec("default")
-    loss: ComponentSpec = ComponentSpec("bce")
-    optimizer: ComponentSpec = ComponentSpec("adamw", {"learning_rate": 5e-5})
-    schedule: ComponentSpec = ComponentSpec("constant")
-    adversarial: ComponentSpec = ComponentSpec("none")
-    finetune: FinetuneConfig = FinetuneConfig()
-    training: TrainingConfig = TrainingConfig()
-    tasks: dict[str, TaskConfig] | None = None  # None: one classification task (`data` ...)
-
-    def named_tasks(self) -> dict[str, TaskConfig]:
-        """The run's tasks by name; a config without `tasks:` is one classification task,
-        `SINGLE_TASK`, over the top-level `data`, `head` and `loss`, selected by
-        `training.metric`."""
-        if self.tasks is not None:
-            return self.tasks
-        single = TaskConfig(data=self.data, head=self.head, loss=self.loss)
-        return {SINGLE_TASK: dataclasses.replace(single, metric=self.training.metric)}
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "tasks":
-                if value is not None:
-                    out["tasks"] = {name: task.to_dict() for name, task in value.items()}
-            elif isinstance(value, ComponentSpec):
-                out[f.name] = value.to_dict()
-            else:
-                out[f.name] = dataclasses.asdict(value)
-        # Multi-task settings are written only when set: a single-task config's dict (and
-        # so its grid run id) is the same as before they existed.
-        for key, default in (("sampler", None), ("pcgrad", False)):
-            if out["training"].get(key) == default:
-                out["training"].pop(key)
-        return out
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
 
 SECTIONS = {

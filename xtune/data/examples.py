@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xtune.config import ConfigError, DataConfig
+from xtune.config_schema import DataConfig
 from xtune.data.labels import LabelVocab
 from xtune.data.readers import DataError, DecodeError, Table, decode, load_table
+from xtune.registry import ConfigError
 
 log = logging.getLogger(__name__)
 

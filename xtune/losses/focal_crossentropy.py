@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.losses import LOSSES
+from xtune.losses.base import LOSSES
 from xtune.losses.classification_loss import ClassificationLoss
 from xtune.registry import check_number
 

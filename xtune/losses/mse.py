@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.losses import SCORE_LOSSES
+from xtune.losses.base import SCORE_LOSSES
 from xtune.losses.score_loss import ScoreLoss, flat_float32
 
 
