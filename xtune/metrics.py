@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -287,3 +288,14 @@ def _as_binary_matrix(values: ArrayLike, name: str) -> np.ndarray:
 def _check_same_shape(reference: np.ndarray, other: np.ndarray, name: str) -> None:
     if other.shape != reference.shape:
         raise ValueError(f"{name} has shape {other.shape} but y_true has shape {reference.shape}")
+
+
+def evaluate_scores(
+    loss: Any, y_true: np.ndarray, scores: np.ndarray, thresholds: Any = None
+) -> dict[str, float]:
+    predictions = np.asarray(loss.decide(scores, thresholds))
+    return multilabel_metrics(y_true, predictions, scores)
+
+
+def scores_of(loss: Any, logits: np.ndarray) -> np.ndarray:
+    return np.asarray(loss.scores(logits), dtype=np.float32)

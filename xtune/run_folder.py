@@ -141,7 +141,7 @@ class RunFolder:
 
     def write_weights(self, model: Any, name: str = WEIGHTS_FILE) -> Path:
         """The model's weights (best epoch), written atomically; their sha256 is kept."""
-        from xtune.grid.faults import fault_point
+        from xtune.faults import fault_point
 
         def write(temporary: Path) -> None:
             save_model_weights(model, temporary)

@@ -1,7 +1,7 @@
 """Kill -9 a real tiny grid at seeded points, rerun after each kill: no run is lost or doubled.
 
 Each trial is a separate process running `xtune grid` that SIGKILLs itself at the K-th time it
-reaches a phase (`XTUNE_FAULT_INJECT=PHASE:K`, see `xtune.grid.faults`): as a run starts,
+reaches a phase (`XTUNE_FAULT_INJECT=PHASE:K`, see `xtune.faults`): as a run starts,
 half-way through appending its result line, or after writing its weights file but before
 renaming it into place. The trials are forked from one "zygote" process that has imported
 TensorFlow, xtune and the CLI but run nothing, so a trial costs its runs, not a 10 s import.

@@ -279,7 +279,7 @@ def test_a_full_disk_while_writing_a_file_keeps_its_old_content(tmp_path):
 
 
 def test_a_full_disk_while_writing_predictions_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from xtune.export.predict import write_table
+    from xtune.export.prediction_table import write_table
     from xtune.run_folder import RunFolderError
 
     output = tmp_path / "out.csv"

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from xtune.data.readers import DataError
-from xtune.export.predict import (
+from xtune.export.prediction_table import (
     ERROR_COLUMN,
     PredictionSummary,
     predict_rows,
@@ -187,12 +187,12 @@ def export_columns(metadata: dict[str, Any], task: str, pair: bool) -> tuple[str
 
 def open_task_predictor(model_dir: str | Path, task: str | None) -> TaskPredictor:
     """A multi-task run folder or export, for `task`; refuses `task` for a single-task model."""
-    from xtune.export.predict import open_predictor
-    from xtune.run_folder import check_run_folder
+    from xtune.run_folder import check_run_folder, verify_weights
 
     path = Path(model_dir).expanduser()
     if not is_multitask_model(path):
-        open_predictor(path)  # a missing or damaged model is reported as such
+        if not (path / "saved_model.pb").is_file():  # a missing or damaged model says so
+            verify_weights(check_run_folder(path))
         raise DataError(f"{model_dir}: a single-task model has one task; drop --task {task}")
     if (path / "saved_model.pb").is_file():
         return SavedModelTaskPredictor(path, task)

@@ -303,7 +303,7 @@ def check_inputs(run: TrainedRun) -> tuple[list[str], list[str] | None]:
     """The fixed check strings plus the first rows of the run's dev file when it is readable."""
     texts, pairs = list(CHECK_TEXTS), list(CHECK_PAIRS)
     try:
-        from xtune.config import DataConfig
+        from xtune.config_schema import DataConfig
         from xtune.data.examples import read_examples
 
         data_config = DataConfig(**run.config["data"])

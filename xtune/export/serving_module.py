@@ -20,6 +20,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from xtune.tasks.base import predicted_label_names
+
 TEXT_SPEC = tf.TensorSpec([None], tf.string)
 TOKEN_ID_SPEC = tf.TensorSpec([None, None], tf.int32)
 
@@ -139,16 +141,6 @@ class TextServingModule(TokenIdServingModule):
 
         self.tokenize = tokenize
         self.serving_default = serving_default
-
-
-def predicted_label_names(
-    probabilities: tf.Tensor, predictions: tf.Tensor, label_names: tf.Tensor
-) -> tf.Tensor:
-    """Names of the predicted labels per row, most probable first, padded with ""."""
-    order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
-    chosen = tf.gather(predictions, order, batch_dims=1) > 0
-    names = tf.gather(label_names, order)
-    return tf.ragged.boolean_mask(names, chosen).to_tensor(default_value="")
 
 
 def metadata_constants(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xtune.config import ConfigError
-from xtune.grid.faults import fault_point
+from xtune.faults import fault_point
 from xtune.grid.storage import storage_error
 
 RESULTS_FILE = "results.jsonl"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from xtune.config import ConfigError, RunConfig
-from xtune.grid.faults import fault_point
+from xtune.faults import fault_point
 from xtune.grid.prepared_data_cache import PreparedDataCache, data_settings
 from xtune.grid.results_file import ResultsContent, ResultsFile
 from xtune.grid.spec import GridSpec, PlannedRun, format_value, load_grid

@@ -1,16 +1,13 @@
 """Tasks (a task = data columns + output + loss + metrics + decision rule + export signature,
 registered by type name in `TASKS`) and multi-task training parts: task samplers."""
 
-from xtune.registry import Registry
-from xtune.tasks.samplers import SAMPLERS, TaskSampler, get_sampler
-
-TASKS = Registry("task type")
-
 # These modules register their task types into TASKS on import.
 from xtune.tasks.base import Task, TaskData, TaskSplit  # noqa: E402
 from xtune.tasks.bi_encoder import BiEncoderTask  # noqa: E402
 from xtune.tasks.classification import ClassificationTask, PairClassificationTask  # noqa: E402
+from xtune.tasks.registry import TASKS
 from xtune.tasks.regression import RegressionTask  # noqa: E402
+from xtune.tasks.samplers import SAMPLERS, TaskSampler, get_sampler
 
 
 def build_tasks(tasks: dict) -> list[Task]:

@@ -217,3 +217,13 @@ def encoder_features(encoder_model: keras.Model, inputs: dict[str, Any], prefix:
     features = dict(encoder_model(plain))
     features["padding_mask"] = plain["padding_mask"]
     return features
+
+
+def predicted_label_names(
+    probabilities: tf.Tensor, predictions: tf.Tensor, label_names: tf.Tensor
+) -> tf.Tensor:
+    """Names of the predicted labels per row, most probable first, padded with ""."""
+    order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
+    chosen = tf.gather(predictions, order, batch_dims=1) > 0
+    names = tf.gather(label_names, order)
+    return tf.ragged.boolean_mask(names, chosen).to_tensor(default_value="")

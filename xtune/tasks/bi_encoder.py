@@ -19,9 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xtune.tasks import TASKS
 from xtune.tasks.base import TaskData, TaskSplit, encoder_features, encoder_inputs
 from xtune.tasks.classification import ClassificationTask
+from xtune.tasks.registry import TASKS
 from xtune.tasks.regression import ScoreTask, load_score_splits
 
 SIDES = ("a_", "b_")

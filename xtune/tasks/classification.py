@@ -10,8 +10,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xtune.tasks import TASKS
-from xtune.tasks.base import Task, TaskData, TaskSplit, encoder_features, encoder_inputs
+from xtune.tasks.base import (
+    Task,
+    TaskData,
+    TaskSplit,
+    encoder_features,
+    encoder_inputs,
+    predicted_label_names,
+)
+from xtune.tasks.registry import TASKS
 
 
 @TASKS.register("classification")
@@ -75,7 +82,7 @@ class ClassificationTask(Task):
         initialize_logits_bias(model, targets, self.loss.multi_label, layer)
 
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        from xtune.training.evaluation import evaluate_scores, scores_of
+        from xtune.metrics import evaluate_scores, scores_of
 
         return evaluate_scores(self.loss, targets, scores_of(self.loss, outputs))
 
@@ -83,8 +90,6 @@ class ClassificationTask(Task):
         probabilities = tf.cast(self.loss.scores(outputs), tf.float32)
         predictions = tf.cast(self.loss.decide(probabilities, None), tf.int32)
         names = tf.constant(self.labels)
-        from xtune.export.serving_module import predicted_label_names
-
         return {
             "probabilities": probabilities,
             "predictions": predictions,

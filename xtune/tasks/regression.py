@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xtune.tasks import TASKS
 from xtune.tasks.base import Task, TaskData, TaskSplit, encoder_features, encoder_inputs
+from xtune.tasks.registry import TASKS
 
 
 @keras.saving.register_keras_serializable(package="xtune")

@@ -32,7 +32,10 @@ TASKS_FILE = "tasks.json"
 
 def is_multitask_run(path: str | Path) -> bool:
     """Whether the run folder holds several tasks (or named ones)."""
-    config = yaml.safe_load((Path(path) / "config.yaml").read_text(encoding="utf-8"))
+    file = Path(path) / "config.yaml"
+    if not file.is_file():
+        return False
+    config = yaml.safe_load(file.read_text(encoding="utf-8"))
     return isinstance(config, dict) and bool(config.get("tasks"))
 
 

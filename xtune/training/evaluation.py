@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import keras
 import numpy as np
 
 from xtune.data.pipeline import TokenizedSplit, length_sorted_order, make_dataset
-from xtune.metrics import multilabel_metrics
+from xtune.metrics import evaluate_scores, scores_of  # noqa: F401  (re-exported)
 
 
 def predict_logits(
@@ -33,14 +31,3 @@ def predict_logits(
         logits[order[start : start + len(batch_logits)]] = batch_logits
         start += len(batch_logits)
     return logits
-
-
-def evaluate_scores(
-    loss: Any, y_true: np.ndarray, scores: np.ndarray, thresholds: Any = None
-) -> dict[str, float]:
-    predictions = np.asarray(loss.decide(scores, thresholds))
-    return multilabel_metrics(y_true, predictions, scores)
-
-
-def scores_of(loss: Any, logits: np.ndarray) -> np.ndarray:
-    return np.asarray(loss.scores(logits), dtype=np.float32)

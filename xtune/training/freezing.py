@@ -23,7 +23,7 @@ from xtune.training.layerwise import (
 from xtune.training.lora import LORA_VARIABLE_NAMES
 
 if TYPE_CHECKING:  # the config imports components, not the other way round
-    from xtune.config import FinetuneConfig
+    from xtune.config_schema import FinetuneConfig
 
 
 def check_finetune(finetune: FinetuneConfig, num_layers: int, epochs: int) -> None:

@@ -28,11 +28,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xtune.config import ConfigError, RunConfig
+from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
 from xtune.metrics import fixed_threshold_report, majority_baseline
 from xtune.model import TaskGraph, build_task_graph, count_parameters
+from xtune.registry import ConfigError
 from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
 from xtune.tasks import Task, TaskData, build_tasks
 from xtune.tasks.run_folder import LoadedRun, create_run_folder, load_run_files
