@@ -306,12 +306,16 @@ def did_you_mean(word: Any, options: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def parse_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+def parse_run_config(
+    raw: dict[str, Any], source: str = "config", stored: bool = False
+) -> RunConfig:
     """Validate a raw dict into a `RunConfig`, with errors naming `source` and the key path.
 
     Values are checked by type and by meaning (ranges, choices, each component's own
     `check_arguments`, `data.max_length` against the encoder's positions), so a config that
-    parses will not fail later for any of those reasons.
+    parses will not fail later for any of those reasons. `stored`: the config.yaml of a run
+    folder, whose encoder is rebuilt from the folder's own files: the encoder's and data's
+    paths may have moved away, so they are not looked up.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {short(raw)}")
@@ -339,8 +343,8 @@ def parse_run_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
     config = RunConfig(**kwargs)
     if not multi_task and not config.data.train:
         raise ConfigError(f"{source}: data.train: a training file is required")
-    check_across_sections(config, regs, source)
-    check_multi_task(config, source)
+    check_across_sections(config, regs, source, stored)
+    check_multi_task(config, source, stored)
     return config
 
 
@@ -411,7 +415,7 @@ def score_losses() -> Any:
     return SCORE_LOSSES
 
 
-def check_multi_task(config: RunConfig, source: str) -> None:
+def check_multi_task(config: RunConfig, source: str, stored: bool = False) -> None:
     """The task sampler's settings, and each named task's by meaning."""
     training = config.training
     if training.sampler is not None:
@@ -422,7 +426,7 @@ def check_multi_task(config: RunConfig, source: str) -> None:
         return
     from xtune.encoders.positions import max_positions
 
-    positions = max_positions(config.encoder.to_dict())
+    positions = None if stored else max_positions(config.encoder.to_dict())
     for name, task in config.tasks.items():
         if not 0 <= task.frozen_epochs < training.epochs:
             raise ConfigError(
@@ -502,12 +506,16 @@ def format_choice(choice: Any) -> str:
     return str(choice).lower() if isinstance(choice, bool) else str(choice)
 
 
-def check_across_sections(config: RunConfig, regs: dict[str, Any], source: str) -> None:
-    """Settings that are only wrong together, or against the encoder's files."""
+def check_across_sections(
+    config: RunConfig, regs: dict[str, Any], source: str, stored: bool = False
+) -> None:
+    """Settings that are only wrong together, or against the encoder's files (unless
+    `stored`: a run folder's config, see `parse_run_config`)."""
     from xtune.encoders.positions import max_positions
 
-    check_encoder_files(config.encoder, source)
-    positions = max_positions(config.encoder.to_dict())
+    if not stored:
+        check_encoder_files(config.encoder, source)
+    positions = None if stored else max_positions(config.encoder.to_dict())
     if positions is not None and config.data.max_length > positions:
         raise ConfigError(
             f"{source}: data.max_length: {config.data.max_length} is more than the encoder "

@@ -439,7 +439,8 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
         )  # fmt: skip
     else:
         steps_per_epoch = batches_per_epoch(
-            data.tokenized["train"], training.batch_size, config.data.padding,
+            next(iter(data.tasks.values())).splits["train"].sides[0], training.batch_size,
+            config.data.padding,
             config.data.max_length,
         )  # fmt: skip
         if training.steps_per_epoch:

@@ -101,7 +101,7 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
     from xtune.tasks import build_tasks
 
     raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    config = parse_run_config(raw, source=str(path / "config.yaml"))
+    config = parse_run_config(raw, source=str(path / "config.yaml"), stored=True)
     records = task_records(path)
     encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), path)
     tasks = build_tasks(config.named_tasks())
