@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.debug:
         return run_command(args)  # every traceback, and TensorFlow's own start-up lines
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log, errors included: on a CPU machine its error lines are notices (the
+    # oneDNN int64 fallback, cuInit); real failures reach Python as exceptions. A user's own
+    # setting wins; --debug shows everything.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from xtune.quiet_tensorflow import tensorflow_start_up_filtered
 
     try:
