@@ -1,4 +1,4 @@
-"""`xtune train | grid | report | export | predict`: the command line."""
+"""`xtune train | grid | report | export | predict | list | init`: the command line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import errno
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from xtune import __version__
+from xtune.components import ALIASES, KINDS
+
+# Nothing here imports TensorFlow: each command imports what it needs, so `--help`,
+# `--version`, `list metrics`, `report`, and config mistakes found before any component is
+# looked up, answer without the seconds TensorFlow takes to import.
 
 
 # OS errors that are the user's to fix (a path, a permission, a full disk), not xtune bugs.
@@ -35,6 +40,7 @@ DEBUG_HELP = "show the Python traceback of an error instead of one line"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xtune", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"xtune {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     # `--debug` also after the command; SUPPRESS keeps a sub-parser from resetting it.
     debug = argparse.ArgumentParser(add_help=False)
@@ -72,12 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     report = commands.add_parser(
-        "report", parents=[debug], help="write the markdown report of a grid"
+        "report", parents=[debug], help="write the report of a grid (markdown, CSV or LaTeX)"
     )
     report.add_argument("results_dir", help="reports/<grid>/ (holds results.jsonl)")
-    report.add_argument("--output", help="markdown file (default: reports/<grid>.md)")
+    report.add_argument(
+        "--output", help="report file (default: reports/<grid>.md, .csv or .tex by --format)"
+    )
     report.add_argument(
         "--baseline", metavar="ROW", help="the row Δ and Welch p compare to (default: the first)"
+    )
+    report.add_argument(
+        "--format",
+        choices=("md", "csv", "latex"),
+        default="md",
+        help="md: the full report (default); csv, latex: the table of rows",
+    )
+    report.add_argument(
+        "--ci", action="store_true", help="add a 95%% confidence interval of each row's mean"
     )
 
     export = commands.add_parser(
@@ -98,35 +115,68 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--task", help="the task to predict (required for a multi-task model, else not given)"
     )
+
+    listing = commands.add_parser(
+        "list", parents=[debug], help="list the components a config can name, with arguments"
+    )
+    listing.add_argument(
+        "kind",
+        nargs="?",
+        choices=[*KINDS, *ALIASES],
+        metavar="KIND",
+        help=f"one of {', '.join(KINDS)} (default: all)",
+    )
+
+    init = commands.add_parser(
+        "init", parents=[debug], help="write a commented run config to start from"
+    )
+    init.add_argument("path", nargs="?", default="run.yaml", help="where (default: run.yaml)")
+    init.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return parser
+
+
+# xtune's errors that a user can fix, by the module that defines them. An error whose module
+# was never imported cannot have been raised, so `main` looks them up in `sys.modules` instead
+# of importing them (`xtune.encoders` alone would import TensorFlow for every command).
+USER_ERRORS = (
+    ("xtune.registry", "ConfigError"),  # also `xtune.config.ConfigError`
+    ("xtune.registry", "RegistryError"),
+    ("xtune.data.readers", "DataError"),
+    ("xtune.encoders.adapter", "EncoderLoadError"),
+    ("xtune.export", "ExportError"),
+    ("xtune.training.diverged", "TrainingDiverged"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from xtune.config import ConfigError
-    from xtune.data.readers import DataError
-    from xtune.encoders.sources import EncoderLoadError
-    from xtune.export import ExportError
-    from xtune.registry import RegistryError
-    from xtune.training.diverged import TrainingDiverged
+    if args.debug:
+        return run_command(args)  # every traceback, and TensorFlow's own start-up lines
+    # TensorFlow's C++ log, errors included: on a CPU machine its error lines are notices (the
+    # oneDNN int64 fallback, cuInit); real failures reach Python as exceptions. A user's own
+    # setting wins; --debug shows everything.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from xtune.quiet_tensorflow import tensorflow_start_up_filtered
 
-    user_errors = (
-        ConfigError,
-        DataError,
-        EncoderLoadError,
-        ExportError,
-        RegistryError,
-        TrainingDiverged,
-        FileNotFoundError,
-    )
     try:
-        return run_command(args)
-    except (*user_errors, OSError) as error:
+        with tensorflow_start_up_filtered():
+            return run_command(args)
+    except (*user_error_types(), FileNotFoundError, OSError) as error:
         message = user_error_message(error)
-        if message is None or args.debug:
-            raise  # a bug (or --debug): the traceback is the report
+        if message is None:
+            raise  # a bug: the traceback is the report
         print(f"xtune {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The classes of `USER_ERRORS` whose modules are loaded."""
+    found = []
+    for module_name, name in USER_ERRORS:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, name):
+            found.append(getattr(module, name))
+    return tuple(found)
 
 
 def user_error_message(error: BaseException) -> str | None:
@@ -147,9 +197,11 @@ def user_error_message(error: BaseException) -> str | None:
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from xtune.config import load_run_config
+
+        config = load_run_config(args.config, args.overrides)  # before TensorFlow is imported
         from xtune.training.trainer import train
 
-        train(load_run_config(args.config, args.overrides), run_dir=args.run_dir)
+        train(config, run_dir=args.run_dir)
         return 0
     if args.command == "grid":
         from xtune.grid.runner import run_grid
@@ -166,8 +218,16 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "report":
         from xtune.grid.report import write_report
 
-        print(write_report(args.results_dir, args.output, args.baseline))
+        print(
+            write_report(
+                args.results_dir, args.output, args.baseline, format=args.format, ci=args.ci
+            )
+        )
         return 0
+    if args.command == "list":
+        return list_components(args.kind)
+    if args.command == "init":
+        return write_template(args.path, force=args.force)
     if args.command == "export":
         from xtune.tasks.run_folder import is_multitask_run
 
@@ -193,6 +253,28 @@ def run_command(args: argparse.Namespace) -> int:
         )
         return 0
     raise AssertionError(args.command)
+
+
+def list_components(kind: str | None) -> int:
+    from xtune.components import describe, kind_of
+
+    kinds = [kind_of(kind)] if kind else list(KINDS)
+    blocks = ["\n".join(describe(each)) for each in kinds]
+    print("\n\n".join(blocks))
+    return 0
+
+
+def write_template(path: str, force: bool) -> int:
+    from xtune.config_template import TEMPLATE
+    from xtune.registry import ConfigError
+
+    try:
+        with open(path, "w" if force else "x", encoding="utf-8") as file:
+            file.write(TEMPLATE)
+    except FileExistsError:
+        raise ConfigError(f"{path}: already exists; give another path, or --force") from None
+    print(f"wrote {path}: edit its data section, then `xtune train {path}`")
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ BASE_CONFIG = {
     "schedule": {"name": "constant"},
     "training": {"epochs": 3, "seed": 0, "metric": "subset_accuracy", "verbose": 1},
 }
+SCORE = "val-acc (dev subset_accuracy) mean ± std"  # the cells table's column of the metric
 # row -> (overrides of the config, best-epoch val-acc per seed)
 ROWS = {
     "baseline": ({}, [0.61, 0.64, 0.60]),
@@ -113,7 +114,7 @@ def test_cell_numbers_match_an_independent_computation(toy_results):
         ok = [run for run in lines if run["row"] == row and run["status"] == "ok"]
         values = np.array([run["best"]["subset_accuracy"] for run in ok])
         cell = cells[row]
-        shown_mean, shown_std = cell["val-acc mean ± std"].strip("*").split(" ± ")
+        shown_mean, shown_std = cell[SCORE].strip("*").split(" ± ")
         assert float(shown_mean) == pytest.approx(values.mean(), abs=5e-5)
         assert cell["n"].startswith(str(len(values)))
         micro = np.mean([run["best"]["micro_f1"] for run in ok])
@@ -152,7 +153,7 @@ def test_header_seeds_failures_and_plot(toy_results):
     assert "incomplete line" in text
     seeds = markdown_table(text, "Per seed")
     assert len(seeds) == 3 + 3 + 2 + 1
-    assert seeds[0]["val-acc (best epoch)"] == "0.6100"
+    assert seeds[0]["val-acc (dev subset_accuracy, best epoch)"] == "0.6100"
     failed = markdown_table(text, "Failed runs")
     assert [(row["row"], row["seed"]) for row in failed] == [("lr 5e-5", "9")]
     assert "non-finite logits" in failed[0]["error"]
@@ -211,9 +212,9 @@ def test_other_decision_rules_and_test_numbers_of_the_best_row_only(toy_results)
     text = Path(write_report(toy_results)).read_text(encoding="utf-8")
     cells = {row["row"].strip("*"): row for row in markdown_table(text, "Cells")}
     for row, (_, values) in ROWS.items():
-        tuned = cells[row]["macro-F1 (tuned thr.)"].split(" ± ")[0]
+        tuned = cells[row]["macro-F1 (tuned thr.) mean ± std"].split(" ± ")[0]
         assert float(tuned) == pytest.approx(np.mean(values) - 0.05, abs=5e-5)
-        fixed = cells[row]["macro-F1 (> 0.3)"].split(" ± ")[0]
+        fixed = cells[row]["macro-F1 (> 0.3) mean ± std"].split(" ± ")[0]
         assert float(fixed) == pytest.approx(np.mean(values) + 0.01, abs=5e-5)
 
     assert "Best dev row only: **lr 5e-5**" in text
@@ -332,3 +333,119 @@ def test_task_settings_vary_per_key_unless_a_row_leaves_the_task_out():
     assert varying_settings(cells) == ["tasks.pairs.type", "tasks.extra"]
     whole = partial_tasks(cells)
     assert changes_from(cells[2], cells[0], ["tasks.extra"], whole) == "no tasks extra"
+
+
+def rewrite(folder: Path, lines: list[dict]) -> None:
+    (folder / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+
+
+def test_rows_that_train_other_tasks_are_not_ranked_or_tested(toy_results):
+    """A multi-task grid's val-acc is `mean_score`; a row over another set of tasks (here the
+    best-scoring one) is neither bold nor given Δ / p, and a note says why."""
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        line["metric"] = "mean_score"
+        line["best"]["mean_score"] = line["best"]["subset_accuracy"]
+        line["final"]["mean_score"] = line["final"]["subset_accuracy"]
+        for record in line["history"]:
+            record["val_mean_score"] = record["val_subset_accuracy"]
+        tasks = {"sst": {"type": "classification"}, "sts": {"type": "regression"}}
+        if line["row"] == "lr 5e-5":
+            tasks = {"sts": {"type": "regression"}}
+        line["config"]["tasks"] = tasks
+    rewrite(toy_results, lines)
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    cells = {row["row"]: row for row in markdown_table(text, "Cells")}
+    assert "val-acc (dev mean_score) mean ± std" in cells["baseline"]
+    assert cells["lr 5e-5"]["Δ vs baseline"] == "–" and cells["lr 5e-5"]["p (Welch)"] == "–"
+    assert "**one seed**" in cells  # the best of the rows over the baseline's tasks
+    assert float(cells["head+tail"]["Δ vs baseline"]) == pytest.approx(
+        np.mean(ROWS["head+tail"][1]) - np.mean(ROWS["baseline"][1]), abs=5e-5
+    )
+    assert "other tasks than the baseline (sst, sts): lr 5e-5 (sts)" in text
+    assert "the mean of the tasks' selection metrics" in text
+
+
+def test_a_seed_held_twice_by_a_row_counts_once_and_is_a_warning(toy_results, capsys):
+    """Lines appended by another run of the grid (a new run id, the same row and seed): the
+    last one counts, and the report and stderr say so."""
+    lines = read_lines(toy_results / "results.jsonl")
+    copy = {**ok_line("baseline", 0, 0, 0.99, {}), "run_id": "copy-of-seed-0"}
+    rewrite(toy_results, [*lines, copy])
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    cells = {row["row"].strip("*"): row for row in markdown_table(text, "Cells")}
+    assert cells["baseline"]["n"] == "3"
+    expected = np.mean([0.99, *ROWS["baseline"][1][1:]])
+    assert float(cells["baseline"][SCORE].strip("*").split(" ± ")[0]) == pytest.approx(
+        expected, abs=5e-5
+    )
+    warning = "row 'baseline' holds seed 0 2 times (run ids 000000000000, copy-of-seed-0)"
+    assert f"- **Warning:** {warning}; only the last, copy-of-seed-0, is counted." in text
+    assert f"xtune report: warning: {warning}" in capsys.readouterr().err
+    seeds = [row for row in markdown_table(text, "Per seed") if row["row"] == "baseline"]
+    assert [row["seed"] for row in seeds] == ["0", "1", "2"]
+
+
+def test_settings_given_for_every_run_are_in_the_header(toy_results):
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        line["shared_overrides"] = {"data.root": "../data", "training.epochs": 3}
+    rewrite(toy_results, lines)
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    assert "- Set for every run (the grid's `set:` and `--set`): `data.root=../data`; " in text
+    assert "`training.epochs=3`." in text
+    lines[0]["shared_overrides"] = {"data.root": "elsewhere"}
+    rewrite(toy_results, lines)
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    assert "**Runs were given different `set:` / `--set` settings:** `data.root=elsewhere` " in text
+    assert f"({len(lines) - 1} runs)" in text
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    return stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+
+
+def test_a_confidence_interval_column(toy_results):
+    text = Path(write_report(toy_results, ci=True)).read_text(encoding="utf-8")
+    cells = {row["row"].strip("*"): row for row in markdown_table(text, "Cells")}
+    for row, (_, values) in ROWS.items():
+        shown = cells[row]["val-acc 95% CI"]
+        if len(values) < 2:
+            assert shown == "–"
+            continue
+        low, high = (float(part) for part in shown.strip("[]").split(", "))
+        assert (low, high) == pytest.approx(t_interval(values), abs=5e-5)
+    assert "val-acc 95% CI" not in Path(write_report(toy_results)).read_text(encoding="utf-8")
+
+
+def test_csv_and_latex_formats(toy_results, capsys):
+    import csv
+
+    from tests.reliability.helpers import run_cli
+
+    code, out, _ = run_cli(["report", toy_results, "--format", "csv", "--ci"], capsys)
+    assert code == 0 and out.strip() == str(toy_results.parent / "toy.csv")
+    with open(out.strip(), encoding="utf-8", newline="") as file:
+        rows = {row["row"]: row for row in csv.DictReader(file)}
+    assert list(rows) == list(ROWS)
+    values = ROWS["lr 5e-5"][1]
+    row = rows["lr 5e-5"]
+    assert float(row["val-acc (dev subset_accuracy) mean"]) == pytest.approx(np.mean(values))
+    assert float(row["val-acc (dev subset_accuracy) std"]) == pytest.approx(np.std(values, ddof=1))
+    low, high = t_interval(values)
+    assert float(row["val-acc 95% CI low"]) == pytest.approx(low)
+    assert float(row["val-acc 95% CI high"]) == pytest.approx(high)
+    assert rows["baseline"]["Δ vs baseline"] == "" and rows["one seed"]["p (Welch)"] == ""
+    assert float(row["p (Welch)"]) == pytest.approx(
+        stats.ttest_ind(values, ROWS["baseline"][1], equal_var=False).pvalue
+    )
+
+    code, out, _ = run_cli(["report", toy_results, "--format", "latex"], capsys)
+    assert code == 0 and out.strip() == str(toy_results.parent / "toy.tex")
+    latex = Path(out.strip()).read_text(encoding="utf-8")
+    assert r"\begin{tabular}{" in latex and r"\end{table}" in latex
+    assert r"\textbf{lr 5e-5} & " in latex
+    assert r"val-acc (dev subset\_accuracy) mean $\pm$ std" in latex
+    assert "±" not in latex and "–" not in latex

@@ -1,10 +1,14 @@
-"""`write_report`: results.jsonl -> reports/<grid>.md (cells, seeds, failures) + a curves plot."""
+"""`write_report`: results.jsonl -> reports/<grid>.md (cells, seeds, failures) + a curves plot,
+or the table of cells alone as CSV or LaTeX."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,8 @@ SETTING_NAMES = {
 }
 # Sections whose name adds nothing in front of their keys (`data.max_length` -> "max length").
 SILENT_SECTIONS = ("data", "training")
+FORMATS = {"md": ".md", "csv": ".csv", "latex": ".tex"}
+CONFIDENCE = 0.95
 
 
 @dataclass
@@ -46,11 +52,24 @@ class Cell:
 
 
 def write_report(
-    results_dir: str | Path, output: str | Path | None = None, baseline: str | None = None
+    results_dir: str | Path,
+    output: str | Path | None = None,
+    baseline: str | None = None,
+    *,
+    format: str = "md",
+    ci: bool = False,
 ) -> str:
-    """Write the markdown report of a grid's results folder; returns its path. `baseline`
-    names the row that Δ and Welch p compare against (default: the grid's first row); it is
-    listed first."""
+    """Write the report of a grid's results folder; returns its path.
+
+    `baseline` names the row that Δ and Welch p compare against (default: the grid's first
+    row); it is listed first. `format`: `md` the whole report (and the curves plot), `csv` and
+    `latex` the table of cells alone (default output `reports/<grid>.csv` / `.tex`). `ci` adds
+    a 95% confidence interval of each row's mean. A seed that a row holds more than once (lines
+    appended by another run of the grid) counts once, its last line; that is a warning, printed
+    and written in the report.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"unknown report format {format!r}; valid: {', '.join(FORMATS)}")
     results_dir = Path(results_dir)
     results = ResultsFile(results_dir)
     if not results.path.is_file():
@@ -59,20 +78,54 @@ def write_report(
     if not content.lines:
         raise ConfigError(f"{results.path}: no complete result lines yet")
     if output is None:
-        output = results_dir.resolve().parent / f"{results_dir.resolve().name}.md"
+        name = results_dir.resolve().name + FORMATS[format]
+        output = results_dir.resolve().parent / name
     output = Path(output)
-    cells = group_cells(list(content.by_run_id.values()))
+    runs, warnings = last_line_per_seed(content.lines)
+    for warning in warnings:
+        print(f"xtune report: warning: {warning}", file=sys.stderr)
+    cells = group_cells(runs)
     if baseline is not None:
         cells = baseline_first(cells, baseline, results.path)
     metric = common_value(content.lines, "metric")
+    if format == "csv":
+        write_text_atomically(output, csv_text(cell_table(cells, metric, ci)))
+        return str(output)
+    if format == "latex":
+        text = latex_text(cell_table(cells, metric, ci), cells, metric, warnings)
+        write_text_atomically(output, text)
+        return str(output)
     plot = results_dir / PLOT_FILE
     caption = plot_curves(cells, metric, plot)
-    lines = render(cells, metric, results.path, content.incomplete_tail, output.parent)
+    lines = render(
+        cells, metric, results.path, content.incomplete_tail, output.parent, warnings, ci
+    )
     if caption:
         link = Path(os.path.relpath(plot.resolve(), output.resolve().parent)).as_posix()
         lines += ["", "## Dev curves", "", f"![{caption}]({link})", ""]
     write_text_atomically(output, "\n".join(lines).rstrip() + "\n")
     return str(output)
+
+
+def last_line_per_seed(lines: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """One result per (row, seed), the last in the file, and a warning per seed that a row
+    holds under more than one run id: pooling both would count one seed twice (a retried run
+    keeps its run id and is no warning)."""
+    last: dict[tuple[str, Any], dict[str, Any]] = {}
+    run_ids: dict[tuple[str, Any], list[str]] = {}
+    for line in lines:
+        key = (line["row"], line["seed"])
+        last[key] = line
+        ids = run_ids.setdefault(key, [])
+        if line["run_id"] not in ids:
+            ids.append(line["run_id"])
+    warnings = [
+        f"row {row!r} holds seed {seed} {len(ids)} times (run ids "
+        f"{', '.join(ids)}); only the last, {last[row, seed]['run_id']}, is counted"
+        for (row, seed), ids in run_ids.items()
+        if len(ids) > 1
+    ]
+    return list(last.values()), warnings
 
 
 def baseline_first(cells: list[Cell], baseline: str, source: Path) -> list[Cell]:
@@ -124,10 +177,35 @@ def welch_p_value(values: list[float], baseline: list[float]) -> float:
     return float(stats.ttest_ind(values, baseline, equal_var=False).pvalue)
 
 
+def confidence_interval(values: list[float]) -> tuple[float, float]:
+    """The 95% confidence interval of the mean: mean ± t(0.975, n-1) * std / sqrt(n), Student's
+    t over the seeds; (nan, nan) for fewer than two values."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * math.sqrt(
+        sample_variance(values) / len(values)
+    )
+    return mean(values) - half, mean(values) + half
+
+
+def task_set(cell: Cell) -> tuple[str, ...]:
+    """The names of the tasks a row trains (empty for a single-task config)."""
+    return tuple(sorted(name for name, task in (cell.config.get("tasks") or {}).items() if task))
+
+
+def comparable(cell: Cell, baseline: Cell) -> bool:
+    """Whether the row's val-acc measures what the baseline's does: the same set of tasks (a
+    multi-task mean over other tasks, or one task's metric, is another quantity)."""
+    return task_set(cell) == task_set(baseline)
+
+
 def best_cell(cells: list[Cell], metric: str) -> Cell | None:
+    """The row with the best mean among those comparable with the baseline (the first)."""
     from xtune.metrics import METRIC_DIRECTIONS
 
-    scored = [cell for cell in cells if cell.ok_runs]
+    scored = [cell for cell in cells if cell.ok_runs and comparable(cell, cells[0])]
     if not scored:
         return None
     sign = 1 if METRIC_DIRECTIONS.get(metric, "max") == "max" else -1
@@ -208,8 +286,66 @@ def p_text(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.3g}"
 
 
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def escape(text: str) -> str:
+@dataclass(frozen=True)
+class Number:
+    """A table value: markdown and LaTeX show it in `style`, CSV writes it in full."""
+
+    value: float | None
+    style: str = "{:.4f}"
+
+    def missing(self) -> bool:
+        return self.value is None or math.isnan(self.value)
+
+    def __str__(self) -> str:
+        return "–" if self.missing() else self.style.format(self.value)
+
+    def csv(self) -> list[str]:
+        return [""] if self.missing() else [repr(float(self.value))]
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    """`0.6167 ± 0.0208`; two CSV columns (mean, std)."""
+
+    mean: float
+    std: float
+
+    def __str__(self) -> str:
+        return "–" if math.isnan(self.mean) else f"{number(self.mean)} ± {number(self.std)}"
+
+    def csv(self) -> list[str]:
+        return [*Number(self.mean).csv(), *Number(self.std).csv()]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """`[0.5650, 0.6683]`; two CSV columns (low, high)."""
+
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return "–" if math.isnan(self.low) else f"[{number(self.low)}, {number(self.high)}]"
+
+    def csv(self) -> list[str]:
+        return [*Number(self.low).csv(), *Number(self.high).csv()]
+
+
+Value = str | Number | MeanStd | Interval
+
+
+@dataclass
+class CellTable:
+    """The table of cells, its values typed so that each format writes them its own way."""
+
+    header: list[str]
+    rows: list[list[Value]]
+    best: int | None  # the row shown in bold
+    score_column: int  # the val-acc column (bold too)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    def escape(text: Any) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(map(escape, header)) + " |"]
@@ -219,7 +355,13 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render(
-    cells: list[Cell], metric: str, source: Path, incomplete_tail: int, folder: Path
+    cells: list[Cell],
+    metric: str,
+    source: Path,
+    incomplete_tail: int,
+    folder: Path,
+    warnings: list[str],
+    ci: bool,
 ) -> list[str]:
     runs = [run for cell in cells for run in cell.runs]
     grid = runs[0]["grid"]
@@ -231,8 +373,9 @@ def render(
     if description:
         lines += [f"> {description}", ""]
     lines += header_notes(cells, metric, source, runs, ok, failed, incomplete_tail, folder)
+    lines += [f"- **Warning:** {warning}." for warning in warnings]
     lines += ["", "## Cells", ""]
-    lines += cell_table(cells, metric)
+    lines += markdown_cells(cell_table(cells, metric, ci))
     lines += test_section(cells, metric)
     lines += ["", "## Per seed", ""]
     lines += seed_table(cells, metric)
@@ -266,7 +409,7 @@ def header_notes(
     relative_source = Path(os.path.relpath(source.resolve(), folder.resolve())).as_posix()
     notes = [
         f"- **Encoder that produced these numbers:** {encoder_text(cells)}",
-        f"- **val-acc** is the dev-set `{metric}` (the grid's `training.metric`) at each run's "
+        f"- **val-acc** is the dev-set `{metric}` ({metric_origin(metric)}) at each run's "
         "best epoch, i.e. the epoch whose weights the run keeps; the per-seed table also gives "
         "the final epoch's value. micro/macro-F1 are dev values at that same epoch.",
         "- Each cell: mean ± std over its seeds; std and the variance V(val-acc) are sample "
@@ -274,6 +417,8 @@ def header_notes(
         "the baseline's (the first row). p is the two-sided Welch t-test (unequal variances) "
         "of the cell's per-seed val-acc against the baseline's; – where undefined. The best "
         "cell is in **bold**.",
+        *other_task_sets_note(cells),
+        *shared_settings_note(runs),
         f"- Runs: {len(ok)} ok, {len(failed)} failed; epochs per run: "
         f"{', '.join(map(str, epochs))}; seeds: {', '.join(map(str, seeds))}.",
         f"- Source: [{relative_source}]({relative_source}) (grid file "
@@ -299,6 +444,47 @@ def header_notes(
             "interrupted write); it is ignored here and repaired by the next `xtune grid`."
         )
     return notes
+
+
+def metric_origin(metric: str) -> str:
+    if metric == "mean_score":
+        return "the mean of the tasks' selection metrics, weighted by `tasks.NAME.weight`"
+    return "the grid's `training.metric`"
+
+
+def other_task_sets_note(cells: list[Cell]) -> list[str]:
+    """Why rows that train another set of tasks than the baseline have no Δ, p or bold."""
+    others = [cell for cell in cells if not comparable(cell, cells[0])]
+    if not others:
+        return []
+
+    def tasks_text(cell: Cell) -> str:
+        return ", ".join(task_set(cell)) or "the single task"
+
+    rows = "; ".join(f"{cell.name} ({tasks_text(cell)})" for cell in others)
+    return [
+        f"- Rows that train other tasks than the baseline ({tasks_text(cells[0])}): {rows}. "
+        "Their val-acc averages other metrics, so it is not comparable: they are not ranked "
+        "and get no Δ or p against the baseline."
+    ]
+
+
+def shared_settings_note(runs: list[dict[str, Any]]) -> list[str]:
+    """The settings given for every run (the grid file's `set:` and `xtune grid --set`), as
+    the results recorded them; each distinct set with its count of runs when they differ."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        shared = run.get("shared_overrides") or {}
+        text = "; ".join(f"`{key}={format_value(value)}`" for key, value in shared.items())
+        counts[text] = counts.get(text, 0) + 1
+    counts.pop("", None) if len(counts) == 1 else None
+    if not counts:
+        return []
+    if len(counts) == 1:
+        (text,) = counts
+        return [f"- Set for every run (the grid's `set:` and `--set`): {text}."]
+    sets = "; ".join(f"{text or '(nothing)'} ({n} runs)" for text, n in counts.items())
+    return [f"- **Runs were given different `set:` / `--set` settings:** {sets}."]
 
 
 def grid_description(runs: list[dict[str, Any]]) -> str:
@@ -370,56 +556,157 @@ def commit_text(run: dict[str, Any]) -> str:
     return f"commit {commit[:10]}" + (" + uncommitted changes" if run.get("git_dirty") else "")
 
 
-def cell_table(cells: list[Cell], metric: str) -> list[str]:
+def cell_table(cells: list[Cell], metric: str, ci: bool = False) -> CellTable:
+    """One row per cell: the settings that vary, val-acc over seeds, Δ and Welch p against the
+    baseline (the first cell) for the rows comparable with it."""
     keys = varying_settings(cells)
     baseline = cells[0]
     best = best_cell(cells, metric)
     baseline_values = baseline.values(metric)
     as_columns = len(keys) <= MAX_SETTING_COLUMNS
     task_keys = task_metric_keys(cells)
+    whole = partial_tasks(cells)
     header = ["row"]
     header += [setting_name(key) for key in keys] if as_columns else ["changes vs baseline"]
-    header += ["val-acc mean ± std", "V(val-acc)", "n", "best epoch"]
+    score_column = len(header)
+    header += [f"val-acc (dev {metric}) mean ± std", "V(val-acc)"]
+    header += [f"val-acc {CONFIDENCE:.0%} CI"] if ci else []
+    header += ["n", "best epoch"]
     # A multi-task grid: each task's selection metric instead of the F1 columns.
     header += [f"{key} mean ± std" for key in task_keys] if task_keys else ["micro-F1", "macro-F1"]
     rules = extra_rules([run for cell in cells for run in cell.ok_runs], "dev")
-    header += [f"macro-F1 {label}" for label, _ in rules]
+    header += [f"macro-F1 {label} mean ± std" for label, _ in rules]
     header += ["Δ vs baseline", "p (Welch)"]
-    rows = []
+    rows: list[list[Value]] = []
     for cell in cells:
         values = cell.values(metric)
-        flat = flatten(cell.config, partial_tasks(cells))
-        row = [cell.name]
+        flat = flatten(cell.config, whole)
+        row: list[Value] = [cell.name]
         if as_columns:
             row += [format_value(flat[key]) if key in flat else "–" for key in keys]
         else:
-            row.append(changes_from(cell, baseline, keys, partial_tasks(cells)))
+            row.append(changes_from(cell, baseline, keys, whole))
         spread = sample_variance(values)
         average = mean(values)
-        score = f"{number(average)} ± {number(math.sqrt(spread))}" if values else "–"
-        if cell is best:
-            row[0] = f"**{cell.name}**"
-            score = f"**{score}**"
         failures = sum(1 for run in cell.runs if run["status"] != "ok")
+        compared = cell is not baseline and comparable(cell, baseline)
+        row += [MeanStd(average, math.sqrt(spread)), Number(spread, "{:.3e}")]
+        row += [Interval(*confidence_interval(values))] if ci else []
         row += [
-            score,
-            variance_text(spread),
             f"{len(values)}" + (f" ({failures} failed)" if failures else ""),
-            number(mean([run["best_epoch"] for run in cell.ok_runs]), 1),
+            Number(mean([run["best_epoch"] for run in cell.ok_runs]), "{:.1f}"),
             *(
-                [mean_std([run["best"].get(key) for run in cell.ok_runs]) for key in task_keys]
+                [mean_std_of([run["best"].get(key) for run in cell.ok_runs]) for key in task_keys]
                 if task_keys
                 else [
-                    number(mean([run["best"]["micro_f1"] for run in cell.ok_runs])),
-                    number(mean([run["best"]["macro_f1"] for run in cell.ok_runs])),
+                    Number(mean([run["best"]["micro_f1"] for run in cell.ok_runs])),
+                    Number(mean([run["best"]["macro_f1"] for run in cell.ok_runs])),
                 ]
             ),
-            *[mean_std([rule(run).get("macro_f1") for run in cell.ok_runs]) for _, rule in rules],
-            "–" if cell is baseline else signed(average - mean(baseline_values)),
-            "–" if cell is baseline else p_text(welch_p_value(values, baseline_values)),
+            *[
+                mean_std_of([rule(run).get("macro_f1") for run in cell.ok_runs])
+                for _, rule in rules
+            ],
+            Number(average - mean(baseline_values) if compared else None, "{:+.4f}"),
+            Number(welch_p_value(values, baseline_values) if compared else None, "{:.3g}"),
         ]
         rows.append(row)
-    return table(header, rows)
+    best_row = cells.index(best) if best is not None else None
+    return CellTable(header, rows, best_row, score_column)
+
+
+def markdown_cells(cells: CellTable) -> list[str]:
+    rows = [[str(value) for value in row] for row in cells.rows]
+    if cells.best is not None:
+        best = rows[cells.best]
+        best[0] = f"**{best[0]}**"
+        if best[cells.score_column] != "–":
+            best[cells.score_column] = f"**{best[cells.score_column]}**"
+    return table(cells.header, rows)
+
+
+def csv_header(name: str, value: Value) -> list[str]:
+    """A column's CSV name(s): a mean ± std or an interval is two columns."""
+    if isinstance(value, MeanStd):
+        base = name.removesuffix(" mean ± std")
+        return [f"{base} mean", f"{base} std"]
+    if isinstance(value, Interval):
+        return [f"{name} low", f"{name} high"]
+    return [name]
+
+
+def csv_text(cells: CellTable) -> str:
+    """The table of cells as CSV: numbers in full, a mean ± std as two columns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    first = cells.rows[0]
+    header = [
+        part
+        for name, value in zip(cells.header, first, strict=True)
+        for part in csv_header(name, value)
+    ]
+    writer.writerow(header)
+    for row in cells.rows:
+        writer.writerow(
+            [
+                part
+                for value in row
+                for part in (value.csv() if not isinstance(value, str) else [value])
+            ]
+        )
+    return buffer.getvalue()
+
+
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(character, character) for character in str(text))
+
+
+def latex_text(cells: CellTable, rows: list[Cell], metric: str, warnings: list[str]) -> str:
+    """The table of cells as a LaTeX `table` (booktabs rules); the best row in bold; notes and
+    warnings as comments above it."""
+    grid = rows[0].runs[0]["grid"]
+    notes = [*other_task_sets_note(rows), *(f"Warning: {warning}." for warning in warnings)]
+    lines = [f"% {' '.join(note.removeprefix('- ').split())}" for note in notes]
+    lines += [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{" + "l" * len(cells.header) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(name) for name in cells.header) + r" \\",
+        r"\midrule",
+    ]
+    for position, row in enumerate(cells.rows):
+        texts = [latex_escape(value) for value in row]
+        if position == cells.best:
+            for column in (0, cells.score_column):
+                texts[column] = rf"\textbf{{{texts[column]}}}"
+        lines.append(" & ".join(texts) + r" \\")
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{Grid \texttt{{{latex_escape(grid)}}}: dev \texttt{{{latex_escape(metric)}}}"
+        r" at each run's best epoch, mean $\pm$ sample std over seeds; $\Delta$ and Welch's "
+        r"$p$ against the first row.}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def task_metric_keys(cells: list[Cell]) -> list[str]:
@@ -462,6 +749,11 @@ def fixed_thresholds(runs: list[dict[str, Any]], split: str) -> list[str]:
 
 def fixed_rule(split: str, threshold: str) -> Rule:
     return lambda run: ((run.get("fixed_thresholds") or {}).get(split) or {}).get(threshold) or {}
+
+
+def mean_std_of(values: list[float | None]) -> MeanStd:
+    present = [float(v) for v in values if v is not None]
+    return MeanStd(mean(present), math.sqrt(sample_variance(present)) if present else math.nan)
 
 
 def mean_std(values: list[float | None]) -> str:
@@ -542,7 +834,7 @@ def seed_table(cells: list[Cell], metric: str) -> list[str]:
         "row",
         "seed",
         "run id",
-        "val-acc (best epoch)",
+        f"val-acc (dev {metric}, best epoch)",
         "best epoch",
         "val-acc (final epoch)",
         "micro-F1",

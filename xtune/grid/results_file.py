@@ -8,7 +8,6 @@ fails (disk full) is undone before its `StorageError` is raised: the file keeps 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -17,11 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from xtune.config import ConfigError
 from xtune.faults import fault_point
 from xtune.grid.storage import storage_error
 
 RESULTS_FILE = "results.jsonl"
+# Beside the results (a lock file of its own: filelock truncates the file it locks).
+LOCK_FILE = "results.jsonl.lock"
 
 
 @dataclass
@@ -116,27 +119,30 @@ class ResultsFile:
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        """Lock the results file: two grid processes must not write it at once."""
+        """Lock the results file: two grid processes must not write it at once (an OS lock on
+        `results.jsonl.lock`, released when the process ends, however it ends)."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            lock = self.path.open("a")
+            self.path.open("a").close()  # created now if new; a read-only place fails here
         except OSError as error:
             raise storage_error(error, self.path, "open the results file for writing") from None
-        with lock:
-            try:
-                fsync_folder(self.folder)  # the file may be new
-            except OSError as error:
-                raise storage_error(error, self.folder, "record the results file") from None
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(
-                    f"{self.folder}: another `xtune grid` process is writing these results"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        try:
+            fsync_folder(self.folder)  # the file may be new
+        except OSError as error:
+            raise storage_error(error, self.folder, "record the results file") from None
+        lock = filelock.FileLock(self.folder / LOCK_FILE, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise ConfigError(
+                f"{self.folder}: another `xtune grid` process is writing these results"
+            ) from None
+        except OSError as error:
+            raise storage_error(error, self.folder / LOCK_FILE, "lock the results") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def fsync_folder(folder: Path) -> None:

@@ -1,0 +1,117 @@
+"""`xtune list`: the components a config can name, with the arguments and defaults it takes."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import textwrap
+from typing import Any
+
+# kind -> (config key that names one, module holding the registry, registry attribute). The
+# registries import their components, and most components are Keras layers or losses, so
+# listing them imports TensorFlow (metrics excepted).
+KINDS: dict[str, tuple[str, str, str]] = {
+    "encoders": ("encoder", "xtune.encoders", "ENCODERS"),
+    "heads": ("head", "xtune.heads", "HEADS"),
+    "losses": ("loss", "xtune.losses", "LOSSES"),
+    "score-losses": (
+        "tasks.NAME.loss of regression / bi_encoder tasks",
+        "xtune.losses",
+        "SCORE_LOSSES",
+    ),
+    "optimizers": ("optimizer", "xtune.training.optimizers", "OPTIMIZERS"),
+    "schedules": ("schedule", "xtune.training.optimizers", "SCHEDULES"),
+    "adversarial": ("adversarial", "xtune.training.adversarial", "ADVERSARIAL"),
+    "tasks": ("tasks.NAME.type", "xtune.tasks", "TASKS"),
+    "samplers": ("training.sampler", "xtune.tasks", "SAMPLERS"),
+    "metrics": ("training.metric, tasks.NAME.metric", "xtune.metrics", "METRIC_DIRECTIONS"),
+}
+WIDTH = 100  # of a printed line
+# What a user may type for a kind (`xtune list loss` as well as `xtune list losses`).
+ALIASES = {kind[: -2 if kind.endswith("sses") else -1]: kind for kind in KINDS if kind[-1] == "s"}
+
+
+def kind_of(word: str) -> str:
+    """The listed kind a user's word names (`loss` -> `losses`); ValueError when none."""
+    kind = ALIASES.get(word, word)
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {word!r}; valid kinds: {', '.join(KINDS)}")
+    return kind
+
+
+def describe(kind: str) -> list[str]:
+    """The lines `xtune list KIND` prints: a heading, then each name with its arguments and
+    defaults (as a config writes them) and the first line of its docstring."""
+    key, module_name, attribute = KINDS[kind]
+    registry = getattr(importlib.import_module(module_name), attribute)
+    lines = [f"{kind} (config key: {key})"]
+    if kind == "metrics":
+        return lines + [
+            f"  {name:<18} {'higher' if way == 'max' else 'lower'} is better"
+            for name, way in registry.items()
+        ]
+    for name in registry.names():
+        builder = registry.get(name)
+        arguments = "" if kind == "tasks" else signature_text(builder)
+        lines += wrapped(f"{name}{arguments}", "  ", " " * (len(name) + 3))
+        lines += wrapped(summary_line(builder), "      ", "      ")
+    if kind == "tasks":
+        lines += wrapped(f"every task takes: {task_keys_text()}", "  ", "    ")
+    return lines
+
+
+def wrapped(text: str, first: str, rest: str) -> list[str]:
+    if not text:
+        return []
+    return textwrap.wrap(
+        text, WIDTH, initial_indent=first, subsequent_indent=rest, break_long_words=False
+    )
+
+
+def arguments(builder: Any) -> list[inspect.Parameter]:
+    """The arguments a config may give `builder` (what `xtune.config` accepts), in signature
+    order, a subclass's before its base's; a required one has no default."""
+    from xtune.config import initializers, named_parameters
+
+    seen: dict[str, inspect.Parameter] = {}
+    for function in initializers(builder):
+        names = named_parameters(function)[0]
+        for parameter in inspect.signature(function).parameters.values():
+            if parameter.name in names and parameter.name not in seen:
+                seen[parameter.name] = parameter
+    return list(seen.values())
+
+
+def signature_text(builder: Any) -> str:
+    """`(pooling='mean', units=[], dropout=0.1)`: the arguments as a call would write them."""
+    parts = []
+    for parameter in arguments(builder):
+        if parameter.default is parameter.empty:
+            parts.append(f"{parameter.name} (required)")
+        else:
+            parts.append(f"{parameter.name}={parameter.default!r}")
+    return f"({', '.join(parts)})"
+
+
+def summary_line(builder: Any) -> str:
+    doc = inspect.getdoc(builder) or ""
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
+
+
+def task_keys_text() -> str:
+    from xtune.config import TaskConfig
+
+    parts = []
+    for item in dataclasses.fields(TaskConfig):
+        if item.default is not dataclasses.MISSING:
+            default = item.default
+        else:
+            default = item.default_factory()  # type: ignore[misc]
+        if hasattr(default, "kwargs"):  # a component: its name
+            parts.append(f"{item.name}={default.name!r}")
+        elif dataclasses.is_dataclass(default):
+            parts.append(f"{item.name} (a section, as the top-level one)")
+        else:
+            parts.append(f"{item.name}={default!r}")
+    return ", ".join(parts)
