@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xtune"
 # entry of a lower layer; never a sibling package of its own layer, never a higher layer.
 LAYERS: list[tuple[str, ...]] = [
     ("xtune.cli",),
+    ("xtune.components", "xtune.config_template"),  # `xtune list` and `xtune init`
     ("xtune.grid",),
     # The YAML machinery validates against the registries of tasks, samplers, optimizers,
     # schedules and adversarial steps, so it sits above them; below it the schema alone.
@@ -22,7 +23,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("xtune.model", "xtune.data"),
     ("xtune.config_schema",),
     ("xtune.encoders", "xtune.heads", "xtune.losses"),
-    ("xtune.registry", "xtune.metrics", "xtune.files", "xtune.thresholds", "xtune.faults", "xtune"),
+    (
+        "xtune.registry",
+        "xtune.metrics",
+        "xtune.files",
+        "xtune.thresholds",
+        "xtune.faults",
+        "xtune.quiet_tensorflow",
+        "xtune",
+    ),
 ]
 
 # The one edge that points up, with its reason: reloading a run folder (tasks layer; the
