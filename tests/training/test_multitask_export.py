@@ -62,3 +62,39 @@ def test_export_signatures_match_the_framework(annealed_run, tmp_path):
     )
     np.testing.assert_allclose(embedding, normalized(np.asarray(vectors)), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+
+
+def test_two_tasks_with_fgm_lora_ema_and_reinit_train_and_export(files, tmp_path):
+    """Every training feature works for every task: a classification and a regression task
+    with FGM, LoRA, EMA and a re-initialised top layer train together, and each exported
+    signature serves what the reloaded run predicts in-framework."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
+
+    from xtune.export.multitask import export_multitask_run
+
+    folder, tasks = files
+    two = {
+        "sentiment": tasks["sentiment"],
+        "similarity": {"type": "regression", "data": tasks["sts"]["data"], "low": 0, "high": 5},
+    }
+    raw = run_config(folder, two, tmp_path, epochs=2, steps_per_epoch=3).to_dict()
+    raw["adversarial"] = {"name": "fgm", "epsilon": 0.5}
+    raw["finetune"] = {"lora_rank": 2, "lora_alpha": 4, "reinit_top_layers": 1}
+    raw["optimizer"] = {"name": "adamw", "learning_rate": 3e-3, "use_ema": True}
+    result = train(parse_run_config(raw), run_dir=tmp_path / "run")
+    assert all(np.isfinite(h["train_loss"]) for h in result.history)
+    assert {"sentiment.subset_accuracy", "similarity.pearson"} <= set(result.best)
+
+    run = load_run(result.run_dir)
+    loaded = tf.saved_model.load(str(export_multitask_run(result.run_dir, tmp_path / "export")))
+    assert set(loaded.signatures) == {"sentiment", "similarity"}
+    texts = ["love super the new", "not force and you", "what can club"]
+    pairs = ["super love", "hello world plus", "club can what"]
+    by_task = {task.name: task for task in run.tasks}
+    got = loaded.signatures["sentiment"](text=tf.constant(texts))["probabilities"].numpy()
+    want = by_task["sentiment"].loss.scores(predict_texts(run, "sentiment", texts))
+    np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
+    signature = loaded.signatures["similarity"]
+    got = signature(text=tf.constant(texts), text_pair=tf.constant(pairs))["score"].numpy()
+    want = by_task["similarity"].loss.scores(predict_texts(run, "similarity", texts, pairs))
+    np.testing.assert_allclose(got, np.asarray(want).reshape(got.shape), atol=1e-5)
