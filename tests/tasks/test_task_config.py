@@ -76,8 +76,10 @@ def test_single_task_config_is_unchanged(tmp_path):
     # no new keys in a single-task config's dict: grid run ids stay what they were
     assert "tasks" not in written
     assert "sampler" not in written["training"] and "pcgrad" not in written["training"]
-    with pytest.raises(ConfigError, match="training.pcgrad: only for multi-task runs"):
-        parse_run_config({**raw, "training": {**raw["training"], "pcgrad": True}})
+    # One pipeline: a config without `tasks:` is one task, and PCGrad / samplers apply to it
+    # too (with one task PCGrad is a plain step); only an explicit setting is written.
+    pcgrad = parse_run_config({**raw, "training": {**raw["training"], "pcgrad": True}})
+    assert pcgrad.to_dict()["training"]["pcgrad"] is True
 
 
 def test_a_config_without_tasks_is_one_classification_task(tmp_path):

@@ -42,7 +42,6 @@ class ClassificationTask(Task):
         from xtune.data.pipeline import tokenize_examples
 
         examples, vocab = load_splits(self.config.data)
-        self.check_label_counts(examples)
         self.labels = list(vocab.names)
         text_encoder = self.text_encoder(encoder)
         splits = {}
