@@ -31,8 +31,8 @@ import tensorflow_text  # noqa: E402, F401  (registers the tokenizer ops of the 
 from xtune.config import DataConfig  # noqa: E402
 from xtune.data.examples import read_examples  # noqa: E402
 from xtune.export.saved_model import EXPORT_FILE, export_run, format_bytes  # noqa: E402
-from xtune.export.trained_run import load_trained_run as load_run
 from xtune.run_folder import check_run_folder  # noqa: E402
+from xtune.tasks.run_folder import load_run, task_inputs  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -139,15 +139,15 @@ def in_framework_throughput(
     run_dir: Path, texts: list[str], pairs: list[str] | None, rows: int
 ) -> None:
     run = load_run(run_dir)
-    batch_texts = tf.constant(batch_of(texts, rows, 0))
-    batch_pairs = None if pairs is None else tf.constant(batch_of(pairs, rows, 0))
-    inputs = run.text_encoder.pad(run.text_encoder(batch_texts, batch_pairs))
-    inputs = {k: v.numpy() for k, v in inputs.items()}
-    run.model.predict(inputs, batch_size=32, verbose=0)  # trace
+    task = run.task()  # the default task, which `serving_default` serves
+    batch_pairs = None if pairs is None else batch_of(pairs, rows, 0)
+    inputs = task_inputs(run, task.name, batch_of(texts, rows, 0), batch_pairs)
+    model = run.graph.task_models[task.name]
+    model.predict(inputs, batch_size=32, verbose=0)  # trace
     started = time.perf_counter()
-    run.model.predict(inputs, batch_size=32, verbose=0)
+    model.predict(inputs, batch_size=32, verbose=0)
     seconds = time.perf_counter() - started
-    length = inputs["token_ids"].shape[1]
+    length = next(iter(inputs.values())).shape[1]
     print(
         f"in-framework Keras predict (batch 32, ids padded to {length}): "
         f"{rows / seconds:.0f} rows/s over {rows} rows"

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, sample_run_config
+from tests.task_view import load_task_view as load_run
 from xtune.config import parse_run_config
-from xtune.export.trained_run import load_trained_run as load_run
 from xtune.run_folder import REQUIRED_FILES
 from xtune.training.evaluation import predict_logits
 from xtune.training.trainer import train

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument(
-        "--task", help="the task to predict (required for a multi-task model, else not given)"
+        "--task", help="the task to predict (required when the model has several tasks)"
     )
 
     listing = commands.add_parser(
@@ -229,14 +229,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "init":
         return write_template(args.path, force=args.force)
     if args.command == "export":
-        from xtune.tasks.run_folder import is_multitask_run
-
-        if is_multitask_run(args.run_dir):  # a signature per task
-            from xtune.export.multitask import export_multitask_run
-
-            export_multitask_run(args.run_dir, args.out_dir, force=args.force)
-            return 0
-        from xtune.export.saved_model import export_run
+        from xtune.export.saved_model import export_run  # any run: a signature per task
 
         export_run(args.run_dir, args.out_dir, force=args.force)
         return 0

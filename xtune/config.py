@@ -406,7 +406,18 @@ def parse_tasks(
         tasks[name] = config
     if not tasks:
         raise ConfigError(f"{source}: tasks: give at least one task")
+    check_signature_names(tasks, source)
     return tasks
+
+
+def check_signature_names(tasks: dict[str, TaskConfig], source: str) -> None:
+    """No task may be named like one of the export's signatures (`xtune.tasks.signatures`)."""
+    from xtune.tasks.signatures import check_task_names
+
+    try:
+        check_task_names({name: task.type for name, task in tasks.items()})
+    except ValueError as error:
+        raise ConfigError(f"{source}: tasks.{error}") from None
 
 
 def score_losses() -> Any:

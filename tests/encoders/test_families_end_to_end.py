@@ -63,13 +63,13 @@ def test_grid_trains_every_family(family_grid):
 def test_family_run_exports_and_serves_like_training(family_grid, family):
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 
+    from tests.task_view import load_task_view as load_run
     from xtune.export.saved_model import export_run
-    from xtune.export.trained_run import load_trained_run as load_run
 
     root, lines = family_grid
     line = next(line for line in lines if line["row"] == family)
     run = load_run(line["run_dir"])
-    result = export_run(run, root / "exports" / family)
+    result = export_run(run.run, root / "exports" / family)
     assert result.metadata["check"]["max_abs_difference"] <= 1e-5
 
     served = tf.saved_model.load(str(result.path)).signatures["tokenize"](text=tf.constant(TEXTS))

@@ -110,10 +110,10 @@ def single_run(pair_run, export_root) -> Path:
 
 @pytest.fixture(scope="session")
 def load_trained_run():
-    """`load_run`, once per run folder for the session."""
-    from xtune.export.trained_run import load_trained_run as load_run
+    """`load_run` (as a view of its one task), once per run folder for the session."""
+    from tests.task_view import load_task_view
 
-    return functools.cache(load_run)
+    return functools.cache(load_task_view)
 
 
 # The exports reuse the session's loaded runs: one load and one tokenizer trace per run.
@@ -123,14 +123,14 @@ def load_trained_run():
 def pair_export(load_trained_run, pair_run, export_root) -> Path:
     from xtune.export.saved_model import export_run
 
-    return export_run(load_trained_run(pair_run), export_root / "exports" / "pair").path
+    return export_run(load_trained_run(pair_run).run, export_root / "exports" / "pair").path
 
 
 @pytest.fixture(scope="session")
 def single_export(load_trained_run, single_run, export_root) -> Path:
     from xtune.export.saved_model import export_run
 
-    return export_run(load_trained_run(single_run), export_root / "exports" / "single").path
+    return export_run(load_trained_run(single_run).run, export_root / "exports" / "single").path
 
 
 @pytest.fixture(scope="session")
@@ -138,4 +138,4 @@ def token_id_export(load_trained_run, pair_run, export_root) -> Path:
     from xtune.export.saved_model import export_token_id_model
 
     out = export_root / "exports" / "pair_token_ids"
-    return export_token_id_model(load_trained_run(pair_run), out).path
+    return export_token_id_model(load_trained_run(pair_run).run, out).path

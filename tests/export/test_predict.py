@@ -91,3 +91,14 @@ def test_predict_file_names_a_missing_text_column(pair_export, tmp_path):
     with pytest.raises(DataError, match="column 'body'.*has columns: text, title"):
         predict_file(pair_export, path, tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_one_task_may_be_named_default(pair_run, pair_export, table_with_bad_rows, tmp_path):
+    """A config without `tasks:` is one task, `default`: naming it changes nothing."""
+    from xtune.export.predict import predict_file
+
+    for model_dir in (pair_run, pair_export):
+        outputs = [tmp_path / "plain.csv", tmp_path / "named.csv"]
+        predict_file(model_dir, table_with_bad_rows, outputs[0], verbose=0)
+        predict_file(model_dir, table_with_bad_rows, outputs[1], verbose=0, task="default")
+        pd.testing.assert_frame_equal(pd.read_csv(outputs[0]), pd.read_csv(outputs[1]))

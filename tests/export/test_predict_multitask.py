@@ -1,6 +1,6 @@
-"""`xtune predict --task`: one task of a multi-task run folder or of its export labels a
-table; the run folder, the export and `predict_texts` agree; a wrong or missing `--task`
-is one error line."""
+"""`xtune predict --task`: one task of a multi-task run folder or of its export (the one
+`export_run`) labels a table; the run folder, the export and `predict_texts` agree; a wrong
+or missing `--task` is one error line."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def multitask_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def multitask_export(multitask_run, tmp_path_factory):
-    from xtune.export.multitask import export_multitask_run
+    from xtune.export.saved_model import export_run
 
-    return export_multitask_run(multitask_run, tmp_path_factory.mktemp("mt_export") / "export")
+    return export_run(multitask_run, tmp_path_factory.mktemp("mt_export") / "export").path
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +134,12 @@ def test_a_multitask_model_needs_a_known_task(
     assert not output.exists()
 
 
-def test_task_on_a_single_task_model_is_refused(pair_run, table, tmp_path, capsys):
+def test_a_single_task_model_has_one_task_named_default(pair_run, table, tmp_path, capsys):
+    """A config without `tasks:` is one task, `default`: `--task` may name it, nothing else."""
     output = tmp_path / "out.csv"
     argv = ["predict", pair_run, "--task", "sentiment", "--input", table, "--output", output]
     code, _, err = run_cli(argv, capsys)
-    assert_user_error(code, err, "single-task model has one task", "--task sentiment")
+    assert_user_error(code, err, "no task 'sentiment'", "--task is one of: default")
     assert not output.exists()
 
 
@@ -161,7 +162,7 @@ def test_the_export_records_each_task_columns(multitask_export, table, tmp_path,
     import json
     import shutil
 
-    from xtune.export.multitask import EXPORT_FILE
+    from xtune.export.saved_model import EXPORT_FILE
 
     metadata = json.loads((multitask_export / EXPORT_FILE).read_text())
     assert metadata["tasks"]["sts"]["columns"] == {"text": "text", "text_pair": "text_pair"}

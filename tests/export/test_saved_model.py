@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -255,7 +256,7 @@ def test_failed_check_leaves_nothing_and_force_keeps_the_old_export(
 
     monkeypatch.setattr(saved_model, "check_token_id_export", failing_check)
     with pytest.raises(saved_model.ExportError, match="simulated"):
-        saved_model.export_token_id_model(load_trained_run(pair_run), out, force=True)
+        saved_model.export_token_id_model(load_trained_run(pair_run).run, out, force=True)
     assert leftovers(tmp_path) == ["model"]
     assert (out / "export.json").read_text() == before
 
@@ -273,8 +274,130 @@ def test_force_replaces_an_earlier_export(
         "check_token_id_export",
         lambda loaded, run: {"strings": 0, "max_abs_difference": 0.0},
     )
-    result = saved_model.export_token_id_model(load_trained_run(pair_run), out, force=True)
+    result = saved_model.export_token_id_model(load_trained_run(pair_run).run, out, force=True)
     assert result.path == out.resolve()
     assert not (out / "stale.txt").exists()
     assert (out / "saved_model.pb").is_file()
     assert leftovers(tmp_path) == ["model"]
+
+
+# ---------------------------------------------------------------- the single-task signatures
+
+# Recorded from `xtune export` before the one export for every run (commit 1b95ed5): the
+# `structured_input_signature` and `structured_outputs` of each signature of a config
+# without `tasks:`, as (shape, dtype) by name; `L` stands for the number of labels.
+L = "num_labels"
+IDS = ((None, None), tf.int32)
+RECORDED_SIGNATURES = {
+    "serving_default": (
+        {"text": ((None,), tf.string), "text_pair": ((None,), tf.string)},
+        {
+            "probabilities": ((None, L), tf.float32),
+            "predictions": ((None, L), tf.int32),
+            "labels": ((None, None), tf.string),
+        },
+    ),
+    "tokenize": (
+        {"text": ((None,), tf.string), "text_pair": ((None,), tf.string)},
+        {"token_ids": IDS, "segment_ids": IDS, "padding_mask": IDS},
+    ),
+    "serving_token_ids": (
+        {"token_ids": IDS, "segment_ids": IDS, "padding_mask": IDS},
+        {
+            "probabilities": ((None, L), tf.float32),
+            "predictions": ((None, L), tf.int32),
+            "labels": ((None, None), tf.string),
+        },
+    ),
+}
+
+
+def signature_structure(signature) -> tuple[dict, dict]:
+    """(inputs, outputs) of a loaded signature as {name: (shape, dtype)}; specs named as keyed."""
+    args, inputs = signature.structured_input_signature
+    assert args == ()
+    structure = []
+    for specs in (inputs, signature.structured_outputs):
+        assert all(spec.name == name for name, spec in specs.items())
+        structure.append({name: (tuple(spec.shape), spec.dtype) for name, spec in specs.items()})
+    return structure[0], structure[1]
+
+
+def expected_structure(name: str, num_labels: int, pair: bool) -> tuple[dict, dict]:
+    inputs, outputs = RECORDED_SIGNATURES[name]
+    if not pair:
+        inputs = {key: value for key, value in inputs.items() if key != "text_pair"}
+    outputs = {
+        key: (tuple(num_labels if size == L else size for size in shape), dtype)
+        for key, (shape, dtype) in outputs.items()
+    }
+    return inputs, outputs
+
+
+@pytest.mark.parametrize("kind", ["pair", "single"])
+def test_a_one_task_export_keeps_the_recorded_signatures(
+    kind, pair_export, single_export, load_trained_run, pair_run
+):
+    """A config without `tasks:` exports exactly the signatures, input and output names,
+    shapes and dtypes it did before runs were lists of tasks."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
+
+    loaded = tf.saved_model.load(str(pair_export if kind == "pair" else single_export))
+    assert set(loaded.signatures) == set(RECORDED_SIGNATURES)
+    num_labels = len(load_trained_run(pair_run).labels)
+    for name in RECORDED_SIGNATURES:
+        pair = kind == "pair" or name == "serving_token_ids"
+        expected = expected_structure(name, num_labels, pair)
+        assert signature_structure(loaded.signatures[name]) == expected, name
+    metadata = json.loads((pair_export / "export.json").read_text(encoding="utf-8"))
+    assert metadata["signatures"] == ["serving_default", "tokenize", "serving_token_ids"]
+    assert metadata["default_task"] == "default"
+    assert metadata["tasks"]["default"]["signatures"] == {
+        "serve": "serving_default",
+        "tokenize": "tokenize",
+        "token_ids": "serving_token_ids",
+    }
+
+
+FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "run_folder_v1"
+
+
+def test_a_run_folder_from_before_tasks_exports_and_predicts(tmp_path):
+    """The committed run folder from before tasks (no tasks.json, a bare thresholds list)
+    exports with today's single-task signatures and tuned thresholds, and the export and the
+    folder both predict what that code predicted."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
+
+    from xtune.export.predict import predict_file
+    from xtune.export.saved_model import export_run
+
+    folder = Path(shutil.copytree(FIXTURE_V1, tmp_path / "run"))
+    expected = json.loads((folder / "expected_predictions.json").read_text(encoding="utf-8"))
+    thresholds = json.loads((folder / "thresholds.json").read_text())["thresholds"]
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))["labels"]
+    result = export_run(folder, tmp_path / "export")
+    assert result.metadata["thresholds"] == pytest.approx(thresholds)
+    assert result.metadata["labels"] == labels
+    assert result.metadata["check"]["max_abs_difference"] <= 1e-5
+    loaded = tf.saved_model.load(str(result.path))
+    for name in RECORDED_SIGNATURES:
+        expected_signature = expected_structure(name, len(labels), pair=True)
+        assert signature_structure(loaded.signatures[name]) == expected_signature, name
+    served = loaded.signatures["serving_default"](
+        text=tf.constant(expected["texts"]), text_pair=tf.constant(expected["pairs"])
+    )
+    probabilities = served["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
+    decided = (probabilities > np.asarray(thresholds)).astype(np.int32)
+    np.testing.assert_array_equal(served["predictions"].numpy(), decided)
+
+    table = tmp_path / "input.csv"
+    pd.DataFrame({"body": expected["texts"], "title": expected["pairs"]}).to_csv(table, index=False)
+    for source, model_dir in (("run", folder), ("export", result.path)):
+        output = tmp_path / f"{source}.csv"
+        predict_file(model_dir, table, output, verbose=0)
+        written = pd.read_csv(output, keep_default_na=False)
+        columns = [f"prob_{label}" for label in labels]
+        np.testing.assert_allclose(
+            written[columns].to_numpy(np.float64), expected["probabilities"], atol=2e-6
+        )

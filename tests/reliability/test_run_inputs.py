@@ -312,7 +312,7 @@ def test_empty_and_10k_character_texts_are_predicted_or_marked(trained, tmp_path
 
 
 def test_an_old_run_folder_without_hashes_loads_with_a_warning(trained, tmp_path, caplog):
-    from xtune.export.trained_run import load_trained_run as load_run
+    from tests.task_view import load_task_view as load_run
 
     run = copy_run(trained, tmp_path, forget_hashes)
     assert load_run(run).labels == json.loads((trained.run / "labels.json").read_text())["labels"]
@@ -321,10 +321,10 @@ def test_an_old_run_folder_without_hashes_loads_with_a_warning(trained, tmp_path
 
 def test_predict_on_dev_reproduces_the_run_metrics_exactly(trained, tmp_path, capsys):
     """A mixed_bfloat16 run's metrics.json and thresholds are the float32 served model's."""
+    from tests.task_view import load_task_view as load_run
     from xtune.config import parse_run_config
     from xtune.data.examples import load_splits
     from xtune.data.pipeline import tokenize_examples
-    from xtune.export.trained_run import load_trained_run as load_run
     from xtune.metrics import multilabel_metrics
     from xtune.thresholds import tune_thresholds
     from xtune.training.evaluation import predict_logits

@@ -68,6 +68,35 @@ def test_task_type_checks(raw):
         parse_run_config(apply_overrides(raw, {"training.sampler": "anealed"}))
 
 
+@pytest.mark.parametrize(
+    ("name", "taken_by"),
+    [
+        ("serving_default", "an export signature of every run"),
+        ("embed", "an export signature of every run"),
+        ("tokenize", "an export signature of every run"),
+        ("serving_token_ids", "an export signature of every run"),
+        ("sts_embed", "task 'sts''s embed signature"),
+        ("sst_token_ids", "task 'sst''s token_ids signature"),
+    ],
+)
+def test_a_task_named_like_an_export_signature_is_refused(raw, name, taken_by):
+    """The export names a signature after each task, so a task cannot take the name of
+    another signature; the error says which and lists the reserved names."""
+    raw["tasks"][name] = dict(raw["tasks"]["sst"])
+    with pytest.raises(ConfigError) as error:
+        parse_run_config(raw)
+    message = str(error.value)
+    assert f"tasks.{name}: the task name is also the name of {taken_by}" in message
+    assert "reserved: serving_default, tokenize, serving_token_ids, embed" in message
+    assert "\n" not in message
+
+
+def test_a_cross_encoder_task_may_end_in_embed(raw):
+    """Only a bi-encoder task `T` has a `T_embed` signature."""
+    raw["tasks"]["sst_embed"] = dict(raw["tasks"]["sst"])
+    assert "sst_embed" in parse_run_config(raw).tasks
+
+
 def test_single_task_config_is_unchanged(tmp_path):
     raw = sample_run_config(tmp_path)
     config = parse_run_config(raw)

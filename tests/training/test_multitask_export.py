@@ -1,5 +1,11 @@
-"""A multi-task run's SavedModel: a signature per task and `embed`; its outputs equal the
-reloaded run's in-framework predictions."""
+"""A multi-task run's export (`xtune.export.saved_model.export_run`, one export for any run):
+a signature per task named after it, `<task>_tokenize` and `<task>_token_ids`, `<bi-encoder
+task>_embed` and `embed`; `serving_default`, `tokenize` and `serving_token_ids` answer for the
+first task. Its outputs equal the reloaded run's in-framework predictions, with each
+classification task's tuned thresholds."""
+
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +15,9 @@ from tests.tasks.task_data import multitask_config, shared_three_tasks
 from xtune.config import parse_run_config
 from xtune.tasks.run_folder import load_run, predict_texts
 from xtune.training.trainer import train
+
+TEXTS = ["love super the new", "not force and you", "what can club"]
+PAIRS = ["super love", "hello world plus", "club can what"]
 
 
 @pytest.fixture(scope="module")
@@ -31,50 +40,71 @@ def annealed_run(files, tmp_path_factory):
     return config, train(config, run_dir=tmp / "run")
 
 
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
 def test_export_signatures_match_the_framework(annealed_run, tmp_path):
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
 
-    from xtune.export.multitask import export_multitask_run, normalized
+    from xtune.export.saved_model import export_run
 
     _, result = annealed_run
     run = load_run(result.run_dir)
-    loaded = tf.saved_model.load(str(export_multitask_run(result.run_dir, tmp_path / "export")))
-    assert set(loaded.signatures) == {"sentiment", "paraphrase", "sts", "sts_embed", "embed"}
-    texts = ["love super the new", "not force and you", "what can club"]
-    pairs = ["super love", "hello world plus", "club can what"]
+    exported = export_run(result.run_dir, tmp_path / "export")
+    loaded = tf.saved_model.load(str(exported.path))
+    per_task = {
+        f"{name}{suffix}"
+        for name in ("sentiment", "paraphrase", "sts")
+        for suffix in ("", "_tokenize", "_token_ids")
+    }
+    shared = {"serving_default", "tokenize", "serving_token_ids", "embed", "sts_embed"}
+    assert set(loaded.signatures) == per_task | shared
+    assert set(exported.metadata["signatures"]) == per_task | shared
+    assert exported.metadata["default_task"] == "sentiment"
+    assert exported.metadata["labels"] == exported.metadata["tasks"]["sentiment"]["labels"]
+    assert exported.metadata["check"]["max_abs_difference"] <= 1e-5
     by_task = {task.name: task for task in run.tasks}
-    got = loaded.signatures["sentiment"](text=tf.constant(texts))["probabilities"].numpy()
-    want = by_task["sentiment"].loss.scores(predict_texts(run, "sentiment", texts))
-    np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
-    assert got.shape == (3, 2)
+    for name in ("sentiment", "serving_default"):  # serving_default is the first task's
+        got = loaded.signatures[name](text=tf.constant(TEXTS))["probabilities"].numpy()
+        want = by_task["sentiment"].loss.scores(predict_texts(run, "sentiment", TEXTS))
+        np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
+        assert got.shape == (3, 2)
     signature = loaded.signatures["paraphrase"]
-    got = signature(text=tf.constant(texts), text_pair=tf.constant(pairs))["probabilities"]
-    want = by_task["paraphrase"].loss.scores(predict_texts(run, "paraphrase", texts, pairs))
+    got = signature(text=tf.constant(TEXTS), text_pair=tf.constant(PAIRS))["probabilities"]
+    want = by_task["paraphrase"].loss.scores(predict_texts(run, "paraphrase", TEXTS, PAIRS))
     np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
-    got = loaded.signatures["sts"](text=tf.constant(texts), text_pair=tf.constant(pairs))["score"]
-    want = by_task["sts"].loss.scores(predict_texts(run, "sts", texts, pairs))
+    got = loaded.signatures["sts"](text=tf.constant(TEXTS), text_pair=tf.constant(PAIRS))["score"]
+    want = by_task["sts"].loss.scores(predict_texts(run, "sts", TEXTS, PAIRS))
     np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
-    embedding = loaded.signatures["embed"](text=tf.constant(texts))["embedding"].numpy()
+    # The bi-encoder's token-id signature takes each side's ids, as its model does.
+    ids = loaded.signatures["sts_tokenize"](text=tf.constant(TEXTS), text_pair=tf.constant(PAIRS))
+    assert sorted(ids) == sorted(exported.metadata["tasks"]["sts"]["token_id_inputs"])
+    got = loaded.signatures["sts_token_ids"](**ids)["score"]
+    np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
     text_encoder = run.text_encoders["sts"]
-    encoded = text_encoder.pad(text_encoder(tf.constant(texts)))
+    encoded = text_encoder.pad(text_encoder(tf.constant(TEXTS)))
     vectors = run.graph.embed_models["sts"].predict_on_batch(
         {f"a_{key}": value for key, value in encoded.items()}
     )
-    np.testing.assert_allclose(embedding, normalized(np.asarray(vectors)), atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+    for name in ("embed", "sts_embed"):
+        embedding = loaded.signatures[name](text=tf.constant(TEXTS))["embedding"].numpy()
+        np.testing.assert_allclose(embedding, normalized(np.asarray(vectors)), atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
 
 
 def test_two_tasks_with_fgm_lora_ema_and_reinit_train_and_export(files, tmp_path):
     """Every training feature works for every task: a classification and a regression task
     with FGM, LoRA, EMA and a re-initialised top layer train together, and each exported
-    signature serves what the reloaded run predicts in-framework."""
+    signature serves what the reloaded run predicts in-framework, the classification task
+    with its tuned thresholds."""
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
 
-    from xtune.export.multitask import export_multitask_run
+    from xtune.export.saved_model import export_run
 
     folder, tasks = files
     two = {
-        "sentiment": tasks["sentiment"],
+        "sentiment": {**tasks["sentiment"], "loss": "bce"},  # thresholds to tune
         "similarity": {"type": "regression", "data": tasks["sts"]["data"], "low": 0, "high": 5},
     }
     raw = run_config(folder, two, tmp_path, epochs=2, steps_per_epoch=3).to_dict()
@@ -86,15 +116,29 @@ def test_two_tasks_with_fgm_lora_ema_and_reinit_train_and_export(files, tmp_path
     assert {"sentiment.subset_accuracy", "similarity.pearson"} <= set(result.best)
 
     run = load_run(result.run_dir)
-    loaded = tf.saved_model.load(str(export_multitask_run(result.run_dir, tmp_path / "export")))
-    assert set(loaded.signatures) == {"sentiment", "similarity"}
-    texts = ["love super the new", "not force and you", "what can club"]
-    pairs = ["super love", "hello world plus", "club can what"]
+    tuned = json.loads((result.run_dir / "thresholds.json").read_text())["thresholds"]
+    assert set(tuned) == {"sentiment"}
+    exported = export_run(result.run_dir, tmp_path / "export")
+    loaded = tf.saved_model.load(str(exported.path))
+    assert exported.metadata["tasks"]["sentiment"]["thresholds"] == pytest.approx(
+        tuned["sentiment"]
+    )
+    assert exported.metadata["tasks"]["similarity"]["thresholds"] is None
     by_task = {task.name: task for task in run.tasks}
-    got = loaded.signatures["sentiment"](text=tf.constant(texts))["probabilities"].numpy()
-    want = by_task["sentiment"].loss.scores(predict_texts(run, "sentiment", texts))
-    np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)
+    served = loaded.signatures["sentiment"](text=tf.constant(TEXTS))
+    want = np.asarray(by_task["sentiment"].loss.scores(predict_texts(run, "sentiment", TEXTS)))
+    np.testing.assert_allclose(served["probabilities"].numpy(), want, atol=1e-5)
+    np.testing.assert_array_equal(
+        served["predictions"].numpy(), (want > np.asarray(tuned["sentiment"])).astype(np.int32)
+    )
     signature = loaded.signatures["similarity"]
-    got = signature(text=tf.constant(texts), text_pair=tf.constant(pairs))["score"].numpy()
-    want = by_task["similarity"].loss.scores(predict_texts(run, "similarity", texts, pairs))
+    got = signature(text=tf.constant(TEXTS), text_pair=tf.constant(PAIRS))["score"].numpy()
+    want = by_task["similarity"].loss.scores(predict_texts(run, "similarity", TEXTS, PAIRS))
     np.testing.assert_allclose(got, np.asarray(want).reshape(got.shape), atol=1e-5)
+
+    # Whatever thresholds.json holds is what the export serves: here label 0 always, 1 never.
+    copy = shutil.copytree(result.run_dir, tmp_path / "extreme")
+    (copy / "thresholds.json").write_text(json.dumps({"thresholds": {"sentiment": [0, 1]}}))
+    extreme = tf.saved_model.load(str(export_run(copy, tmp_path / "export-extreme").path))
+    predictions = extreme.signatures["sentiment"](text=tf.constant(TEXTS))["predictions"]
+    np.testing.assert_array_equal(predictions.numpy(), [[1, 0]] * len(TEXTS))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from xtune.export.trained_run import load_trained_run
+from tests.task_view import load_task_view as load_trained_run
 from xtune.tasks.run_folder import load_run
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "run_folder_v1"

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
+from tests.task_view import load_task_view as load_run
 from tests.training.conftest import run_config
 from xtune.data.pipeline import make_dataset
 from xtune.encoders import load_encoder
-from xtune.export.trained_run import load_trained_run as load_run
 from xtune.tasks import build_tasks
 from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
 from xtune.training.lora import ADAPTER_FILE, load_adapter

@@ -1,32 +1,36 @@
-"""`export_run`: a run folder -> a checked TensorFlow SavedModel that takes raw strings.
+"""`export_run`: a run folder (one task or many) -> a checked SavedModel that takes raw strings.
 
 Layout of an export folder (`xtune export RUN OUT`):
 
 ```
 OUT/saved_model.pb, fingerprint.pb, variables/   the SavedModel (weights stored once)
-OUT/assets/labels.txt                            label names, one a line, in output order
+OUT/assets/labels.txt                            the default task's label names, one a line
 OUT/assets/vocab.txt, ...                        the tokenizer's files (for id clients)
 OUT/assets/export.json                           the metadata below
 OUT/export.json                                  the same, plus sizes and the export check
 ```
 
-Signatures (see `serving_module.py` for the outputs):
+Signatures (`serving_module.py` has their inputs and outputs): a config without `tasks:`
+has today's `serving_default(text[, text_pair])`, `tokenize` and `serving_token_ids`; a run
+with named tasks has, per task `T`, `T`, `T_tokenize`, `T_token_ids` and, for a bi-encoder,
+`T_embed`; `serving_default`, `tokenize` and `serving_token_ids` are then the FIRST task's
+(the default task), and `embed` is the only bi-encoder's embedding.
 
-- `serving_default(text)` or, for runs trained on pairs, `serving_default(text, text_pair)`:
-  batches of raw `tf.string`, tokenized in-graph by the run's own `TextEncoder`;
-- `tokenize(text[, text_pair])`: the padded `token_ids`, `segment_ids` (for encoders that take
-  them), `padding_mask`;
-- `serving_token_ids(token_ids, [segment_ids,] padding_mask)`: the classifier on ids.
+Metadata (`export.json`): the default task's record at the top level (`labels`,
+`thresholds`, `text_column`, `token_id_inputs`, ..., as single-task exports always had), and
+`tasks`: every task's record by name (type, labels, metric, columns, loss, decision rule,
+thresholds, inputs, signatures, tokenizer settings), which `xtune predict --task` reads.
 
 Loaders need `tensorflow` and `tensorflow-text` only: `import tensorflow_text` before
 `tf.saved_model.load` (TF Serving needs a build with the TF-Text ops, and OUT to be a
 numbered version folder such as `models/appeals/1`). A server without
 TF-Text ops cannot load any graph that contains them, so `export_token_id_model` writes a
-separate SavedModel with only `serving_token_ids`; its clients tokenize with the tokenizer files
-and the `tokenizer` settings of `export.json`.
+separate SavedModel with only the token-id signatures; its clients tokenize with the
+tokenizer files and the `tokenizer` settings of `export.json`.
 
-The folder is written next to OUT under a temporary name, reloaded and checked against the
-in-framework model, and only then renamed to OUT: a refused export leaves nothing behind.
+The folder is written next to OUT under a temporary name, reloaded and every signature checked
+against the in-framework model, and only then renamed to OUT: a refused export leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -47,9 +51,17 @@ import numpy as np
 import tensorflow as tf
 
 from xtune.export import ExportError
-from xtune.export.serving_module import TextServingModule, TokenIdServingModule
-from xtune.export.trained_run import TrainedRun, load_trained_run
+from xtune.export.serving_module import ServingModule, text_input_names
 from xtune.run_folder import WEIGHTS_FILE, check_run_folder
+from xtune.tasks.run_folder import LoadedRun, load_run, task_inputs
+from xtune.tasks.signatures import (
+    EMBED,
+    SERVING_DEFAULT,
+    TOKEN_IDS,
+    TOKENIZE,
+    check_task_names,
+    task_signature_names,
+)
 
 EXPORT_FILE = "export.json"
 EXPORT_FORMAT = "xtune-saved-model"
@@ -82,50 +94,53 @@ class ExportResult:
 
 
 def export_run(
-    run_dir: str | Path | TrainedRun, out_dir: str | Path, force: bool = False
+    run_dir: str | Path | LoadedRun, out_dir: str | Path, force: bool = False
 ) -> ExportResult:
-    """Export a run as a SavedModel whose `serving_default` takes raw strings; checked.
+    """Export a run (one task or many) as a SavedModel whose signatures take raw strings;
+    every signature is checked against the in-framework model.
 
     Args:
-        run_dir: a finished run folder, or a `TrainedRun` already loaded (in float32) from one.
+        run_dir: a finished run folder, or a `LoadedRun` already loaded (in float32) from one.
         out_dir: the export folder to create.
         force: replace `out_dir` when it holds an earlier export (or is empty).
     """
-    return _export(run_dir, out_dir, force, TextServingModule, check_text_export)
+    return _export(run_dir, out_dir, force, True, check_text_export)
 
 
 def export_token_id_model(
-    run_dir: str | Path | TrainedRun, out_dir: str | Path, force: bool = False
+    run_dir: str | Path | LoadedRun, out_dir: str | Path, force: bool = False
 ) -> ExportResult:
-    """Export a run as a SavedModel with only `serving_token_ids`: loadable without TF-Text."""
-    return _export(run_dir, out_dir, force, TokenIdServingModule, check_token_id_export)
+    """Export a run as a SavedModel with only the token-id signatures: loadable without
+    TF-Text."""
+    return _export(run_dir, out_dir, force, False, check_token_id_export)
 
 
 def _export(
-    run_or_dir: str | Path | TrainedRun,
+    run_or_dir: str | Path | LoadedRun,
     out_dir: str | Path,
     force: bool,
-    module_class: type[TokenIdServingModule],
-    check: Callable[[Any, TrainedRun], dict[str, Any]],
+    text_inputs: bool,
+    check: Callable[[Any, LoadedRun], dict[str, Any]],
 ) -> ExportResult:
     started = time.perf_counter()
-    loaded = isinstance(run_or_dir, TrainedRun)
+    loaded = isinstance(run_or_dir, LoadedRun)
     run_dir = check_run_folder(run_or_dir.path if loaded else run_or_dir).resolve()
     out_dir = Path(out_dir).expanduser().resolve()
     check_output_folder(out_dir, run_dir, force)
     run = run_or_dir if loaded else load_float32_run(run_dir)
-    metadata = export_metadata(run, module_class)
+    signature_names = run_signature_names(run)
+    metadata = export_metadata(run, signature_names, text_inputs)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         staging = partial / "staging"
         staging.mkdir()
         asset_files = write_asset_files(staging, run, metadata)
-        module = module_class(run, metadata, asset_files)
+        module = ServingModule(run, signature_names, metadata, asset_files, text_inputs)
         saved = partial / "saved_model"
         tf.saved_model.save(module, str(saved), signatures=module.signatures())
         metadata["check"] = check(tf.saved_model.load(str(saved)), run)
-        metadata["size_bytes"] = measure_sizes(saved, run_dir / WEIGHTS_FILE, run.model)
+        metadata["size_bytes"] = measure_sizes(saved, run_dir / WEIGHTS_FILE, run.graph.model)
         metadata["export_seconds"] = round(time.perf_counter() - started, 3)
         (saved / EXPORT_FILE).write_text(
             json.dumps(metadata, indent=1, ensure_ascii=False), encoding="utf-8"
@@ -139,11 +154,24 @@ def _export(
         f"xtune export: {out_dir}: {format_bytes(sizes['total'])} on disk (variables "
         f"{format_bytes(sizes['variables'])}, graph {format_bytes(sizes['saved_model_pb'])}); "
         f"the run's {WEIGHTS_FILE} is {format_bytes(sizes['run_weights_file'])}; "
+        f"signatures {', '.join(metadata['signatures'])}; "
         f"check passed on {metadata['check']['strings']} strings (max |diff| "
         f"{metadata['check']['max_abs_difference']:.1e})",
         flush=True,
     )
     return ExportResult(out_dir, metadata)
+
+
+def run_signature_names(run: LoadedRun) -> dict[str, dict[str, str]]:
+    """Each task's signature names by role; refuses task names that collide with them (a
+    run folder from before the config refused them)."""
+    named = run.config.tasks is not None
+    if named:
+        try:
+            check_task_names({task.name: task.type_name for task in run.tasks})
+        except ValueError as error:
+            raise ExportError(f"{run.path}: tasks.{error}") from None
+    return {task.name: task_signature_names(task.name, task.type_name, named) for task in run.tasks}
 
 
 # ---------------------------------------------------------------- refusals and the folder
@@ -198,12 +226,12 @@ def replace_folder(source: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_float32_run(run_dir: Path) -> TrainedRun:
+def load_float32_run(run_dir: str | Path) -> LoadedRun:
     """Load the run in float32 whatever the global policy: serving numbers must not drift."""
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        return load_trained_run(run_dir)
+        return load_run(run_dir)
     finally:
         keras.mixed_precision.set_global_policy(policy)
 
@@ -218,16 +246,26 @@ def xtune_version() -> str:
         return "unknown"
 
 
-def export_metadata(run: TrainedRun, module_class: type) -> dict[str, Any]:
-    """What a client needs to call the model and read its outputs (export.json)."""
-    loss = run.loss
-    decision_rule = "top1" if loss.default_threshold is None else "threshold"
-    thresholds = None
-    if decision_rule == "threshold":
-        thresholds = [float(t) for t in np.broadcast_to(run.decision_thresholds, len(run.labels))]
-    data = run.config["data"]
-    settings = run.text_encoder.settings()
-    text_inputs = module_class.takes_text
+def export_metadata(
+    run: LoadedRun, signature_names: dict[str, dict[str, str]], text_inputs: bool
+) -> dict[str, Any]:
+    """What a client needs to call the model and read its outputs (export.json): the default
+    task's record at the top level (the keys single-task exports always had), every task's
+    under `tasks`."""
+    tasks = {
+        task.name: task_metadata(run, task, signature_names[task.name], text_inputs)
+        for task in run.tasks
+    }
+    signatures = [name for names in tasks.values() for name in names["signatures"].values()]
+    if run.config.tasks is not None:  # the aliases of `ServingModule.add_aliases`
+        embedders = [names["embed"] for names in signature_names.values() if "embed" in names]
+        if text_inputs:
+            signatures += [SERVING_DEFAULT, TOKENIZE, TOKEN_IDS]
+            signatures += [EMBED] if len(embedders) == 1 else []
+        else:
+            signatures.append(TOKEN_IDS)
+    default = next(iter(tasks.values()))
+    top_level = {key: value for key, value in default.items() if key not in TASK_ONLY_KEYS}
     return {
         "format": EXPORT_FORMAT,
         "format_version": FORMAT_VERSION,
@@ -235,22 +273,53 @@ def export_metadata(run: TrainedRun, module_class: type) -> dict[str, Any]:
         "tensorflow_version": tf.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "run_dir": str(run.path),
-        "signatures": list(module_class.signature_names),
-        "inputs": ["text", "text_pair"] if run.has_pair else ["text"],
+        "signatures": signatures,
         "text_inputs": text_inputs,
         "requires": ["tensorflow", "tensorflow-text"] if text_inputs else ["tensorflow"],
-        "text_column": data["text"],
-        "text_pair_column": data.get("text_pair") or "",
-        "has_pair": run.has_pair,
-        "labels": list(run.labels),
-        "num_labels": len(run.labels),
-        "loss": run.config["loss"],
-        "multi_label": bool(loss.multi_label),
+        **top_level,
+        "default_task": run.tasks[0].name,
+        "tasks": tasks,
+    }
+
+
+# Keys of a task's record that stay under `tasks` only (the top level had none of them).
+TASK_ONLY_KEYS = ("type", "metric", "columns", "output", "signatures")
+
+
+def task_metadata(
+    run: LoadedRun, task: Any, signature_names: dict[str, str], text_inputs: bool
+) -> dict[str, Any]:
+    """One task's record: `Task.record()`, its decision rule and thresholds, its inputs and
+    signatures, its tokenizer settings."""
+    data = task.config.data
+    text_encoder = run.text_encoders[task.name]
+    settings = text_encoder.settings()
+    labels = list(task.labels) if task.decides_labels else []
+    decision_rule, thresholds = "score", None
+    if labels:
+        loss = task.loss
+        decision_rule = "top1" if loss.default_threshold is None else "threshold"
+        tuned = run.thresholds.get(task.name)
+        if decision_rule == "threshold":
+            rule = tuned if tuned is not None else loss.default_threshold
+            thresholds = [float(t) for t in np.broadcast_to(rule, len(labels))]
+    roles = signature_names if text_inputs else {"token_ids": signature_names["token_ids"]}
+    return {
+        **task.record(),
+        "signatures": dict(roles),
+        "inputs": text_input_names(task),
+        "text_column": data.text,
+        "text_pair_column": data.text_pair or "",
+        "has_pair": bool(data.text_pair),
+        "labels": labels,
+        "num_labels": len(labels),
+        "loss": task.config.loss.to_dict() if task.config.loss is not None else None,
+        "multi_label": bool(labels) and bool(task.loss.multi_label),
         "decision_rule": decision_rule,
         "thresholds": thresholds,
-        "thresholds_tuned": run.thresholds is not None,
-        "tokenizer": {**settings, "vocabulary_size": run.text_encoder.tokenizer.vocabulary_size},
-        "token_id_inputs": list(run.text_encoder.input_names),
+        "thresholds_tuned": run.thresholds.get(task.name) is not None,
+        "tokenizer": {**settings, "vocabulary_size": text_encoder.tokenizer.vocabulary_size},
+        "token_id_inputs": list(task.input_names(run.encoder)),
         "max_length": settings["max_length"],
         "truncation": settings["truncation"],
         "head_tokens": settings["head_tokens"],
@@ -258,12 +327,12 @@ def export_metadata(run: TrainedRun, module_class: type) -> dict[str, Any]:
     }
 
 
-def write_asset_files(folder: Path, run: TrainedRun, metadata: dict[str, Any]) -> list[Path]:
+def write_asset_files(folder: Path, run: LoadedRun, metadata: dict[str, Any]) -> list[Path]:
     files = {
-        "labels.txt": "".join(f"{name}\n" for name in run.labels),
+        "labels.txt": "".join(f"{name}\n" for name in metadata["labels"]),
         EXPORT_FILE: json.dumps(metadata, indent=1, ensure_ascii=False),
     }
-    run.text_encoder.tokenizer.save(folder)  # vocab.txt for BERT; the family's own files
+    run.encoder.tokenizer.save(folder)  # vocab.txt for BERT; the family's own files
     paths = sorted(path for path in folder.iterdir() if path.name not in files)
     for name, text in files.items():
         path = folder / name
@@ -299,94 +368,117 @@ def format_bytes(count: int) -> str:
 # ---------------------------------------------------------------- the export check
 
 
-def check_inputs(run: TrainedRun) -> tuple[list[str], list[str] | None]:
-    """The fixed check strings plus the first rows of the run's dev file when it is readable."""
+def check_inputs(task: Any) -> tuple[list[str], list[str] | None]:
+    """The fixed check strings plus the first rows of the task's dev file when it is readable."""
     texts, pairs = list(CHECK_TEXTS), list(CHECK_PAIRS)
+    data = task.config.data
     try:
-        from xtune.config_schema import DataConfig
         from xtune.data.examples import read_examples
 
-        data_config = DataConfig(**run.config["data"])
-        if data_config.dev:
-            dev = read_examples(data_config, data_config.dev)
+        if data.dev:
+            dev = read_examples(data, data.dev)
             texts += dev.texts[:CHECK_DEV_ROWS]
             pairs += (dev.pairs or [])[:CHECK_DEV_ROWS]
     except (OSError, TypeError, ValueError):
         pass  # the dev file is optional here: the fixed strings suffice
-    return texts, pairs if run.has_pair else None
+    return texts, pairs[: len(texts)] if data.text_pair else None
 
 
 def reference_outputs(
-    run: TrainedRun, texts: list[str], pairs: list[str] | None
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """In-framework ids and scores: the training `TextEncoder` and the Keras model."""
-    encoded = run.text_encoder(tf.constant(texts), None if pairs is None else tf.constant(pairs))
-    inputs = {k: np.asarray(v) for k, v in run.text_encoder.pad(encoded).items()}
-    logits = run.model.predict_on_batch(inputs)
-    return inputs, np.asarray(run.loss.scores(logits), dtype=np.float32)
+    run: LoadedRun, task: Any, texts: list[str], pairs: list[str] | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """In-framework ids and outputs: the training `TextEncoder`, the Keras model and the
+    task's decision rule with the run's thresholds."""
+    inputs = task_inputs(run, task.name, texts, pairs)
+    outputs = run.graph.task_models[task.name].predict_on_batch(inputs)
+    served = task.serving_outputs(tf.constant(outputs), run.thresholds.get(task.name))
+    return inputs, {name: np.asarray(value) for name, value in served.items()}
 
 
 def compare_outputs(
-    served: dict[str, tf.Tensor], reference: np.ndarray, run: TrainedRun, what: str
+    served: dict[str, tf.Tensor], reference: dict[str, np.ndarray], task: Any, what: str
 ) -> float:
-    probabilities = served["probabilities"].numpy()
-    if probabilities.shape != reference.shape:
-        raise ExportError(
-            f"export check: {what} returned probabilities of shape {probabilities.shape}, "
-            f"expected {reference.shape}"
-        )
-    difference = float(np.max(np.abs(probabilities - reference)))
-    if not difference <= CHECK_TOLERANCE:
-        raise ExportError(
-            f"export check: {what} probabilities differ from the in-framework model's by up to "
-            f"{difference:.3g} (tolerance {CHECK_TOLERANCE:g})"
-        )
-    expected = np.asarray(run.loss.decide(probabilities, run.thresholds))
-    if not np.array_equal(served["predictions"].numpy(), expected):
-        raise ExportError(
-            f"export check: {what} predictions do not follow the run's decision rule and thresholds"
-        )
-    names = [[n.decode() for n in row if n] for row in served["labels"].numpy()]
-    expected_names = [sorted(run.labels[i] for i in np.flatnonzero(row)) for row in expected]
-    if [sorted(row) for row in names] != expected_names:
-        raise ExportError(f"export check: {what} label names do not match its predictions")
+    """The largest |difference| of the served numbers; ExportError when beyond the tolerance,
+    or when the predictions or label names differ."""
+    difference = 0.0
+    for name in ("probabilities", "score", "embedding"):
+        if name not in reference:
+            continue
+        got = served[name].numpy()
+        if got.shape != reference[name].shape:
+            raise ExportError(
+                f"export check: {what} returned {name} of shape {got.shape}, "
+                f"expected {reference[name].shape}"
+            )
+        difference = max(difference, float(np.max(np.abs(got - reference[name]), initial=0.0)))
+        if not difference <= CHECK_TOLERANCE:
+            raise ExportError(
+                f"export check: {what} {name} differ from the in-framework model's by up to "
+                f"{difference:.3g} (tolerance {CHECK_TOLERANCE:g})"
+            )
+    if "predictions" in reference:
+        predictions = served["predictions"].numpy()
+        if not np.array_equal(predictions, reference["predictions"]):
+            raise ExportError(
+                f"export check: {what} predictions do not follow the task's decision rule and "
+                "thresholds"
+            )
+        names = [sorted(n.decode() for n in row if n) for row in served["labels"].numpy()]
+        expected = [sorted(task.labels[i] for i in np.flatnonzero(row)) for row in predictions]
+        if names != expected:
+            raise ExportError(f"export check: {what} label names do not match its predictions")
     return difference
 
 
-def check_token_id_export(loaded: Any, run: TrainedRun) -> dict[str, Any]:
-    texts, pairs = check_inputs(run)
-    inputs, reference = reference_outputs(run, texts, pairs)
-    served = loaded.signatures["serving_token_ids"](
-        **{name: tf.constant(value, tf.int32) for name, value in inputs.items()}
-    )
-    difference = compare_outputs(served, reference, run, "serving_token_ids")
-    return {"strings": len(texts), "max_abs_difference": difference, "tolerance": CHECK_TOLERANCE}
+def check_export(loaded: Any, run: LoadedRun, text_inputs: bool) -> dict[str, Any]:
+    """Every signature of every task (and its aliases) against the in-framework model."""
+    names = run_signature_names(run)
+    first = run.tasks[0].name
+    strings, difference = 0, 0.0
+    for task in run.tasks:
+        texts, pairs = check_inputs(task)
+        inputs, reference = reference_outputs(run, task, texts, pairs)
+        strings += len(texts)
+        id_feed = {name: tf.constant(value, tf.int32) for name, value in inputs.items()}
+        calls = [(names[task.name]["token_ids"], id_feed, reference)]
+        if task.name == first and run.config.tasks is not None:
+            calls.append((TOKEN_IDS, id_feed, reference))
+        if text_inputs:
+            text_feed = {"text": tf.constant(texts)}
+            if pairs is not None:
+                text_feed["text_pair"] = tf.constant(pairs)
+            calls.append((names[task.name]["serve"], text_feed, reference))
+            if task.name == first and run.config.tasks is not None:
+                calls.append((SERVING_DEFAULT, text_feed, reference))
+            if "embed" in names[task.name]:
+                embedding = reference_embedding(run, task, texts)
+                feed = {"text": tf.constant(texts)}
+                calls.append((names[task.name]["embed"], feed, embedding))
+                if EMBED in loaded.signatures:
+                    calls.append((EMBED, feed, embedding))
+        for signature, feed, expected in calls:
+            served = loaded.signatures[signature](**feed)
+            difference = max(difference, compare_outputs(served, expected, task, signature))
+    return {"strings": strings, "max_abs_difference": difference, "tolerance": CHECK_TOLERANCE}
 
 
-def check_text_export(loaded: Any, run: TrainedRun) -> dict[str, Any]:
-    """Reloaded probabilities must equal the in-framework ones on the check strings.
+def reference_embedding(run: LoadedRun, task: Any, texts: list[str]) -> dict[str, np.ndarray]:
+    """The bi-encoder's in-framework sentence vectors of `texts`, L2-normalised."""
+    inputs = task_inputs(run, task.name, texts, texts)
+    side = {name: value for name, value in inputs.items() if name.startswith("a_")}
+    vectors = np.asarray(run.graph.embed_models[task.name].predict_on_batch(side), np.float32)
+    norms = np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    return {"embedding": vectors / norms}
+
+
+def check_token_id_export(loaded: Any, run: LoadedRun) -> dict[str, Any]:
+    return check_export(loaded, run, text_inputs=False)
+
+
+def check_text_export(loaded: Any, run: LoadedRun) -> dict[str, Any]:
+    """Reloaded outputs must equal the in-framework ones on the check strings.
 
     The token ids are not compared separately: a different id changes the probabilities far
     beyond the tolerance (tests/export compare the ids too).
     """
-    texts, pairs = check_inputs(run)
-    inputs, reference = reference_outputs(run, texts, pairs)
-    feed = {"text": tf.constant(texts)}
-    if pairs is not None:
-        feed["text_pair"] = tf.constant(pairs)
-    difference = compare_outputs(
-        loaded.signatures["serving_default"](**feed), reference, run, "serving_default"
-    )
-    token_id_difference = compare_outputs(
-        loaded.signatures["serving_token_ids"](
-            **{name: tf.constant(value, tf.int32) for name, value in inputs.items()}
-        ),
-        reference,
-        run,
-        "serving_token_ids",
-    )
-    return {
-        "strings": len(texts),
-        "max_abs_difference": max(difference, token_id_difference),
-        "tolerance": CHECK_TOLERANCE,
-    }
+    return check_export(loaded, run, text_inputs=True)

@@ -108,8 +108,10 @@ class Task:
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         raise NotImplementedError
 
-    def serving_outputs(self, outputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The export signature's outputs from the model output (the decision rule)."""
+    def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
+        """The export signature's outputs from the model output, by the decision rule: with
+        `thresholds` (the run's tuned per-label ones) where the task decides labels by them,
+        else its loss's own rule."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ shared machinery

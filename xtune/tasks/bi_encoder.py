@@ -221,10 +221,10 @@ class BiEncoderTask(ClassificationTask):
             return ScoreTask.evaluate(self, targets, outputs)
         return super().evaluate(targets, outputs)
 
-    def serving_outputs(self, outputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         if self.cosine:
             return ScoreTask.serving_outputs(self, outputs)
-        return super().serving_outputs(outputs)
+        return super().serving_outputs(outputs, thresholds)
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), "output": self.config.output}

@@ -85,9 +85,9 @@ class ClassificationTask(Task):
 
         return evaluate_scores(self.loss, targets, scores_of(self.loss, outputs))
 
-    def serving_outputs(self, outputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         probabilities = tf.cast(self.loss.scores(outputs), tf.float32)
-        predictions = tf.cast(self.loss.decide(probabilities, None), tf.int32)
+        predictions = tf.cast(self.loss.decide(probabilities, thresholds), tf.int32)
         names = tf.constant(self.labels)
         return {
             "probabilities": probabilities,

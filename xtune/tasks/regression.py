@@ -91,7 +91,7 @@ class ScoreTask(Task):
         scores = np.asarray(self.loss.scores(outputs), dtype=np.float64)
         return score_metrics(np.asarray(targets, np.float64).reshape(-1), scores)
 
-    def serving_outputs(self, outputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         return {"score": tf.cast(self.loss.scores(outputs), tf.float32)}
 
 

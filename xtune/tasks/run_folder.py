@@ -30,15 +30,6 @@ from xtune.run_folder import (
 TASKS_FILE = "tasks.json"
 
 
-def is_multitask_run(path: str | Path) -> bool:
-    """Whether the run folder holds several tasks (or named ones)."""
-    file = Path(path) / "config.yaml"
-    if not file.is_file():
-        return False
-    config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    return isinstance(config, dict) and bool(config.get("tasks"))
-
-
 def create_run_folder(path: str | Path, config: Any, tasks: list[Any], encoder: Any) -> RunFolder:
     """The run folder with its setup files (see the module docstring)."""
     folder = RunFolder.create(path)
@@ -144,17 +135,33 @@ def predict_texts(
     run: LoadedRun, task_name: str, texts: list[str], pairs: list[str] | None = None
 ) -> np.ndarray:
     """A task's model outputs for raw strings, tokenized as in training (for checks/tests)."""
+    inputs = task_inputs(run, task_name, texts, pairs)
+    return np.asarray(run.graph.task_models[task_name].predict_on_batch(inputs), np.float32)
+
+
+def task_inputs(
+    run: LoadedRun,
+    task_name: str,
+    texts: list[str],
+    pairs: list[str] | None = None,
+    round_to: int = 1,
+) -> dict[str, np.ndarray]:
+    """A task's padded model inputs for raw strings, tokenized as in training: `text` and
+    `text_pair` packed as one input, or a bi-encoder's two sides (`a_`, `b_`) each its own.
+    Each side is padded to its longest row rounded up to a multiple of `round_to` (at most
+    the max length): a predictor then traces few input shapes."""
     import tensorflow as tf
 
-    task = next(task for task in run.tasks if task.name == task_name)
     text_encoder = run.text_encoders[task_name]
-    model = run.graph.task_models[task_name]
-    if len(task.sides) == 2:
-        inputs = {}
-        for side, values in (("a_", texts), ("b_", pairs)):
-            encoded = text_encoder.pad(text_encoder(tf.constant(values)))
-            inputs.update({f"{side}{k}": v for k, v in encoded.items()})
+    if len(run.task(task_name).sides) == 2:
+        sides = [("a_", texts, None), ("b_", pairs, None)]
     else:
-        args = [tf.constant(texts)] + ([tf.constant(pairs)] if pairs is not None else [])
-        inputs = text_encoder.pad(text_encoder(*args))
-    return np.asarray(model.predict_on_batch(inputs), np.float32)
+        sides = [("", texts, pairs)]
+    inputs = {}
+    for prefix, first, second in sides:
+        encoded = text_encoder(tf.constant(first), None if second is None else tf.constant(second))
+        longest = int(encoded["token_ids"].row_lengths().numpy().max())
+        length = min(text_encoder.max_length, -(-longest // round_to) * round_to)
+        padded = text_encoder.pad(encoded, length)
+        inputs.update({f"{prefix}{name}": np.asarray(value) for name, value in padded.items()})
+    return inputs
