@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 
 from xtune import __version__
 from xtune.components import ALIASES, KINDS
@@ -148,10 +150,48 @@ USER_ERRORS = (
 )
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt: `finally`
+    blocks run (temporary files are removed) and `main` reports it in one line."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.debug:
         return run_command(args)  # every traceback, and TensorFlow's own start-up lines
+    run_folder = sys.modules.get("xtune.run_folder")
+    if run_folder is not None:
+        run_folder.RunFolder.latest = None  # an earlier command's, in this process
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
+    try:
+        return run_reporting_errors(args)
+    except (KeyboardInterrupt, Terminated) as interrupt:
+        name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("SIGINT", 130)
+        print(f"xtune {args.command}: interrupted ({name}); {unfinished_work()}", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def unfinished_work() -> str:
+    """What an interrupt left: the run folder being written, if any, is unfinished."""
+    run_folder = sys.modules.get("xtune.run_folder")
+    latest = getattr(getattr(run_folder, "RunFolder", None), "latest", None)
+    if latest is not None and not (latest / "metrics.json").exists():
+        return (
+            f"the run folder {latest} is unfinished (no metrics.json); run the command again "
+            "to train it"
+        )
+    return "every file written is complete or removed"
+
+
+def run_reporting_errors(args: argparse.Namespace) -> int:
     # TensorFlow's C++ log, errors included: on a CPU machine its error lines are notices (the
     # oneDNN int64 fallback, cuInit); real failures reach Python as exceptions. A user's own
     # setting wins; --debug shows everything.

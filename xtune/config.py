@@ -180,17 +180,30 @@ def load_run_config(
     path: str | Path, overrides: list[str] | dict[str, Any] | None = None
 ) -> RunConfig:
     """Read a run config file (and its `base:` files), apply `key=value` overrides, validate."""
-    raw = load_yaml(path)
-    folder, seen = Path(path).parent, {Path(path).resolve()}
-    while isinstance(raw.get("base"), str):
-        file = folder / raw.pop("base")
-        if file.resolve() in seen:
-            raise ConfigError(f"{path}: base: {file} includes itself")
-        seen.add(file.resolve())
-        raw = deep_merge(load_yaml(file), raw)
-        folder = file.parent
+    raw = with_bases(load_yaml(path), Path(path), {Path(path).resolve()})
     raw = apply_overrides(raw, overrides or {}, source=str(path))
     return parse_run_config(raw, source=str(path))
+
+
+def with_bases(raw: dict[str, Any], path: Path, seen: set[Path]) -> dict[str, Any]:
+    """`raw` merged over its `base:` file, or list of files (each over the one before it),
+    relative to `path`'s folder; a file that includes itself is an error."""
+    if "base" not in raw:
+        return raw
+    raw = dict(raw)
+    bases = raw.pop("base")
+    names = [bases] if isinstance(bases, str) else bases
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            f"{path}: base: expected a file name or a list of file names, got {short(bases)}"
+        )
+    merged: dict[str, Any] = {}
+    for name in names:
+        file = path.parent / name
+        if file.resolve() in seen:
+            raise ConfigError(f"{path}: base: {file} includes itself")
+        merged = deep_merge(merged, with_bases(load_yaml(file), file, seen | {file.resolve()}))
+    return deep_merge(merged, raw)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -210,6 +223,14 @@ def apply_overrides(
     raw = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
+        tasks = raw.get("tasks")
+        if len(parts) >= 3 and parts[0] == "tasks" and parts[1] not in (tasks or {}):
+            names = list(tasks or {})
+            raise ConfigError(
+                f"{source}: cannot set {dotted!r}: there is no task {parts[1]!r}"
+                f"{did_you_mean(parts[1], names)}; tasks: {', '.join(map(str, names)) or 'none'}"
+                f" (add a task with its whole mapping: tasks.{parts[1]}={{...}})"
+            )
         node = raw
         component = parts[0] in COMPONENT_SECTIONS or is_task_component(parts)
         for part in parts[:-1]:

@@ -18,16 +18,26 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from xtune.data.readers import DataError
 from xtune.files import file_sha256
 
 log = logging.getLogger(__name__)
+
+TEMPORARY_PREFIX = ".tmp-"  # + pid + "-" + the file's name
+# What a killed writer leaves: `.tmp-<pid>-<name>` files, `.tokenizer-*` scratch folders.
+STALE_WRITE = re.compile(r"\.tmp-(\d+)-|\.tokenizer-()")
+STALE_SCRATCH_SECONDS = 3600
 
 WEIGHTS_FILE = "model.weights.h5"
 HASHES_KEY = "weights_sha256"  # in metrics.json: {file name: sha256 hex digest}
@@ -62,13 +72,62 @@ def write_through_temporary(path: Path, write: Callable[[Path], None]) -> None:
     temporary file is removed, `path` keeps its old content, and a full or unwritable disk is
     one `RunFolderError` naming the file."""
     # The temporary name ends like the file: Keras and numpy pick the format by suffix.
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{path.name}")
     try:
         with write_errors_reported(path):
             write(temporary)
             os.replace(temporary, path)
     finally:
+        close_hdf5_files(temporary)
         temporary.unlink(missing_ok=True)
+
+
+def close_hdf5_files(path: Path) -> None:
+    """Close HDF5 handles a failed writer left open on `path`: h5py would otherwise close them
+    when they are garbage-collected, after the file is gone, and crash the process."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return
+    target = os.path.abspath(path)
+    for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            name = os.path.abspath(os.fsdecode(file_id.name))
+        except Exception:  # an id closed meanwhile
+            continue
+        if name == target:
+            with contextlib.suppress(Exception):
+                h5py.File(file_id).close()
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Temporary files and tokenizer scratch folders of writers that were killed (`kill -9`)
+    before they could remove them; a live process's are left alone. Returns their names."""
+    removed = []
+    for entry in folder.iterdir():
+        match = STALE_WRITE.match(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1)) if match.group(1) else None
+        if pid is not None and (pid == os.getpid() or process_alive(pid)):
+            continue
+        if pid is None and time.time() - entry.stat().st_mtime < STALE_SCRATCH_SECONDS:
+            continue  # a tokenizer scratch folder names no process: only old ones are stale
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 @contextlib.contextmanager
@@ -102,9 +161,17 @@ class RunFolder:
         self.path = Path(path)
         self.weights_sha256: dict[str, str] = {}  # recorded in metrics.json
 
+    # The folder the latest `create` made, for the interrupted-run message of the CLI.
+    latest: Path | None = None
+
     @classmethod
     def create(cls, path: str | Path) -> RunFolder:
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(
+                f"{path}: is a file, not a folder; the run folder (--run-dir) must be a new "
+                "folder or an unfinished run's"
+            )
         if (path / "metrics.json").exists():
             raise FileExistsError(
                 f"{path}: already holds a finished run; choose another training.run_name "
@@ -112,6 +179,10 @@ class RunFolder:
             )
         with write_errors_reported(path):
             path.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temporaries(path)
+        if removed:
+            log.info("%s: removed %s left by an interrupted run", path, ", ".join(removed))
+        RunFolder.latest = path
         return cls(path)
 
     def write_setup(self, config: Any, vocab: Any, encoder: Any, text_encoder: Any) -> None:
@@ -192,11 +263,25 @@ def check_run_folder(path: str | Path) -> Path:
     if not path.is_dir():
         raise IncompleteRunError(f"{path}: run folder not found")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing == [WEIGHTS_FILE] and saved_no_weights(path):
+        raise IncompleteRunError(
+            f"{path}: a finished run trained with training.save_weights: false, so it has no "
+            f"{WEIGHTS_FILE} to load; train it again with save_weights: true"
+        )
     if missing:
         raise IncompleteRunError(
             f"{path}: not a finished xtune run folder; missing {', '.join(missing)}"
         )
     return path
+
+
+def saved_no_weights(path: Path) -> bool:
+    """Whether the folder's config.yaml says `training.save_weights: false`."""
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        return config["training"]["save_weights"] is False
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return False
 
 
 def recorded_hashes(path: Path) -> dict[str, str] | None:

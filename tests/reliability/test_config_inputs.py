@@ -216,3 +216,28 @@ def test_a_bad_grid_file_is_one_line(guarded, capsys, kind, text, needle):
         code, _, err = run_cli(argv, capsys)
         one_line_error(code, err, str(grid), needle)
     assert snapshot(guarded) == before
+
+
+def test_set_into_a_task_that_does_not_exist_is_one_line(guarded, capsys):
+    raw = sample_run_config(guarded)
+    raw["tasks"] = {"appeals": {"data": raw.pop("data")}}
+    config = guarded / "run.yaml"
+    config.write_text(dump(raw), encoding="utf-8")
+    before = snapshot(guarded)
+    code, _, err = run_cli(["train", config, "--set", "tasks.apeals.weight=2"], capsys)
+    one_line_error(code, err, "'tasks.apeals.weight'", "no task 'apeals'", "'appeals'")
+    assert snapshot(guarded) == before
+
+
+def test_a_list_of_base_files_merges_in_order(guarded, capsys):
+    from xtune.config import load_run_config
+
+    (guarded / "a.yaml").write_text(dump(sample_run_config(guarded)), encoding="utf-8")
+    (guarded / "b.yaml").write_text("training: {epochs: 3, batch_size: 4}\n", encoding="utf-8")
+    config = guarded / "run.yaml"
+    config.write_text("base: [a.yaml, b.yaml]\ntraining: {epochs: 2}\n", encoding="utf-8")
+    loaded = load_run_config(config)
+    assert (loaded.training.epochs, loaded.training.batch_size) == (2, 4)
+    config.write_text("base: {file: a.yaml}\n", encoding="utf-8")
+    code, _, err = run_cli(["train", config], capsys)
+    one_line_error(code, err, "base: expected a file name or a list of file names")

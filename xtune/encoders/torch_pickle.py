@@ -198,6 +198,11 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise WeightsFormatError(f"{path}: weights file not found")
     if zipfile.is_zipfile(path):
         state = read_zip_format(path)
+    elif path.read_bytes()[:4] == b"PK\x03\x04":
+        raise WeightsFormatError(
+            f"{path}: a zip archive without its directory: the file is truncated; expected a "
+            "whole PyTorch checkpoint"
+        )
     else:
         state = read_legacy_format(path)
     return check_state_dict(state, path)
@@ -250,9 +255,21 @@ def read_legacy_format(path: Path) -> Any:
         if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
             raise WeightsFormatError(f"{path}: big-endian checkpoints are not supported")
         roots: dict[str, np.ndarray] = {}
+        size = path.stat().st_size
 
         def load_storage(dtype: np.dtype, key: str, numel: int, view: Any) -> np.ndarray:
-            root = roots.setdefault(key, np.zeros(numel, dtype=dtype))
+            if key not in roots:
+                # The storages follow the pickle in the file: one that the file cannot hold
+                # is refused before its memory is allocated.
+                declared = sum(root.nbytes for root in roots.values()) + numel * dtype.itemsize
+                if numel < 0 or declared > size:
+                    raise WeightsFormatError(
+                        f"{path}: storage {key} declares {numel} elements of {dtype} "
+                        f"({numel * dtype.itemsize} bytes), more than the file's {size} bytes; "
+                        "the file is truncated or damaged"
+                    )
+                roots[key] = np.zeros(numel, dtype=dtype)
+            root = roots[key]
             if view is None:
                 return root
             _view_key, offset, view_numel = view  # torch <= 1.0 saved storage slices
