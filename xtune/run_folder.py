@@ -149,11 +149,12 @@ def write_errors_reported(path: Path) -> Iterator[None]:
 
 
 def save_model_weights(model: Any, path: Path) -> None:
-    """The model's weights without the optimizer state, which `save_weights` would add (3x)."""
-    from keras.src.saving.saving_lib import save_weights_only
+    """The model's weights without the optimizer state, which `save_weights` of a compiled
+    model would add (3x): saved through an uncompiled functional model over the same layers,
+    whose weights file has the same layout."""
+    import keras
 
-    skip = [model.optimizer] if getattr(model, "optimizer", None) is not None else None
-    save_weights_only(model, path, objects_to_skip=skip)
+    keras.Model(model.input, model.output).save_weights(path)
 
 
 class RunFolder:

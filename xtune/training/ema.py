@@ -33,7 +33,8 @@ def ema_weights(model: keras.Model) -> Iterator[bool]:
         yield False
         return
     optimizer = base_optimizer(model.optimizer)
-    variables = list(optimizer._trainable_variables)
+    # The weights the optimizer was built on: the trainable set does not change within a stage.
+    variables = list(model.trainable_variables)
     training_values = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
     optimizer.finalize_variable_values(variables)
     try:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 
+from xtune.encoders.keras_hub_internals import nested_layers
 from xtune.registry import ConfigError
 from xtune.training.layerwise import (
     EMBEDDINGS,
@@ -117,7 +118,7 @@ def reinitialize_variables(encoder: keras.Model, chosen: set[int]) -> set[int]:
     """Re-draw the variables whose `id` is in `chosen`; returns those done."""
     done: set[int] = set()
     # Innermost layers first: their initializers are the ones their weights were built with.
-    for sublayer in reversed(list(encoder._flatten_layers(include_self=True))):
+    for sublayer in reversed([encoder, *nested_layers(encoder)]):
         for variable in sublayer.weights:
             if id(variable) in done or id(variable) not in chosen:
                 continue

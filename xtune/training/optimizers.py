@@ -10,6 +10,7 @@ gradient accumulation and EMA would each work per group instead of over the whol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,14 +32,14 @@ OptimizerFactory = Callable[[keras.Model, Any, int], keras.optimizers.Optimizer]
 
 
 class StepScaling:
-    """Adam step and decoupled weight decay scaled per variable; mixed into Keras' Adam/AdamW.
+    """Adam step and decoupled weight decay scaled per variable; mixed into Keras' Adam.
 
     `learning_rate_multipliers` maps variable paths to multipliers (absent paths: 1.0); the
-    step of a variable is Adam's step at `multiplier * learning_rate(step)`.
-
-    One fix to Keras: global-norm clipping sees the dense embedding gradient (Keras sums the
-    squares of an `IndexedSlices`' rows, which miscounts a token that appears twice in a
-    batch: rows (1, 1, 1) twice give norm 2.45 instead of 3.46).
+    step of a variable is Adam's step at `multiplier * learning_rate(step)`, and its
+    decoupled weight decay (`decoupled_weight_decay`, not on variables whose name matches
+    `no_decay_names`) is `variable * weight_decay * multiplier * learning_rate(step)`, as
+    Keras' AdamW decays each variable before its step. Both happen in `update_step`, Keras'
+    public extension point; the base optimizer's own weight decay stays off.
     """
 
     def __init__(
@@ -46,6 +47,8 @@ class StepScaling:
         *args: Any,
         learning_rate_multipliers: dict[str, float] | None = None,
         base_learning_rate: float | None = None,
+        decoupled_weight_decay: float | None = None,
+        no_decay_names: list[str] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -54,48 +57,48 @@ class StepScaling:
         self.learning_rate_multipliers = dict(learning_rate_multipliers or {})
         # The configured peak rate, for reports; the schedule is what the step uses.
         self.base_learning_rate = base_learning_rate
+        self.decoupled_weight_decay = decoupled_weight_decay
+        self.no_decay_names = list(no_decay_names or [])
+        self.step_multipliers: dict[int, float] = {}
 
     def build(self, var_list: list[Any]) -> None:
         if self.built:
             return
         super().build(var_list)
-        self._step_multipliers = [
-            float(self.learning_rate_multipliers.get(variable.path, 1.0)) for variable in var_list
-        ]
+        for variable in var_list:
+            multiplier = float(self.learning_rate_multipliers.get(variable.path, 1.0))
+            # `update_step` gets the backend variable (`variable.value`) on TensorFlow.
+            for form in (variable, variable.value):
+                self.step_multipliers[id(form)] = multiplier
 
     def multiplier_of(self, variable: Any) -> float:
-        return self._step_multipliers[self._get_variable_index(variable)]
+        return self.step_multipliers[id(variable)]
+
+    def decays(self, variable: Any) -> bool:
+        if self.decoupled_weight_decay is None:
+            return False
+        return not any(re.search(name, variable.name) for name in self.no_decay_names)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        super().update_step(gradient, variable, learning_rate * self.multiplier_of(variable))
-
-    def _apply_weight_decay(self, variables: list[Any]) -> None:
-        # Keras decays by `lr * wd`; the decoupled decay follows the variable's multiplier too.
-        if self.weight_decay is None:
-            return
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                lr = ops.cast(self.learning_rate, variable.dtype) * self.multiplier_of(variable)
-                wd = ops.cast(self.weight_decay, variable.dtype)
-                self.assign_sub(variable, variable * wd * lr)
-
-    def _clip_gradients(self, grads: list[Any]) -> list[Any]:
-        if self.global_clipnorm:
-            grads = [
-                tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads
-            ]
-        return super()._clip_gradients(grads)
+        multiplier = self.multiplier_of(variable)
+        if self.decays(variable):
+            lr = ops.cast(self.learning_rate, variable.dtype) * multiplier
+            wd = ops.cast(self.decoupled_weight_decay, variable.dtype)
+            self.assign_sub(variable, variable * wd * lr)
+        super().update_step(gradient, variable, learning_rate * multiplier)
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "learning_rate_multipliers": self.learning_rate_multipliers,
             "base_learning_rate": self.base_learning_rate,
+            "decoupled_weight_decay": self.decoupled_weight_decay,
+            "no_decay_names": self.no_decay_names,
         }
 
 
 @keras.saving.register_keras_serializable(package="xtune")
-class ScaledAdamW(StepScaling, keras.optimizers.AdamW):
+class ScaledAdamW(StepScaling, keras.optimizers.Adam):
     """AdamW with per-variable learning-rate multipliers (see `StepScaling`)."""
 
 
@@ -196,8 +199,9 @@ def adamw(
     check_number("weight_decay", weight_decay, 0.0, 1.0)
 
     def build(model: keras.Model, schedule: Any, total_steps: int) -> keras.optimizers.Optimizer:
-        optimizer = ScaledAdamW(
-            weight_decay=weight_decay,
+        return ScaledAdamW(
+            decoupled_weight_decay=weight_decay,
+            no_decay_names=NO_DECAY_NAMES,
             beta_1=beta_1,
             beta_2=beta_2,
             epsilon=epsilon,
@@ -214,8 +218,6 @@ def adamw(
                 gradient_accumulation_steps,
             ),
         )
-        optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
-        return optimizer
 
     return build
 
@@ -267,3 +269,12 @@ def adam(
         )
 
     return build
+
+
+def dense_for_clipping(optimizer: Any, gradients: list[Any]) -> list[Any]:
+    """With global-norm clipping, `IndexedSlices` gradients made dense first: Keras sums the
+    squares of an `IndexedSlices`' rows, which miscounts a token that appears twice in a
+    batch (rows (1, 1, 1) twice give norm 2.45 instead of 3.46)."""
+    if not getattr(optimizer, "global_clipnorm", None):
+        return gradients
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]

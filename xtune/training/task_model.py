@@ -28,6 +28,8 @@ import tensorflow as tf
 
 from xtune.model import adapter_of
 from xtune.training.adversarial import EmbeddingAttack, adversarial_gradients
+from xtune.training.ema import base_optimizer
+from xtune.training.optimizers import dense_for_clipping
 from xtune.training.pcgrad import pcgrad
 
 
@@ -174,7 +176,8 @@ class TaskModel(keras.Model):
     def apply(self, gradients: list[Any], variables: list[Any]) -> None:
         present = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         if present:  # none: nothing of this task trains now (a frozen bi-encoder's cosine)
-            self.optimizer.apply([g for g, _ in present], [v for _, v in present])
+            dense = dense_for_clipping(base_optimizer(self.optimizer), [g for g, _ in present])
+            self.optimizer.apply(dense, [v for _, v in present])
 
     def per_task(
         self, index: int, loss: tf.Tensor, adversarial: tf.Tensor, batches: Any
