@@ -74,7 +74,13 @@ class TrainingConfig:
     jit_compile: str | bool = "auto"
     steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
     save_weights: bool = True
-    tune_thresholds: str | None = "per_label_f1"  # per_label_f1 | micro_f1 | None
+    # Thresholds tuned on dev (xtune.thresholds): auto = for the selection metric `metric`
+    # (macro_f1: per label; micro_f1, subset_accuracy, samples_f1, hamming_loss: one shared
+    # threshold), per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss, or None.
+    tune_thresholds: str | None = "auto"
+    # What the export and predict serve: auto = the tuned thresholds only when they beat the
+    # loss's default threshold on `metric`, cross-validated on dev; default; tuned.
+    decision_rule: str = "auto"
     # Also score dev (and test) with these fixed thresholds on the per-label scores, reported
     # as per-label P/R/F1 and their macro means (the GoEmotions paper uses [0.3]).
     report_thresholds: list[float] = field(default_factory=list)
@@ -180,9 +186,9 @@ class RunConfig:
                 out[f.name] = value.to_dict()
             else:
                 out[f.name] = dataclasses.asdict(value)
-        # Multi-task settings are written only when set: a single-task config's dict (and
-        # so its grid run id) is the same as before they existed.
-        for key, default in (("sampler", None), ("pcgrad", False)):
+        # Multi-task settings and the decision rule are written only when set: a config's
+        # dict (and so its grid run id) is the same as before they existed.
+        for key, default in (("sampler", None), ("pcgrad", False), ("decision_rule", "auto")):
             if out["training"].get(key) == default:
                 out["training"].pop(key)
         return out
