@@ -187,6 +187,7 @@ def test_base_files_chain_and_a_cycle_is_an_error(tmp_path):
             {"training": {"decision_rule": "tuned", "metric": "top1_accuracy"}},
             "no thresholds are tuned for training.metric 'top1_accuracy'",
         ),
+        ({"data": {"labels": ["anger", "joy"]}}, "data.labels: .*label_format: columns"),
     ],
 )
 def test_values_invalid_by_meaning_name_the_key(tmp_path, sections, message):

@@ -486,6 +486,12 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
                 f"{source}: unknown key '{path}.{key}'{did_you_mean(key, fields)}; "
                 f"valid keys: {', '.join(fields)}"
             )
+        if key == "labels" and isinstance(value, list):
+            raise ConfigError(
+                f"{source}: {path}.labels: a list names one 0/1 column per label; write it as "
+                f"label_format: columns with label_columns: {short(value)} (labels: names the "
+                "one column that holds each row's labels)"
+            )
         values[key] = check_type(value, hints[key], f"{path}.{key}", source)
         check_meaning(values[key], f"{path}.{key}", source)
     return cls(**values)

@@ -50,7 +50,9 @@ class DataConfig:
     bad_rows: str = "error"  # error | skip
     unknown_labels: str = "error"  # dev/test labels not in train: error | skip_rows | ignore_labels
     sheet: str | None = None  # XLSX sheet to read (default: the first)
-    encoding: str = "utf-8"  # text encoding of CSV/TSV/JSONL files (e.g. gb18030)
+    # Text encoding of CSV/TSV/JSONL files (e.g. gb18030); auto: UTF-8 (BOM or not) when a
+    # file decodes as UTF-8, else GB18030, decided per file.
+    encoding: str = "utf-8"
     padding: str = "bucket"  # bucket | dynamic | fixed
     # Keep only the word-embedding rows the data's pieces use (encoders/trimmed_vocabulary.py):
     # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.

@@ -329,6 +329,7 @@ def task_metadata(
         "inputs": text_input_names(task),
         "text_column": data.text,
         "text_pair_column": data.text_pair or "",
+        "file_columns": data.columns,  # names of header-less input files (`data.columns`)
         "has_pair": bool(data.text_pair),
         "labels": labels,
         "num_labels": len(labels),

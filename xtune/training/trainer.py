@@ -31,7 +31,7 @@ import tensorflow as tf
 from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
-from xtune.metrics import fixed_threshold_report, majority_baseline
+from xtune.metrics import fixed_threshold_report
 from xtune.model import TaskGraph, build_task_graph, count_parameters
 from xtune.registry import ConfigError
 from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
@@ -495,10 +495,10 @@ def score_task(
     test_outputs = task.predict(view, splits["test"], batch) if "test" in splits else None
     if test_outputs is not None:
         scored.test[task.name] = task.evaluate(splits["test"].targets, test_outputs)
+    scored.baseline[task.name] = task.baseline(splits["train"].targets, dev.targets)
     if not task.decides_labels:
         return
     loss = task.loss
-    scored.baseline[task.name] = majority_baseline(splits["train"].targets, dev.targets)
     dev_scores = scores_of(loss, dev_outputs)
     fixed = {"dev": fixed_threshold_reports(training, task.labels, dev.targets, dev_scores)}
     scored.rules[task.name] = decision_rule(task, training, dev.targets, dev_scores, scored)
