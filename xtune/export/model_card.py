@@ -26,6 +26,13 @@ def rule_values(record: dict[str, Any] | None) -> str:
     return text
 
 
+def parameter_text(parameters: dict[str, Any]) -> str:
+    """`22,718,606 trainable, 40 not` from metrics.json's `parameters`, or `-`."""
+    if "trainable" not in parameters:
+        return "-"
+    return f"{parameters['trainable']:,} trainable, {parameters.get('non_trainable', 0):,} not"
+
+
 def number(value: Any) -> str:
     return "-" if value is None else f"{value:.4f}"
 
@@ -44,7 +51,7 @@ def model_card(run: Any, metadata: dict[str, Any]) -> str:
         f"- Encoder: `{config.encoder.name}` ({json.dumps(config.encoder.kwargs) or '{}'}), "
         f"fine-tuned for {config.training.epochs} epoch(s); best epoch "
         f"{metrics.get('best_epoch', '-')} by the dev selection metric.",
-        f"- Parameters: {(metrics.get('parameters') or {}).get('total', '-')}; trained on "
+        f"- Parameters: {parameter_text(metrics.get('parameters') or {})}; trained on "
         f"{metrics.get('device', '-')} in {metrics.get('precision', '-')}.",
         f"- Signatures: {', '.join(metadata['signatures'])}; inputs are raw strings.",
         "",
