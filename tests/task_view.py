@@ -46,3 +46,11 @@ def load_task_view(path: str | Path, task: str | None = None) -> TaskView:
     """`load_run`, viewed as its task `task` (the first by default)."""
     run = load_run(path)
     return TaskView(run, run.task(task).name)
+
+
+def served_thresholds(run_dir: Path, task: str = "default") -> list[float] | None:
+    """thresholds.json's served thresholds of `task` in label order (None: default rule)."""
+    import json
+
+    by_label = json.loads((Path(run_dir) / "thresholds.json").read_text())["thresholds"][task]
+    return None if by_label is None else list(by_label.values())

@@ -180,6 +180,14 @@ def test_base_files_chain_and_a_cycle_is_an_error(tmp_path):
         ({"encoder": {"name": "hf"}}, "encoder: encoder 'hf' needs 'path'"),
         ({"encoder": {"name": "hf", "path": "no/such/folder"}}, "encoder.path: .*not found"),
         ({"loss": "softmax_ce", "training": {"report_thresholds": [0.3]}}, "top-1"),
+        ({"training": {"decision_rule": "best"}}, "decision_rule: 'best' is not one of: auto"),
+        ({"loss": "softmax_ce", "training": {"decision_rule": "tuned"}}, "no thresholds to tune"),
+        ({"training": {"decision_rule": "tuned", "tune_thresholds": None}}, "tune_thresholds"),
+        (
+            {"training": {"decision_rule": "tuned", "metric": "top1_accuracy"}},
+            "no thresholds are tuned for training.metric 'top1_accuracy'",
+        ),
+        ({"data": {"labels": ["anger", "joy"]}}, "data.labels: .*label_format: columns"),
     ],
 )
 def test_values_invalid_by_meaning_name_the_key(tmp_path, sections, message):

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xtune"
 # Top to bottom. A module may import its own package (the entry it falls under) and any
 # entry of a lower layer; never a sibling package of its own layer, never a higher layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("xtune.cli",),
+    ("xtune.cli", "xtune.api"),  # the command line and the Python API
     ("xtune.components", "xtune.config_template"),  # `xtune list` and `xtune init`
     ("xtune.grid",),
     # The YAML machinery validates against the registries of tasks, samplers, optimizers,
@@ -40,6 +40,8 @@ LAYERS: list[tuple[str, ...]] = [
 KNOWN_UPWARD = {
     ("xtune.tasks.run_folder", "xtune.config"): "re-reading a run folder's config parses YAML "
     "from the task layer",
+    ("xtune", "xtune.api"): "the package's Python API (`xtune.train`, `xtune.load`) is imported "
+    "on first use (PEP 562 `__getattr__`), so `import xtune` stays light",
 }
 
 

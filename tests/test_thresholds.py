@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from xtune.thresholds import GRID, tune_thresholds
+from xtune.metrics import multilabel_metrics
+from xtune.thresholds import (
+    GLOBAL_OBJECTIVES,
+    GRID,
+    choose_decision_rule,
+    prediction_metric,
+    tune_thresholds,
+)
 
 # Columns: 0 separable (any threshold in [0.58, 0.62) gives F1 = 1); 1 needs a trade-off
 # (best F1 = 6/7 for thresholds in [0.30, 0.35)); 2 has no positives; 3 has positives that
@@ -50,10 +57,9 @@ def test_per_label_f1_finds_the_known_best_thresholds(candidates):
     assert f1_score(Y_TRUE[:, 1], SCORES[:, 1] > thresholds[1]) == pytest.approx(6 / 7)
 
 
-@pytest.mark.parametrize("objective", ["per_label_f1", "micro_f1"])
-def test_labels_the_dev_set_cannot_tune_keep_the_default(objective):
-    assert tune_thresholds(Y_TRUE, SCORES, objective)[2:].tolist() == [0.5, 0.5]
-    thresholds = tune_thresholds(Y_TRUE, SCORES, objective, default_threshold=0.25)
+def test_labels_the_dev_set_cannot_tune_keep_the_default():
+    assert tune_thresholds(Y_TRUE, SCORES)[2:].tolist() == [0.5, 0.5]
+    thresholds = tune_thresholds(Y_TRUE, SCORES, default_threshold=0.25)
     assert thresholds[2:].tolist() == [0.25, 0.25]
 
 
@@ -94,21 +100,77 @@ def test_per_label_f1_matches_a_brute_force_search(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_micro_f1_is_a_local_optimum_at_least_as_good_as_one_global_threshold(seed):
+@pytest.mark.parametrize("objective", GLOBAL_OBJECTIVES)
+def test_global_objectives_pick_the_best_shared_threshold(seed, objective):
+    """One threshold for every label, tuned jointly: the candidate with the best value of the
+    metric (sklearn's definition, brute force)."""
     y_true, scores = random_dev_set(seed)
-    thresholds = tune_thresholds(y_true, scores, "micro_f1", candidates=GRID)
-    tuned = micro_f1(y_true, scores, thresholds)
-    assert tuned >= max(micro_f1(y_true, scores, c) for c in GRID) - 1e-12
-    # No single label can do better by moving its threshold alone (numpy, for speed).
-    predicted = scores > thresholds
-    for label in range(y_true.shape[1]):
-        moved = scores[:, label, None] > GRID  # (examples, candidates)
-        tp = (predicted & (y_true == 1)).sum() - (
-            predicted[:, label] & (y_true[:, label] == 1)
-        ).sum()
-        tp = tp + (moved & (y_true[:, label, None] == 1)).sum(axis=0)
-        pp = predicted.sum() - predicted[:, label].sum() + moved.sum(axis=0)
-        assert (2 * tp / (pp + y_true.sum())).max() <= tuned + 1e-12, label
+    thresholds = tune_thresholds(y_true, scores, objective, candidates=GRID)
+    assert len(set(thresholds.tolist())) == 1
+    sign = -1 if objective == "hamming_loss" else 1
+    tuned = sign * multilabel_metrics(y_true, scores > thresholds, scores)[objective]
+    best = max(sign * multilabel_metrics(y_true, scores > c, scores)[objective] for c in GRID)
+    assert tuned == pytest.approx(best, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prediction_metric_agrees_with_sklearn(seed):
+    y_true, scores = random_dev_set(seed)
+    predicted = scores > 0.4
+    expected = multilabel_metrics(y_true, predicted, scores)
+    for name, value in expected.items():
+        got = prediction_metric(name, y_true, predicted)
+        assert got is None if name == "top1_accuracy" else got == pytest.approx(value), name
+
+
+def test_rare_labels_keep_the_default_under_a_minimum_of_positives():
+    y_true, scores = random_dev_set(0, num_examples=40)
+    positives = y_true.sum(axis=0)
+    thresholds = tune_thresholds(y_true, scores, min_positives=5, default_threshold=0.5)
+    assert (thresholds[positives < 5] == 0.5).all()
+    assert (thresholds[positives >= 5] != 0.5).any()
+
+
+def overfit_dev_set(seed):
+    """Scores that carry no information: any thresholds tuned on them only fit noise."""
+    rng = np.random.default_rng(seed)
+    y_true = (rng.random((80, 20)) < 0.1).astype(int)
+    return y_true, rng.random((80, 20)).astype(np.float32)
+
+
+def test_auto_serves_the_default_rule_when_tuned_thresholds_only_fit_dev():
+    y_true, scores = overfit_dev_set(0)
+    choice = choose_decision_rule(y_true, scores, "macro_f1")
+    # Per-label thresholds fitted on all of dev look better there, but not on held-out folds.
+    assert choice.dev_tuned > choice.dev_default
+    assert choice.dev_tuned_cross_validated <= choice.dev_default
+    assert choice.served == "default" and choice.served_thresholds is None
+    assert choice.dev_served == choice.dev_default
+    forced = choose_decision_rule(y_true, scores, "macro_f1", rule="tuned")
+    assert forced.served == "tuned"
+    np.testing.assert_array_equal(forced.served_thresholds, choice.thresholds)
+
+
+def test_auto_serves_tuned_thresholds_that_help_on_held_out_folds():
+    rng = np.random.default_rng(1)
+    y_true = (rng.random((200, 4)) < 0.3).astype(int)
+    # Well-ranked scores that all sit below 0.5: the default rule predicts nothing.
+    scores = (0.1 + 0.3 * y_true + 0.05 * rng.random(y_true.shape)).astype(np.float32)
+    choice = choose_decision_rule(y_true, scores, "subset_accuracy")
+    assert choice.objective == "subset_accuracy" and choice.folds == 5
+    assert choice.dev_default < 0.3 and choice.dev_tuned_cross_validated == 1.0
+    assert choice.served == "tuned" and choice.dev_served == choice.dev_tuned == 1.0
+    record = choice.record(["a", "b", "c", "d"])
+    assert record["served"] == "tuned" and set(record["tuned_thresholds"]) == set("abcd")
+    assert "decision rule served: tuned" in choice.line()
+
+
+def test_metrics_thresholds_cannot_change_serve_the_default_rule():
+    y_true, scores = random_dev_set(0)
+    choice = choose_decision_rule(y_true, scores, "top1_accuracy")
+    assert choice.served == "default" and choice.thresholds is None
+    tiny = choose_decision_rule(y_true[:3], scores[:3], "micro_f1")
+    assert tiny.served == "default" and "too small" in tiny.reason
 
 
 @pytest.mark.parametrize("objective", ["per_label_f1", "micro_f1"])

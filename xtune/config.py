@@ -486,6 +486,12 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
                 f"{source}: unknown key '{path}.{key}'{did_you_mean(key, fields)}; "
                 f"valid keys: {', '.join(fields)}"
             )
+        if key == "labels" and isinstance(value, list):
+            raise ConfigError(
+                f"{source}: {path}.labels: a list names one 0/1 column per label; write it as "
+                f"label_format: columns with label_columns: {short(value)} (labels: names the "
+                "one column that holds each row's labels)"
+            )
         values[key] = check_type(value, hints[key], f"{path}.{key}", source)
         check_meaning(values[key], f"{path}.{key}", source)
     return cls(**values)
@@ -500,6 +506,10 @@ def choices_of(key: str) -> tuple[Any, ...] | None:
         from xtune.thresholds import OBJECTIVES
 
         return OBJECTIVES
+    if key == "training.decision_rule":
+        from xtune.thresholds import DECISION_RULES
+
+        return DECISION_RULES
     if key in ("training.jit_compile", "data.trim_vocabulary"):
         return ("auto", True, False)
     return CHOICES.get(key)
@@ -570,6 +580,29 @@ def check_across_sections(
         raise ConfigError(
             f"{source}: training.report_thresholds: the loss {config.loss.name!r} predicts the "
             "top-1 label and has no per-label thresholds; remove report_thresholds"
+        )
+    check_decision_rule(config, loss, source)
+
+
+def check_decision_rule(config: RunConfig, loss: Any, source: str) -> None:
+    """`training.decision_rule: tuned` needs thresholds to serve (a config without `tasks:`;
+    a named task without them serves its own rule)."""
+    from xtune.thresholds import objective_for
+
+    training = config.training
+    if training.decision_rule != "tuned" or config.tasks is not None:
+        return
+    if getattr(loss, "default_threshold", 0.5) is None:
+        raise ConfigError(
+            f"{source}: training.decision_rule: tuned: the loss {config.loss.name!r} predicts "
+            "the top-1 label and has no thresholds to tune; use decision_rule: default"
+        )
+    if objective_for(training.tune_thresholds, training.metric) is None:
+        raise ConfigError(
+            f"{source}: training.decision_rule: tuned: no thresholds are tuned for "
+            f"training.metric {training.metric!r} with tune_thresholds: "
+            f"{training.tune_thresholds or 'null'}; set tune_thresholds to one of "
+            "per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss"
         )
 
 

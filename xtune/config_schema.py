@@ -50,7 +50,9 @@ class DataConfig:
     bad_rows: str = "error"  # error | skip
     unknown_labels: str = "error"  # dev/test labels not in train: error | skip_rows | ignore_labels
     sheet: str | None = None  # XLSX sheet to read (default: the first)
-    encoding: str = "utf-8"  # text encoding of CSV/TSV/JSONL files (e.g. gb18030)
+    # Text encoding of CSV/TSV/JSONL files (e.g. gb18030); auto: UTF-8 (BOM or not) when a
+    # file decodes as UTF-8, else GB18030, decided per file.
+    encoding: str = "utf-8"
     padding: str = "bucket"  # bucket | dynamic | fixed
     # Keep only the word-embedding rows the data's pieces use (encoders/trimmed_vocabulary.py):
     # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.
@@ -74,7 +76,13 @@ class TrainingConfig:
     jit_compile: str | bool = "auto"
     steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
     save_weights: bool = True
-    tune_thresholds: str | None = "per_label_f1"  # per_label_f1 | micro_f1 | None
+    # Thresholds tuned on dev (xtune.thresholds): auto = for the selection metric `metric`
+    # (macro_f1: per label; micro_f1, subset_accuracy, samples_f1, hamming_loss: one shared
+    # threshold), per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss, or None.
+    tune_thresholds: str | None = "auto"
+    # What the export and predict serve: auto = the tuned thresholds only when they beat the
+    # loss's default threshold on `metric`, cross-validated on dev; default; tuned.
+    decision_rule: str = "auto"
     # Also score dev (and test) with these fixed thresholds on the per-label scores, reported
     # as per-label P/R/F1 and their macro means (the GoEmotions paper uses [0.3]).
     report_thresholds: list[float] = field(default_factory=list)
@@ -180,9 +188,9 @@ class RunConfig:
                 out[f.name] = value.to_dict()
             else:
                 out[f.name] = dataclasses.asdict(value)
-        # Multi-task settings are written only when set: a single-task config's dict (and
-        # so its grid run id) is the same as before they existed.
-        for key, default in (("sampler", None), ("pcgrad", False)):
+        # Multi-task settings and the decision rule are written only when set: a config's
+        # dict (and so its grid run id) is the same as before they existed.
+        for key, default in (("sampler", None), ("pcgrad", False), ("decision_rule", "auto")):
             if out["training"].get(key) == default:
                 out["training"].pop(key)
         return out

@@ -46,7 +46,8 @@ training:
   seed: 0
   metric: subset_accuracy                   # dev metric that picks the best epoch (micro_f1, ...)
   early_stopping_patience: null             # stop after this many epochs without improvement
-  tune_thresholds: per_label_f1             # thresholds tuned on dev: micro_f1 | null (none)
+  tune_thresholds: auto                     # tuned for `metric` on dev: per_label_f1 | null
+  decision_rule: auto                       # served: auto (tuned if better on dev) | default
   report_thresholds: []                     # e.g. [0.3]: also score at fixed thresholds
   output_dir: runs                          # each run gets runs/<time>/ (config, labels, weights)
   mixed_precision: auto                     # float32 | mixed_bfloat16 | mixed_float16

@@ -237,22 +237,16 @@ class RunFolder:
         writer.writeheader()
         writer.writerows(history)
         write_atomic(self.path / "history.csv", buffer.getvalue())
-        if thresholds is not None:  # a list, or lists by task name
+        if thresholds is not None:  # thresholds.json's content (the trainer's record)
             write_atomic(
                 self.path / "thresholds.json",
-                json.dumps({"thresholds": as_lists(thresholds)}, indent=1, ensure_ascii=False),
+                json.dumps(thresholds, indent=1, ensure_ascii=False),
             )
         summary = {**result.summary(), HASHES_KEY: dict(self.weights_sha256)}
         write_atomic(
             self.path / "metrics.json",
             json.dumps(summary, indent=1, ensure_ascii=False, default=str),
         )
-
-
-def as_lists(thresholds: Any) -> Any:
-    if isinstance(thresholds, dict):
-        return {name: as_lists(values) for name, values in thresholds.items()}
-    return [float(t) for t in thresholds]
 
 
 class IncompleteRunError(FileNotFoundError):

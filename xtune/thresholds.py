@@ -1,12 +1,34 @@
-"""Tune per-label decision thresholds on a dev set to maximise F1 (numpy only, no model)."""
+"""Decision thresholds tuned on a dev set for the run's selection metric, and the decision
+rule a run serves: the loss's default threshold or the tuned ones, whichever is better on dev
+when measured honestly (cross-validated on dev). numpy (and sklearn's `KFold`) only."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import Any
 
-OBJECTIVES = ("per_label_f1", "micro_f1")
+import numpy as np
+from sklearn.model_selection import KFold
+
+# What `training.tune_thresholds` may name besides `auto` (the selection metric's objective):
+# `per_label_f1` gives each label its own threshold (the F1-maximising one); every other
+# objective is a metric maximised (`hamming_loss`: minimised) by ONE threshold shared by all
+# labels, tuned jointly: per-label thresholds chase noise on the few positives of rare labels.
+GLOBAL_OBJECTIVES = ("micro_f1", "subset_accuracy", "samples_f1", "hamming_loss")
+OBJECTIVES = ("auto", "per_label_f1", *GLOBAL_OBJECTIVES)
+# `training.decision_rule`: what the export and predict serve.
+DECISION_RULES = ("auto", "default", "tuned")
+# A label with fewer dev positives than this keeps the default threshold under `per_label_f1`:
+# a handful of positives cannot place a threshold (the held-out checks count the tuning part).
+MIN_DEV_POSITIVES = 5
+# The tuned rule's honest dev value: thresholds tuned on 4/5 of dev predict the other 1/5, five
+# times; a dev set under CV_FOLDS * MIN_ROWS_PER_FOLD rows is too small to check them.
+CV_FOLDS = 5
+MIN_ROWS_PER_FOLD = 2
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # 0.05, 0.06, ..., 0.95
-_TIE = 1e-12  # F1 values closer than this count as equal
+_TIE = 1e-12  # metric values closer than this count as equal
+# Larger is better for all metrics the rule is chosen on, except these.
+LOWER_IS_BETTER = ("hamming_loss",)
 
 
 def default_candidates(scores: np.ndarray) -> np.ndarray:
@@ -18,39 +40,48 @@ def default_candidates(scores: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([GRID, percentiles]).astype(np.float32))
 
 
+def objective_for(setting: str | None, metric: str) -> str | None:
+    """The tuning objective of `training.tune_thresholds` for a run selected on `metric`:
+    `auto` tunes for the metric itself (`macro_f1`: per-label F1; `micro_f1`, `subset_accuracy`,
+    `samples_f1`, `hamming_loss`: one shared threshold); None when there is nothing to tune
+    (tuning off, or a metric thresholds cannot improve such as `top1_accuracy`)."""
+    if setting != "auto":
+        return setting
+    if metric == "macro_f1":
+        return "per_label_f1"
+    return metric if metric in GLOBAL_OBJECTIVES else None
+
+
 def tune_thresholds(
     y_true: np.ndarray,
     scores: np.ndarray,
     objective: str = "per_label_f1",
     candidates: np.ndarray | None = None,
     default_threshold: float = 0.5,
-    max_passes: int = 5,
+    min_positives: int = 1,
 ) -> np.ndarray:
-    """One threshold per label, chosen from `candidates` to maximise F1 on `(y_true, scores)`.
+    """One threshold per label, chosen from `candidates` for `objective` on `(y_true, scores)`.
 
     A label is predicted when `score > threshold`, the rule `ClassificationLoss.decide` uses.
 
-    - `"per_label_f1"`: each label independently gets the candidate that maximises its F1.
-    - `"micro_f1"`: coordinate ascent on micro-F1. Start from the best single threshold shared
-      by all labels, then sweep the labels in order, moving each one's threshold to the best
-      candidate with the others fixed; stop when a sweep changes nothing or after
-      `max_passes` sweeps. Micro-F1 never decreases, so the result is at least as good as
-      the best global threshold.
+    - `"per_label_f1"`: each label independently gets the candidate that maximises its F1;
+      labels with fewer than `min_positives` positives, and labels whose best F1 is 0, keep
+      `default_threshold`: the dev set says too little about where to put them.
+    - a metric of `GLOBAL_OBJECTIVES`: one threshold shared by every label, the candidate with
+      the best value of that metric over the whole matrix (the labels tuned jointly).
 
-    Labels with no positives in `y_true`, and labels whose best F1 is 0, keep
-    `default_threshold`: the dev set says nothing about where to put them. When several
-    candidates tie for the best F1 the middle one is taken (away from the edge of the
-    plateau). Everything is counted in float32, like the exported model's scores, and the
-    counting is one sort + `bincount` over the whole matrix: no Python loop over rows.
+    When several candidates tie for the best value the middle one is taken (away from the edge
+    of the plateau). Everything is counted in float32, like the exported model's scores, with
+    one sort + `bincount` over the whole matrix: no Python loop over rows.
 
     Args:
         y_true: `(num_examples, num_labels)` 0/1 matrix.
         scores: `(num_examples, num_labels)` scores, e.g. `ClassificationLoss.scores(logits)`.
-        objective: one of `OBJECTIVES`.
+        objective: `"per_label_f1"` or one of `GLOBAL_OBJECTIVES`.
         candidates: thresholds to try; default `default_candidates(scores)`.
             `default_threshold` is always added.
         default_threshold: for labels the dev set cannot tune.
-        max_passes: sweeps over the labels for `"micro_f1"`.
+        min_positives: `"per_label_f1"`'s fewest positives of a tunable label.
 
     Returns:
         `(num_labels,)` float32 thresholds.
@@ -63,25 +94,213 @@ def tune_thresholds(
     array([0.25], dtype=float32)   # F1 = 1 only above 0.2 and below 0.3
     """
     y_true, scores = _check_inputs(y_true, scores)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; valid choices: {', '.join(OBJECTIVES)}")
+    valid = ("per_label_f1", *GLOBAL_OBJECTIVES)
+    if objective not in valid:
+        raise ValueError(f"unknown objective {objective!r}; valid choices: {', '.join(valid)}")
     if candidates is None:
         candidates = default_candidates(scores)
     candidates = np.unique(np.append(candidates, default_threshold).astype(np.float32))
     default_index = int(np.searchsorted(candidates, np.float32(default_threshold)))
+    num_labels = y_true.shape[1]
+    if objective in GLOBAL_OBJECTIVES:
+        values = _global_metric(objective, y_true, scores, candidates)
+        best = _middle_of_best(-values if objective in LOWER_IS_BETTER else values)
+        return np.full(num_labels, candidates[best], dtype=np.float32)
 
     true_positives, predicted = _counts_above(y_true, scores, candidates)
     positives = y_true.sum(axis=0)
     per_label_f1 = _f1(true_positives, predicted, positives[:, None])
-    tunable = (positives > 0) & (per_label_f1.max(axis=1) > 0)
-
-    if objective == "per_label_f1":
-        chosen = _middle_of_best(per_label_f1)
-    else:
-        chosen = _micro_f1_ascent(
-            true_positives, predicted, positives.sum(), tunable, default_index, max_passes
-        )
+    tunable = (positives >= max(min_positives, 1)) & (per_label_f1.max(axis=1) > 0)
+    chosen = _middle_of_best(per_label_f1)
     return candidates[np.where(tunable, chosen, default_index)]
+
+
+def prediction_metric(metric: str, y_true: np.ndarray, predicted: np.ndarray) -> float | None:
+    """`metric` (a key of `xtune.metrics.multilabel_metrics`, same definitions, zero_division
+    0) of 0/1 `predicted`; None for `top1_accuracy`, which no threshold changes."""
+    y_true, predicted = np.asarray(y_true, np.int64), np.asarray(predicted, np.int64)
+    positives, predicted_count = y_true.sum(axis=0), predicted.sum(axis=0)
+    true_positives = (y_true * predicted).sum(axis=0)
+    row_tp, row_pred, row_pos = (
+        (y_true * predicted).sum(axis=1),
+        predicted.sum(axis=1),
+        y_true.sum(axis=1),
+    )
+    micro_tp, micro_pred, micro_pos = true_positives.sum(), predicted_count.sum(), positives.sum()
+    values = {
+        "subset_accuracy": lambda: float(np.mean((y_true == predicted).all(axis=1))),
+        "micro_f1": lambda: float(_f1(micro_tp, micro_pred, micro_pos)),
+        "macro_f1": lambda: float(np.mean(_f1(true_positives, predicted_count, positives))),
+        "samples_f1": lambda: float(np.mean(_f1(row_tp, row_pred, row_pos))),
+        "micro_precision": lambda: _ratio(micro_tp, micro_pred),
+        "micro_recall": lambda: _ratio(micro_tp, micro_pos),
+        "macro_precision": lambda: float(np.mean(_ratios(true_positives, predicted_count))),
+        "macro_recall": lambda: float(np.mean(_ratios(true_positives, positives))),
+        "hamming_loss": lambda: float(np.mean(y_true != predicted)),
+    }
+    if metric not in values:
+        return None
+    return values[metric]()
+
+
+def is_better(metric: str, candidate: float, reference: float) -> bool:
+    """Whether `candidate` beats `reference` on `metric` by more than round-off."""
+    if metric in LOWER_IS_BETTER:
+        return candidate < reference - _TIE
+    return candidate > reference + _TIE
+
+
+# ---------------------------------------------------------------- the decision rule
+
+
+@dataclass
+class RuleChoice:
+    """The decision rule a task serves and the dev values it was chosen on.
+
+    `dev_default`: the selection metric under the loss's default threshold; `dev_tuned`: under
+    the thresholds tuned on all of dev (what the served model gives on dev when they are
+    served; optimistic, they were fitted there); `dev_tuned_cross_validated`: each dev row
+    predicted by thresholds tuned on the other folds, the honest value `auto` compares.
+    """
+
+    served: str  # "default" | "tuned"
+    setting: str  # training.decision_rule
+    metric: str
+    objective: str | None
+    default_threshold: float | None  # None: the loss predicts the top-1 label
+    thresholds: np.ndarray | None  # tuned on all of dev; None when nothing was tuned
+    dev_default: float | None
+    dev_tuned: float | None = None
+    dev_tuned_cross_validated: float | None = None
+    folds: int = 0
+    reason: str = ""
+
+    @property
+    def served_thresholds(self) -> np.ndarray | None:
+        return self.thresholds if self.served == "tuned" else None
+
+    @property
+    def dev_served(self) -> float | None:
+        return self.dev_tuned if self.served == "tuned" else self.dev_default
+
+    def record(self, labels: list[str]) -> dict[str, Any]:
+        """metrics.json's and thresholds.json's record of the choice (thresholds by label)."""
+        tuned = None
+        if self.thresholds is not None:
+            tuned = {name: float(t) for name, t in zip(labels, self.thresholds, strict=True)}
+        return {
+            "served": self.served,
+            "setting": self.setting,
+            "metric": self.metric,
+            "objective": self.objective,
+            "default_threshold": self.default_threshold,
+            "dev": {
+                "default": self.dev_default,
+                "tuned": self.dev_tuned,
+                "tuned_cross_validated": self.dev_tuned_cross_validated,
+            },
+            "folds": self.folds,
+            "min_dev_positives": MIN_DEV_POSITIVES if self.objective == "per_label_f1" else None,
+            "reason": self.reason,
+            "tuned_thresholds": tuned,
+        }
+
+    def line(self) -> str:
+        """One line for the terminal: the rule served and both rules' dev values."""
+        values = f"dev {self.metric}: default rule {format_value(self.dev_default)}"
+        if self.thresholds is not None:
+            values += (
+                f", tuned thresholds {format_value(self.dev_tuned_cross_validated)} "
+                f"cross-validated ({format_value(self.dev_tuned)} fitted on all of dev)"
+            )
+        return f"decision rule served: {self.served} ({self.reason}); {values}"
+
+
+def format_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def top1_rule(metric: str, dev_default: float | None) -> RuleChoice:
+    """A loss that predicts the top-1 label has no thresholds: its own rule is served."""
+    return RuleChoice(
+        "default", "default", metric, None, None, None, dev_default, reason="top-1 loss"
+    )
+
+
+def choose_decision_rule(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    metric: str,
+    rule: str = "auto",
+    tune: str | None = "auto",
+    default_threshold: float = 0.5,
+    folds: int = CV_FOLDS,
+    seed: int = 0,
+) -> RuleChoice:
+    """Tune thresholds on dev for `metric` and choose the rule to serve.
+
+    - `rule="default"`: the loss's default threshold is served (thresholds are still tuned and
+      reported when `tune` is set); `"tuned"`: the thresholds tuned on all of dev are served.
+    - `rule="auto"`: the tuned thresholds are served only when their cross-validated dev value
+      of `metric` (`folds`-fold `KFold` over dev rows, shuffled with `seed`; each fold
+      predicted by thresholds tuned on the others) beats the default rule's dev value; ties,
+      a dev set too small to cross-validate, and a metric thresholds cannot change serve the
+      default rule. So `auto` is never worse on dev than the default rule, measured honestly.
+
+    Args:
+        y_true: `(num_examples, num_labels)` 0/1 dev labels.
+        scores: the model's dev scores, the same shape.
+        metric: the run's selection metric (`training.metric` or the task's).
+        rule: `training.decision_rule`.
+        tune: `training.tune_thresholds` (`auto`, an objective of `OBJECTIVES`, or None).
+        default_threshold: the loss's own threshold.
+    """
+    y_true, scores = _check_inputs(y_true, scores)
+    if rule not in DECISION_RULES:
+        raise ValueError(f"unknown decision rule {rule!r}; valid: {', '.join(DECISION_RULES)}")
+    objective = objective_for(tune, metric)
+    dev_default = prediction_metric(metric, y_true, scores > np.float32(default_threshold))
+    choice = RuleChoice("default", rule, metric, objective, default_threshold, None, dev_default)
+    if objective is None:
+        choice.reason = "no thresholds tuned" if tune is None else f"{metric} takes no threshold"
+        return choice
+
+    def tuned_on(rows: np.ndarray) -> np.ndarray:
+        return tune_thresholds(
+            y_true[rows],
+            scores[rows],
+            objective,
+            default_threshold=default_threshold,
+            min_positives=MIN_DEV_POSITIVES,
+        )
+
+    everything = np.arange(len(y_true))
+    choice.thresholds = tuned_on(everything)
+    choice.dev_tuned = prediction_metric(metric, y_true, scores > choice.thresholds)
+    folds = min(folds, len(y_true) // MIN_ROWS_PER_FOLD)
+    if folds >= 2:
+        held_out = np.zeros_like(y_true)
+        for fit, check in KFold(folds, shuffle=True, random_state=seed).split(everything):
+            held_out[check] = scores[check] > tuned_on(fit)
+        choice.folds = folds
+        choice.dev_tuned_cross_validated = prediction_metric(metric, y_true, held_out)
+    choice.served, choice.reason = served_rule(choice)
+    return choice
+
+
+def served_rule(choice: RuleChoice) -> tuple[str, str]:
+    """(rule served, why) for `choose_decision_rule`."""
+    if choice.setting != "auto":
+        return choice.setting, "training.decision_rule"
+    honest = choice.dev_tuned_cross_validated
+    if honest is None or choice.dev_default is None:
+        return "default", "auto: dev too small to cross-validate tuned thresholds"
+    if is_better(choice.metric, honest, choice.dev_default):
+        return "tuned", f"auto: tuned thresholds better on {choice.folds}-fold dev"
+    return "default", f"auto: tuned thresholds not better on {choice.folds}-fold dev"
+
+
+# ---------------------------------------------------------------- counting
 
 
 def _check_inputs(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,15 +322,23 @@ def _counts_above(
     y_true: np.ndarray, scores: np.ndarray, candidates: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """`(true_positives, predicted)`, each `(num_labels, num_candidates)`, for `score > c`."""
-    num_labels, num_bins = scores.shape[1], len(candidates) + 1
+    return _grouped_counts_above(y_true.T, scores.T, candidates)  # a group per label
+
+
+def _grouped_counts_above(
+    y_true: np.ndarray, scores: np.ndarray, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(true_positives, predicted)`, each `(num_groups, num_candidates)`: per row of the
+    `(num_groups, group_size)` inputs, how many scores are `> candidates[k]` (and positive)."""
+    num_groups, num_bins = scores.shape[0], len(candidates) + 1
     # bucket = how many candidates lie strictly below the score, so score > candidates[k]
-    # exactly when bucket > k. Each label gets its own num_bins bins in one bincount.
+    # exactly when bucket > k. Each group gets its own num_bins bins in one bincount.
     bucket = np.searchsorted(candidates, scores, side="left")
-    flat_bins = (bucket + num_bins * np.arange(num_labels)).ravel()
-    size = num_labels * num_bins
-    per_bin = np.bincount(flat_bins, minlength=size).reshape(num_labels, num_bins)
+    flat_bins = (bucket + num_bins * np.arange(num_groups)[:, None]).ravel()
+    size = num_groups * num_bins
+    per_bin = np.bincount(flat_bins, minlength=size).reshape(num_groups, num_bins)
     positive_per_bin = np.bincount(flat_bins, weights=y_true.ravel(), minlength=size)
-    positive_per_bin = positive_per_bin.reshape(num_labels, num_bins).astype(np.int64)
+    positive_per_bin = positive_per_bin.reshape(num_groups, num_bins).astype(np.int64)
 
     def count_above(counts: np.ndarray) -> np.ndarray:
         at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
@@ -120,14 +347,41 @@ def _counts_above(
     return count_above(positive_per_bin), count_above(per_bin)
 
 
-def _f1(true_positives: np.ndarray, predicted: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    denominator = predicted + positives
+def _global_metric(
+    metric: str, y_true: np.ndarray, scores: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """`metric` of `scores > c` for every candidate `c` shared by all labels, from per-row
+    counts (`(num_rows, num_candidates)`)."""
+    row_tp, row_pred = _grouped_counts_above(y_true, scores, candidates)
+    row_pos = y_true.sum(axis=1)[:, None]
+    if metric == "micro_f1":
+        return _f1(row_tp.sum(axis=0), row_pred.sum(axis=0), row_pos.sum())
+    if metric == "subset_accuracy":  # every positive above, nothing else above
+        return np.mean((row_tp == row_pos) & (row_pred == row_pos), axis=0)
+    if metric == "samples_f1":
+        return np.mean(_f1(row_tp, row_pred, row_pos), axis=0)
+    wrong = row_pred.sum(axis=0) - 2 * row_tp.sum(axis=0) + row_pos.sum()  # FP + FN
+    return wrong / y_true.size  # hamming_loss
+
+
+def _f1(true_positives: Any, predicted: Any, positives: Any) -> np.ndarray:
+    denominator = np.asarray(predicted + positives)
     return np.divide(
-        2.0 * true_positives,
+        2.0 * np.asarray(true_positives),
         denominator,
         out=np.zeros(np.broadcast(true_positives, denominator).shape),
         where=denominator > 0,
     )
+
+
+def _ratios(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(
+        numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0
+    ).astype(float)
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return float(numerator / denominator) if denominator else 0.0
 
 
 def _middle_of_best(values: np.ndarray) -> np.ndarray:
@@ -136,40 +390,3 @@ def _middle_of_best(values: np.ndarray) -> np.ndarray:
     rank = np.cumsum(is_best, axis=-1)  # 1 at the first best column, 2 at the second, ...
     middle_rank = rank[..., -1:] // 2 + 1
     return np.argmax(is_best & (rank == middle_rank), axis=-1)
-
-
-def _micro_f1_ascent(
-    true_positives: np.ndarray,
-    predicted: np.ndarray,
-    total_positives: int,
-    tunable: np.ndarray,
-    default_index: int,
-    max_passes: int,
-) -> np.ndarray:
-    """Candidate index per label from coordinate ascent on micro-F1 (see `tune_thresholds`)."""
-    num_labels = true_positives.shape[0]
-    chosen = np.full(num_labels, default_index)
-    # Start: the best threshold shared by the tunable labels, the others at the default.
-    fixed_tp = true_positives[~tunable, default_index].sum()
-    fixed_pred = predicted[~tunable, default_index].sum()
-    shared = _f1(
-        true_positives[tunable].sum(axis=0) + fixed_tp,
-        predicted[tunable].sum(axis=0) + fixed_pred,
-        total_positives,
-    )
-    chosen[tunable] = _middle_of_best(shared)
-    labels = np.arange(num_labels)
-    for _ in range(max_passes):
-        changed = False
-        for label in np.flatnonzero(tunable):
-            others_tp = true_positives[labels, chosen].sum() - true_positives[label, chosen[label]]
-            others_pred = predicted[labels, chosen].sum() - predicted[label, chosen[label]]
-            micro = _f1(
-                others_tp + true_positives[label], others_pred + predicted[label], total_positives
-            )
-            if micro[chosen[label]] < micro.max() - _TIE:
-                chosen[label] = _middle_of_best(micro)
-                changed = True
-        if not changed:
-            break
-    return chosen

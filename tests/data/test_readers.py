@@ -110,6 +110,20 @@ def test_encodings(tmp_path):
         read_table(path, encoding="klingon")
 
 
+def test_encoding_auto_is_decided_per_file(tmp_path):
+    """`data.encoding: auto`: UTF-8 with or without a byte-order mark, else GB18030."""
+    table = "text,labels\n噪音扰民,环境\n"
+    files = {
+        "gb.csv": table.encode("gb18030"),
+        "bom.csv": "\ufeff" + table,
+        "plain.csv": table,
+    }
+    for name, content in files.items():
+        frame = read_table(write(tmp_path, name, content), encoding="auto")
+        assert list(frame.columns) == ["text", "labels"], name
+        assert frame["text"].tolist() == ["噪音扰民"], name
+
+
 @pytest.mark.parametrize("content", ["", "  \n\n", "\ufeff"])
 def test_an_empty_file_is_named(tmp_path, content):
     path = write(tmp_path, "empty.csv", content)

@@ -102,3 +102,29 @@ def test_the_one_task_may_be_named_default(pair_run, pair_export, table_with_bad
         predict_file(model_dir, table_with_bad_rows, outputs[0], verbose=0)
         predict_file(model_dir, table_with_bad_rows, outputs[1], verbose=0, task="default")
         pd.testing.assert_frame_equal(pd.read_csv(outputs[0]), pd.read_csv(outputs[1]))
+
+
+def test_a_run_trained_on_header_less_files_predicts_them(pair_run, tmp_path):
+    """`data.columns` names a header-less file's columns; predict reads such input so too
+    (a file with a header still reads by it)."""
+    import shutil
+
+    import yaml
+
+    from xtune.export.predict import predict_file
+
+    folder = shutil.copytree(pair_run, tmp_path / "run")
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    config["data"]["columns"] = ["body", "title", "labels"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
+    headerless = tmp_path / "input.csv"
+    headerless.write_text(f"{GOOD_TEXT},标题,交通\n这里问题是什么,问,环境\n", encoding="utf-8")
+    with_header = tmp_path / "with_header.csv"
+    with_header.write_text(f"body,title\n{GOOD_TEXT},标题\n这里问题是什么,问\n", encoding="utf-8")
+    tables = []
+    for source in (headerless, with_header):
+        predict_file(folder, source, tmp_path / f"out-{source.name}", verbose=0)
+        tables.append(pd.read_csv(tmp_path / f"out-{source.name}", keep_default_na=False))
+    assert tables[0]["body"].tolist() == [GOOD_TEXT, "这里问题是什么"]
+    assert tables[0]["error"].tolist() == ["", ""]
+    assert tables[0]["predicted_labels"].tolist() == tables[1]["predicted_labels"].tolist()

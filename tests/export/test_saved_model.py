@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tests.export.conftest import HEAD_TOKENS, MAX_LENGTH
+from tests.task_view import served_thresholds
 
 # The second text is far longer than MAX_LENGTH tokens, so head+tail truncation applies.
 LONG_TEXT = "我们是北京的居民，今年空气很好。" * 5 + "最后是真的问题。"
@@ -181,7 +182,7 @@ def test_metadata_travels_inside_and_beside_the_saved_model(served, pair_export,
     beside = json.loads((pair_export / "export.json").read_text(encoding="utf-8"))
     inside = json.loads((pair_export / "assets" / "export.json").read_text(encoding="utf-8"))
     labels = json.loads((pair_run / "labels.json").read_text(encoding="utf-8"))["labels"]
-    thresholds = json.loads((pair_run / "thresholds.json").read_text())["thresholds"]
+    thresholds = served_thresholds(pair_run)
     for metadata in (beside, inside):
         assert metadata["labels"] == labels
         assert metadata["thresholds"] == pytest.approx(thresholds)

@@ -449,3 +449,25 @@ def test_csv_and_latex_formats(toy_results, capsys):
     assert r"\textbf{lr 5e-5} & " in latex
     assert r"val-acc (dev subset\_accuracy) mean $\pm$ std" in latex
     assert "±" not in latex and "–" not in latex
+
+
+def test_the_decision_rule_served_and_both_rules_dev_values(toy_results):
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        value = line["best"]["subset_accuracy"]
+        served = "tuned" if line["seed"] == 0 else "default"
+        dev = {"default": value, "tuned": value + 0.04, "tuned_cross_validated": value + 0.02}
+        line["decision_rule"] = {"served": served, "metric": "subset_accuracy", "dev": dev}
+    lines[0].pop("decision_rule")  # a line from before the record existed
+    (toy_results / "results.jsonl").write_text(
+        "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+    )
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    rules = {row["row"]: row for row in markdown_table(text, "Decision rule served")}
+    assert list(rules) == list(ROWS)
+    assert rules["lr 5e-5"]["served (runs)"] == "default ×2, tuned ×1"
+    assert rules["baseline"]["served (runs)"] == "default ×2"  # seed 0 has no record
+    values = np.array(ROWS["lr 5e-5"][1])
+    shown = float(rules["lr 5e-5"]["tuned (cross-validated)"].split(" ± ")[0])
+    assert shown == pytest.approx(values.mean() + 0.02, abs=5e-5)
+    assert rules["lr 5e-5"]["metric"] == "subset_accuracy"

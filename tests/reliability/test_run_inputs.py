@@ -17,6 +17,7 @@ import yaml
 
 from tests.export.conftest import LABELS, random_rows, tiny_config
 from tests.reliability.helpers import assert_user_error, run_cli, snapshot
+from tests.task_view import served_thresholds
 
 
 @dataclass
@@ -326,11 +327,11 @@ def test_predict_on_dev_reproduces_the_run_metrics_exactly(trained, tmp_path, ca
     from xtune.data.examples import load_splits
     from xtune.data.pipeline import tokenize_examples
     from xtune.metrics import multilabel_metrics
-    from xtune.thresholds import tune_thresholds
+    from xtune.thresholds import choose_decision_rule
     from xtune.training.evaluation import predict_logits
 
     metrics = json.loads((trained.run / "metrics.json").read_text())
-    thresholds = json.loads((trained.run / "thresholds.json").read_text())["thresholds"]
+    thresholds = served_thresholds(trained.run)
 
     # The thresholds are those tuned on the reloaded float32 model's dev scores.
     run = load_run(trained.run)
@@ -338,7 +339,10 @@ def test_predict_on_dev_reproduces_the_run_metrics_exactly(trained, tmp_path, ca
     splits, vocab = load_splits(config.data)
     dev = tokenize_examples(splits["dev"], run.text_encoder, vocab.encode(splits["dev"].label_sets))
     scores = np.asarray(run.loss.scores(predict_logits(run.model, dev, 64, config.data.max_length)))
-    tuned = tune_thresholds(dev.labels, scores, config.training.tune_thresholds)
+    training = config.training
+    tuned = choose_decision_rule(
+        dev.labels, scores, training.metric, "tuned", training.tune_thresholds, seed=training.seed
+    ).thresholds
     assert tuned.tolist() == np.float32(thresholds).tolist()
 
     for source in (trained.run, trained.export):

@@ -102,6 +102,11 @@ def test_cross_encoder_pair_classification_beats_the_majority(tmp_path):
     dev = pd.read_csv(data["dev"])
     majority = dev["labels"].value_counts(normalize=True).max()
     assert result.best["agree.subset_accuracy"] > majority + 0.1
+    # Two classes: the positive class's F1 (the second label: neither is named 1/true/yes),
+    # and the majority class's constant prediction as the baseline.
+    baseline = result.baseline["agree"]["most_frequent_label_set"]
+    assert baseline["subset_accuracy"] == pytest.approx(majority)
+    assert 0 <= baseline["positive_f1"] <= 1 and 0 < result.best["agree.positive_f1"] <= 1
 
 
 def test_cross_encoder_regression_beats_a_constant_score(tmp_path):
@@ -115,4 +120,7 @@ def test_cross_encoder_regression_beats_a_constant_score(tmp_path):
     dev_scores = pd.read_csv(data["dev"])["labels"].to_numpy(float)
     constant_mse = np.mean((dev_scores - train_scores.mean()) ** 2)
     assert result.best["sts.mse"] < 0.8 * constant_mse
+    baseline = result.baseline["sts"]["train_mean"]  # the constant predictor, in metrics.json
+    assert baseline["mse"] == pytest.approx(constant_mse, rel=1e-4)
+    assert baseline["pearson"] == 0.0 and baseline["value"] == pytest.approx(train_scores.mean())
     assert result.best["sts.pearson"] > 0.5

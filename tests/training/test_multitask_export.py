@@ -111,13 +111,15 @@ def test_two_tasks_with_fgm_lora_ema_and_reinit_train_and_export(files, tmp_path
     raw["adversarial"] = {"name": "fgm", "epsilon": 0.5}
     raw["finetune"] = {"lora_rank": 2, "lora_alpha": 4, "reinit_top_layers": 1}
     raw["optimizer"] = {"name": "adamw", "learning_rate": 3e-3, "use_ema": True}
+    raw["training"]["decision_rule"] = "tuned"
     result = train(parse_run_config(raw), run_dir=tmp_path / "run")
     assert all(np.isfinite(h["train_loss"]) for h in result.history)
     assert {"sentiment.subset_accuracy", "similarity.pearson"} <= set(result.best)
 
     run = load_run(result.run_dir)
-    tuned = json.loads((result.run_dir / "thresholds.json").read_text())["thresholds"]
-    assert set(tuned) == {"sentiment"}
+    stored = json.loads((result.run_dir / "thresholds.json").read_text())["thresholds"]
+    assert set(stored) == {"sentiment"}
+    tuned = {"sentiment": list(stored["sentiment"].values())}  # by label name
     exported = export_run(result.run_dir, tmp_path / "export")
     loaded = tf.saved_model.load(str(exported.path))
     assert exported.metadata["tasks"]["sentiment"]["thresholds"] == pytest.approx(

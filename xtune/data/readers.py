@@ -128,8 +128,24 @@ def has_undecodable_bytes(text: str) -> bool:
     return UNDECODABLE.search(text) is not None
 
 
+# `data.encoding: auto`, decided per file: UTF-8 (with or without a byte-order mark) when the
+# whole file decodes as UTF-8, else GB18030 (which includes GBK and GB2312).
+AUTO_ENCODING = "auto"
+
+
+def detect_encoding(raw: bytes) -> str:
+    """`utf-8` when `raw` is valid UTF-8, else `gb18030` (`data.encoding: auto`)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8"
+
+
 def decode(path: Path, raw: bytes, encoding: str, errors: str) -> str:
     errors = "surrogateescape" if errors == "mark" else errors
+    if encoding == AUTO_ENCODING:
+        encoding = detect_encoding(raw)
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
@@ -156,7 +172,7 @@ def guess_encoding(raw: bytes, tried: str) -> str:
             raw.decode(candidate)
         except UnicodeDecodeError:
             continue
-        return f" (it decodes as {candidate}: data.encoding: {candidate})"
+        return f" (it decodes as {candidate}: data.encoding: {candidate}, or auto)"
     return ""
 
 

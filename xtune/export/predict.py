@@ -55,6 +55,7 @@ class Predictor(Protocol):
     labels: list[str]
     text_column: str
     text_pair_column: str | None
+    file_columns: list[str] | None  # the run's `data.columns`: names of header-less files
 
     def predict(self, texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray]: ...
 
@@ -101,6 +102,7 @@ class RunFolderPredictor:
         data = (tasks[self.task].get("data") or {}) if self.task in tasks else config["data"]
         self.text_column = data.get("text") or "text"
         self.text_pair_column = data.get("text_pair") or None
+        self.file_columns = data.get("columns") or config["data"].get("columns") or None
         self.run: Any = None
 
     def predict(self, texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray]:
@@ -148,6 +150,7 @@ class SavedModelPredictor:
         }
         self.text_column = columns["text"]
         self.text_pair_column = columns.get("text_pair") or None
+        self.file_columns = record.get("file_columns") or None
         self.serve: Any = None
 
     def predict(self, texts: list[str], pairs: list[str] | None) -> dict[str, np.ndarray]:
@@ -189,7 +192,9 @@ def predict_file(
     columns = [predictor.text_column]
     if predictor.text_pair_column:
         columns.append(predictor.text_pair_column)
-    frame, texts, pairs, good_rows, errors = read_table_inputs(input_path, columns)
+    frame, texts, pairs, good_rows, errors = read_table_inputs(
+        input_path, columns, predictor.file_columns
+    )
     outputs = empty_outputs(predictor.labels, len(frame))
     predict_rows(predictor.predict, outputs, texts, pairs, good_rows, batch_size, verbose)
     result = output_columns(predictor.labels, outputs, errors, top_k)

@@ -51,10 +51,15 @@ def checked_paths(
 
 
 def read_table_inputs(
-    input_path: Path, columns: list[str]
+    input_path: Path, columns: list[str], file_columns: list[str] | None = None
 ) -> tuple[pd.DataFrame, list[str], list[str] | None, list[int], list[str]]:
-    """The input table and `read_inputs` of its text columns (a missing one is refused)."""
+    """The input table and `read_inputs` of its text columns (a missing one is refused).
+
+    A file whose header lacks the text columns is read as header-less with `file_columns`
+    (the run's `data.columns`) when the run was trained on such files."""
     frame = read_table(input_path, encoding_errors="replace")
+    if file_columns and not set(columns) <= set(map(str, frame.columns)):
+        frame = read_table(input_path, columns=file_columns, encoding_errors="replace")
     for column in columns:
         if column not in frame.columns:
             raise DataError(

@@ -8,6 +8,7 @@ OUT/assets/labels.txt                            the default task's label names,
 OUT/assets/vocab.txt, ...                        the tokenizer's files (for id clients)
 OUT/assets/export.json                           the metadata below
 OUT/export.json                                  the same, plus sizes and the export check
+OUT/MODEL_CARD.md                                data, labels, metrics, decision rule, versions
 ```
 
 Signatures (`serving_module.py` has their inputs and outputs): a config without `tasks:`
@@ -51,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from xtune.export import ExportError
+from xtune.export.model_card import MODEL_CARD_FILE, model_card, rule_values
 from xtune.export.serving_module import ServingModule, text_input_names
 from xtune.run_folder import WEIGHTS_FILE, check_run_folder
 from xtune.tasks.run_folder import LoadedRun, load_run, task_inputs
@@ -145,6 +147,7 @@ def _export(
         (saved / EXPORT_FILE).write_text(
             json.dumps(metadata, indent=1, ensure_ascii=False), encoding="utf-8"
         )
+        (saved / MODEL_CARD_FILE).write_text(model_card(run, metadata), encoding="utf-8")
         check_output_folder(out_dir, run_dir, force)  # again: it may have appeared meanwhile
         replace_folder(saved, out_dir)
     finally:
@@ -159,7 +162,23 @@ def _export(
         f"{metadata['check']['max_abs_difference']:.1e})",
         flush=True,
     )
+    for line in rule_lines(metadata):
+        print(f"xtune export: {line}", flush=True)
     return ExportResult(out_dir, metadata)
+
+
+def rule_lines(metadata: dict[str, Any]) -> list[str]:
+    """Per label task: the decision rule the export serves and both rules' dev values."""
+    lines = []
+    for name, record in metadata["tasks"].items():
+        if not record["labels"]:
+            continue
+        line = f"task {name} serves the {record['served_rule']} rule"
+        if record["decision_rule"] == "top1":
+            line += " (top-1 label)"
+        line += rule_values(record.get("rule_choice"))
+        lines.append(line)
+    return lines
 
 
 def run_signature_names(run: LoadedRun) -> dict[str, dict[str, str]]:
@@ -310,6 +329,7 @@ def task_metadata(
         "inputs": text_input_names(task),
         "text_column": data.text,
         "text_pair_column": data.text_pair or "",
+        "file_columns": data.columns,  # names of header-less input files (`data.columns`)
         "has_pair": bool(data.text_pair),
         "labels": labels,
         "num_labels": len(labels),
@@ -318,6 +338,10 @@ def task_metadata(
         "decision_rule": decision_rule,
         "thresholds": thresholds,
         "thresholds_tuned": run.thresholds.get(task.name) is not None,
+        # `tuned` when the tuned thresholds are served, else `default` (the loss's own rule);
+        # `rule_choice`: the run's record of why, with both rules' dev values.
+        "served_rule": "tuned" if run.thresholds.get(task.name) is not None else "default",
+        "rule_choice": run.decision_rules.get(task.name),
         "tokenizer": {**settings, "vocabulary_size": text_encoder.tokenizer.vocabulary_size},
         "token_id_inputs": list(task.input_names(run.encoder)),
         "max_length": settings["max_length"],

@@ -10,6 +10,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,7 @@ def render(
     lines += [f"- **Warning:** {warning}." for warning in warnings]
     lines += ["", "## Cells", ""]
     lines += markdown_cells(cell_table(cells, metric, ci))
+    lines += decision_rule_section(cells)
     lines += test_section(cells, metric)
     lines += ["", "## Per seed", ""]
     lines += seed_table(cells, metric)
@@ -762,6 +764,52 @@ def mean_std(values: list[float | None]) -> str:
         return "–"
     spread = sample_variance(present)
     return f"{number(mean(present))} ± {number(math.sqrt(spread))}"
+
+
+def rule_records(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A run's decision-rule records as (task, record): one unnamed record for a config
+    without `tasks:`, one per label task else; none for results from before they existed."""
+    record = run.get("decision_rule") or {}
+    if "served" in record:
+        return [("", record)]
+    return sorted(record.items())
+
+
+def decision_rule_section(cells: list[Cell]) -> list[str]:
+    """Per row (and label task): the rule the runs serve and both rules' dev values of the
+    selection metric (the tuned one cross-validated on dev, and fitted on all of dev)."""
+    rows = []
+    for cell in cells:
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for run in cell.ok_runs:
+            for task, record in rule_records(run):
+                by_task.setdefault(task, []).append(record)
+        for task, records in by_task.items():
+            served = Counter(record["served"] for record in records)
+            dev = [record.get("dev") or {} for record in records]
+            rows.append(
+                [
+                    cell.name + (f" / {task}" if task else ""),
+                    ", ".join(f"{rule} ×{count}" for rule, count in sorted(served.items())),
+                    records[0]["metric"],
+                    mean_std([values.get("default") for values in dev]),
+                    mean_std([values.get("tuned_cross_validated") for values in dev]),
+                    mean_std([values.get("tuned") for values in dev]),
+                ]
+            )
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Decision rule served",
+        "",
+        "What the export and `xtune predict` apply (`training.decision_rule`; `auto` serves the "
+        "tuned thresholds only when they beat the default rule cross-validated on dev), and "
+        "both rules' dev values of the selection metric, mean ± std over seeds.",
+        "",
+    ]
+    header = ["row", "served (runs)", "metric", "default rule", "tuned (cross-validated)"]
+    return lines + table([*header, "tuned (fitted on dev)"], rows)
 
 
 def test_section(cells: list[Cell], metric: str) -> list[str]:

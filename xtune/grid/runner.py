@@ -456,6 +456,7 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
         "best": result.best,
         "final": final,
         "tuned": result.tuned,
+        "decision_rule": result.extra.get("decision_rule"),
         "test": result.test,
         "fixed_thresholds": result.extra.get("fixed_thresholds"),
         "baseline": result.baseline,

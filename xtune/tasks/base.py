@@ -108,6 +108,11 @@ class Task:
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         raise NotImplementedError
 
+    def baseline(self, train_targets: np.ndarray, dev_targets: np.ndarray) -> dict[str, Any]:
+        """Dev metrics of constant predictors fitted on train (metrics.json's `baseline`): a
+        model that does not beat them learned nothing beyond the prior."""
+        return {}
+
     def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         """The export signature's outputs from the model output, by the decision rule: with
         `thresholds` (the run's tuned per-label ones) where the task decides labels by them,

@@ -221,6 +221,11 @@ class BiEncoderTask(ClassificationTask):
             return ScoreTask.evaluate(self, targets, outputs)
         return super().evaluate(targets, outputs)
 
+    def baseline(self, train_targets: np.ndarray, dev_targets: np.ndarray) -> dict[str, Any]:
+        if self.cosine:
+            return ScoreTask.baseline(self, train_targets, dev_targets)
+        return super().baseline(train_targets, dev_targets)
+
     def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         if self.cosine:
             return ScoreTask.serving_outputs(self, outputs)

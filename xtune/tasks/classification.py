@@ -85,6 +85,12 @@ class ClassificationTask(Task):
 
         return evaluate_scores(self.loss, targets, scores_of(self.loss, outputs))
 
+    def baseline(self, train_targets: np.ndarray, dev_targets: np.ndarray) -> dict[str, Any]:
+        """The most frequent label set and the most frequent label (`majority_baseline`)."""
+        from xtune.metrics import majority_baseline
+
+        return majority_baseline(train_targets, dev_targets)
+
     def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         probabilities = tf.cast(self.loss.scores(outputs), tf.float32)
         predictions = tf.cast(self.loss.decide(probabilities, thresholds), tf.int32)
@@ -104,6 +110,48 @@ class PairClassificationTask(ClassificationTask):
     type_name = "pair_classification"
     default_loss = "softmax_ce"
     needs_pair = True
+
+    def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        """The classification metrics and, for two single-label classes, `positive_f1`: the
+        F1 of the positive class (`positive_label`), what binary pair benchmarks report."""
+        from xtune.metrics import scores_of
+
+        metrics = super().evaluate(targets, outputs)
+        positive = self.positive_label()
+        if positive is not None:
+            predictions = np.asarray(self.loss.decide(scores_of(self.loss, outputs)))
+            metrics["positive_f1"] = binary_f1(targets[:, positive], predictions[:, positive])
+        return metrics
+
+    def baseline(self, train_targets: np.ndarray, dev_targets: np.ndarray) -> dict[str, Any]:
+        """The majority class (`majority_baseline`), with `positive_f1` for two classes."""
+        baselines = super().baseline(train_targets, dev_targets)
+        positive = self.positive_label()
+        if positive is None:
+            return baselines
+        majority = int(np.argmax(np.asarray(train_targets).sum(axis=0)))
+        constant = np.full(len(dev_targets), int(majority == positive))
+        for metrics in baselines.values():
+            metrics["positive_f1"] = binary_f1(dev_targets[:, positive], constant)
+        return baselines
+
+    def positive_label(self) -> int | None:
+        """The positive class of two single-label classes: the one named `1`, `true`, `yes`
+        or `positive` (any case), else the second in label order; None otherwise."""
+        if len(self.labels) != 2 or self.loss.multi_label:
+            return None
+        names = [str(label).lower() for label in self.labels]
+        for name in ("1", "true", "yes", "positive"):
+            if name in names:
+                return names.index(name)
+        return 1
+
+
+def binary_f1(targets: np.ndarray, predictions: np.ndarray) -> float:
+    """F1 of one class from 0/1 vectors (0 when it is neither true nor predicted)."""
+    targets, predictions = np.asarray(targets, np.int64), np.asarray(predictions, np.int64)
+    denominator = targets.sum() + predictions.sum()
+    return float(2 * (targets * predictions).sum() / denominator) if denominator else 0.0
 
 
 def check_label_counts(loss: Any, examples: dict[str, Any]) -> None:

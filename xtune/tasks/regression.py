@@ -94,6 +94,16 @@ class ScoreTask(Task):
     def serving_outputs(self, outputs: tf.Tensor, thresholds: Any = None) -> dict[str, tf.Tensor]:
         return {"score": tf.cast(self.loss.scores(outputs), tf.float32)}
 
+    def baseline(self, train_targets: np.ndarray, dev_targets: np.ndarray) -> dict[str, Any]:
+        """`train_mean`: every pair scored the train mean (correlations 0, its `mse`)."""
+        from xtune.metrics import score_metrics
+
+        dev = np.asarray(dev_targets, np.float64).reshape(-1)
+        constant = np.full(len(dev), float(np.mean(train_targets)))
+        return {
+            "train_mean": {"value": float(np.mean(train_targets)), **score_metrics(dev, constant)}
+        }
+
 
 @TASKS.register("regression")
 class RegressionTask(ScoreTask):

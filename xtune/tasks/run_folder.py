@@ -11,7 +11,7 @@ checking their sha256; folders written before tasks.json existed load as one `de
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import yaml
 from xtune.run_folder import (
     WEIGHTS_FILE,
     RunFolder,
+    RunFolderError,
     check_run_folder,
     load_weights,
     verify_weights,
@@ -53,7 +54,8 @@ def create_run_folder(path: str | Path, config: Any, tasks: list[Any], encoder: 
 @dataclass
 class LoadedRun:
     """A trained run: its config, tasks (labels set), the model graph and its task views,
-    each task's text encoder and tuned thresholds (None: the loss's own rule)."""
+    each task's text encoder, the thresholds it serves (None: the loss's own rule) and its
+    decision-rule record (thresholds.json's `decision_rules`; empty for older folders)."""
 
     path: Path
     config: Any  # RunConfig
@@ -62,6 +64,7 @@ class LoadedRun:
     text_encoders: dict[str, Any]
     encoder: Any
     thresholds: dict[str, np.ndarray | None]
+    decision_rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def task(self, name: str | None = None) -> Any:
         """The task called `name`; the first (or only) task when `name` is None."""
@@ -104,8 +107,8 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
         )
     graph = build_task_graph(encoder, tasks)
     load_weights(graph.model, weights_file or path / WEIGHTS_FILE)
-    thresholds = stored_thresholds(path, [task.name for task in tasks])
-    return LoadedRun(path, config, tasks, graph, text_encoders, encoder, thresholds)
+    thresholds, rules = stored_thresholds(path, {task.name: task.labels for task in tasks})
+    return LoadedRun(path, config, tasks, graph, text_encoders, encoder, thresholds, rules)
 
 
 def task_records(path: Path) -> dict[str, Any]:
@@ -117,18 +120,36 @@ def task_records(path: Path) -> dict[str, Any]:
     return {"default": {"labels": labels, "tokenizer": tokenizer}}
 
 
-def stored_thresholds(path: Path, names: list[str]) -> dict[str, np.ndarray | None]:
-    """thresholds.json: a list (a config without `tasks:`) or lists by task name."""
+def stored_thresholds(
+    path: Path, labels: dict[str, list[str]]
+) -> tuple[dict[str, np.ndarray | None], dict[str, dict[str, Any]]]:
+    """thresholds.json's served thresholds per task (in each task's label order) and its
+    decision-rule records.
+
+    `thresholds` is, by task, thresholds by label name (null: the task serves its default
+    rule); older folders hold a bare list (a config without `tasks:`) or lists by task name,
+    in label order, and always serve them.
+    """
+    names = list(labels)
     thresholds: dict[str, np.ndarray | None] = dict.fromkeys(names)
     file = path / "thresholds.json"
     if not file.is_file():
-        return thresholds
-    stored = json.loads(file.read_text())["thresholds"]
+        return thresholds, {}
+    content = json.loads(file.read_text(encoding="utf-8"))
+    stored = content["thresholds"]
     if isinstance(stored, list):
         stored = {names[0]: stored}
     for name, values in stored.items():
-        thresholds[name] = np.asarray(values, dtype=np.float32)
-    return thresholds
+        if isinstance(values, dict):
+            missing = [label for label in labels[name] if label not in values]
+            if missing:
+                raise RunFolderError(
+                    f"{file}: task {name!r} has no threshold for label(s) {', '.join(missing)}"
+                )
+            values = [values[label] for label in labels[name]]
+        if values is not None:
+            thresholds[name] = np.asarray(values, dtype=np.float32)
+    return thresholds, content.get("decision_rules") or {}
 
 
 def predict_texts(

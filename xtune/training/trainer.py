@@ -31,13 +31,13 @@ import tensorflow as tf
 from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
-from xtune.metrics import fixed_threshold_report, majority_baseline
+from xtune.metrics import fixed_threshold_report
 from xtune.model import TaskGraph, build_task_graph, count_parameters
 from xtune.registry import ConfigError
 from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
 from xtune.tasks import Task, TaskData, build_tasks
 from xtune.tasks.run_folder import LoadedRun, create_run_folder, load_run_files
-from xtune.thresholds import tune_thresholds
+from xtune.thresholds import RuleChoice, choose_decision_rule, top1_rule
 from xtune.training.adversarial import get_attack
 from xtune.training.callbacks import DevEvaluation, DivergenceGuard, FirstStepTimer, mean_score
 from xtune.training.evaluation import evaluate_scores, scores_of
@@ -46,6 +46,13 @@ from xtune.training.freezing import (
     reinitialize_top_layers,
     set_trainable,
     trainable_layer_indices,
+)
+from xtune.training.label_reports import (
+    confusion_matrix,
+    confusion_matrix_file,
+    per_label_rows,
+    write_confusion_matrix,
+    write_per_label_table,
 )
 from xtune.training.layerwise import learning_rate_table
 from xtune.training.lora import ADAPTER_FILE, enable_lora, save_adapter
@@ -412,6 +419,9 @@ class Scored:
     test_tuned: dict[str, dict[str, float]] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules: dict[str, RuleChoice] = field(default_factory=dict)  # label tasks' decision rules
+    per_label: list[dict[str, Any]] = field(default_factory=list)  # per_label.csv's rows
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)  # single-label tasks, dev
 
 
 def finish_run(
@@ -435,8 +445,9 @@ def finish_run(
     for task in run.tasks:
         score_task(task, run, served, evaluation, training, scored)
     result = run_result(config, run, folder, evaluation, scored, precision, clock)
+    write_label_reports(folder.path, run, scored)
     folder.write_result(result, thresholds_record(run, scored))
-    print_summary(result, run)
+    print_summary(result, run, scored)
     return result
 
 
@@ -484,30 +495,71 @@ def score_task(
     test_outputs = task.predict(view, splits["test"], batch) if "test" in splits else None
     if test_outputs is not None:
         scored.test[task.name] = task.evaluate(splits["test"].targets, test_outputs)
+    scored.baseline[task.name] = task.baseline(splits["train"].targets, dev.targets)
     if not task.decides_labels:
         return
     loss = task.loss
-    scored.baseline[task.name] = majority_baseline(splits["train"].targets, dev.targets)
     dev_scores = scores_of(loss, dev_outputs)
     fixed = {"dev": fixed_threshold_reports(training, task.labels, dev.targets, dev_scores)}
-    if training.tune_thresholds and loss.default_threshold is not None:
-        thresholds = tune_thresholds(
-            dev.targets,
-            dev_scores,
-            training.tune_thresholds,
-            default_threshold=loss.default_threshold,
-        )
+    scored.rules[task.name] = decision_rule(task, training, dev.targets, dev_scores, scored)
+    thresholds = scored.rules[task.name].thresholds
+    if thresholds is not None:
         scored.thresholds[task.name] = thresholds
         scored.tuned[task.name] = evaluate_scores(loss, dev.targets, dev_scores, thresholds)
+    add_label_reports(task, "dev", dev.targets, dev_scores, scored)
     if test_outputs is not None:
         test = splits["test"]
         test_scores = scores_of(loss, test_outputs)
-        if task.name in scored.thresholds:
+        if thresholds is not None:
             scored.test_tuned[task.name] = evaluate_scores(
-                loss, test.targets, test_scores, scored.thresholds[task.name]
+                loss, test.targets, test_scores, thresholds
             )
         fixed["test"] = fixed_threshold_reports(training, task.labels, test.targets, test_scores)
+        add_label_reports(task, "test", test.targets, test_scores, scored)
     scored.fixed[task.name] = fixed
+
+
+def add_label_reports(
+    task: Task, split: str, targets: np.ndarray, scores: np.ndarray, scored: Scored
+) -> None:
+    """The split's per-label rows under the served rule, and a single-label task's dev
+    confusion matrix."""
+    served = scored.rules[task.name].served_thresholds
+    predictions = np.asarray(task.loss.decide(scores, served))
+    shown = served
+    if served is None and task.loss.default_threshold is not None:
+        shown = task.loss.default_threshold
+    scored.per_label += per_label_rows(task.name, split, task.labels, targets, predictions, shown)
+    if split == "dev" and not task.loss.multi_label:
+        scored.confusion[task.name] = confusion_matrix(targets, predictions)
+
+
+def decision_rule(
+    task: Task, training: Any, targets: np.ndarray, scores: np.ndarray, scored: Scored
+) -> RuleChoice:
+    """The task's served rule (`xtune.thresholds.choose_decision_rule`) on its dev scores."""
+    default_threshold = task.loss.default_threshold
+    if default_threshold is None:
+        return top1_rule(task.metric, scored.best[task.name].get(task.metric))
+    return choose_decision_rule(
+        targets,
+        scores,
+        task.metric,
+        training.decision_rule,
+        training.tune_thresholds,
+        default_threshold,
+        seed=training.seed,
+    )
+
+
+def write_label_reports(path: Path, run: Run, scored: Scored) -> None:
+    """per_label.csv and the single-label tasks' confusion matrices (`label_reports`)."""
+    if scored.per_label:
+        write_per_label_table(path, scored.per_label)
+    for task in run.tasks:
+        if task.name in scored.confusion:
+            name = confusion_matrix_file(task.name, run.names.implicit)
+            write_confusion_matrix(path / name, task.labels, scored.confusion[task.name])
 
 
 def run_result(
@@ -540,6 +592,8 @@ def run_result(
             task.name: {"type": task.type_name, "metric": task.metric, "weight": task.weight}
             for task in run.tasks
         }
+    if scored.rules:
+        extra["decision_rule"] = names.per_task(rule_records(run, scored))
     if training.report_thresholds:
         extra["fixed_thresholds"] = names.per_task(scored.fixed)
     if run.data.warnings:
@@ -575,13 +629,35 @@ def test_record(names: MetricNames, scored: Scored) -> dict[str, Any] | None:
     return test
 
 
-def thresholds_record(run: Run, scored: Scored) -> Any:
-    """thresholds.json's content: the list of a config without `tasks:`, else by task."""
-    if not scored.thresholds:
+def rule_records(run: Run, scored: Scored) -> dict[str, dict[str, Any]]:
+    """Each label task's decision rule: the rule served, both rules' dev values of its
+    selection metric (and test values when there is a test split), the tuned thresholds by
+    label name."""
+    records = {}
+    for task in run.tasks:
+        if task.name not in scored.rules:
+            continue
+        record = scored.rules[task.name].record(task.labels)
+        if task.name in scored.test:
+            record["test"] = {
+                "default": scored.test[task.name].get(task.metric),
+                "tuned": scored.test_tuned.get(task.name, {}).get(task.metric),
+            }
+        records[task.name] = record
+    return records
+
+
+def thresholds_record(run: Run, scored: Scored) -> dict[str, Any] | None:
+    """thresholds.json: `thresholds`, the served thresholds by task and label name (null for
+    a task that serves its default rule), and `decision_rules`, each task's `rule_records`."""
+    if not scored.rules:
         return None
-    if run.names.implicit:
-        return next(iter(scored.thresholds.values()))
-    return scored.thresholds
+    records = rule_records(run, scored)
+    served = {
+        name: record["tuned_thresholds"] if record["served"] == "tuned" else None
+        for name, record in records.items()
+    }
+    return {"thresholds": served, "decision_rules": records}
 
 
 def run_timings(
@@ -662,7 +738,7 @@ SUMMARY_KEYS = (
 )
 
 
-def print_summary(result: RunResult, run: Run) -> None:
+def print_summary(result: RunResult, run: Run, scored: Scored) -> None:
     if run.names.implicit:
         print_classification_summary(result, run.tasks[0].metric)
     else:
@@ -675,6 +751,9 @@ def print_summary(result: RunResult, run: Run) -> None:
             ),
             flush=True,
         )
+    for name, choice in scored.rules.items():
+        prefix = "" if run.names.implicit else f"{name}: "
+        print(f"{prefix}{choice.line()}", flush=True)
     print(
         f"{result.parameters['trainable']:,} trainable parameters; "
         f"{result.train_samples_per_second} train samples/s; {result.seconds:.1f} s in all; "
