@@ -14,7 +14,6 @@ from tests.training.conftest import (
     NUM_LABELS,
     bce,
     changed_paths,
-    run_config,
     snapshot,
     tiny_batch,
     tiny_encoder,
@@ -126,66 +125,52 @@ def export_matches(result, task_texts: dict[str, tuple[str, list, list | None]],
     return run
 
 
-def test_prefix_run_with_fgm_layerwise_rates_and_mixed_precision(tiny_task, tmp_path):
-    config = run_config(
-        tiny_task,
-        tmp_path,
-        data={"padding": "fixed"},
-        optimizer={"learning_rate": 5e-3, "layerwise_lr_decay": 0.8, "head_learning_rate": 2e-2},
-        finetune={"prefix_length": 3},
-        adversarial={"name": "fgm", "epsilon": 0.5},
-        training={
-            "epochs": 1,
-            "steps_per_epoch": 2,
-            "run_name": "prefix",
-            "mixed_precision": "mixed_bfloat16",
-        },
-    )
-    result = train(config)
-    assert np.isfinite(result.history[-1]["train_loss"])
-    assert (result.run_dir / ADAPTER_FILE).is_file()
-    head = HIDDEN * 8 + 8 + 8 * NUM_LABELS + NUM_LABELS  # head units [8], then the logits
-    assert result.parameters["trainable"] == LAYERS * 2 * 3 * HIDDEN + head
-    run = export_matches(result, {"serving_default": ("default", TEXTS, None)}, tmp_path)
-
-    # The adapter file alone, on the same base encoder, gives the reloaded model.
-    keras.mixed_precision.set_global_policy("float32")
-    keras.utils.set_random_seed(config.training.seed)
-    (task,) = build_tasks(config.named_tasks())
-    task.labels = run.task().labels
-    graph = build_model(config, load_encoder(config.encoder), [task])
-    load_adapter(graph.model, result.run_dir / ADAPTER_FILE)
-    graph_run = type(run)(**{**run.__dict__, "graph": graph})
-    np.testing.assert_allclose(
-        predict_texts(graph_run, "default", TEXTS), predict_texts(run, "default", TEXTS), atol=1e-6
-    )
-
-
-def test_two_tasks_with_prompt_tuning_train_and_export(tmp_path):
+def test_two_tasks_with_prompt_and_prefix_fgm_layerwise_rates_and_mixed_precision(tmp_path):
+    """One run exercises both injections with every training feature on two tasks (a
+    classification and a cross-encoded pair task): it counts what trains, reloads whole and
+    as adapter.npz on the base encoder, and exports what the reloaded run predicts."""
     folder, tasks = shared_three_tasks()
-    two = {
-        "sentiment": {**tasks["sentiment"], "loss": "bce"},
-        "paraphrase": tasks["paraphrase"],
-    }
-    raw = multitask_config(folder, two, epochs=1, steps_per_epoch=3)
+    two = {"sentiment": {**tasks["sentiment"], "loss": "bce"}, "paraphrase": tasks["paraphrase"]}
+    raw = multitask_config(folder, two, epochs=1, steps_per_epoch=2)
     raw["data"]["padding"] = "fixed"
-    raw["training"]["output_dir"] = str(tmp_path / "runs")
-    raw["finetune"] = {"prompt_length": 5}
-    raw["optimizer"] = {"name": "adamw", "learning_rate": 3e-3, "head_learning_rate": 1e-2}
-    result = train(parse_run_config(raw), run_dir=tmp_path / "run")
+    raw["training"].update(output_dir=str(tmp_path / "runs"), mixed_precision="mixed_bfloat16")
+    raw["finetune"] = {"prompt_length": 5, "prefix_length": 3}
+    raw["adversarial"] = {"name": "fgm", "epsilon": 0.5}
+    raw["optimizer"] = {
+        "name": "adamw",
+        "learning_rate": 3e-3,
+        "layerwise_lr_decay": 0.8,
+        "head_learning_rate": 1e-2,
+    }
+    config = parse_run_config(raw)
+    result = train(config, run_dir=tmp_path / "run")
+    assert all(np.isfinite(h["train_loss"]) for h in result.history)
+    assert (result.run_dir / ADAPTER_FILE).is_file()
+
     run = load_run(result.run_dir)
-    head = sum(
-        int(np.prod(v.shape))
-        for v in parameter_groups(run.graph.model)["head"]  # both tasks' heads
-    )
-    hidden = int(run.encoder.word_embeddings.shape[1])
-    assert result.parameters["trainable"] == 5 * hidden + head
+    encoder = run.encoder
+    hidden, layers = int(encoder.word_embeddings.shape[1]), encoder.num_layers
+    head = sum(int(np.prod(v.shape)) for v in parameter_groups(run.graph.model)["head"])
+    assert result.parameters["trainable"] == 5 * hidden + layers * 2 * 3 * hidden + head
+
     pairs = ["一中买了", "学习", "港口天气"]
     export_matches(
         result,
-        {
-            "sentiment": ("sentiment", TEXTS, None),
-            "paraphrase": ("paraphrase", TEXTS, pairs),
-        },
+        {"sentiment": ("sentiment", TEXTS, None), "paraphrase": ("paraphrase", TEXTS, pairs)},
         tmp_path,
+    )
+
+    # The adapter file alone, on the same base encoder, gives the reloaded model.
+    keras.utils.set_random_seed(config.training.seed)
+    base_encoder = load_encoder(config.encoder)
+    fresh = build_tasks(config.named_tasks())
+    for task in fresh:
+        task.labels = run.task(task.name).labels
+    graph = build_model(config, base_encoder, fresh)
+    load_adapter(graph.model, result.run_dir / ADAPTER_FILE)
+    adapted = type(run)(**{**run.__dict__, "graph": graph})
+    np.testing.assert_allclose(
+        predict_texts(adapted, "paraphrase", TEXTS, pairs),
+        predict_texts(run, "paraphrase", TEXTS, pairs),
+        atol=1e-6,
     )
