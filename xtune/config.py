@@ -305,6 +305,8 @@ RANGES: dict[str, dict[str, Any]] = {
     "finetune.frozen_epochs": {"low": 0, "high": 10_000},
     "finetune.lora_rank": {"low": 1, "high": 65536},
     "finetune.lora_alpha": {"low": 0.0, "open_low": True},
+    "finetune.prompt_length": {"low": 0, "high": 4096},
+    "finetune.prefix_length": {"low": 0, "high": 4096},
 }
 # List settings whose every item must be in range.
 ITEM_RANGES: dict[str, dict[str, Any]] = {
@@ -575,6 +577,7 @@ def check_across_sections(
             f"{source}: finetune: lora_rank and freeze_encoder exclude each other (LoRA trains "
             "adapters inside the encoder)"
         )
+    check_parameter_efficient(finetune, source)
     loss = regs["loss"].get(config.loss.name)
     if config.training.report_thresholds and getattr(loss, "default_threshold", 0.5) is None:
         raise ConfigError(
@@ -604,6 +607,18 @@ def check_decision_rule(config: RunConfig, loss: Any, source: str) -> None:
             f"{training.tune_thresholds or 'null'}; set tune_thresholds to one of "
             "per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss"
         )
+
+
+def check_parameter_efficient(finetune: FinetuneConfig, source: str) -> None:
+    """Prompt, prefix and BitFit train parts of the encoder: not with a frozen encoder."""
+    for key in ("prompt_length", "prefix_length", "bitfit"):
+        value = getattr(finetune, key)
+        if value not in (None, False) and finetune.freeze_encoder:
+            raise ConfigError(
+                f"{source}: finetune: {key} and freeze_encoder exclude each other ({key} "
+                "trains part of the encoder; the rest is frozen already); use frozen_epochs "
+                "for a head-only first stage"
+            )
 
 
 def check_layer_counts(config: RunConfig, regs: dict[str, Any], source: str) -> None:

@@ -106,6 +106,22 @@ class FinetuneConfig:
     lora_rank: int | None = None  # LoRA on `lora_targets`; the encoder's own weights freeze
     lora_alpha: float | None = None  # LoRA delta scale is alpha / rank; default alpha = rank
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    # Prompt tuning: this many soft-prompt vectors before the embedded input; prefix tuning:
+    # this many key/value vectors in every attention layer (xtune/encoders/prompt_injection.py).
+    # Either freezes the encoder's own weights; null: off.
+    prompt_length: int | None = None
+    prefix_length: int | None = None
+    bitfit: bool = False  # the encoder's biases (and LayerNorm betas) train, nothing else
+
+    def parameter_efficient(self) -> bool:
+        """Whether only some new or chosen encoder weights train (LoRA, prompt, prefix,
+        BitFit): the run folder then also writes them alone (adapter.npz)."""
+        return (
+            self.lora_rank is not None
+            or self.prompt_length is not None
+            or self.prefix_length is not None
+            or self.bitfit
+        )
 
 
 # Bi-encoder pair features (xtune.heads.pair.PAIR_PARTS): Sentence-BERT's default, all four.
@@ -193,6 +209,10 @@ class RunConfig:
         for key, default in (("sampler", None), ("pcgrad", False), ("decision_rule", "auto")):
             if out["training"].get(key) == default:
                 out["training"].pop(key)
+        # Likewise the parameter-efficient methods added later (run ids stay what they were).
+        for key, default in (("prompt_length", None), ("prefix_length", None), ("bitfit", False)):
+            if out["finetune"].get(key) == default:
+                out["finetune"].pop(key)
         return out
 
     def to_yaml(self) -> str:

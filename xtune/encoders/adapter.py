@@ -17,6 +17,9 @@ Nothing outside `xtune/encoders/` names a backbone's layers. The rest of xtune t
 - `lora_layers(targets)`: the dense layers LoRA wraps for target names like `query`, `value`;
 - `word_embeddings`: the variable adversarial steps perturb;
 - `max_positions`: the longest input the position embeddings allow;
+- `set_tuning(EncoderTuning)`: prompt / prefix tuning (`xtune/encoders/prompt_injection.py`)
+  for families whose `supports_tuning`; they implement `blocks()` and `pooled_output_layer()` and
+  return `tuned_features_model()` from their features model once tuning is set;
 - `record()` / `rebuild()`: what a run folder stores to rebuild the architecture (weights are
   loaded separately), with the tokenizer's own files written by `tokenizer.save(folder)`.
 
@@ -44,6 +47,7 @@ from typing import Any, ClassVar
 import keras
 
 from xtune.encoders.keras_hub_internals import nested_layers
+from xtune.encoders.prompt_injection import EncoderTuning, tuned_features_model
 from xtune.registry import Registry
 
 # Adapter classes by family name ("bert", "roberta", "albert", "xlm_roberta", ...).
@@ -124,11 +128,14 @@ class EncoderAdapter(abc.ABC):
 
     family: ClassVar[str]
     packing: ClassVar[Packing] = Packing()
+    supports_tuning: ClassVar[bool] = False  # prompt and prefix tuning (`set_tuning`)
 
     def __init__(self, backbone: keras.Model, tokenizer: PieceTokenizer, source: str):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.source = source
+        self.tuning: EncoderTuning | None = None
+        self._tuned_model: keras.Model | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -173,6 +180,38 @@ class EncoderAdapter(abc.ABC):
         """The architecture `record()` describes, randomly initialised; weights load after."""
 
     # ---- optional, with defaults
+
+    def set_tuning(self, tuning: EncoderTuning) -> None:
+        """Build the features graph with `tuning`'s soft prompt and prefixes; call before the
+        first `features`. A family without support is a `ValueError` naming it."""
+        if not self.supports_tuning:
+            supported = ", ".join(n for n in FAMILIES.names() if FAMILIES.get(n).supports_tuning)
+            raise ValueError(
+                f"prompt and prefix tuning are not supported for the {self.family!r} encoder "
+                f"family (supported: {supported})"
+            )
+        self.tuning, self._tuned_model = tuning, None
+
+    def tuned_features_model(self) -> keras.Model:
+        """The features model with the soft prompt and prefixes of `set_tuning`."""
+        if self._tuned_model is None:
+            self._tuned_model = tuned_features_model(
+                self.backbone,
+                self.blocks(),
+                self.word_embeddings,
+                self.pooled_output_layer(),
+                self.tuning,
+                f"{self.family}_tuned_features",
+            )
+        return self._tuned_model
+
+    def blocks(self) -> list[keras.layers.Layer]:
+        """The transformer blocks, bottom first (families that support tuning)."""
+        raise NotImplementedError(f"encoder family {self.family!r} lists no blocks")
+
+    def pooled_output_layer(self) -> keras.layers.Layer | None:
+        """The Dense on the first token that gives `pooled_output`; None: no pooled output."""
+        return None
 
     @classmethod
     def from_hf_folder(cls, folder: Path, **kwargs: Any) -> EncoderAdapter:

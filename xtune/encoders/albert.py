@@ -68,6 +68,7 @@ class AlbertAdapter(KerasHubTransformerAdapter):
     backbone_class = "AlbertBackbone"
     embedding_layers = EMBEDDING_LAYERS
     default_activation = "gelu_approximate"
+    supports_tuning = False  # shared blocks: one prefix would serve every application
 
     def __init__(
         self,

@@ -160,6 +160,7 @@ class BertAdapter(EncoderAdapter):
 
     family = "bert"
     packing = Packing("bert", segment_ids=True)
+    supports_tuning = True
 
     def __init__(
         self,
@@ -187,6 +188,8 @@ class BertAdapter(EncoderAdapter):
         It reuses the backbone's own layers (no new weights): each block was called once
         when the backbone was built, so its output is a node of the backbone's graph.
         """
+        if self.tuning is not None:
+            return self.tuned_features_model()
         if self._features_model is None:
             backbone = self.backbone
             hidden_states = [
@@ -203,6 +206,12 @@ class BertAdapter(EncoderAdapter):
     def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
         outputs = self.features_model()({name: inputs[name] for name in self.input_names})
         return {**outputs, "padding_mask": inputs["padding_mask"]}
+
+    def blocks(self) -> list[keras.layers.Layer]:
+        return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
+
+    def pooled_output_layer(self) -> keras.layers.Layer | None:
+        return self.backbone.get_layer(POOLER_LAYER)
 
     def parameter_group(self, variable_path: str) -> str | None:
         layer = variable_path.split("/")[0]

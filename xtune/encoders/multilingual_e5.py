@@ -126,6 +126,8 @@ class MultilingualE5Adapter(BertAdapter):
 
     def features_model(self) -> keras.Model:
         """The backbone's layers without the pooler; every transformer layer exposed."""
+        if self.tuning is not None:
+            return self.tuned_features_model()
         if self._features_model is None:
             backbone = self.backbone
             outputs = {
@@ -137,6 +139,9 @@ class MultilingualE5Adapter(BertAdapter):
             }
             self._features_model = keras.Model(backbone.input, outputs, name="e5_features")
         return self._features_model
+
+    def pooled_output_layer(self) -> keras.layers.Layer | None:
+        return None  # the checkpoint has no pooler
 
     def features(self, inputs: dict[str, Any]) -> dict[str, Any]:
         token_ids, padding_mask = inputs["token_ids"], inputs["padding_mask"]

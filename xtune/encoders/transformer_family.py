@@ -36,6 +36,7 @@ class KerasHubTransformerAdapter(EncoderAdapter):
     # keras-hub's epsilon for the family's layer norms; None: the family does not record one.
     keras_hub_epsilon: float | None = None
     optional_pooler = False  # whether the record says if the checkpoint's pooler is there
+    supports_tuning = True
     pooler_layer = "pooler_dense"
 
     def __init__(
@@ -74,6 +75,9 @@ class KerasHubTransformerAdapter(EncoderAdapter):
     def blocks(self) -> list[keras.layers.Layer]:
         return [self.backbone.get_layer(f"transformer_layer_{i}") for i in range(self.num_layers)]
 
+    def pooled_output_layer(self) -> keras.layers.Layer | None:
+        return self.pooler
+
     def layer_norms(self) -> list[keras.layers.Layer]:
         norms = [self.backbone.get_layer("embeddings_layer_norm")]
         for block in self.blocks():
@@ -82,6 +86,8 @@ class KerasHubTransformerAdapter(EncoderAdapter):
 
     def features_model(self) -> keras.Model:
         """The backbone's graph, also exposing every transformer layer (and the pooler)."""
+        if self.tuning is not None:
+            return self.tuned_features_model()
         if self._features_model is None:
             sequence = self.backbone.output
             outputs = {

@@ -91,6 +91,7 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
     from xtune.config import parse_run_config
     from xtune.data.tokenization import TextEncoder
     from xtune.encoders import rebuild_encoder
+    from xtune.encoders.prompt_injection import tune_encoder
     from xtune.model import build_task_graph
     from xtune.tasks import build_tasks
 
@@ -98,6 +99,7 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
     config = parse_run_config(raw, source=str(path / "config.yaml"), stored=True)
     records = task_records(path)
     encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), path)
+    tune_encoder(encoder, config.finetune)  # a soft prompt and prefixes are part of the graph
     tasks = build_tasks(config.named_tasks())
     text_encoders = {}
     for task in tasks:

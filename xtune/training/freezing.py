@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from xtune.encoders.keras_hub_internals import nested_layers
+from xtune.encoders.prompt_injection import PREFIX_VARIABLES, PROMPT_VARIABLE
 from xtune.registry import ConfigError
 from xtune.training.layerwise import (
     EMBEDDINGS,
@@ -22,6 +23,9 @@ from xtune.training.layerwise import (
     num_encoder_layers,
 )
 from xtune.training.lora import LORA_VARIABLE_NAMES
+
+# Bias terms as Keras names them: Dense / EinsumDense `bias`, LayerNormalization `beta`.
+BIAS_VARIABLE_NAMES = ("bias", "beta")
 
 if TYPE_CHECKING:  # the config imports components, not the other way round
     from xtune.config_schema import FinetuneConfig
@@ -50,6 +54,9 @@ def check_finetune(finetune: FinetuneConfig, num_layers: int, epochs: int) -> No
             )
         if not finetune.lora_targets:
             raise bad("lora_targets", "a non-empty list of layer names, e.g. [query, value]")
+    for key in ("prompt_length", "prefix_length"):
+        if getattr(finetune, key) is not None and getattr(finetune, key) < 0:
+            raise bad(key, "an integer >= 0, or null for none")
 
 
 def trainable_layer_indices(finetune: FinetuneConfig, num_layers: int) -> range:
@@ -69,7 +76,10 @@ def set_trainable(model: keras.Model, finetune: FinetuneConfig, head_only: bool 
     the top N transformer layers (the pooler trains); `freeze_embeddings` freezes the
     embedding tables and their LayerNorm. With LoRA (`lora_rank`) the encoder's own weights
     are frozen and only the LoRA matrices of the trainable layers train (biases too stay
-    frozen, as PEFT's `bias="none"`). Groups are the adapter's (`parameter_group`).
+    frozen, as PEFT's `bias="none"`). Likewise with prompt / prefix tuning only the soft
+    prompt / prefixes train, and with `bitfit` only the biases (Ben Zaken et al., 2022,
+    "BitFit": every bias term, LayerNorm's `beta` included); these combine. Groups are the
+    adapter's (`parameter_group`).
     """
     encoder = encoder_of(model)
     encoder.trainable = True  # undo any previous stage, including LoRA's frozen kernels
@@ -81,8 +91,9 @@ def set_trainable(model: keras.Model, finetune: FinetuneConfig, head_only: bool 
     frozen = {layer_group(i) for i in range(num_layers) if i not in trainable_layers}
     if finetune.freeze_embeddings or finetune.train_top_layers is not None:
         frozen.add(EMBEDDINGS)
-    if finetune.lora_rank is not None:
-        freeze_all_but_lora(encoder)
+    kept = parameter_efficient_names(finetune)
+    if kept:
+        freeze_all_but(encoder, kept)
     groups = encoder_groups(model)
     for variable in encoder.weights:
         if groups[id(variable)] in frozen:
@@ -90,9 +101,28 @@ def set_trainable(model: keras.Model, finetune: FinetuneConfig, head_only: bool 
 
 
 def freeze_all_but_lora(encoder: keras.Model) -> None:
+    freeze_all_but(encoder, set(LORA_VARIABLE_NAMES))
+
+
+def parameter_efficient_names(finetune: FinetuneConfig) -> set[str]:
+    """Names of the encoder variables that alone train under the parameter-efficient
+    settings (LoRA, prompt, prefix, BitFit); empty when none is set."""
+    names: set[str] = set()
+    if finetune.lora_rank is not None:
+        names.update(LORA_VARIABLE_NAMES)
+    if finetune.prompt_length is not None:
+        names.add(PROMPT_VARIABLE)
+    if finetune.prefix_length is not None:
+        names.update(PREFIX_VARIABLES)
+    if finetune.bitfit:
+        names.update(BIAS_VARIABLE_NAMES)
+    return names
+
+
+def freeze_all_but(encoder: keras.Model, names: set[str]) -> None:
     # Per variable: a layer's flag would reach the adapters of the layers inside it.
     for variable in encoder.weights:
-        variable.trainable = variable.name in LORA_VARIABLE_NAMES
+        variable.trainable = variable.name in names
 
 
 def reinitialize_top_layers(model: keras.Model, count: int) -> list[str]:

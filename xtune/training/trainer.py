@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
+from xtune.encoders.prompt_injection import tune_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
 from xtune.metrics import fixed_threshold_report
 from xtune.model import TaskGraph, build_task_graph, count_parameters
@@ -296,9 +297,14 @@ def build_run(config: RunConfig, data: PreparedData | None) -> Run:
 
 def build_model(config: RunConfig, encoder: EncoderAdapter, tasks: list[Task]) -> TaskGraph:
     """Every task's output on the encoder, with the `finetune` settings applied:
-    re-initialized top layers, LoRA, and the trainable set of the main stage."""
+    soft prompt and prefixes, re-initialized top layers, LoRA, and the trainable set of the
+    main stage."""
     finetune = config.finetune
     check_finetune(finetune, encoder.num_layers, config.training.epochs)
+    try:
+        tune_encoder(encoder, finetune)  # prompt / prefix tuning: part of the graph
+    except ValueError as error:
+        raise ConfigError(f"finetune: {error}") from None
     graph = build_task_graph(encoder, tasks, TaskModel)
     reinitialize_top_layers(graph.model, finetune.reinit_top_layers)
     if finetune.lora_rank is not None:
@@ -438,7 +444,7 @@ def finish_run(
     model.set_weights(evaluation.best_weights)
     if training.save_weights:
         folder.write_weights(model)
-        if config.finetune.lora_rank is not None:
+        if config.finetune.parameter_efficient():
             folder.write_binary(ADAPTER_FILE, lambda path: save_adapter(model, path))
     served = served_run(model, folder, precision, training.save_weights)
     scored = Scored()
