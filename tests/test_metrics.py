@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from xtune.metrics import (
+    HIERARCHY_METRIC_DIRECTIONS,
     METRIC_DIRECTIONS,
     MULTILABEL_METRIC_DIRECTIONS,
     SCORE_METRIC_DIRECTIONS,
@@ -221,8 +222,12 @@ def test_metric_directions_cover_every_metric():
     assert {d for name, d in MULTILABEL_METRIC_DIRECTIONS.items() if name != "hamming_loss"} == {
         "max"
     }
-    # `training.metric` may name a metric of either task family.
-    assert METRIC_DIRECTIONS == {**MULTILABEL_METRIC_DIRECTIONS, **SCORE_METRIC_DIRECTIONS}
+    # `training.metric` may name a metric of either task family (or a hierarchical task's).
+    assert METRIC_DIRECTIONS == {
+        **MULTILABEL_METRIC_DIRECTIONS,
+        **SCORE_METRIC_DIRECTIONS,
+        **HIERARCHY_METRIC_DIRECTIONS,
+    }
 
 
 def test_is_improvement():

@@ -28,6 +28,7 @@ from xtune.config_schema import (
     ComponentSpec,
     DataConfig,
     FinetuneConfig,
+    HierarchyConfig,
     RunConfig,
     TaskConfig,
     TrainingConfig,
@@ -83,16 +84,19 @@ SECTIONS = {
     "data": DataConfig,
     "finetune": FinetuneConfig,
     "training": TrainingConfig,
+    "hierarchy": HierarchyConfig,
 }
 COMPONENT_SECTIONS = ("encoder", "head", "loss", "optimizer", "schedule", "adversarial")
 CHOICES = {
     "data.format": ("auto", "csv", "tsv", "jsonl", "xlsx"),
-    "data.label_format": ("delimited", "list", "columns"),
+    "data.label_format": ("delimited", "list", "columns", "levels"),
     "data.truncation": ("head", "tail", "head_tail"),
     "data.bad_rows": ("error", "skip"),
     "data.unknown_labels": ("error", "skip_rows", "ignore_labels"),
     "data.padding": ("bucket", "dynamic", "fixed"),
     "training.mixed_precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+    "hierarchy.mode": ("none", "leaves", "ancestors", "per_level", "coherent"),
+    "hierarchy.decoding": ("auto", "threshold", "best_path", "top_down"),
 }
 
 
@@ -311,8 +315,9 @@ RANGES: dict[str, dict[str, Any]] = {
 # List settings whose every item must be in range.
 ITEM_RANGES: dict[str, dict[str, Any]] = {
     "training.report_thresholds": {"low": 0, "high": 1, "open_low": True, "open_high": True},
+    "hierarchy.level_weights": {"low": 0.0, "open_low": True},
 }
-NON_EMPTY = ("data.text", "data.label_separator")
+NON_EMPTY = ("data.text", "data.label_separator", "data.label_path_separator")
 
 SHORT = reprlib.Repr()
 SHORT.maxstring, SHORT.maxother, SHORT.maxlist, SHORT.maxdict, SHORT.maxlevel = 60, 60, 6, 4, 2
@@ -368,7 +373,21 @@ def parse_run_config(
         raise ConfigError(f"{source}: data.train: a training file is required")
     check_across_sections(config, regs, source, stored)
     check_multi_task(config, source, stored)
+    check_hierarchies(config, source)
     return config
+
+
+def check_hierarchies(config: RunConfig, source: str) -> None:
+    """Each task's hierarchy settings against its type and loss (`xtune.tasks.hierarchical`)."""
+    from xtune.tasks.hierarchical import check_hierarchy
+
+    implicit = config.tasks is None
+    for name, task in config.named_tasks().items():
+        try:
+            check_hierarchy(task)
+        except ValueError as error:
+            where = "" if implicit else f"tasks.{name}."
+            raise ConfigError(f"{source}: {where}{one_line(str(error))}") from None
 
 
 def parse_tasks(
@@ -392,6 +411,10 @@ def parse_tasks(
         if not isinstance(task, dict):
             raise ConfigError(f"{source}: {path}: expected a mapping, got {short(task)}")
         task = dict(task)
+        if "hierarchy" in task:
+            task["hierarchy"] = parse_section(
+                HierarchyConfig, task["hierarchy"], f"{path}.hierarchy", source
+            )
         kind = task.get("type", "classification")
         if not isinstance(kind, str) or kind not in TASKS:
             raise ConfigError(
@@ -417,7 +440,7 @@ def parse_tasks(
                     f"{source}: unknown key '{path}.{key}'{did_you_mean(key, fields)}; "
                     f"valid keys: {', '.join(fields)}"
                 )
-            if key not in ("data", "head", "loss"):
+            if key not in ("data", "head", "loss", "hierarchy"):
                 values[key] = check_type(values[key], hints[key], f"{path}.{key}", source)
         config = TaskConfig(**values)
         if not config.data.train:

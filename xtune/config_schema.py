@@ -58,6 +58,10 @@ class DataConfig:
     # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.
     trim_vocabulary: str | bool = "auto"
     cache_dir: str | None = ".cache/xtune"
+    # Hierarchical labels (xtune.data.hierarchy): a label may be a path of names joined by
+    # `label_path_separator`; `label_hierarchy` names a tree file the paths must follow.
+    label_hierarchy: str | None = None
+    label_path_separator: str = "/"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,30 @@ class FinetuneConfig:
         )
 
 
+# DataConfig keys left out of `to_dict` while unset, so run ids stay what they were before
+# they existed.
+OPTIONAL_DATA_KEYS = {"label_hierarchy": None, "label_path_separator": "/"}
+
+
+@dataclass(frozen=True)
+class HierarchyConfig:
+    """How a classification task uses hierarchical labels (`xtune.tasks.hierarchical`).
+
+    `mode`: `none` (labels are flat names; with `data.label_hierarchy` set it reads as
+    `leaves`), `leaves` (flat over the nodes where rows' paths end), `ancestors` (flat over
+    every node, each row's ancestors added to its targets), `per_level` (a softmax per level
+    over the node logits, `level_weights` per level), `coherent` (C-HMCNN's max-constraint
+    output and loss). `decoding`: `auto` (best path for `per_level` and single-label losses,
+    else thresholds), `threshold` (per-label thresholds, then a child only with its parent),
+    `best_path` (the full path with the largest product of its nodes' probabilities),
+    `top_down` (the most probable first level, then its most probable child, ...).
+    """
+
+    mode: str = "none"
+    decoding: str = "auto"
+    level_weights: list[float] | None = None
+
+
 # Bi-encoder pair features (xtune.heads.pair.PAIR_PARTS): Sentence-BERT's default, all four.
 DEFAULT_PAIR_PARTS = ("u", "v", "abs_diff", "product")
 
@@ -156,6 +184,7 @@ class TaskConfig:
     # Head-only first epochs of this task alone: its loss trains only its own head (not the
     # shared encoder) for this many epochs; `finetune.frozen_epochs` does it for every task.
     frozen_epochs: int = 0
+    hierarchy: HierarchyConfig = HierarchyConfig()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -166,7 +195,17 @@ class TaskConfig:
             elif dataclasses.is_dataclass(value):
                 value = dataclasses.asdict(value)
             out[f.name] = copy.deepcopy(value)
+        drop_unset_hierarchy(out)
         return out
+
+
+def drop_unset_hierarchy(out: dict[str, Any]) -> None:
+    """Leave the hierarchy settings out of a config dict while they are unset (run ids)."""
+    if out.get("hierarchy") == dataclasses.asdict(HierarchyConfig()):
+        out.pop("hierarchy")
+    for key, default in OPTIONAL_DATA_KEYS.items():
+        if key in out.get("data", {}) and out["data"][key] == default:
+            out["data"].pop(key)
 
 
 @dataclass(frozen=True)
@@ -183,6 +222,7 @@ class RunConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     training: TrainingConfig = TrainingConfig()
     tasks: dict[str, TaskConfig] | None = None  # None: one classification task (`data` ...)
+    hierarchy: HierarchyConfig = HierarchyConfig()  # of the one task of a config without tasks
 
     def named_tasks(self) -> dict[str, TaskConfig]:
         """The run's tasks by name; a config without `tasks:` is one classification task,
@@ -190,7 +230,9 @@ class RunConfig:
         `training.metric`."""
         if self.tasks is not None:
             return self.tasks
-        single = TaskConfig(data=self.data, head=self.head, loss=self.loss)
+        single = TaskConfig(
+            data=self.data, head=self.head, loss=self.loss, hierarchy=self.hierarchy
+        )
         return {SINGLE_TASK: dataclasses.replace(single, metric=self.training.metric)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -213,6 +255,7 @@ class RunConfig:
         for key, default in (("prompt_length", None), ("prefix_length", None), ("bitfit", False)):
             if out["finetune"].get(key) == default:
                 out["finetune"].pop(key)
+        drop_unset_hierarchy(out)
         return out
 
     def to_yaml(self) -> str:

@@ -299,3 +299,83 @@ def evaluate_scores(
 
 def scores_of(loss: Any, logits: np.ndarray) -> np.ndarray:
     return np.asarray(loss.scores(logits), dtype=np.float32)
+
+
+# Hierarchical metrics (`hierarchical_metrics`): these, and `level_<k>_*` for levels 1-9.
+HIERARCHY_METRIC_DIRECTIONS: dict[str, str] = {
+    "hierarchical_precision": "max",
+    "hierarchical_recall": "max",
+    "hierarchical_f1": "max",
+    "consistency": "max",
+    **{
+        f"level_{level}_{name}": "max"
+        for level in range(1, 10)
+        for name in ("accuracy", "micro_f1", "macro_f1")
+    },
+}
+METRIC_DIRECTIONS.update(HIERARCHY_METRIC_DIRECTIONS)
+
+
+def hierarchical_metrics(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    ancestors: ArrayLike,
+    depths: ArrayLike,
+    consistent: ArrayLike | None = None,
+) -> dict[str, float]:
+    """Per-level and hierarchical scores of predictions over the nodes of a label tree.
+
+    - `hierarchical_precision/recall/f1` (Kiritchenko et al., 2005): each row's true and
+      predicted node sets are augmented with every ancestor, then pooled over rows:
+      hP = sum |P^ & T^| / sum |P^|, hR = sum |P^ & T^| / sum |T^|, hF = 2 hP hR / (hP + hR).
+    - `level_<k>_accuracy`: among rows with a true node at level k (1 = top), the share whose
+      predicted level-k nodes equal the true ones (both sets with ancestors added);
+      `level_<k>_micro_f1` / `macro_f1`: F1 over that level's nodes (macro over all of them,
+      as `multilabel_metrics`).
+    - `consistency`: the share of rows in `consistent` (given: the rows whose decisions
+      before any tree decoding were closed under ancestors), else of rows whose predictions
+      are.
+
+    Args:
+        y_true, y_pred: `(rows, nodes)` 0/1 over the nodes.
+        ancestors: `(nodes, nodes)`, `[i, j] = 1` when node j is node i or an ancestor of it.
+        depths: each node's level, 0 for the top.
+
+    Example: nodes a, a/x, b; truth {a/x}, prediction {b}: T^ = {a, a/x}, P^ = {b}: hP 0,
+    hR 0; prediction {a}: hP 1, hR 1/2, hF 2/3.
+    """
+    true = _as_binary_matrix(y_true, "y_true")
+    pred = _as_binary_matrix(y_pred, "y_pred")
+    _check_same_shape(true, pred, "y_pred")
+    a = np.asarray(ancestors, np.int64)
+    depth = np.asarray(depths)
+    true_augmented = (true @ a) > 0  # node j on a true path: some true i has j as ancestor
+    pred_augmented = (pred @ a) > 0
+    overlap = float(np.sum(true_augmented & pred_augmented))
+    h_precision = overlap / max(float(pred_augmented.sum()), 1.0)
+    h_recall = overlap / max(float(true_augmented.sum()), 1.0)
+    h_f1 = 2 * h_precision * h_recall / (h_precision + h_recall) if overlap else 0.0
+    closed = pred_augmented == (pred > 0)
+    consistent = np.all(closed, axis=1) if consistent is None else np.asarray(consistent, bool)
+    metrics = {
+        "hierarchical_precision": h_precision,
+        "hierarchical_recall": h_recall,
+        "hierarchical_f1": h_f1,
+        "consistency": float(np.mean(consistent)),
+    }
+    for level in range(int(depth.max()) + 1):
+        columns = depth == level
+        level_true = true_augmented[:, columns].astype(np.int64)
+        level_pred = pred_augmented[:, columns].astype(np.int64)
+        labelled = level_true.any(axis=1)
+        same = np.all(level_true == level_pred, axis=1)
+        metrics[f"level_{level + 1}_accuracy"] = (
+            float(np.mean(same[labelled])) if labelled.any() else 0.0
+        )
+        metrics[f"level_{level + 1}_micro_f1"] = float(
+            f1_score(level_true, level_pred, average="micro", zero_division=0)
+        )
+        metrics[f"level_{level + 1}_macro_f1"] = float(
+            f1_score(level_true, level_pred, average="macro", zero_division=0)
+        )
+    return metrics

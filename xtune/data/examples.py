@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from xtune.config_schema import DataConfig
+from xtune.data.hierarchy import LabelTree, read_label_tree
 from xtune.data.labels import LabelVocab
 from xtune.data.readers import (
     DataError,
@@ -119,6 +120,7 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
         raise DataError(f"{file}: no data rows{header_only}")
     check_columns(config, frame, file)
     names = fixed_label_names(config)
+    tree = label_tree(config)
     texts, pairs, label_sets, rows = [], [], [], []
     skipped, dropped = list(table.skipped), Counter()
     lines = table.lines or table.rows
@@ -131,6 +133,8 @@ def read_examples(config: DataConfig, path: str, vocab: LabelVocab | None = None
                 else None
             )
             labels = parse_labels(config, record, names)
+            if tree is not None:
+                labels = tree_labels(labels, tree)
             if vocab is not None:
                 labels = known_labels(labels, vocab, config.unknown_labels, dropped)
         except BadRow as error:
@@ -233,10 +237,11 @@ def check_columns(config: DataConfig, frame: pd.DataFrame, file: Path) -> None:
     needed = {"data.text": config.text}
     if config.text_pair:
         needed["data.text_pair"] = config.text_pair
-    if config.label_format == "columns":
+    if config.label_format in ("columns", "levels"):
         if not config.label_columns:
             raise DataError(
-                f"{file}: data.label_format is 'columns' but data.label_columns is empty"
+                f"{file}: data.label_format is {config.label_format!r} but data.label_columns "
+                "is empty"
             )
         needed.update({f"data.label_columns[{i}]": c for i, c in enumerate(config.label_columns)})
     elif config.labels:
@@ -279,8 +284,47 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
+def label_tree(config: DataConfig) -> LabelTree | None:
+    """The tree of `data.label_hierarchy`, read once per file and separator."""
+    if not config.label_hierarchy:
+        return None
+    path = resolve_path(config, config.label_hierarchy)
+    stamp = path.stat().st_mtime_ns if path.is_file() else None
+    key = (str(path), stamp, config.label_path_separator, config.encoding)
+    if key not in LABEL_TREES:
+        LABEL_TREES[key] = read_label_tree(path, config.label_path_separator, config.encoding)
+    return LABEL_TREES[key]
+
+
+LABEL_TREES: dict[tuple[Any, ...], LabelTree] = {}
+
+
+def tree_labels(labels: list[str], tree: LabelTree) -> list[str]:
+    """Each label as its full path in `tree`; a bad row for a label the tree contradicts or
+    lacks."""
+    try:
+        return list(dict.fromkeys(tree.resolve(label) for label in labels))
+    except ValueError as error:
+        raise BadRow(f"{error} ({tree.source})") from None
+
+
+def level_path(config: DataConfig, record: dict[str, Any]) -> list[str]:
+    """`label_format: levels`: one path from the level columns, root first; empty trailing
+    cells end it early."""
+    cells = [
+        "" if is_missing(record[c]) else str(record[c]).strip() for c in config.label_columns or []
+    ]
+    while cells and not cells[-1]:
+        cells.pop()
+    if any(not cell for cell in cells):
+        raise BadRow(f"an empty level column before a filled one ({' | '.join(cells)})")
+    return [config.label_path_separator.join(cells)] if cells else []
+
+
 def parse_labels(config: DataConfig, record: dict[str, Any], names: list[str] | None) -> list[str]:
     """A row's label names; an empty or NaN cell is no labels (single-label losses refuse it)."""
+    if config.label_format == "levels":
+        return level_path(config, record)
     if config.label_format == "columns":
         labels = []
         for column in config.label_columns or []:

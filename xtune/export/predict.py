@@ -33,6 +33,7 @@ import pandas as pd
 import yaml
 
 from xtune.data.readers import DataError
+from xtune.export.path_columns import path_columns
 from xtune.export.prediction_table import (
     ERROR_COLUMN,
     PredictionSummary,
@@ -96,6 +97,7 @@ class RunFolderPredictor:
         self.path = path
         self.task = chosen_task(path, list(records), task)
         self.labels = list(records[self.task]["labels"])
+        self.hierarchy = records[self.task].get("hierarchy")
         config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
         # config.yaml, which the model is rebuilt from, says which columns the task reads.
         tasks = config.get("tasks") or {}
@@ -144,6 +146,7 @@ class SavedModelPredictor:
         record = records[self.task]
         self.signature = (record.get("signatures") or {}).get("serve", "serving_default")
         self.labels = list(record["labels"])
+        self.hierarchy = record.get("hierarchy")
         columns = record.get("columns") or {
             "text": record["text_column"],
             "text_pair": record.get("text_pair_column"),
@@ -198,6 +201,13 @@ def predict_file(
     outputs = empty_outputs(predictor.labels, len(frame))
     predict_rows(predictor.predict, outputs, texts, pairs, good_rows, batch_size, verbose)
     result = output_columns(predictor.labels, outputs, errors, top_k)
+    if getattr(predictor, "hierarchy", None):
+        paths = path_columns(
+            predictor.hierarchy, predictor.labels, outputs["probabilities"],
+            outputs["predictions"], errors,
+        )  # fmt: skip
+        errors_column = result[[ERROR_COLUMN]]
+        result = pd.concat([result.drop(columns=ERROR_COLUMN), paths, errors_column], axis=1)
     return write_predictions(frame, result, input_path, output_path, errors, verbose)
 
 

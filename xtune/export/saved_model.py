@@ -451,6 +451,9 @@ def compare_outputs(
         expected = [sorted(task.labels[i] for i in np.flatnonzero(row)) for row in predictions]
         if names != expected:
             raise ExportError(f"export check: {what} label names do not match its predictions")
+    for name in ("paths", "level_labels"):  # hierarchical tasks (xtune.tasks.hierarchical)
+        if name in reference and not np.array_equal(served[name].numpy(), reference[name]):
+            raise ExportError(f"export check: {what} {name} differ from the in-framework ones")
     return difference
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -578,6 +579,8 @@ def cell_table(cells: list[Cell], metric: str, ci: bool = False) -> CellTable:
     header += [f"{key} mean ± std" for key in task_keys] if task_keys else ["micro-F1", "macro-F1"]
     rules = extra_rules([run for cell in cells for run in cell.ok_runs], "dev")
     header += [f"macro-F1 {label} mean ± std" for label, _ in rules]
+    hierarchy_keys = hierarchy_metric_keys(cells)
+    header += [f"{key} mean ± std" for key in hierarchy_keys]
     header += ["Δ vs baseline", "p (Welch)"]
     rows: list[list[Value]] = []
     for cell in cells:
@@ -608,6 +611,10 @@ def cell_table(cells: list[Cell], metric: str, ci: bool = False) -> CellTable:
             *[
                 mean_std_of([rule(run).get("macro_f1") for run in cell.ok_runs])
                 for _, rule in rules
+            ],
+            *[
+                mean_std_of([run["best"].get(key) for run in cell.ok_runs])
+                for key in hierarchy_keys
             ],
             Number(average - mean(baseline_values) if compared else None, "{:+.4f}"),
             Number(welch_p_value(values, baseline_values) if compared else None, "{:.3g}"),
@@ -719,6 +726,26 @@ def task_metric_keys(cells: list[Cell]) -> list[str]:
         for run in cell.ok_runs:
             keys += [key for key in run.get("task_metrics") or [] if key not in keys]
     return keys
+
+
+# Per-level and hierarchical columns of hierarchical-label runs (xtune.tasks.hierarchical).
+HIERARCHY_COLUMNS = ("accuracy", "macro_f1")
+HIERARCHY_SUMMARY_KEYS = ("hierarchical_f1", "consistency")
+
+
+def hierarchy_metric_keys(cells: list[Cell]) -> list[str]:
+    """`level_<k>_accuracy`, `level_<k>_macro_f1` for every level the runs report, then
+    `hierarchical_f1` and `consistency`; none for grids without hierarchical labels."""
+    present: set[str] = set()
+    for cell in cells:
+        for run in cell.ok_runs:
+            present.update(key for key in run.get("best") or {} if isinstance(key, str))
+    levels = sorted(
+        {int(key.split("_")[1]) for key in present if re.fullmatch(r"level_\d+_accuracy", key)}
+    )
+    keys = [f"level_{level}_{name}" for level in levels for name in HIERARCHY_COLUMNS]
+    keys += [key for key in HIERARCHY_SUMMARY_KEYS if key in present]
+    return [key for key in keys if key in present]
 
 
 # ---------------------------------------------------------------- other decision rules
