@@ -83,7 +83,10 @@ class TrainingConfig:
     # Thresholds tuned on dev (xtune.thresholds): auto = for the selection metric `metric`
     # (macro_f1: per label; micro_f1, subset_accuracy, samples_f1, hamming_loss: one shared
     # threshold), per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss, or None.
-    tune_thresholds: str | None = "auto"
+    # The default stays per_label_f1 so every committed grid's run ids (a hash of the resolved
+    # config) stay what they were; `decision_rule: auto` keeps it from being served when it
+    # does worse than the default rule.
+    tune_thresholds: str | None = "per_label_f1"
     # What the export and predict serve: auto = the tuned thresholds only when they beat the
     # loss's default threshold on `metric`, cross-validated on dev; default; tuned.
     decision_rule: str = "auto"
