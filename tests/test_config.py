@@ -184,7 +184,13 @@ def test_base_files_chain_and_a_cycle_is_an_error(tmp_path):
         ({"loss": "softmax_ce", "training": {"decision_rule": "tuned"}}, "no thresholds to tune"),
         ({"training": {"decision_rule": "tuned", "tune_thresholds": None}}, "tune_thresholds"),
         (
-            {"training": {"decision_rule": "tuned", "metric": "top1_accuracy"}},
+            {
+                "training": {
+                    "decision_rule": "tuned",
+                    "metric": "top1_accuracy",
+                    "tune_thresholds": "auto",
+                }
+            },
             "no thresholds are tuned for training.metric 'top1_accuracy'",
         ),
         ({"data": {"labels": ["anger", "joy"]}}, "data.labels: .*label_format: columns"),
