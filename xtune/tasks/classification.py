@@ -39,9 +39,14 @@ class ClassificationTask(Task):
 
     def load(self, encoder: Any) -> TaskData:
         from xtune.data.examples import load_splits
-        from xtune.data.pipeline import tokenize_examples
 
         examples, vocab = load_splits(self.config.data)
+        return self.tokenized_data(examples, vocab, encoder)
+
+    def tokenized_data(self, examples: dict[str, Any], vocab: Any, encoder: Any) -> TaskData:
+        """Every split's rows tokenized, with targets over `vocab` (which sets `labels`)."""
+        from xtune.data.pipeline import tokenize_examples
+
         self.labels = list(vocab.names)
         text_encoder = self.text_encoder(encoder)
         splits = {}

@@ -33,7 +33,7 @@ from xtune.losses.hierarchical import (
     TreeLoss,
     consistent_decisions,
 )
-from xtune.tasks.base import TaskData, TaskSplit, predicted_label_names
+from xtune.tasks.base import TaskData, predicted_label_names
 from xtune.tasks.classification import ClassificationTask
 
 NODE_MODES = ("ancestors", "per_level", "coherent")
@@ -143,21 +143,12 @@ class HierarchicalClassificationTask(ClassificationTask):
     def load(self, encoder: Any) -> TaskData:
         from xtune.data.examples import load_splits
         from xtune.data.labels import LabelVocab
-        from xtune.data.pipeline import tokenize_examples
 
         examples, _ = load_splits(self.config.data)
         examples = {name: self.node_examples(split) for name, split in examples.items()}
         vocab = LabelVocab(self.ordered_nodes(examples["train"].label_sets))
         examples = {name: self.known_nodes(split, vocab) for name, split in examples.items()}
-        self.labels = list(vocab.names)
-        text_encoder = self.text_encoder(encoder)
-        splits = {}
-        for name, split in examples.items():
-            targets = vocab.encode(split.label_sets)
-            tokenized = tokenize_examples(split, text_encoder, targets, self.config.data.cache_dir)
-            splits[name] = TaskSplit([tokenized], targets)
-        notes = [note for split in examples.values() for note in split.warnings]
-        return TaskData(splits, self.labels, notes, examples)
+        return self.tokenized_data(examples, vocab, encoder)
 
     def node_examples(self, split: Any) -> Any:
         """The split with each label checked as a path; in node modes with its ancestors."""
