@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     if run_folder is not None:
         run_folder.RunFolder.latest = None  # an earlier command's, in this process
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
+    # Ctrl-C is Python's KeyboardInterrupt even when a library (or an earlier command in this
+    # process) replaced the SIGINT handler; SIGTERM raises `Terminated`. Both are restored.
+    handlers = {signal.SIGTERM: raise_terminated, signal.SIGINT: signal.default_int_handler}
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
     try:
         return run_reporting_errors(args)
     except (KeyboardInterrupt, Terminated) as interrupt:
@@ -175,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xtune {args.command}: interrupted ({name}); {unfinished_work()}", file=sys.stderr)
         return code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def unfinished_work() -> str:

@@ -121,6 +121,26 @@ def test_a_signal_during_export_or_predict_is_one_line_and_writes_nothing(
     assert list(tmp_path.iterdir()) == [] and snapshot(setup["finished"]) == before
 
 
+def test_ctrl_c_is_one_line_even_when_a_library_replaced_the_sigint_handler(
+    setup, tmp_path, capsys, monkeypatch
+):
+    """Seen in the full suite: an earlier test's library left SIGINT ignored, and Ctrl-C then
+    did nothing; the CLI installs Python's own handler for the command."""
+    import xtune.run_folder
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        monkeypatch.setattr(xtune.run_folder, "file_sha256", lambda path: signal.raise_signal(2))
+        output = tmp_path / "out.csv"
+        argv = ["predict", setup["finished"], "--input", setup["root"] / "data" / "dev.csv"]
+        code, _, err = run_cli([*argv, "--output", output], capsys)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # restored afterwards
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert_interrupted(code, err, signal.SIGINT, "every file written is complete or removed")
+    assert not output.exists()
+
+
 def test_a_full_disk_inside_hdf5_closes_its_handles_before_removing_the_file(
     setup, tmp_path, capsys, monkeypatch
 ):
