@@ -138,5 +138,5 @@ def count_parameters(model: keras.Model) -> dict[str, int]:
 
     return {
         "trainable": total(model.trainable_variables),
-        "non_trainable": total(model.non_trainable_variables),
+        "non_trainable": total(model.non_trainable_weights),
     }

@@ -64,8 +64,8 @@ class StepPlan:
     attack: EmbeddingAttack | None
     generator: tf.random.Generator
     loss_tracker: keras.metrics.Mean
-    task_loss_trackers: list[keras.metrics.Mean]
-    adversarial_loss_tracker: keras.metrics.Mean
+    loss_per_task: list[keras.metrics.Mean]
+    adversarial_loss_mean: keras.metrics.Mean
 
 
 def step_plan(
@@ -82,8 +82,8 @@ def step_plan(
         attack=attack,
         generator=tf.random.Generator.from_seed(seed),  # PCGrad's projection orders
         loss_tracker=keras.metrics.Mean(name="loss"),
-        task_loss_trackers=[keras.metrics.Mean(name=f"loss_{task.name}") for task in tasks],
-        adversarial_loss_tracker=keras.metrics.Mean(name="adversarial_loss"),
+        loss_per_task=[keras.metrics.Mean(name=f"loss_{task.name}") for task in tasks],
+        adversarial_loss_mean=keras.metrics.Mean(name="adversarial_loss"),
     )
 
 
@@ -99,8 +99,8 @@ class TaskModel(keras.Model):
         plan = self.plan
         if plan is None:
             return []
-        per_task = plan.task_loss_trackers if len(plan.tasks) > 1 else []
-        extra = [plan.adversarial_loss_tracker] if plan.attack is not None else []
+        per_task = plan.loss_per_task if len(plan.tasks) > 1 else []
+        extra = [plan.adversarial_loss_mean] if plan.attack is not None else []
         return [plan.loss_tracker, *per_task, *extra]
 
     # ------------------------------------------------------------ the step
@@ -194,10 +194,10 @@ class TaskModel(keras.Model):
         ran = rows > 0
         step_rows = tf.reduce_max(rows)
         self.plan.loss_tracker.update_state(tf.reduce_sum(losses), sample_weight=step_rows)
-        for index, tracker in enumerate(self.plan.task_loss_trackers):
+        for index, tracker in enumerate(self.plan.loss_per_task):
             tracker.update_state(losses[index], sample_weight=tf.cast(ran[index], tf.float32))
         if self.plan.attack is not None:
-            self.plan.adversarial_loss_tracker.update_state(adversarial, sample_weight=step_rows)
+            self.plan.adversarial_loss_mean.update_state(adversarial, sample_weight=step_rows)
 
 
 def batch_rows(batch: Any) -> tf.Tensor:
