@@ -476,9 +476,10 @@ def check_multi_task(config: RunConfig, source: str, stored: bool = False) -> No
     """The task sampler's settings, and each named task's by meaning."""
     training = config.training
     if training.sampler is not None:
-        from xtune.tasks import SAMPLERS
+        from xtune.tasks import SAMPLERS, get_sampler
 
         parse_component(training.sampler, SAMPLERS, "training.sampler", source)
+        check_sampler_order(get_sampler(training.sampler), len(config.named_tasks()), source)
     if config.tasks is None:
         return
     from xtune.encoders.positions import max_positions
@@ -495,6 +496,17 @@ def check_multi_task(config: RunConfig, source: str, stored: bool = False) -> No
                 f"{source}: tasks.{name}.data.max_length: {task.data.max_length} is more than "
                 f"the encoder {config.encoder.name!r} has positions for ({positions})"
             )
+
+
+def check_sampler_order(sampler: Any, num_tasks: int, source: str) -> None:
+    """A sampler with a task `order` (sequential) names each of the run's tasks once."""
+    task_order = getattr(sampler, "task_order", None)
+    if task_order is None:
+        return
+    try:
+        task_order(num_tasks)
+    except ValueError as error:
+        raise ConfigError(f"{source}: training.sampler.{one_line(str(error))}") from None
 
 
 def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:

@@ -66,6 +66,10 @@ def test_task_type_checks(raw):
         parse_run_config(apply_overrides(raw, {"tasks.sts.data.max_length": 200}))
     with pytest.raises(ConfigError, match="training.sampler.name: unknown task sampler"):
         parse_run_config(apply_overrides(raw, {"training.sampler": "anealed"}))
+    # a sequential order naming a task index the run does not have: found at config time
+    order = {"training.sampler": {"name": "sequential", "order": [0, 7]}}
+    with pytest.raises(ConfigError, match=r"training.sampler.order: \[0, 7\] must list each"):
+        parse_run_config(apply_overrides(raw, order))
 
 
 @pytest.mark.parametrize(
