@@ -124,3 +124,19 @@ def test_cross_encoder_regression_beats_a_constant_score(tmp_path):
     assert baseline["mse"] == pytest.approx(constant_mse, rel=1e-4)
     assert baseline["pearson"] == 0.0 and baseline["value"] == pytest.approx(train_scores.mean())
     assert result.best["sts.pearson"] > 0.5
+
+
+def test_scores_outside_the_task_range_are_one_error_naming_the_row(tmp_path):
+    """A score above `high` is refused when the task's data is read (the bounded output
+    could never reach it), naming the file, the row and the range."""
+    from xtune.data.readers import DataError
+    from xtune.tasks.regression import check_score_range
+
+    class Split:
+        source, rows = "sts-train.csv", [2, 3, 4]
+
+    scores = np.asarray([1.0, 5.5, 7.0], np.float32)
+    with pytest.raises(DataError, match=r"sts-train.csv: row 3: score 5.5 is outside the task's "
+                       r"range \[0, 5\] \(2 rows outside\); set tasks.sts.low / high"):  # fmt: skip
+        check_score_range({"train": (Split(), scores)}, "sts", 0.0, 5.0)
+    check_score_range({"train": (Split(), scores)}, "sts", 0.0, 7.0)  # inside: no error

@@ -22,7 +22,7 @@ import tensorflow as tf
 from xtune.tasks.base import TaskData, TaskSplit, encoder_features, encoder_inputs
 from xtune.tasks.classification import ClassificationTask
 from xtune.tasks.registry import TASKS
-from xtune.tasks.regression import ScoreTask, load_score_splits
+from xtune.tasks.regression import ScoreTask, check_score_range, load_score_splits
 
 SIDES = ("a_", "b_")
 OUTPUTS = ("classifier", "cosine")
@@ -103,6 +103,7 @@ class BiEncoderTask(ClassificationTask):
         text_encoder = self.text_encoder(encoder)
         if self.cosine:
             scored = load_score_splits(self.config.data)
+            check_score_range(scored, self.name, self.config.low, self.config.high)
             splits = {
                 name: self.tokenize_sides(split, text_encoder, scores.reshape(-1, 1))
                 for name, (split, scores) in scored.items()

@@ -68,6 +68,7 @@ class ScoreTask(Task):
 
     def load(self, encoder: Any) -> TaskData:
         examples = load_score_splits(self.config.data)
+        check_score_range(examples, self.name, self.config.low, self.config.high)
         text_encoder = self.text_encoder(encoder)
         splits = {
             name: self.tokenize(split, text_encoder, scores)
@@ -149,6 +150,25 @@ def load_score_splits(data: Any) -> dict[str, tuple[Any, np.ndarray]]:
         source = f"{train.source} ({data.max_train_rows} of {len(train)} rows)"
         scored["train"] = (train.take(kept, source), scores[kept])
     return scored
+
+
+def check_score_range(
+    scored: dict[str, tuple[Any, np.ndarray]], task: str, low: float, high: float
+) -> None:
+    """Scores outside the task's `[low, high]` would be silently unreachable (the output is
+    bounded to that range): one DataError naming the file, the row and the range."""
+    from xtune.data.readers import DataError
+
+    for split, scores in scored.values():
+        outside = np.flatnonzero((scores < low) | (scores > high))
+        if len(outside):
+            first = int(outside[0])
+            raise DataError(
+                f"{split.source}: row {split.rows[first]}: score {scores[first]:g} is outside "
+                f"the task's range [{low:g}, {high:g}] ({len(outside)} rows outside); set "
+                f"tasks.{task}.low / high (or low / high of a config without tasks:) to the "
+                "data's range"
+            )
 
 
 def scores_of(examples: Any, data: Any) -> np.ndarray:
