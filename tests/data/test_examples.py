@@ -322,6 +322,13 @@ def test_degenerate_train_files(write_csv):
     assert (len(splits["train"]), len(splits["dev"])) == (5, 2)
     assert any("every train row has the same labels (x|y)" in n for n in splits["train"].warnings)
 
+    labels = ["Road"] * 3 + ["road"] * 2 + ["ＲＯＡＤ"] + ["rail"] * 4
+    near = write_csv("near.csv", [{"body": f"t{i}", "labels": x} for i, x in enumerate(labels)])
+    splits, vocab = load_splits(config(train=str(near), dev=str(near), text_pair=None))
+    assert len(vocab) == 4  # still separate classes: the data says so
+    (warning,) = [n for n in splits["train"].warnings if "differ only by case" in n]
+    assert "'Road' (3 rows), 'road' (2 rows), 'ＲＯＡＤ' (1 rows)" in warning
+
 
 def test_a_stratified_split_with_an_empty_part_falls_back_to_a_plain_seeded_split(write_csv):
     """Iterative stratification puts all 3 rows (one label each) in train, none in dev."""

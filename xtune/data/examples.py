@@ -6,6 +6,7 @@ import ast
 import json
 import logging
 import math
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,6 +409,7 @@ def load_splits(config: DataConfig) -> tuple[dict[str, Examples], LabelVocab]:
     if config.test:
         splits["test"] = read_examples(config, config.test, vocab)
     note_one_label_set(splits["train"])
+    note_near_duplicate_labels(splits["train"])
     for name in ("dev", "test"):
         if name in splits:
             note_unseen_or_rare_labels(name, splits[name], splits["train"])
@@ -450,6 +452,23 @@ def note_one_label_set(train: Examples) -> None:
             f"{train.source}: every train row has the same labels ({shown}); the model can "
             f"only learn to predict them",
         )
+
+
+def note_near_duplicate_labels(train: Examples) -> None:
+    """Labels that differ only by case or full-/half-width form (`Road`, `road`, `ＲＯＡＤ`)
+    are separate classes; usually a typo in the data: say so, with each one's row count."""
+    counts = Counter(label for labels in train.label_sets for label in labels)
+    groups: dict[str, list[str]] = {}
+    for label in sorted(counts):
+        groups.setdefault(unicodedata.normalize("NFKC", label).casefold(), []).append(label)
+    for names in groups.values():
+        if len(names) > 1:
+            shown = ", ".join(f"{name!r} ({counts[name]} rows)" for name in names)
+            note(
+                train,
+                f"{train.source}: labels {shown} differ only by case or character width and "
+                "are separate classes; if they are one label, make them the same in the data",
+            )
 
 
 def note_unseen_or_rare_labels(name: str, split: Examples, train: Examples) -> None:
