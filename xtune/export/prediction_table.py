@@ -46,6 +46,11 @@ def checked_paths(
             f"{output_path}: --output lies inside the model folder {model_dir}, which predict "
             "never changes; choose another output path"
         )
+    if output_path.is_dir():
+        raise DataError(
+            f"{output_path}: --output is a folder; name the file to write, e.g. "
+            f"{output_path / 'predictions.csv'} (.csv, .tsv, .jsonl or .xlsx)"
+        )
     detect_format(output_path)
     return input_path, output_path
 

@@ -98,7 +98,7 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
     raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
     config = parse_run_config(raw, source=str(path / "config.yaml"), stored=True)
     records = task_records(path)
-    encoder = rebuild_encoder(json.loads((path / "encoder.json").read_text()), path)
+    encoder = rebuild_encoder(read_json(path / "encoder.json"), path)
     tune_encoder(encoder, config.finetune)  # a soft prompt and prefixes are part of the graph
     tasks = build_tasks(config.named_tasks())
     text_encoders = {}
@@ -113,12 +113,22 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
     return LoadedRun(path, config, tasks, graph, text_encoders, encoder, thresholds, rules)
 
 
+def read_json(file: Path) -> Any:
+    """A JSON file training wrote; a damaged one (truncated, edited) is one clear error."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFolderError(
+            f"{file}: damaged, not the JSON training wrote ({error}); retrain, or restore the file"
+        ) from None
+
+
 def task_records(path: Path) -> dict[str, Any]:
     """tasks.json, or the one `default` task of a folder from before it existed."""
     if (path / TASKS_FILE).is_file():
-        return json.loads((path / TASKS_FILE).read_text(encoding="utf-8"))
-    labels = json.loads((path / "labels.json").read_text(encoding="utf-8"))["labels"]
-    tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        return read_json(path / TASKS_FILE)
+    labels = read_json(path / "labels.json")["labels"]
+    tokenizer = read_json(path / "tokenizer.json")
     return {"default": {"labels": labels, "tokenizer": tokenizer}}
 
 
