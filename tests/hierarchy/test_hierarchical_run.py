@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tests.conftest import tiny_encoder_spec
 from xtune.config import ConfigError, parse_run_config
 from xtune.data.readers import DataError
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 PATHS = ["交通/道路/拥堵", "交通/港口", "环境/噪音", "环境/空气/燃烧", "教育"]
 SIGNALS = {"拥堵": "路", "港口": "港", "噪音": "吵", "燃烧": "燃", "教育": "学"}
 CHARACTERS = "一中买了二于享京今他价你全写分北发句在型好子年度我文无是更机格"
@@ -43,15 +43,9 @@ def config(folder: Path, mode: str, **hierarchy) -> dict:
             "padding": "fixed",
             "cache_dir": None,
         },
-        "encoder": {
-            "name": "random",
-            "vocabulary": str(FIXTURES / "vocab_zh_small.txt"),
-            "num_layers": 1,
-            "hidden_dim": 16,
-            "num_heads": 2,
-            "intermediate_dim": 32,
-            "max_sequence_length": 32,
-        },
+        "encoder": tiny_encoder_spec(
+            num_layers=1, hidden_dim=16, intermediate_dim=32, max_sequence_length=32
+        ),
         "loss": "softmax_ce" if mode == "leaves" else "bce",
         "optimizer": {"name": "adamw", "learning_rate": 3e-3},
         "hierarchy": {"mode": mode, **hierarchy},
