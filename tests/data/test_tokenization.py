@@ -152,3 +152,26 @@ def test_literal_special_tokens_and_line_separators_as_hugging_face():
         ["a", "b", "a"],
         ["a", "[CLS]", "b", "[", "cl", "##s", "]", "[MASK]"],
     ]
+
+
+def test_text_encoders_with_the_same_identity_share_one_traced_graph():
+    """Tracing costs seconds: a second `TextEncoder` over the same vocabulary and settings
+    encodes through the first one's traced functions, with the same ids; other settings,
+    another vocabulary or `forget_traced_encoders` (after `clear_session`) trace anew."""
+    from xtune.data.tokenization import forget_traced_encoders, traced_encoder
+
+    vocabulary = TINY_VOCAB.read_text(encoding="utf-8").splitlines()
+    forget_traced_encoders()
+    first, second = (wordpiece_encoder(vocabulary, True, 12) for _ in range(2))
+    texts = tf.constant(["港口天气", "学习一二三四五六七八九十"])
+    ids = first(texts)["token_ids"].to_list()
+    assert traced_encoder(second) is first
+    assert second(texts)["token_ids"].to_list() == ids
+    assert first.encode_texts.experimental_get_tracing_count() == 1
+    assert second.__dict__.get("encode_texts") is None  # never traced its own
+    shorter = wordpiece_encoder(vocabulary, True, 6)
+    other_vocabulary = wordpiece_encoder([*vocabulary, "新词"], True, 12)
+    assert traced_encoder(shorter) is shorter and traced_encoder(other_vocabulary) is not first
+    assert max(len(row) for row in shorter(texts)["token_ids"].to_list()) == 6
+    forget_traced_encoders()
+    assert traced_encoder(second) is second

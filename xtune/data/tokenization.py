@@ -8,11 +8,38 @@ a `Packing`.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections import OrderedDict
 from typing import Any
 
 import tensorflow as tf
 
 TRUNCATIONS = ("head", "tail", "head_tail")
+STRINGS = tf.TensorSpec([None], tf.string)
+# Tracing the tokenizer, truncation and packing graph costs seconds (some 2,000 ops, most of
+# them ragged-shape checks), while a traced graph encodes a batch in milliseconds. Every
+# `TextEncoder` of this process with the same identity (tokenizer files, packing, settings)
+# encodes through the first one's traced functions: a training run, its reload and a second
+# run of a grid trace once. `keras.backend.clear_session()` frees SentencePiece resources the
+# traced graphs hold: whoever calls it calls `forget_traced_encoders()` too (the grid does).
+TRACED_ENCODERS: OrderedDict[tuple[str, str], TextEncoder] = OrderedDict()
+MAX_TRACED_ENCODERS = 8
+
+
+def traced_encoder(text_encoder: TextEncoder) -> TextEncoder:
+    """The process's first `TextEncoder` with `text_encoder`'s identity (least recently used
+    ones are dropped beyond `MAX_TRACED_ENCODERS`)."""
+    key = text_encoder.identity
+    shared = TRACED_ENCODERS.setdefault(key, text_encoder)
+    TRACED_ENCODERS.move_to_end(key)
+    while len(TRACED_ENCODERS) > MAX_TRACED_ENCODERS:
+        TRACED_ENCODERS.popitem(last=False)
+    return shared
+
+
+def forget_traced_encoders() -> None:
+    TRACED_ENCODERS.clear()
 
 
 class TextEncoder:
@@ -95,16 +122,29 @@ class TextEncoder:
         self, texts: tf.Tensor, pairs: tf.Tensor | None = None
     ) -> dict[str, tf.RaggedTensor]:
         """Ragged `token_ids` (and `segment_ids`), each row at most `max_length` long."""
-        if tf.executing_eagerly():
-            # keras-hub turns eager tokenizer outputs into Python lists; stay in graph mode.
-            return self._graph_encode(tf.convert_to_tensor(texts), pairs)
-        return self.encode(texts, pairs)
+        if not tf.executing_eagerly():
+            return self.encode(texts, pairs)
+        # keras-hub turns eager tokenizer outputs into Python lists; stay in graph mode.
+        texts = tf.reshape(tf.convert_to_tensor(texts, tf.string), [-1])
+        traced = traced_encoder(self)
+        if pairs is None:
+            return traced.encode_texts(texts)
+        return traced.encode_pairs(texts, tf.reshape(tf.convert_to_tensor(pairs, tf.string), [-1]))
 
-    @tf.function(reduce_retracing=True)
-    def _graph_encode(
-        self, texts: tf.Tensor, pairs: tf.Tensor | None
-    ) -> dict[str, tf.RaggedTensor]:
-        return self.encode(texts, pairs)
+    @functools.cached_property
+    def encode_texts(self) -> Any:
+        """`encode` traced once for any batch of single texts."""
+        return tf.function(self.encode, input_signature=[STRINGS], autograph=False)
+
+    @functools.cached_property
+    def encode_pairs(self) -> Any:
+        """`encode` traced once for any batch of text pairs."""
+        return tf.function(self.encode, input_signature=[STRINGS, STRINGS], autograph=False)
+
+    @functools.cached_property
+    def identity(self) -> tuple[str, str]:
+        """What determines the ids: the tokenizer's files, the packing and the settings."""
+        return self.fingerprint(), json.dumps(self.settings(), sort_keys=True)
 
     def encode(
         self, texts: tf.Tensor, pairs: tf.Tensor | None = None
@@ -131,32 +171,39 @@ class TextEncoder:
             head = tf.zeros_like(budget)
         else:
             head = tf.minimum(budget, self.head_tokens)
-        tail = budget - head
         lengths = tokens.row_lengths()
-        positions = tf.ragged.range(lengths)
-        keep = (positions < head[:, None]) | (positions >= (lengths - tail)[:, None])
-        return tf.ragged.boolean_mask(tokens, keep)
+        rows = tokens.value_rowids()
+        # Each token's position in its row, and the row's bounds, on the flat values: a few
+        # ops, where ragged range / mask ops add hundreds of shape checks to the graph.
+        positions = tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(
+            tokens.row_starts(), rows
+        )
+        keep = (positions < tf.gather(head, rows)) | (
+            positions >= tf.gather(lengths - (budget - head), rows)
+        )
+        return tf.RaggedTensor.from_row_lengths(
+            tf.boolean_mask(tokens.flat_values, keep), tf.minimum(lengths, budget), validate=False
+        )
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.RaggedTensor]:
         """Bert: `[CLS] a [SEP] b [SEP]`, segment ids 0 up to the first [SEP], then 1.
         Roberta: `<s> a </s></s> b </s>`, segment ids all 0."""
-        batch = segments[0].nrows()
-
-        def special(token_id: int) -> tf.RaggedTensor:
-            return tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(token_id, tf.int32)))
-
-        cls, sep = special(self.cls_id), special(self.sep_id)
         roberta = self.packing.style == "roberta"
-        token_parts, segment_parts = [cls], [tf.zeros_like(cls)]
+        token_parts: list[tf.RaggedTensor | int] = [self.cls_id]
+        segment_parts: list[tf.RaggedTensor | int] = [0]
         for index, segment in enumerate(segments):
-            segment_id = tf.constant(0 if roberta else index, tf.int32)
-            opening = [sep] if roberta and index > 0 else []  # the second </s> of </s></s>
-            for part in [*opening, segment, sep]:
+            segment_id = 0 if roberta else index
+            opening = [self.sep_id] if roberta and index > 0 else []  # the second </s> of </s></s>
+            for part in [*opening, segment, self.sep_id]:
                 token_parts.append(part)
-                segment_parts.append(tf.ones_like(part) * segment_id)
-        encoded = {"token_ids": tf.concat(token_parts, axis=1)}
+                segment_parts.append(
+                    segment_id
+                    if isinstance(part, int)
+                    else part.with_flat_values(tf.fill(tf.shape(part.flat_values), segment_id))
+                )
+        encoded = {"token_ids": concat_rows(token_parts, segments[0].nrows())}
         if self.packing.segment_ids:
-            encoded["segment_ids"] = tf.concat(segment_parts, axis=1)
+            encoded["segment_ids"] = concat_rows(segment_parts, segments[0].nrows())
         return encoded
 
     def pad(
@@ -170,6 +217,37 @@ class TextEncoder:
             dense["segment_ids"] = encoded["segment_ids"].to_tensor(default_value=0, shape=shape)
         dense["padding_mask"] = tf.ones_like(token_ids).to_tensor(default_value=0, shape=shape)
         return dense
+
+
+def concat_rows(parts: list[tf.RaggedTensor | int], rows: tf.Tensor) -> tf.RaggedTensor:
+    """Row-wise concatenation of ragged int32 `[rows, None]` parts; an int part is that one id
+    in every row. Computed on flat values (each value's place in the output, then one gather):
+    a ragged `tf.concat` puts hundreds of shape checks into the traced graph."""
+    lengths, values, places = [], [], []
+    for part in parts:
+        if isinstance(part, int):
+            lengths.append(tf.ones([rows], tf.int64))
+            values.append(tf.fill([rows], tf.constant(part, tf.int32)))
+        else:
+            lengths.append(part.row_lengths())
+            values.append(part.flat_values)
+    row_lengths = tf.add_n(lengths)
+    start = tf.cumsum(row_lengths, exclusive=True)  # where each part begins in the output
+    for part, length in zip(parts, lengths, strict=True):
+        if isinstance(part, int):
+            places.append(start)
+        else:
+            part_rows = part.value_rowids()
+            places.append(
+                tf.gather(start, part_rows)
+                + tf.range(tf.size(part_rows, out_type=tf.int64))
+                - tf.gather(part.row_starts(), part_rows)
+            )
+        start += length
+    order = tf.math.invert_permutation(tf.concat(places, axis=0))
+    return tf.RaggedTensor.from_row_lengths(
+        tf.gather(tf.concat(values, axis=0), order), row_lengths, validate=False
+    )
 
 
 def longest_first_budgets(

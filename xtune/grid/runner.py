@@ -495,7 +495,10 @@ def release_models() -> None:
     """Free the finished run's model and traced graphs before the next run builds its own."""
     import keras
 
+    from xtune.data.tokenization import forget_traced_encoders
+
     keras.backend.clear_session()
+    forget_traced_encoders()  # their graphs hold resources clear_session freed
     gc.collect()
 
 
