@@ -73,40 +73,42 @@ def tiny_config(folder: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
-def export_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("export")
+# Built once per test session, across pytest-xdist workers too (`built_once`, tests/conftest.py).
 
 
 @pytest.fixture(scope="session")
-def pair_run(export_root) -> Path:
+def pair_run(built_once) -> Path:
     """A run folder trained 1 epoch on 30 random pair rows (dev: 10 rows)."""
-    from xtune.config import parse_run_config
-    from xtune.training.trainer import train
 
-    data = export_root / "data"
-    data.mkdir()
-    rows = random_rows(40, seed=0)
-    pd.DataFrame(rows[:30]).to_csv(data / "train.csv", index=False)
-    pd.DataFrame(rows[30:]).to_csv(data / "dev.csv", index=False)
-    run_dir = export_root / "runs" / "pair"
-    train(parse_run_config(tiny_config(data)), run_dir=run_dir)
-    return run_dir
+    def build(folder: Path) -> None:
+        from xtune.config import parse_run_config
+        from xtune.training.trainer import train
+
+        data = folder / "data"
+        data.mkdir()
+        rows = random_rows(40, seed=0)
+        pd.DataFrame(rows[:30]).to_csv(data / "train.csv", index=False)
+        pd.DataFrame(rows[30:]).to_csv(data / "dev.csv", index=False)
+        train(parse_run_config(tiny_config(data)), run_dir=folder / "run")
+
+    return built_once("pair_run", build) / "run"
 
 
 @pytest.fixture(scope="session")
-def single_run(pair_run, export_root) -> Path:
+def single_run(built_once, pair_run) -> Path:
     """The pair run's folder with `data.text_pair` removed: a single-text run.
 
     The weights do not depend on how the ids were made, so this is a complete run folder of
     a single-text classifier without a second training.
     """
-    run_dir = export_root / "runs" / "single"
-    shutil.copytree(pair_run, run_dir)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    config["data"]["text_pair"] = None
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
-    return run_dir
+
+    def build(folder: Path) -> None:
+        run_dir = shutil.copytree(pair_run, folder / "run")
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        config["data"]["text_pair"] = None
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), "utf-8")
+
+    return built_once("single_run", build) / "run"
 
 
 @pytest.fixture(scope="session")
@@ -120,23 +122,35 @@ def load_trained_run():
 # The exports reuse the session's loaded runs: one load and one tokenizer trace per run.
 
 
+def built_export(built_once, name: str, export) -> Path:
+    """`export(out_dir)` built once per session (see `built_once`): the export folder."""
+    return built_once(name, lambda folder: export(folder / "export")) / "export"
+
+
 @pytest.fixture(scope="session")
-def pair_export(load_trained_run, pair_run, export_root) -> Path:
+def pair_export(built_once, load_trained_run, pair_run) -> Path:
     from xtune.export.saved_model import export_run
 
-    return export_run(load_trained_run(pair_run).run, export_root / "exports" / "pair").path
+    return built_export(
+        built_once, "pair_export", lambda out: export_run(load_trained_run(pair_run).run, out)
+    )
 
 
 @pytest.fixture(scope="session")
-def single_export(load_trained_run, single_run, export_root) -> Path:
+def single_export(built_once, load_trained_run, single_run) -> Path:
     from xtune.export.saved_model import export_run
 
-    return export_run(load_trained_run(single_run).run, export_root / "exports" / "single").path
+    return built_export(
+        built_once, "single_export", lambda out: export_run(load_trained_run(single_run).run, out)
+    )
 
 
 @pytest.fixture(scope="session")
-def token_id_export(load_trained_run, pair_run, export_root) -> Path:
+def token_id_export(built_once, load_trained_run, pair_run) -> Path:
     from xtune.export.saved_model import export_token_id_model
 
-    out = export_root / "exports" / "pair_token_ids"
-    return export_token_id_model(load_trained_run(pair_run).run, out).path
+    return built_export(
+        built_once,
+        "pair_token_id_export",
+        lambda out: export_token_id_model(load_trained_run(pair_run).run, out),
+    )

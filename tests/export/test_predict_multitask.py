@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from tests.reliability.helpers import assert_user_error, run_cli
-from tests.tasks.task_data import multitask_config, shared_three_tasks
 
 TEXTS = ["love super the new", "not force and you", "", "what can club"]
 PAIRS = ["super love", "hello world plus", "club", "club can what"]
@@ -17,26 +16,17 @@ GOOD = [0, 1, 3]
 TASK_NAMES = "sentiment, paraphrase, sts"
 
 
-@pytest.fixture(scope="module")
-def multitask_run(tmp_path_factory):
-    """The shared three tasks (sentiment: classification, sts: bi-encoder cosine) trained
-    3 steps, as in tests/training/test_multitask_export.py."""
-    from xtune.config import parse_run_config
-    from xtune.training.trainer import train
-
-    folder, tasks = shared_three_tasks()
-    tmp = tmp_path_factory.mktemp("predict_multitask")
-    raw = multitask_config(folder, tasks, epochs=1, steps_per_epoch=3)
-    raw["data"]["padding"] = "fixed"  # one shape a task: few traces
-    raw["training"]["output_dir"] = str(tmp / "runs")
-    return train(parse_run_config(raw), run_dir=tmp / "run").run_dir
+# The session's three-task run and its export (tests/conftest.py).
 
 
 @pytest.fixture(scope="module")
-def multitask_export(multitask_run, tmp_path_factory):
-    from xtune.export.saved_model import export_run
+def multitask_run(three_task_run):
+    return three_task_run
 
-    return export_run(multitask_run, tmp_path_factory.mktemp("mt_export") / "export").path
+
+@pytest.fixture(scope="module")
+def multitask_export(three_task_export):
+    return three_task_export
 
 
 @pytest.fixture(scope="module")

@@ -32,27 +32,19 @@ def run_config(folder, tasks, tmp, **training):
     return parse_run_config(raw)
 
 
-@pytest.fixture(scope="module")
-def annealed_run(files, tmp_path_factory):
-    folder, tasks = files
-    tmp = tmp_path_factory.mktemp("export_run")
-    config = run_config(folder, tasks, tmp, epochs=1, steps_per_epoch=3)
-    return config, train(config, run_dir=tmp / "run")
-
-
 def normalized(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def test_export_signatures_match_the_framework(annealed_run, tmp_path):
+def test_export_signatures_match_the_framework(three_task_run, three_task_export):
+    """The session's three-task run (tests/conftest.py) and its export."""
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
 
-    from xtune.export.saved_model import export_run
+    from xtune.export.saved_model import EXPORT_FILE
 
-    _, result = annealed_run
-    run = load_run(result.run_dir)
-    exported = export_run(result.run_dir, tmp_path / "export")
-    loaded = tf.saved_model.load(str(exported.path))
+    run = load_run(three_task_run)
+    metadata = json.loads((three_task_export / EXPORT_FILE).read_text(encoding="utf-8"))
+    loaded = tf.saved_model.load(str(three_task_export))
     per_task = {
         f"{name}{suffix}"
         for name in ("sentiment", "paraphrase", "sts")
@@ -60,10 +52,10 @@ def test_export_signatures_match_the_framework(annealed_run, tmp_path):
     }
     shared = {"serving_default", "tokenize", "serving_token_ids", "embed", "sts_embed"}
     assert set(loaded.signatures) == per_task | shared
-    assert set(exported.metadata["signatures"]) == per_task | shared
-    assert exported.metadata["default_task"] == "sentiment"
-    assert exported.metadata["labels"] == exported.metadata["tasks"]["sentiment"]["labels"]
-    assert exported.metadata["check"]["max_abs_difference"] <= 1e-5
+    assert set(metadata["signatures"]) == per_task | shared
+    assert metadata["default_task"] == "sentiment"
+    assert metadata["labels"] == metadata["tasks"]["sentiment"]["labels"]
+    assert metadata["check"]["max_abs_difference"] <= 1e-5
     by_task = {task.name: task for task in run.tasks}
     for name in ("sentiment", "serving_default"):  # serving_default is the first task's
         got = loaded.signatures[name](text=tf.constant(TEXTS))["probabilities"].numpy()
@@ -79,7 +71,7 @@ def test_export_signatures_match_the_framework(annealed_run, tmp_path):
     np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
     # The bi-encoder's token-id signature takes each side's ids, as its model does.
     ids = loaded.signatures["sts_tokenize"](text=tf.constant(TEXTS), text_pair=tf.constant(PAIRS))
-    assert sorted(ids) == sorted(exported.metadata["tasks"]["sts"]["token_id_inputs"])
+    assert sorted(ids) == sorted(metadata["tasks"]["sts"]["token_id_inputs"])
     got = loaded.signatures["sts_token_ids"](**ids)["score"]
     np.testing.assert_allclose(got.numpy(), np.asarray(want), atol=1e-5)
     text_encoder = run.text_encoders["sts"]
@@ -138,9 +130,13 @@ def test_two_tasks_with_fgm_lora_ema_and_reinit_train_and_export(files, tmp_path
     want = by_task["similarity"].loss.scores(predict_texts(run, "similarity", TEXTS, PAIRS))
     np.testing.assert_allclose(got, np.asarray(want).reshape(got.shape), atol=1e-5)
 
-    # Whatever thresholds.json holds is what the export serves: here label 0 always, 1 never.
+    # Whatever thresholds.json holds is what the export serves: here label 0 always, 1 never
+    # (a token-id export: the same thresholds code, without the tokenizer graphs' cost).
+    from xtune.export.saved_model import export_token_id_model
+
     copy = shutil.copytree(result.run_dir, tmp_path / "extreme")
     (copy / "thresholds.json").write_text(json.dumps({"thresholds": {"sentiment": [0, 1]}}))
-    extreme = tf.saved_model.load(str(export_run(copy, tmp_path / "export-extreme").path))
-    predictions = extreme.signatures["sentiment"](text=tf.constant(TEXTS))["predictions"]
+    extreme = tf.saved_model.load(str(export_token_id_model(copy, tmp_path / "extreme-ids").path))
+    ids = loaded.signatures["sentiment_tokenize"](text=tf.constant(TEXTS))
+    predictions = extreme.signatures["sentiment_token_ids"](**ids)["predictions"]
     np.testing.assert_array_equal(predictions.numpy(), [[1, 0]] * len(TEXTS))
