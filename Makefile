@@ -29,8 +29,11 @@ demo: install
 	$(BIN)/xtune report reports/local-demo --output reports/local-demo.md
 
 # --durations: the slowest tests at the end of the log, to keep the suite's time in view.
+# -n auto: one pytest-xdist worker per core (tracing TensorFlow graphs, most of a tiny run's
+# time, is single-threaded Python); --dist loadfile keeps a module's tests, and so its
+# module-scoped runs, on one worker; runs shared across modules are built once (`built_once`).
 test: install
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -n auto --dist loadfile --durations=25
 
 lint: install
 	$(BIN)/ruff check xtune tests benchmarks tools

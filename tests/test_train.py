@@ -2,14 +2,13 @@
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
 from tests.conftest import REPO, sample_run_config
+from tests.reliability.helpers import assert_user_error, run_cli
 from tests.task_view import load_task_view as load_run
 from xtune.config import parse_run_config
 from xtune.run_folder import REQUIRED_FILES
@@ -100,25 +99,18 @@ def test_report_thresholds_are_checked_before_anything_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def run_cli(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", "xtune.cli", *args], capture_output=True, text=True, cwd=cwd
-    )
-
-
-def test_cli_reports_config_and_data_errors_clearly(tmp_path):
+def test_cli_reports_config_and_data_errors_clearly(tmp_path, capsys):
+    """In process (tests/test_cli.py proves the fresh-process facts: exit codes, no TF lines)."""
     raw = sample_run_config(tmp_path, loss={"name": "bce", "gama": 2})
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    done = run_cli("train", str(path))
-    assert done.returncode == 2
-    assert f"{path}: unknown key 'loss.gama'" in done.stderr
-    assert "Traceback" not in done.stderr
+    code, _, err = run_cli(["train", path], capsys)
+    assert_user_error(code, err, f"{path}: unknown key 'loss.gama'")
 
     raw = sample_run_config(tmp_path, data={"train": str(tmp_path / "missing.csv")})
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    done = run_cli("train", str(path))
-    assert done.returncode == 2 and "missing.csv: data file not found" in done.stderr
+    code, _, err = run_cli(["train", path], capsys)
+    assert_user_error(code, err, "missing.csv: data file not found")
 
 
 @pytest.mark.large
@@ -126,7 +118,10 @@ def test_minilm_learns_the_sample_well_above_the_majority_baseline(tmp_path):
     raw = yaml.safe_load((REPO / "experiments" / "demo_train.yaml").read_text())
     raw["data"]["root"] = str(REPO)
     raw["data"]["cache_dir"] = str(tmp_path / "cache")
-    raw["training"].update({"epochs": 3, "verbose": 0, "output_dir": str(tmp_path / "runs")})
+    # The demo's recipe at half its length (title, body head and tail): half the time; dev
+    # micro-F1 0.660 vs majority 0.217, subset accuracy 0.433 vs 0.150 (bfloat16, 2 cores).
+    raw["data"].update({"max_length": 64, "head_tokens": 24})
+    raw["training"].update({"verbose": 0, "output_dir": str(tmp_path / "runs")})
     result = train(parse_run_config(raw))
     baseline = result.baseline["most_frequent_label_set"]
     print(

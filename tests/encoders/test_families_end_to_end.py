@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from tests.grid.grid_helpers import read_lines, tiny_base, write_grid, write_tiny_data
 
+pytestmark = pytest.mark.heavy
+
 HF_TINY = Path(__file__).parent.parent / "fixtures" / "hf_tiny"
 FAMILIES = ("bert", "roberta", "distilbert", "albert", "albert_vocab_txt", "xlm_roberta")
 # Rows: one per family, plus XLM-R with its vocabulary trimmed to the data's pieces.

@@ -28,6 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.heavy
+
 KILLS = 12
 MAX_TRIALS = 20  # trials whose kill point is never reached (nothing left to run) do not count
 SEED = 14

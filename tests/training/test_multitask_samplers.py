@@ -28,9 +28,8 @@ def run_config(folder, tasks, tmp, **training):
         {"name": "sequential", "order": [1, 0]},
         {"name": "round_robin"},
         {"name": "temperature"},
-        {"name": "uniform_to_proportional"},
     ],  # fmt: skip
-)
+)  # the annealed family trains in test_multitask_train.py; every schedule: tests/tasks/
 def test_each_sampler_family_trains(files, tmp_path, sampler):
     folder, tasks = files
     two = {name: tasks[name] for name in ("sentiment", "paraphrase")}
