@@ -1,6 +1,8 @@
 """End to end: train on the bundled sample, the run folder, reload, and the CLI's errors."""
 
+import contextlib
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -22,7 +24,27 @@ def tiny_run(tmp_path_factory):
     raw = sample_run_config(tmp, training={"epochs": 2, "report_thresholds": [0.3, 0.5]})
     raw["data"]["test"] = raw["data"]["dev"]  # the sample has no test split; dev stands in
     config = parse_run_config(raw)
-    return config, train(config, run_dir=tmp / "run")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = train(config, run_dir=tmp / "run")
+    TINY_RUN_OUTPUT.append(printed.getvalue())
+    return config, result
+
+
+TINY_RUN_OUTPUT: list[str] = []  # what `tiny_run` printed
+
+
+def test_the_summary_prints_the_test_metrics_of_the_served_rule(tiny_run):
+    _, result = tiny_run
+    rule = json.loads((result.run_dir / "thresholds.json").read_text())["decision_rules"]
+    served = "tuned_thresholds" if rule["default"]["served"] == "tuned" else "default_rule"
+    values = result.test[served]
+    (line,) = [line for line in TINY_RUN_OUTPUT[0].splitlines() if line.startswith("test")]
+    label = "tuned thresholds" if served == "tuned_thresholds" else "default rule"
+    assert line.startswith(f"test ({label}): subset_accuracy {values['subset_accuracy']:.4f}")
+    assert f"micro_f1 {values['micro_f1']:.4f}" in line
+    after = "after training: saving the best epoch's weights, scoring dev and test, choosing"
+    assert after in TINY_RUN_OUTPUT[0]
 
 
 def test_run_folder_is_complete_and_consistent(tiny_run):

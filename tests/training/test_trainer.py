@@ -34,12 +34,20 @@ def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, 
         schedule={"name": "linear", "warmup_ratio": 0.25},
         finetune={"lora_rank": 2, "lora_alpha": 4},
         adversarial={"name": "fgm", "epsilon": 0.5},
-        training={"epochs": 2, "run_name": "lora_fgm"},
+        training={"epochs": 2, "run_name": "lora_fgm", "verbose": 1},
     )
     data = prepare_data(config, load_encoder(config.encoder))
     result = train(config, data=data)
     printed = capsys.readouterr().out
     assert "  embeddings" in printed and "frozen" in printed  # the learning-rate table
+    # Not a terminal: verbose 1 is one Keras line per epoch, no bar of escape codes, and each
+    # epoch's dev summary is a line of its own, printed once, after Keras's line.
+    lines = printed.splitlines()
+    assert "\r" not in printed and "\x1b" not in printed and "━" not in printed
+    for epoch in (1, 2):
+        summary = [i for i, line in enumerate(lines) if line.startswith(f"epoch {epoch}: loss")]
+        assert len(summary) == 1 and "val subset_accuracy" in lines[summary[0]]
+        assert "loss:" in lines[summary[0] - 1] and "val_" not in lines[summary[0] - 1]
 
     run = load_run(result.run_dir)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())

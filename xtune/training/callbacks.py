@@ -4,6 +4,7 @@ the first-step timer."""
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any
 
@@ -112,6 +113,7 @@ class DevEvaluation(keras.callbacks.Callback):
         self.best_metrics: dict[str, dict[str, float]] = {}
         self.best_outputs: dict[str, np.ndarray] = {}  # dev outputs of `best_weights`
         self.epoch_started = 0.0
+        self.epoch_line = ""  # the last epoch's summary; `EpochLines` prints it
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch_started = time.perf_counter()
@@ -153,15 +155,35 @@ class DevEvaluation(keras.callbacks.Callback):
             **self.names.epoch_metrics(logs, metrics, score, self.schedule.epochs[epoch]),
         }
         self.history.append(record)
-        logs.update({k: v for k, v in record.items() if k.startswith("val_")})
         improved = self.best_value is None or score > self.best_value
         if improved:
             self.best_value, self.best_epoch = score, epoch + 1
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
             self.best_metrics, self.best_outputs = metrics, outputs
-        print(self.names.epoch_line(record, metrics, score, improved), flush=True)
+        self.epoch_line = self.names.epoch_line(record, metrics, score, improved)
         if self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
             self.model.stop_training = True
+
+
+class EpochLines(keras.callbacks.Callback):
+    """Prints each epoch's dev summary line (`DevEvaluation.epoch_line`). Placed after the
+    progress bar's `ProgbarLogger`, so the line follows the finished bar instead of being
+    written onto it."""
+
+    def __init__(self, evaluation: DevEvaluation):
+        super().__init__()
+        self.evaluation = evaluation
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        print(self.evaluation.epoch_line, flush=True)
+
+
+def fit_verbosity(verbose: int) -> int:
+    """`training.verbose` for `Model.fit`: 1 (a live progress bar) only on a terminal; to a
+    file or pipe it is 2, one line per epoch instead of a bar of escape codes."""
+    if verbose == 1 and not sys.stdout.isatty():
+        return 2
+    return verbose
 
 
 def mean_score(tasks: list[Any], metrics: dict[str, dict[str, float]]) -> float:

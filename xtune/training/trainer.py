@@ -40,7 +40,14 @@ from xtune.tasks import Task, TaskData, build_tasks
 from xtune.tasks.run_folder import LoadedRun, create_run_folder, load_run_files
 from xtune.thresholds import RuleChoice, choose_decision_rule, top1_rule
 from xtune.training.adversarial import get_attack
-from xtune.training.callbacks import DevEvaluation, DivergenceGuard, FirstStepTimer, mean_score
+from xtune.training.callbacks import (
+    DevEvaluation,
+    DivergenceGuard,
+    EpochLines,
+    FirstStepTimer,
+    fit_verbosity,
+    mean_score,
+)
 from xtune.training.evaluation import evaluate_scores, scores_of
 from xtune.training.freezing import (
     check_finetune,
@@ -381,8 +388,15 @@ def fit_run(config: RunConfig, run: Run) -> tuple[DevEvaluation, FitClock]:
             initial_epoch=stage.start_epoch,
             epochs=stage.end_epoch,
             steps_per_epoch=run.schedule.steps_per_epoch,
-            callbacks=[divergence, evaluation, first_step],
-            verbose=training.verbose,
+            # The bar's logger explicitly, so the dev summary line is printed after it.
+            callbacks=[
+                divergence,
+                evaluation,
+                keras.callbacks.ProgbarLogger(),
+                first_step,
+                EpochLines(evaluation),
+            ],  # fmt: skip
+            verbose=fit_verbosity(training.verbose),
             shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
         )
         if model.stop_training:  # early stopping ends the whole run, not just the stage
@@ -441,6 +455,7 @@ def finish_run(
     """Step 4: the best epoch's weights saved, dev (and test) scored as the export serves
     them, thresholds tuned, and the result written."""
     training, model = config.training, run.graph.model
+    print(after_fit_line(run, precision, training), flush=True)
     model.set_weights(evaluation.best_weights)
     if training.save_weights:
         folder.write_weights(model)
@@ -455,6 +470,18 @@ def finish_run(
     folder.write_result(result, thresholds_record(run, scored))
     print_summary(result, run, scored)
     return result
+
+
+def after_fit_line(run: Run, precision: str, training: Any) -> str:
+    """What happens between the last epoch and the summary (up to a third of a short run)."""
+    steps = ["saving the best epoch's weights"] if training.save_weights else []
+    if precision != "float32":
+        steps.append("rebuilding the model in float32 as the export serves it")
+    has_test = any("test" in run.data.tasks[task.name].splits for task in run.tasks)
+    steps.append("scoring dev and test" if has_test else "scoring dev")
+    if any(task.decides_labels for task in run.tasks):
+        steps.append("choosing the decision rule")
+    return "after training: " + ", ".join(steps) + " ..."
 
 
 def served_run(
@@ -760,12 +787,28 @@ def print_summary(result: RunResult, run: Run, scored: Scored) -> None:
     for name, choice in scored.rules.items():
         prefix = "" if run.names.implicit else f"{name}: "
         print(f"{prefix}{choice.line()}", flush=True)
+    for task in run.tasks:
+        if task.name in scored.test:
+            print(test_line(task, scored, run.names.implicit), flush=True)
     print(
         f"{result.parameters['trainable']:,} trainable parameters; "
         f"{result.train_samples_per_second} train samples/s; {result.seconds:.1f} s in all; "
         f"run folder {result.run_dir}",
         flush=True,
     )
+
+
+def test_line(task: Task, scored: Scored, implicit: bool) -> str:
+    """A task's test metrics under the rule it serves (what the export gives on test)."""
+    choice = scored.rules.get(task.name)
+    tuned = choice is not None and choice.served == "tuned" and task.name in scored.test_tuned
+    values = scored.test_tuned[task.name] if tuned else scored.test[task.name]
+    keys = [key for key in SUMMARY_KEYS if key in values] or [
+        key for key, value in values.items() if isinstance(value, int | float)
+    ]
+    rule = "" if choice is None else f" ({'tuned thresholds' if tuned else 'default rule'})"
+    name = "" if implicit else f" {task.name}"
+    return f"test{name}{rule}: " + "  ".join(f"{key} {values[key]:.4f}" for key in keys)
 
 
 def print_classification_summary(result: RunResult, metric: str) -> None:
