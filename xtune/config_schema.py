@@ -188,6 +188,9 @@ class TaskConfig:
     # shared encoder) for this many epochs; `finetune.frozen_epochs` does it for every task.
     frozen_epochs: int = 0
     hierarchy: HierarchyConfig = HierarchyConfig()
+    # Score tasks: a label outside [low, high] is an error naming its file and row (`error`),
+    # or is set to the nearest bound, the count printed (`clip`).
+    out_of_range: str = "error"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -199,6 +202,8 @@ class TaskConfig:
                 value = dataclasses.asdict(value)
             out[f.name] = copy.deepcopy(value)
         drop_unset_hierarchy(out)
+        if out["out_of_range"] == "error":
+            out.pop("out_of_range")  # added later: unset, run ids stay what they were
         return out
 
 

@@ -140,3 +140,32 @@ def test_scores_outside_the_task_range_are_one_error_naming_the_row(tmp_path):
                        r"range \[0, 5\] \(2 rows outside\); set tasks.sts.low / high"):  # fmt: skip
         check_score_range({"train": (Split(), scores)}, "sts", 0.0, 5.0)
     check_score_range({"train": (Split(), scores)}, "sts", 0.0, 7.0)  # inside: no error
+
+
+def test_out_of_range_clip_sets_scores_to_the_nearest_bound_and_says_so(tmp_path, capsys):
+    """`tasks.NAME.out_of_range: clip` (score tasks only) clips in place and prints the count;
+    left at `error` it is not written into the config dict, so run ids stay what they were."""
+    from xtune.config import ConfigError, parse_run_config
+    from xtune.tasks.regression import check_score_range
+
+    class Split:
+        source, rows = "sts-train.csv", [2, 3, 4]
+
+    scores = np.asarray([-1.0, 5.5, 2.0], np.float32)
+    check_score_range({"train": (Split(), scores)}, "sts", 0.0, 5.0, clip=True)
+    np.testing.assert_array_equal(scores, [0.0, 5.0, 2.0])
+    out = capsys.readouterr().out
+    assert "task sts: 2 score(s) outside [0, 5] set to the nearest bound" in out
+    assert "sts-train.csv: row 2: score -1" in out
+
+    data = {"train": "t.csv", "text_pair": "text_pair"}
+    score = {"type": "regression", "data": data, "out_of_range": "clip"}
+    raw = multitask_config(tmp_path, {"sts": score})
+    assert parse_run_config(raw).to_dict()["tasks"]["sts"]["out_of_range"] == "clip"
+    raw = multitask_config(tmp_path, {"sts": {**score, "out_of_range": "error"}})
+    assert "out_of_range" not in parse_run_config(raw).to_dict()["tasks"]["sts"]
+    labels = {"type": "classification", "data": data, "out_of_range": "clip"}
+    with pytest.raises(ConfigError, match="out_of_range: only score tasks read labels as num"):
+        parse_run_config(multitask_config(tmp_path, {"topic": labels}))
+    with pytest.raises(ConfigError, match="out_of_range: 'cap' is not one of: error, clip"):
+        parse_run_config(multitask_config(tmp_path, {"sts": {**score, "out_of_range": "cap"}}))

@@ -23,6 +23,8 @@ import tensorflow as tf
 
 from xtune.metrics import METRIC_DIRECTIONS
 
+OUT_OF_RANGE = ("error", "clip")  # what a score task does with labels outside [low, high]
+
 
 @dataclass
 class TaskSplit:
@@ -68,6 +70,20 @@ class Task:
             raise ValueError(f"data.text_pair: the {cls.type_name} task reads sentence pairs")
         if not config.low < config.high:
             raise ValueError(f"low, high: expected low < high, got {config.low}, {config.high}")
+        if config.out_of_range not in OUT_OF_RANGE:
+            raise ValueError(
+                f"out_of_range: {config.out_of_range!r} is not one of: {', '.join(OUT_OF_RANGE)}"
+            )
+        if config.out_of_range != "error" and not cls.uses_score_loss(config.output):
+            raise ValueError(
+                f"out_of_range: only score tasks read labels as numbers; the {cls.type_name} "
+                "task's labels are names"
+            )
+
+    @property
+    def clips_scores(self) -> bool:
+        """`out_of_range: clip`: labels outside `[low, high]` are set to the nearest bound."""
+        return self.config.out_of_range == "clip"
 
     @classmethod
     def uses_score_loss(cls, output: Any) -> bool:

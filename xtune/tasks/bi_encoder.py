@@ -103,7 +103,9 @@ class BiEncoderTask(ClassificationTask):
         text_encoder = self.text_encoder(encoder)
         if self.cosine:
             scored = load_score_splits(self.config.data)
-            check_score_range(scored, self.name, self.config.low, self.config.high)
+            check_score_range(
+                scored, self.name, self.config.low, self.config.high, self.clips_scores
+            )
             splits = {
                 name: self.tokenize_sides(split, text_encoder, scores.reshape(-1, 1))
                 for name, (split, scores) in scored.items()

@@ -68,7 +68,7 @@ class ScoreTask(Task):
 
     def load(self, encoder: Any) -> TaskData:
         examples = load_score_splits(self.config.data)
-        check_score_range(examples, self.name, self.config.low, self.config.high)
+        check_score_range(examples, self.name, self.config.low, self.config.high, self.clips_scores)
         text_encoder = self.text_encoder(encoder)
         splits = {
             name: self.tokenize(split, text_encoder, scores)
@@ -153,22 +153,36 @@ def load_score_splits(data: Any) -> dict[str, tuple[Any, np.ndarray]]:
 
 
 def check_score_range(
-    scored: dict[str, tuple[Any, np.ndarray]], task: str, low: float, high: float
+    scored: dict[str, tuple[Any, np.ndarray]],
+    task: str,
+    low: float,
+    high: float,
+    clip: bool = False,
 ) -> None:
     """Scores outside the task's `[low, high]` would be silently unreachable (the output is
-    bounded to that range): one DataError naming the file, the row and the range."""
+    bounded to that range): one DataError naming the file, the row and the range, or, with
+    `clip` (`tasks.NAME.out_of_range: clip`), set to the nearest bound in place, counted."""
     from xtune.data.readers import DataError
 
     for split, scores in scored.values():
         outside = np.flatnonzero((scores < low) | (scores > high))
-        if len(outside):
-            first = int(outside[0])
-            raise DataError(
-                f"{split.source}: row {split.rows[first]}: score {scores[first]:g} is outside "
-                f"the task's range [{low:g}, {high:g}] ({len(outside)} rows outside); set "
-                f"tasks.{task}.low / high (or low / high of a config without tasks:) to the "
-                "data's range"
+        if not len(outside):
+            continue
+        first = int(outside[0])
+        where = f"{split.source}: row {split.rows[first]}: score {scores[first]:g}"
+        if clip:
+            np.clip(scores, low, high, out=scores)
+            print(
+                f"xtune: task {task}: {len(outside)} score(s) outside [{low:g}, {high:g}] set "
+                f"to the nearest bound (out_of_range: clip), the first {where}",
+                flush=True,
             )
+            continue
+        raise DataError(
+            f"{where} is outside the task's range [{low:g}, {high:g}] ({len(outside)} rows "
+            f"outside); set tasks.{task}.low / high to the data's range, or "
+            f"tasks.{task}.out_of_range: clip"
+        )
 
 
 def scores_of(examples: Any, data: Any) -> np.ndarray:
