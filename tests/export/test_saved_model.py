@@ -402,3 +402,22 @@ def test_a_run_folder_from_before_tasks_exports_and_predicts(tmp_path):
         np.testing.assert_allclose(
             written[columns].to_numpy(np.float64), expected["probabilities"], atol=2e-6
         )
+
+
+def test_a_full_disk_while_saving_the_export_is_one_line_and_leaves_nothing(
+    pair_run, tmp_path, capsys, monkeypatch
+):
+    """TensorFlow reports a full disk as an OpError ("No space left on device"), not an
+    OSError: still one line, exit 2, no partial folder, no export."""
+    from tests.reliability.helpers import assert_user_error, run_cli
+
+    def full_disk(module, path, signatures=None):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{path}/variables/variables.data-00000-of-00001; No space left on device"
+        )
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    out = tmp_path / "exports" / "model"
+    code, _, err = run_cli(["export", pair_run, out], capsys)
+    assert_user_error(code, err, "disk full while writing", "No space left on device")
+    assert not out.exists() and leftovers(tmp_path / "exports") == []

@@ -36,6 +36,7 @@ behind.
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import os
@@ -140,7 +141,7 @@ def _export(
         asset_files = write_asset_files(staging, run, metadata)
         module = ServingModule(run, signature_names, metadata, asset_files, text_inputs)
         saved = partial / "saved_model"
-        tf.saved_model.save(module, str(saved), signatures=module.signatures())
+        save_module(module, saved)
         metadata["check"] = check(tf.saved_model.load(str(saved)), run)
         metadata["size_bytes"] = measure_sizes(saved, run_dir / WEIGHTS_FILE, run.graph.model)
         metadata["export_seconds"] = round(time.perf_counter() - started, 3)
@@ -165,6 +166,18 @@ def _export(
     for line in rule_lines(metadata):
         print(f"xtune export: {line}", flush=True)
     return ExportResult(out_dir, metadata)
+
+
+def save_module(module: ServingModule, saved: Path) -> None:
+    """`tf.saved_model.save`; a full disk (TensorFlow reports it as an OpError, not an
+    OSError) becomes the OSError the command line reports as one line."""
+    try:
+        tf.saved_model.save(module, str(saved), signatures=module.signatures())
+    except tf.errors.OpError as error:
+        for code in (errno.ENOSPC, errno.EDQUOT):
+            if os.strerror(code) in str(error):
+                raise OSError(code, os.strerror(code), str(saved)) from None
+        raise
 
 
 def rule_lines(metadata: dict[str, Any]) -> list[str]:
