@@ -128,3 +128,28 @@ def test_a_run_trained_on_header_less_files_predicts_them(pair_run, tmp_path):
     assert tables[0]["body"].tolist() == [GOOD_TEXT, "这里问题是什么"]
     assert tables[0]["error"].tolist() == ["", ""]
     assert tables[0]["predicted_labels"].tolist() == tables[1]["predicted_labels"].tolist()
+
+
+def test_a_texts_own_replacement_character_is_predicted_like_any_text(
+    load_trained_run, pair_run, tmp_path
+):
+    """U+FFFD written in a UTF-8 file is text (scraped text holds it); only bytes that fail to
+    decode make a bad row, and the output shows each of those bytes as U+FFFD."""
+    from xtune.export.predict import predict_file
+
+    path = tmp_path / "input.csv"
+    path.write_bytes(f"id,body,title\n1,{GOOD_TEXT}\ufffd,标题\n".encode() + b"2,\xe5\x9d\xff,x\n")
+    summary = predict_file(pair_run, path, tmp_path / "out.csv", batch_size=2, top_k=1)
+    assert [message.split(": ", 1)[1] for message in summary.bad_rows] == [
+        "row 2: text has bytes that are not valid UTF-8"
+    ]
+    table = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert table["error"].tolist() == ["", "text has bytes that are not valid UTF-8"]
+    assert table["body"].tolist() == [f"{GOOD_TEXT}\ufffd", "\ufffd\ufffd\ufffd"]
+    run = load_trained_run(pair_run)
+    encoded = run.text_encoder.pad(
+        run.text_encoder(tf.constant([f"{GOOD_TEXT}\ufffd"]), tf.constant(["标题"]))
+    )
+    scores = np.asarray(run.loss.scores(run.model.predict_on_batch(encoded)))
+    written = table.loc[[0], [f"prob_{label}" for label in run.labels]].to_numpy(np.float64)
+    np.testing.assert_allclose(written, scores, atol=2e-6)

@@ -30,7 +30,6 @@ from xtune.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
-REPLACEMENT_CHARACTER = "\ufffd"
 # What str() of a pandas/numpy missing value writes into a file: never a label name.
 MISSING_LABEL_CELLS = ("nan", "<na>")
 # Dev/test label occurrences of labels with fewer train examples than this count as rare.
@@ -253,15 +252,6 @@ def check_columns(config: DataConfig, frame: pd.DataFrame, file: Path) -> None:
                 f"{file}: column {column!r} (from {key}) not found; "
                 f"the file has columns: {', '.join(map(str, frame.columns))}"
             )
-
-
-def clean_text(value: Any, what: str, column: str | None = None) -> str:
-    """`row_text` for a table read with `encoding_errors="replace"` (the predictor's), where
-    U+FFFD is all that is left of an undecodable byte."""
-    text = row_text(value, what, column)
-    if REPLACEMENT_CHARACTER in text:
-        raise BadRow(f"{what} has bytes that are not valid UTF-8")
-    return text
 
 
 def row_text(value: Any, what: str, column: str | None = None) -> str:

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xtune.data.examples import BadRow, clean_text
-from xtune.data.readers import DataError, detect_format, read_table
+from xtune.data.examples import BadRow, Undecodable, row_text
+from xtune.data.readers import UNDECODABLE, DataError, detect_format, read_table
 
 PROBABILITY_PREFIX = "prob_"
 ERROR_COLUMN = "error"
 BAD_ROWS_SHOWN = 10
+REPLACEMENT_CHARACTER = "\ufffd"  # how an undecodable input byte appears in the output
 
 
 @dataclass
@@ -62,16 +63,23 @@ def read_table_inputs(
 
     A file whose header lacks the text columns is read as header-less with `file_columns`
     (the run's `data.columns`) when the run was trained on such files."""
-    frame = read_table(input_path, encoding_errors="replace")
+    # Undecodable bytes are marked where decoding fails; a file's own U+FFFD is text.
+    frame = read_table(input_path, encoding_errors="mark")
     if file_columns and not set(columns) <= set(map(str, frame.columns)):
-        frame = read_table(input_path, columns=file_columns, encoding_errors="replace")
+        frame = read_table(input_path, columns=file_columns, encoding_errors="mark")
     for column in columns:
         if column not in frame.columns:
             raise DataError(
                 f"{input_path}: column {column!r} (the model's text input) not found; the "
                 f"file has columns: {', '.join(map(str, frame.columns))}"
             )
-    return frame, *read_inputs(frame, columns)
+    inputs = read_inputs(frame, columns)
+    return frame.map(writable), *inputs
+
+
+def writable(value: Any) -> Any:
+    """A cell as the output file can hold it: each undecodable byte shown as U+FFFD."""
+    return UNDECODABLE.sub(REPLACEMENT_CHARACTER, value) if isinstance(value, str) else value
 
 
 def predict_rows(
@@ -142,11 +150,12 @@ def read_inputs(
     texts, pairs, good_rows, errors = [], [], [], []
     for position, record in enumerate(frame[columns].to_dict("records")):
         try:
-            text = clean_text(record[columns[0]], "text")
-            pair = clean_text(record[columns[1]], "text_pair") if len(columns) > 1 else ""
+            text = row_text(record[columns[0]], "text")
+            pair = row_text(record[columns[1]], "text_pair") if len(columns) > 1 else ""
         except BadRow as error:
             text, pair = "", ""
-            errors.append(str(error))
+            # The input is read as UTF-8 (predict has no data.encoding).
+            errors.append(f"{error} UTF-8" if isinstance(error, Undecodable) else str(error))
         else:
             good_rows.append(position)
             errors.append("")
