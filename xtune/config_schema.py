@@ -27,24 +27,24 @@ class ComponentSpec:
 class DataConfig:
     """Where the texts and labels are, how to read them, and how to fit them into the encoder."""
 
-    train: str = ""
-    dev: str | None = None
-    test: str | None = None
+    train: str = ""  # the training file (csv, tsv/txt, jsonl/json, xlsx)
+    dev: str | None = None  # the dev file; None: a seeded split of train (dev_fraction)
+    test: str | None = None  # optional test file, scored once with the kept weights
     root: str = "."  # relative file paths are resolved against this folder
     format: str = "auto"  # auto | csv | tsv | jsonl | xlsx
     columns: list[str] | None = None  # names for header-less files
-    text: str = "text"
-    text_pair: str | None = None
-    labels: str | None = "labels"
+    text: str = "text"  # the text column (dots reach into JSON objects: meta.title)
+    text_pair: str | None = None  # optional second segment's column (e.g. a title)
+    labels: str | None = "labels"  # the label column (for label_format: delimited | list)
     label_format: str = "delimited"  # delimited | list | columns
-    label_separator: str = "|"
+    label_separator: str = "|"  # text between labels in a delimited cell
     label_columns: list[str] | None = None  # for label_format: columns
     label_names: str | list[str] | None = None  # file (one name a line) or list
     labels_are_indices: bool = False  # label cells hold 0-based ids into label_names
     dev_fraction: float = 0.2  # seeded split of `train` when `dev` is not given
-    split_seed: int = 0
+    split_seed: int = 0  # seed of the dev split and of the max_train_rows subset
     max_train_rows: int | None = None  # seeded label-stratified subset of train (quick grids)
-    max_length: int = 128
+    max_length: int = 128  # tokens per example, both segments and the specials together
     truncation: str = "head"  # head | tail | head_tail
     head_tokens: int = 64  # head_tail: first k tokens kept, the rest of the budget from the end
     bad_rows: str = "error"  # error | skip
@@ -57,29 +57,29 @@ class DataConfig:
     # Keep only the word-embedding rows the data's pieces use (encoders/trimmed_vocabulary.py):
     # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.
     trim_vocabulary: str | bool = "auto"
-    cache_dir: str | None = ".cache/xtune"
+    cache_dir: str | None = ".cache/xtune"  # on-disk cache of tokenized splits; None: off
     # Hierarchical labels (xtune.data.hierarchy): a label may be a path of names joined by
     # `label_path_separator`; `label_hierarchy` names a tree file the paths must follow.
     label_hierarchy: str | None = None
-    label_path_separator: str = "/"
+    label_path_separator: str = "/"  # between the names of a hierarchical label path
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
     """How long and how to train, what to select on, where the run folder goes."""
 
-    epochs: int = 5
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    seed: int = 0
+    epochs: int = 5  # training epochs (the best one by `metric` on dev is kept)
+    batch_size: int = 32  # training examples a step
+    eval_batch_size: int = 64  # examples a step when scoring dev and test
+    seed: int = 0  # seeds weight initialisation, dropout and batch order
     metric: str = "subset_accuracy"  # the "val-acc" of reports
-    early_stopping_patience: int | None = None
-    output_dir: str = "runs"
-    run_name: str | None = None
+    early_stopping_patience: int | None = None  # stop after this many epochs without improvement
+    output_dir: str = "runs"  # each run gets a folder output_dir/run_name
+    run_name: str | None = None  # the run folder's name; None: run-<date>-<time>
     mixed_precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    jit_compile: str | bool = "auto"
+    jit_compile: str | bool = "auto"  # XLA: auto (on GPU only) | true | false
     steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
-    save_weights: bool = True
+    save_weights: bool = True  # false: no model.weights.h5 (then no export or predict)
     # Thresholds tuned on dev (xtune.thresholds): auto = for the selection metric `metric`
     # (macro_f1: per label; micro_f1, subset_accuracy, samples_f1, hamming_loss: one shared
     # threshold), per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss, or None.
@@ -93,12 +93,12 @@ class TrainingConfig:
     # Also score dev (and test) with these fixed thresholds on the per-label scores, reported
     # as per-label P/R/F1 and their macro means (the GoEmotions paper uses [0.3]).
     report_thresholds: list[float] = field(default_factory=list)
-    verbose: int = 1
+    verbose: int = 1  # Keras fit output: 0 none, 1 progress bar (on a terminal), 2 a line an epoch
     # Multi-task runs (`tasks:`) only: which task's batch comes next (xtune.tasks.samplers;
     # default proportional), and PCGrad over the tasks' gradients (one batch of every task a
     # step). Left out of `to_dict` when unset, so single-task run ids stay what they were.
     sampler: str | dict | None = None
-    pcgrad: bool = False
+    pcgrad: bool = False  # multi-task runs: combine the tasks' gradients by PCGrad
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,19 @@ class FinetuneConfig:
     """Which encoder weights train, and how (`xtune.training.freezing`, `xtune.training.lora`)."""
 
     freeze_encoder: bool = False  # train the head only
-    freeze_embeddings: bool = False
+    freeze_embeddings: bool = False  # freeze the embedding tables and their LayerNorm
     train_top_layers: int | None = None  # train only the top N transformer layers (+ pooler)
     reinit_top_layers: int = 0  # re-initialize the top N transformer layers and the pooler
     frozen_epochs: int = 0  # first train the head alone for this many epochs, then the rest
     lora_rank: int | None = None  # LoRA on `lora_targets`; the encoder's own weights freeze
     lora_alpha: float | None = None  # LoRA delta scale is alpha / rank; default alpha = rank
+    # The projections of each transformer layer that LoRA adapts, by layer name.
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
     # Prompt tuning: this many soft-prompt vectors before the embedded input; prefix tuning:
     # this many key/value vectors in every attention layer (xtune/encoders/prompt_injection.py).
     # Either freezes the encoder's own weights; null: off.
     prompt_length: int | None = None
-    prefix_length: int | None = None
+    prefix_length: int | None = None  # prefix tuning (see prompt_length); null: off
     bitfit: bool = False  # the encoder's biases (and LayerNorm betas) train, nothing else
 
     def parameter_efficient(self) -> bool:
@@ -150,9 +151,9 @@ class HierarchyConfig:
     `top_down` (the most probable first level, then its most probable child, ...).
     """
 
-    mode: str = "none"
-    decoding: str = "auto"
-    level_weights: list[float] | None = None
+    mode: str = "none"  # none | leaves | ancestors | per_level | coherent (see above)
+    decoding: str = "auto"  # auto | threshold | best_path | top_down (see above)
+    level_weights: list[float] | None = None  # per_level: loss weight of each level; None: 1 each
 
 
 # Bi-encoder pair features (xtune.heads.pair.PAIR_PARTS): Sentence-BERT's default, all four.
@@ -172,22 +173,23 @@ class TaskConfig:
     of score tasks; `output`, `pooling`, `parts`, `units` shape the bi-encoder.
     """
 
-    type: str = "classification"
-    data: DataConfig = DataConfig()
-    head: ComponentSpec = ComponentSpec("default")
-    loss: ComponentSpec | None = None
+    type: str = "classification"  # the task type (`xtune list tasks`)
+    data: DataConfig = DataConfig()  # the task's data keys, merged over the top-level `data`
+    head: ComponentSpec = ComponentSpec("default")  # the task's head
+    loss: ComponentSpec | None = None  # the task's loss; None: the task type's default
     weight: float = 1.0  # of this task's loss, and of its metric in the best-epoch score
     metric: str | None = None  # selection metric; None: the task type's default
-    low: float = 0.0
-    high: float = 5.0
+    low: float = 0.0  # score tasks: the lowest score
+    high: float = 5.0  # score tasks: the highest score
     output: str = "classifier"  # bi_encoder: classifier (pair features -> MLP) | cosine
     pooling: str = "mean"  # bi_encoder sentence vector: mean (mask-aware) | cls
+    # bi_encoder classifier's pair features: any of u, v, abs_diff (|u - v|), product (u * v).
     parts: list[str] = field(default_factory=lambda: list(DEFAULT_PAIR_PARTS))
     units: list[int] = field(default_factory=list)  # bi_encoder classifier's hidden layers
     # Head-only first epochs of this task alone: its loss trains only its own head (not the
     # shared encoder) for this many epochs; `finetune.frozen_epochs` does it for every task.
     frozen_epochs: int = 0
-    hierarchy: HierarchyConfig = HierarchyConfig()
+    hierarchy: HierarchyConfig = HierarchyConfig()  # hierarchical labels of a classification task
     # Score tasks: a label outside [low, high] is an error naming its file and row (`error`),
     # or is set to the nearest bound, the count printed (`clip`).
     out_of_range: str = "error"
@@ -220,15 +222,16 @@ def drop_unset_hierarchy(out: dict[str, Any]) -> None:
 class RunConfig:
     """Everything one training run needs."""
 
-    data: DataConfig
-    encoder: ComponentSpec = ComponentSpec("minilm-l6")
-    head: ComponentSpec = ComponentSpec("default")
-    loss: ComponentSpec = ComponentSpec("bce")
+    data: DataConfig  # the texts and labels (the `data` section)
+    encoder: ComponentSpec = ComponentSpec("minilm-l6")  # the pretrained encoder
+    head: ComponentSpec = ComponentSpec("default")  # the classification head over its features
+    loss: ComponentSpec = ComponentSpec("bce")  # the loss, with its decision rule
+    # The optimizer and its learning rates.
     optimizer: ComponentSpec = ComponentSpec("adamw", {"learning_rate": 5e-5})
-    schedule: ComponentSpec = ComponentSpec("constant")
-    adversarial: ComponentSpec = ComponentSpec("none")
-    finetune: FinetuneConfig = FinetuneConfig()
-    training: TrainingConfig = TrainingConfig()
+    schedule: ComponentSpec = ComponentSpec("constant")  # learning-rate schedule
+    adversarial: ComponentSpec = ComponentSpec("none")  # adversarial training (fgm, pgd)
+    finetune: FinetuneConfig = FinetuneConfig()  # which encoder weights train (`finetune`)
+    training: TrainingConfig = TrainingConfig()  # epochs, batches, selection (`training`)
     tasks: dict[str, TaskConfig] | None = None  # None: one classification task (`data` ...)
     hierarchy: HierarchyConfig = HierarchyConfig()  # of the one task of a config without tasks
 
