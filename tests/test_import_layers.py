@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xtune"
 # entry of a lower layer; never a sibling package of its own layer, never a higher layer.
 LAYERS: list[tuple[str, ...]] = [
     ("xtune.cli", "xtune.api"),  # the command line and the Python API
-    ("xtune.components", "xtune.config_template"),  # `xtune list` and `xtune init`
+    # `xtune list`, `xtune init`, and docs/config-keys.md (generated from the schema alone)
+    ("xtune.components", "xtune.config_template", "xtune.config_reference"),
     ("xtune.grid",),
     # The YAML machinery validates against the registries of tasks, samplers, optimizers,
     # schedules and adversarial steps, so it sits above them; below it the schema alone.
