@@ -173,11 +173,9 @@ class TextEncoder:
             head = tf.minimum(budget, self.head_tokens)
         lengths = tokens.row_lengths()
         rows = tokens.value_rowids()
-        # Each token's position in its row, and the row's bounds, on the flat values: a few
-        # ops, where ragged range / mask ops add hundreds of shape checks to the graph.
-        positions = tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(
-            tokens.row_starts(), rows
-        )
+        # On the flat values: a few ops, where ragged range / mask ops add hundreds of shape
+        # checks to the graph.
+        positions = positions_in_rows(tokens, rows)
         keep = (positions < tf.gather(head, rows)) | (
             positions >= tf.gather(lengths - (budget - head), rows)
         )
@@ -219,6 +217,11 @@ class TextEncoder:
         return dense
 
 
+def positions_in_rows(tokens: tf.RaggedTensor, rows: tf.Tensor) -> tf.Tensor:
+    """Each flat value's position within its row; `rows` is `tokens.value_rowids()`."""
+    return tf.range(tf.size(rows, out_type=tf.int64)) - tf.gather(tokens.row_starts(), rows)
+
+
 def concat_rows(parts: list[tf.RaggedTensor | int], rows: tf.Tensor) -> tf.RaggedTensor:
     """Row-wise concatenation of ragged int32 `[rows, None]` parts; an int part is that one id
     in every row. Computed on flat values (each value's place in the output, then one gather):
@@ -238,11 +241,7 @@ def concat_rows(parts: list[tf.RaggedTensor | int], rows: tf.Tensor) -> tf.Ragge
             places.append(start)
         else:
             part_rows = part.value_rowids()
-            places.append(
-                tf.gather(start, part_rows)
-                + tf.range(tf.size(part_rows, out_type=tf.int64))
-                - tf.gather(part.row_starts(), part_rows)
-            )
+            places.append(tf.gather(start, part_rows) + positions_in_rows(part, part_rows))
         start += length
     order = tf.math.invert_permutation(tf.concat(places, axis=0))
     return tf.RaggedTensor.from_row_lengths(

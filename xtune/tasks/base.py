@@ -138,19 +138,14 @@ class Task:
     # ------------------------------------------------------------ shared machinery
 
     def text_encoder(self, encoder: Any) -> Any:
-        """The TextEncoder of this task's data settings; tasks with the same settings share
-        one (kept on the adapter), so its traced tokenizer graph is built once."""
+        """The TextEncoder of this task's data settings (encoders with the same settings
+        share one traced graph: `xtune.data.tokenization.traced_encoder`)."""
         from xtune.data.tokenization import TextEncoder
 
         data = self.config.data
-        key = (data.max_length, data.truncation, data.head_tokens)
-        shared = encoder.__dict__.setdefault("_task_text_encoders", {})
-        if key not in shared:
-            shared[key] = TextEncoder(
-                encoder.tokenizer, encoder.packing, data.max_length, data.truncation,
-                data.head_tokens,
-            )  # fmt: skip
-        return shared[key]
+        return TextEncoder(
+            encoder.tokenizer, encoder.packing, data.max_length, data.truncation, data.head_tokens
+        )
 
     def input_names(self, encoder: Any) -> list[str]:
         return [f"{side}{name}" for side in self.sides for name in encoder.input_names]
