@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. --set training.epochs=3 (repeatable)",
     )
     train.add_argument("--run-dir", help="run folder (default: training.output_dir/<time>)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of CONFIG from its last finished epoch: the folder "
+        "--run-dir names, else the latest unfinished one under training.output_dir",
+    )
 
     grid = commands.add_parser("grid", parents=[debug], help="run an ablation grid (resumable)")
     grid.add_argument("grid_file", help="grid YAML (base + variants/grid + seeds)")
@@ -175,23 +182,35 @@ def main(argv: list[str] | None = None) -> int:
         return run_reporting_errors(args)
     except (KeyboardInterrupt, Terminated) as interrupt:
         name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("SIGINT", 130)
-        print(f"xtune {args.command}: interrupted ({name}); {unfinished_work()}", file=sys.stderr)
+        print(
+            f"xtune {args.command}: interrupted ({name}); {unfinished_work(args)}",
+            file=sys.stderr,
+        )
         return code
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def unfinished_work() -> str:
-    """What an interrupt left: the run folder being written, if any, is unfinished."""
+def unfinished_work(args: argparse.Namespace) -> str:
+    """What an interrupt left: the run folder being written, if any, is unfinished; a `train`
+    run's can be resumed from its last checkpoint."""
     run_folder = sys.modules.get("xtune.run_folder")
     latest = getattr(getattr(run_folder, "RunFolder", None), "latest", None)
-    if latest is not None and not (latest / "metrics.json").exists():
+    if latest is None or (latest / "metrics.json").exists():
+        return "every file written is complete or removed"
+    if args.command != "train":
         return (
             f"the run folder {latest} is unfinished (no metrics.json); run the command again "
             "to train it"
         )
-    return "every file written is complete or removed"
+    from xtune.training.checkpoint import progress_text
+
+    command = ["xtune", "train", args.config, *(f"--set={item}" for item in args.overrides)]
+    return (
+        f"the run folder {latest} is unfinished ({progress_text(latest)}); continue it with: "
+        f"{shlex.join([*command, '--resume', '--run-dir', str(latest)])}"
+    )
 
 
 def run_reporting_errors(args: argparse.Namespace) -> int:
@@ -242,9 +261,14 @@ def run_command(args: argparse.Namespace) -> int:
         from xtune.config import load_run_config
 
         config = load_run_config(args.config, args.overrides)  # before TensorFlow is imported
+        run_dir = args.run_dir
+        if args.resume:
+            from xtune.training.checkpoint import find_resumable
+
+            run_dir = find_resumable(config, run_dir)
         from xtune.training.trainer import train
 
-        train(config, run_dir=args.run_dir)
+        train(config, run_dir=run_dir, resume=args.resume)
         return 0
     if args.command == "grid":
         from xtune.grid.runner import run_grid

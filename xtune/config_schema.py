@@ -11,6 +11,18 @@ from typing import Any
 
 import yaml
 
+# Settings that change where a run writes or how much it prints, not what it computes: left
+# out of a grid's run ids (changing them does not retrain a finished grid) and free to change
+# when a run is resumed.
+NON_RESULT_KEYS = (
+    "data.cache_dir",
+    "training.output_dir",
+    "training.run_name",
+    "training.save_weights",
+    "training.checkpoints",
+    "training.verbose",
+)
+
 
 @dataclass(frozen=True)
 class ComponentSpec:
@@ -80,6 +92,10 @@ class TrainingConfig:
     jit_compile: str | bool = "auto"  # XLA: auto (on GPU only) | true | false
     steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
     save_weights: bool = True  # false: no model.weights.h5 (then no export or predict)
+    # Keep the last finished epoch's model and optimizer state in RUN/checkpoint/ while the
+    # run trains (removed when it ends), so `xtune train CONFIG --resume` continues an
+    # interrupted run to the result of an uninterrupted one; false: write none.
+    checkpoints: bool = True
     # Thresholds tuned on dev (xtune.thresholds): auto = for the selection metric `metric`
     # (macro_f1: per label; micro_f1, subset_accuracy, samples_f1, hamming_loss: one shared
     # threshold), per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss, or None.

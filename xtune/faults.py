@@ -1,7 +1,8 @@
 """`fault_point`: a test hook that kills this process at a named point (fault-injection tests).
 
 `XTUNE_FAULT_INJECT=PHASE:K` sends SIGKILL to the process the K-th time it reaches PHASE
-(`run_start`, `results_append`, `weights_write`); unset, every call is a no-op.
+(`run_start`, `results_append`, `weights_write`, `train_step`); unset, every call is a
+no-op.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import signal
 from collections import Counter
 
 ENVIRONMENT_VARIABLE = "XTUNE_FAULT_INJECT"
-PHASES = ("run_start", "results_append", "weights_write")
+PHASES = ("run_start", "results_append", "weights_write", "train_step")
 
 reached: Counter[str] = Counter()
+
+
+def enabled(phase: str) -> bool:
+    """Whether `XTUNE_FAULT_INJECT` names `phase` (so per-step hooks exist only in such tests)."""
+    return os.environ.get(ENVIRONMENT_VARIABLE, "").partition(":")[0] == phase
 
 
 def fault_point(phase: str) -> None:

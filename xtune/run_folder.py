@@ -3,7 +3,8 @@
 Files: config.yaml (resolved), labels.json, encoder.json (encoder family, architecture and
 tokenizer record), the tokenizer's own files (vocab.txt for BERT), tokenizer.json,
 history.json + history.csv, thresholds.json, model.weights.h5 (and adapter.npz with LoRA),
-and metrics.json, written last: a folder without metrics.json is an unfinished run.
+and metrics.json, written last: a folder without metrics.json is an unfinished run (while it
+trains it holds checkpoint/, `xtune.training.checkpoint`).
 metrics.json records the sha256 of each weights file (`weights_sha256`); loading refuses a
 weights file that no longer matches, and loads an older folder without the record with a
 warning.

@@ -69,7 +69,13 @@ def test_a_signal_during_train_leaves_an_unfinished_folder_that_a_rerun_finishes
     with monkeypatch.context() as patch:
         signal_while_writing_weights(patch, signum)
         code, _, err = run_cli(["train", setup["config"], "--run-dir", run], capsys)
-    assert_interrupted(code, err, signum, f"the run folder {run} is unfinished (no metrics.json)")
+    assert_interrupted(
+        code,
+        err,
+        signum,
+        f"the run folder {run} is unfinished (checkpoint after epoch 1 of 1); continue it with",
+        f"--resume --run-dir {run}",
+    )
     assert not (run / "metrics.json").exists() and not (run / "model.weights.h5").exists()
     assert leftovers(run) == []
     # A writer killed with -9 leaves its temporary file; the next run into the folder removes it.

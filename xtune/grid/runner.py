@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from xtune.grid.storage import (
     write_text_atomically,
 )
 from xtune.run_folder import HASHES_KEY, WEIGHTS_FILE
+from xtune.training.checkpoint import read_progress
 
 PACKAGES = ("xtune", "tensorflow", "keras", "keras-hub", "numpy")
 TRACEBACK_CHARACTERS = 4000
@@ -285,10 +287,12 @@ class GridSession:
             # A multi-task run reads its tasks' data itself (not through the data cache).
             data, data_seconds = (None, 0.0) if run.config.tasks else self.prepare_data(run)
             line["data_seconds"] = round(data_seconds, 3)
-            run_dir = self.claim_run_dir(run)
+            run_dir = self.interrupted_run_dir(run)
+            resume = run_dir is not None
+            run_dir = run_dir or self.claim_run_dir(run)
             line["run_dir"] = str(run_dir)
             fault_point("run_start")
-            result = train(run.config, run_dir=run_dir, data=data)
+            result = train(run.config, run_dir=run_dir, data=data, resume=resume)
             line.update(result_fields(result, run.config, data))
             line["weights_sha256"] = weights_sha256(run_dir)
             check_finite_losses(result.history)
@@ -330,6 +334,24 @@ class GridSession:
                 "nothing: fix the data and run it again"
             ) from None
 
+    def interrupted_run_dir(self, run: PlannedRun) -> Path | None:
+        """The unfinished folder this results folder made for `run`, when it holds a
+        checkpoint (`training.checkpoints`): the run continues there instead of restarting."""
+        for folder in self.run_dir_names(run):
+            if not folder.exists():
+                return None
+            if self.owns_unfinished(folder, run) and read_progress(folder) is not None:
+                return folder
+        return None
+
+    def run_dir_names(self, run: PlannedRun) -> Iterator[Path]:
+        """`training.output_dir/<grid>/<row>-seed<seed>-<run id>`, then `-2`, `-3`, ..."""
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.cell.name).strip("_")[:40] or "row"
+        parent = Path(run.config.training.output_dir) / self.spec.name
+        name = f"{run.cell.index:02d}-{slug}-seed{run.seed}-{run.run_id}"
+        for attempt in itertools.count(1):
+            yield parent / (name if attempt == 1 else f"{name}-{attempt}")
+
     def claim_run_dir(self, run: PlannedRun) -> Path:
         """A new run folder `training.output_dir/<grid>/<row>-seed<seed>-<run id>[-N]`.
 
@@ -339,13 +361,10 @@ class GridSession:
         replaced only when this results folder's runner created it for this run (its
         `grid_run.json` says so), which the results lock proves nothing else is writing now.
         """
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", run.cell.name).strip("_")[:40] or "row"
         parent = Path(run.config.training.output_dir) / self.spec.name
-        name = f"{run.cell.index:02d}-{slug}-seed{run.seed}-{run.run_id}"
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            for attempt in itertools.count(1):
-                folder = parent / (name if attempt == 1 else f"{name}-{attempt}")
+            for folder in self.run_dir_names(run):
                 if self.owns_unfinished(folder, run):
                     shutil.rmtree(folder)
                 try:

@@ -45,6 +45,7 @@ from xtune.config import (
     parse_yaml_text,
     read_yaml_text,
 )
+from xtune.config_schema import NON_RESULT_KEYS
 
 GRID_KEYS = (
     "name",
@@ -61,15 +62,6 @@ GRID_KEYS = (
     "grid",
 )
 
-# Settings that change where a run writes or how much it prints, not what it computes; they
-# are left out of the run id so that changing them does not retrain a finished grid.
-NON_RESULT_KEYS = (
-    "data.cache_dir",
-    "training.output_dir",
-    "training.run_name",
-    "training.save_weights",
-    "training.verbose",
-)
 
 VARIABLE = re.compile(r"\$\{vars\.([A-Za-z_][A-Za-z0-9_]*)\}")
 BASELINE_CELL = "base"

@@ -11,6 +11,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from xtune.faults import fault_point
+from xtune.training.checkpoint import (
+    Progress,
+    state_file_name,
+    variable_arrays,
+    write_checkpoint,
+)
 from xtune.training.diverged import TrainingDiverged
 from xtune.training.ema import ema_weights
 from xtune.training.task_batches import Schedule
@@ -161,8 +168,75 @@ class DevEvaluation(keras.callbacks.Callback):
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
             self.best_metrics, self.best_outputs = metrics, outputs
         self.epoch_line = self.names.epoch_line(record, metrics, score, improved)
-        if self.patience is not None and epoch + 1 - self.best_epoch >= self.patience:
+        if self.patience_spent():
             self.model.stop_training = True
+
+    def patience_spent(self) -> bool:
+        """Whether `training.early_stopping_patience` epochs passed without a better mean."""
+        epochs_done = len(self.history)
+        return self.patience is not None and epochs_done - self.best_epoch >= self.patience
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """What a checkpoint keeps of the evaluation: its record and its arrays (the best
+        epoch's weights `best/i` and dev outputs `outputs/<task>`)."""
+        record = {
+            "history": self.history,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "best_metrics": self.best_metrics,
+        }
+        arrays = {f"best/{i}": w for i, w in enumerate(self.best_weights or [])}
+        arrays.update({f"outputs/{name}": v for name, v in self.best_outputs.items()})
+        return record, arrays
+
+    def load_state(self, record: dict[str, Any], checkpoint: Any) -> None:
+        """The evaluation as it was after the checkpoint's epoch (`state`'s inverse)."""
+        self.history = record["history"]
+        self.best_value, self.best_epoch = record["best_value"], record["best_epoch"]
+        self.best_metrics = record["best_metrics"]
+        self.best_weights = checkpoint.listed("best")
+        self.best_outputs = {
+            key.split("/", 1)[1]: value
+            for key, value in checkpoint.arrays.items()
+            if key.startswith("outputs/")
+        }
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch's dev evaluation: the run's state into `RUN/checkpoint/`
+    (`xtune.training.checkpoint`), for `xtune train --resume`."""
+
+    def __init__(self, run_dir: Any, evaluation: DevEvaluation, divergence: DivergenceGuard):
+        super().__init__()
+        self.run_dir, self.evaluation, self.divergence = run_dir, evaluation, divergence
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.save(epoch + 1)
+
+    def save(self, epochs_done: int) -> None:
+        model, optimizer = self.model, self.model.optimizer
+        record, arrays = self.evaluation.state()
+        arrays.update(variable_arrays("model", model.variables))
+        arrays.update(variable_arrays("optimizer", optimizer.variables))
+        plan = getattr(model, "plan", None)
+        if plan is not None:
+            arrays["generator"] = np.asarray(plan.generator.state)
+        progress = Progress(
+            epochs_done,
+            state_file_name(epochs_done),
+            record,
+            self.divergence.first_loss,
+            [variable.path for variable in model.variables],
+            [variable.path for variable in optimizer.variables],
+        )
+        write_checkpoint(self.run_dir, progress, arrays)
+
+
+class StepFaultPoint(keras.callbacks.Callback):
+    """`fault_point("train_step")` after every training step (fault-injection tests only)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        fault_point("train_step")
 
 
 class EpochLines(keras.callbacks.Callback):

@@ -99,6 +99,13 @@ def stage_kinds(schedule: Schedule, start: int, end: int) -> list[StepKind]:
     return list(kinds)
 
 
+def batches_taken(schedule: Schedule, tasks: int, start: int, end: int) -> list[int]:
+    """How many batches of each task epochs `start`..`end - 1` take (a PCGrad step takes one
+    of every task)."""
+    plans = schedule.epochs[start:end]
+    return [sum(plan.steps_of(task) for plan in plans) for task in range(tasks)]
+
+
 def stage_dataset(
     schedule: Schedule,
     start: int,

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xtune import faults
 from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.prompt_injection import tune_encoder
@@ -43,11 +44,21 @@ from xtune.training.adversarial import get_attack
 from xtune.training.callbacks import (
     DevEvaluation,
     DivergenceGuard,
+    EpochCheckpoint,
     EpochLines,
     FirstStepTimer,
+    StepFaultPoint,
     fit_verbosity,
     mean_score,
 )
+from xtune.training.checkpoint import (
+    Checkpoint,
+    assign_variables,
+    check_resumable,
+    load_checkpoint,
+    remove_checkpoint,
+)
+from xtune.training.ema import uses_ema
 from xtune.training.evaluation import evaluate_scores, scores_of
 from xtune.training.freezing import (
     check_finetune,
@@ -67,7 +78,13 @@ from xtune.training.lora import ADAPTER_FILE, enable_lora, save_adapter
 from xtune.training.metric_names import MetricNames
 from xtune.training.optimizers import OPTIMIZERS
 from xtune.training.schedules import SCHEDULES
-from xtune.training.task_batches import Schedule, plan_epochs, stage_dataset, stage_kinds
+from xtune.training.task_batches import (
+    Schedule,
+    batches_taken,
+    plan_epochs,
+    stage_dataset,
+    stage_kinds,
+)
 from xtune.training.task_model import TaskModel, step_plan
 
 log = logging.getLogger(__name__)
@@ -228,21 +245,41 @@ def learning_rate_text(config: RunConfig) -> str:
 
 
 def train(
-    config: RunConfig, run_dir: str | Path | None = None, data: PreparedData | None = None
+    config: RunConfig,
+    run_dir: str | Path | None = None,
+    data: PreparedData | None = None,
+    resume: bool = False,
 ) -> RunResult:
-    """Train one run and write its run folder; `data` lets a grid reuse tokenized splits."""
+    """Train one run and write its run folder; `data` lets a grid reuse tokenized splits.
+
+    `resume`: `run_dir` is an interrupted run of this config; training continues from its
+    last checkpoint (`xtune.training.checkpoint`) to the result an uninterrupted run gets."""
     started = time.perf_counter()
     keras.utils.set_random_seed(config.training.seed)
     precision = resolve_precision(config.training.mixed_precision)
     keras.mixed_precision.set_global_policy(precision)
     try:
+        resumed = resume_point(config, run_dir) if resume else None
         run = build_run(config, data)
         folder = open_run_folder(config, run, run_dir, precision)
-        evaluation, clock = fit_run(config, run)
+        evaluation, clock = fit_run(config, run, folder, resumed)
         clock.started = started
         return finish_run(config, run, folder, evaluation, precision, clock)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def resume_point(config: RunConfig, run_dir: str | Path | None) -> Checkpoint | None:
+    """The checkpoint `--resume` continues from (None: the run had finished no epoch)."""
+    if run_dir is None:
+        raise ConfigError("resuming needs the run folder (--run-dir)")
+    check_resumable(Path(run_dir), config)
+    resumed = load_checkpoint(run_dir)
+    where = "from the start (no epoch had finished)"
+    if resumed is not None:
+        where = f"after epoch {resumed.progress.epochs_done} of {config.training.epochs}"
+    print(f"xtune: resuming {run_dir} {where}", flush=True)
+    return resumed
 
 
 @dataclass
@@ -355,8 +392,11 @@ def task_summary(run: Run) -> str:
     )
 
 
-def fit_run(config: RunConfig, run: Run) -> tuple[DevEvaluation, FitClock]:
-    """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch."""
+def fit_run(
+    config: RunConfig, run: Run, folder: RunFolder, resumed: Checkpoint | None = None
+) -> tuple[DevEvaluation, FitClock]:
+    """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch,
+    checkpointed after every epoch; a resumed run starts after its checkpoint's epoch."""
     training, model = config.training, run.graph.model
     task_datasets = [
         task.dataset(run.data.tasks[task.name].splits["train"], training.batch_size, True,
@@ -369,39 +409,78 @@ def fit_run(config: RunConfig, run: Run) -> tuple[DevEvaluation, FitClock]:
         rate,
     )  # fmt: skip
     divergence, first_step = DivergenceGuard(rate), FirstStepTimer()
+    start = 0
+    if resumed is not None:
+        evaluation.load_state(resumed.progress.evaluation, resumed)
+        divergence.first_loss = resumed.progress.first_loss
+        start = resumed.progress.epochs_done
+    checkpoint = EpochCheckpoint(folder.path, evaluation, divergence)
+    callbacks = [divergence, evaluation, keras.callbacks.ProgbarLogger(), first_step,
+                 EpochLines(evaluation)]  # fmt: skip
+    # The bar's logger explicitly, so the dev summary line is printed after it.
+    callbacks += [checkpoint] if training.checkpoints else []
+    callbacks += [StepFaultPoint()] if faults.enabled("train_step") else []
     fit_started = time.perf_counter()
     for stage in run.stages:
-        compile_stage(config, run, stage)
-        kinds = stage_kinds(run.schedule, stage.start_epoch, stage.end_epoch)
-        model.plan = step_plan(
-            run.tasks,
-            [run.graph.task_models[task.name] for task in run.tasks],
-            kinds,
-            get_attack(config.adversarial),
-            training.seed,
-        )
-        dataset = stage_dataset(
-            run.schedule, stage.start_epoch, stage.end_epoch, kinds, task_datasets
-        )
-        model.fit(
-            dataset,
-            initial_epoch=stage.start_epoch,
-            epochs=stage.end_epoch,
-            steps_per_epoch=run.schedule.steps_per_epoch,
-            # The bar's logger explicitly, so the dev summary line is printed after it.
-            callbacks=[
-                divergence,
-                evaluation,
-                keras.callbacks.ProgbarLogger(),
-                first_step,
-                EpochLines(evaluation),
-            ],  # fmt: skip
-            verbose=fit_verbosity(training.verbose),
-            shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
-        )
-        if model.stop_training:  # early stopping ends the whole run, not just the stage
+        if stage.end_epoch <= start:
+            continue
+        if evaluation.patience_spent():  # early stopping ends the whole run, not the stage
             break
+        fit_stage(config, run, stage, start, resumed, task_datasets, callbacks)
+        last = stage is run.stages[-1]
+        if training.checkpoints and not last and uses_ema(model):
+            checkpoint.save(stage.end_epoch)  # `fit` ended by moving the EMA into the weights
     return evaluation, FitClock(fit_started, first_step.first_step_done, time.perf_counter())
+
+
+def fit_stage(
+    config: RunConfig,
+    run: Run,
+    stage: Stage,
+    start: int,
+    resumed: Checkpoint | None,
+    task_datasets: list[Any],
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    """One stage's `fit`, from epoch `start` when the run resumes inside it."""
+    training, model = config.training, run.graph.model
+    compile_stage(config, run, stage)
+    first = max(stage.start_epoch, start)
+    kinds = stage_kinds(run.schedule, stage.start_epoch, stage.end_epoch)
+    model.plan = step_plan(
+        run.tasks,
+        [run.graph.task_models[task.name] for task in run.tasks],
+        kinds,
+        get_attack(config.adversarial),
+        training.seed,
+    )
+    if resumed is not None and first == start > 0:
+        restore_training_state(model, resumed, mid_stage=first > stage.start_epoch)
+    # Each stage reads the tasks' batches from their beginning; a resumed one skips the
+    # batches its earlier epochs took.
+    taken = batches_taken(run.schedule, len(task_datasets), stage.start_epoch, first)
+    datasets = [data.skip(n) if n else data for data, n in zip(task_datasets, taken, strict=True)]
+    dataset = stage_dataset(run.schedule, first, stage.end_epoch, kinds, datasets)
+    model.fit(
+        dataset,
+        initial_epoch=first,
+        epochs=stage.end_epoch,
+        steps_per_epoch=run.schedule.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=fit_verbosity(training.verbose),
+        shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
+    )
+
+
+def restore_training_state(model: keras.Model, resumed: Checkpoint, mid_stage: bool) -> None:
+    """The model's variables (and, inside a stage, the optimizer's and PCGrad's random state)
+    as the checkpoint holds them; a stage's first epoch starts with a fresh optimizer."""
+    assign_variables(model.variables, resumed.listed("model"), "model")
+    if not mid_stage:
+        return
+    assign_variables(model.optimizer.variables, resumed.listed("optimizer"), "optimizer")
+    if "generator" in resumed.arrays:
+        model.plan.generator.reset(resumed.arrays["generator"])
 
 
 def compile_stage(config: RunConfig, run: Run, stage: Stage) -> None:
@@ -468,6 +547,7 @@ def finish_run(
     result = run_result(config, run, folder, evaluation, scored, precision, clock)
     write_label_reports(folder.path, run, scored)
     folder.write_result(result, thresholds_record(run, scored))
+    remove_checkpoint(folder.path)
     print_summary(result, run, scored)
     return result
 

@@ -1,0 +1,200 @@
+"""`xtune train CONFIG --resume`: a run killed (SIGKILL, no clean-up) at a random training
+step and resumed ends with the metrics of the same run uninterrupted, bitwise on this CPU;
+Ctrl-C names the command that resumes; a folder that cannot be resumed is a one-line error.
+
+The killed run is a separate `xtune train` process (`XTUNE_FAULT_INJECT=train_step:K`, see
+`xtune.faults`); the uninterrupted and the resumed runs train in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.grid.grid_helpers import tiny_base, write_grid, write_tiny_data
+from tests.reliability.helpers import assert_user_error, run_cli
+
+pytestmark = pytest.mark.heavy
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+EPOCHS, STEPS = 3, 2  # 32 train rows, batch 16
+# Settings that only say how long things took or where they are.
+UNCOMPARED = {"timings", "run_dir", "finished_at", "train_samples_per_second"}
+
+
+def single_task(root: Path) -> dict:
+    config = tiny_base(write_tiny_data(root / "data"), root / "runs")
+    config["training"].update(epochs=EPOCHS, tune_thresholds="micro_f1")
+    config["encoder"]["dropout"] = 0.3  # dropout's random state must resume too
+    return config
+
+
+def two_stages_two_tasks(root: Path) -> dict:
+    """Multi-task with PCGrad (its own random state), a head-only first stage, EMA, warm-up."""
+    config = single_task(root)
+    data = config.pop("data")
+    config["tasks"] = {
+        "first": {"type": "classification", "data": data},
+        "second": {"type": "classification", "data": {**data, "train": "dev.csv"}},
+    }
+    config["training"]["pcgrad"] = True
+    config["finetune"] = {"frozen_epochs": 1}
+    config["optimizer"]["use_ema"] = True
+    config["schedule"] = {"name": "linear", "warmup_ratio": 0.2}
+    return config
+
+
+CASES = {"single task": single_task, "two stages, two tasks": two_stages_two_tasks}
+# Kill points (training steps, 1-based): before the first checkpoint, and drawn at random
+# after it (for two stages: inside the second stage, whose optimizer the checkpoint holds).
+_draw = random.Random(22)
+KILLS = [
+    ("single task", 1),
+    ("single task", _draw.randint(STEPS + 1, EPOCHS * STEPS)),
+    ("two stages, two tasks", _draw.randint(STEPS * 2 + 1, EPOCHS * STEPS)),
+]
+
+
+def comparable(value):
+    """metrics.json without the timings and paths."""
+    if isinstance(value, dict):
+        return {
+            k: comparable(v)
+            for k, v in value.items()
+            if k not in UNCOMPARED and not k.endswith("seconds")
+        }
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+def metrics(run: Path) -> dict:
+    return comparable(json.loads((run / "metrics.json").read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """`uninterrupted(case)`: the case's config and the metrics of its uninterrupted run."""
+    done = {}
+
+    def get(name: str) -> dict:
+        if name not in done:
+            done[name] = train_whole(tmp_path_factory.mktemp("resume"), name)
+        return done[name]
+
+    return get
+
+
+def train_whole(root: Path, name: str) -> dict:
+    from xtune.cli import main
+
+    path = root / "run.yaml"
+    config = CASES[name](root)
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    assert main(["train", str(path), "--run-dir", str(root / "whole")]) == 0
+    assert not (root / "whole" / "checkpoint").exists()  # removed when the run ends
+    return {"config": path, "root": root, "whole": metrics(root / "whole")}
+
+
+def killed_run(config: Path, run: Path, step: int) -> None:
+    """`xtune train` in its own process, SIGKILLed after training step `step`."""
+    env = {**os.environ, "XTUNE_FAULT_INJECT": f"train_step:{step}", "PYTHONPATH": str(REPOSITORY)}
+    command = [sys.executable, "-m", "xtune.cli", "train", str(config), "--run-dir", str(run)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(("name", "step"), KILLS)
+def test_a_run_killed_at_a_step_resumes_to_the_uninterrupted_result(
+    uninterrupted, name, step, capsys
+):
+    case = uninterrupted(name)
+    run = case["root"] / f"killed-{step}"
+    killed_run(case["config"], run, step)
+    done_epochs = (step - 1) // STEPS  # epochs whose checkpoint was written before the kill
+    assert sorted(p.name for p in (run / "checkpoint").glob("*.npz")) == (
+        [f"epoch-{done_epochs:03d}.npz"] if done_epochs else []
+    )
+    code, out, err = run_cli(["train", case["config"], "--resume", "--run-dir", run], capsys)
+    assert code == 0, err
+    expected = f"after epoch {done_epochs} of {EPOCHS}" if done_epochs else "from the start"
+    assert f"resuming {run} {expected}" in out
+    assert metrics(run) == case["whole"]
+    assert not (run / "checkpoint").exists()
+
+
+def test_ctrl_c_names_the_resume_command_which_continues_the_latest_unfinished_run(
+    uninterrupted, capsys, monkeypatch
+):
+    import xtune.training.callbacks
+
+    case = uninterrupted("single task")
+    monkeypatch.chdir(case["root"])
+
+    def interrupted_after_first_epoch(self, epochs_done):
+        original(self, epochs_done)
+        signal.raise_signal(signal.SIGINT)
+
+    original = xtune.training.callbacks.EpochCheckpoint.save
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            xtune.training.callbacks.EpochCheckpoint, "save", interrupted_after_first_epoch
+        )
+        code, _, err = run_cli(["train", case["config"]], capsys)  # the default run folder
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    assert f"checkpoint after epoch 1 of {EPOCHS}); continue it with: xtune train" in err
+    run = Path(err.strip().split("--run-dir ")[1])
+    changed = ["--set", "optimizer.learning_rate=0.01"]
+    code, _, err = run_cli(["train", case["config"], *changed, "--resume"], capsys)
+    assert_user_error(code, err, "no unfinished run of this config in")
+    code, _, err = run_cli(
+        ["train", case["config"], *changed, "--resume", "--run-dir", run], capsys
+    )
+    assert_user_error(code, err, "was started with other settings (optimizer.learning_rate)")
+    code, out, err = run_cli(["train", case["config"], "--resume"], capsys)  # finds the folder
+    assert code == 0, err
+    assert f"resuming {run} after epoch 1 of {EPOCHS}" in out
+    assert metrics(run) == case["whole"]
+    code, _, err = run_cli(["train", case["config"], "--resume", "--run-dir", run], capsys)
+    assert_user_error(code, err, "the run is finished (metrics.json); nothing to resume")
+
+
+def test_an_interrupted_grid_run_continues_from_its_checkpoint(
+    uninterrupted, tmp_path, capsys, monkeypatch
+):
+    import xtune.training.callbacks
+
+    case = uninterrupted("single task")
+    base = yaml.safe_load(case["config"].read_text(encoding="utf-8"))
+    base["training"]["output_dir"] = str(tmp_path / "runs")
+    grid = write_grid(
+        tmp_path / "grid.yaml",
+        {"name": "g", "output": str(tmp_path / "results"), "base": base, "seeds": [0]},
+    )
+
+    def interrupted_after_second_epoch(self, epochs_done):
+        original(self, epochs_done)
+        if epochs_done == 2:
+            signal.raise_signal(signal.SIGTERM)
+
+    original = xtune.training.callbacks.EpochCheckpoint.save
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            xtune.training.callbacks.EpochCheckpoint, "save", interrupted_after_second_epoch
+        )
+        code, _, err = run_cli(["grid", grid], capsys)
+    assert code == 143, err
+    code, out, err = run_cli(["grid", grid], capsys)
+    assert code == 0, err
+    (run,) = (tmp_path / "runs" / "g").iterdir()
+    assert f"resuming {run} after epoch 2 of {EPOCHS}" in out
+    assert metrics(run) == case["whole"]
