@@ -20,6 +20,7 @@ NON_RESULT_KEYS = (
     "training.run_name",
     "training.save_weights",
     "training.checkpoints",
+    "training.report_to",
     "training.verbose",
 )
 
@@ -96,6 +97,9 @@ class TrainingConfig:
     # run trains (removed when it ends), so `xtune train CONFIG --resume` continues an
     # interrupted run to the result of an uninterrupted one; false: write none.
     checkpoints: bool = True
+    # Tracking tools that get the run (xtune.training.tracking): tensorboard (events in
+    # RUN/tensorboard/: training loss and learning rate every step, dev metrics every epoch).
+    report_to: list[str] = field(default_factory=list)
     # Thresholds tuned on dev (xtune.thresholds): auto = for the selection metric `metric`
     # (macro_f1: per label; micro_f1, subset_accuracy, samples_f1, hamming_loss: one shared
     # threshold), per_label_f1, micro_f1, subset_accuracy, samples_f1, hamming_loss, or None.

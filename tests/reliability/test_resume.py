@@ -49,6 +49,7 @@ def two_stages_two_tasks(root: Path) -> dict:
     config["finetune"] = {"frozen_epochs": 1}
     config["optimizer"]["use_ema"] = True
     config["schedule"] = {"name": "linear", "warmup_ratio": 0.2}
+    config["training"]["report_to"] = ["tensorboard"]
     return config
 
 
@@ -104,6 +105,19 @@ def train_whole(root: Path, name: str) -> dict:
     return {"config": path, "root": root, "whole": metrics(root / "whole")}
 
 
+def tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """`{tag: [(step, value), ...]}` from the TensorBoard event files in `folder`."""
+    import tensorflow as tf
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for file in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(file)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return {tag: sorted(points) for tag, points in scalars.items()}
+
+
 def killed_run(config: Path, run: Path, step: int) -> None:
     """`xtune train` in its own process, SIGKILLed after training step `step`."""
     env = {**os.environ, "XTUNE_FAULT_INJECT": f"train_step:{step}", "PYTHONPATH": str(REPOSITORY)}
@@ -130,6 +144,31 @@ def test_a_run_killed_at_a_step_resumes_to_the_uninterrupted_result(
     assert f"resuming {run} {expected}" in out
     assert metrics(run) == case["whole"]
     assert not (run / "checkpoint").exists()
+    if name == "two stages, two tasks":  # report_to: [tensorboard]
+        check_tensorboard(run, case)
+
+
+def check_tensorboard(run: Path, case: dict) -> None:
+    """Steps count on through the stages and the resume; the dev metrics are the history's."""
+    whole = tensorboard_scalars(case["root"] / "whole" / "tensorboard" / "train")
+    resumed = tensorboard_scalars(run / "tensorboard" / "train")
+    steps = list(range(1, EPOCHS * STEPS + 1))
+    for tag in ("loss", "loss_first", "loss_second", "learning_rate"):
+        assert [step for step, _ in whole[tag]] == steps, tag
+    # The resumed folder holds the killed process's steps too: each step's last value counts.
+    assert {tag: dict(points) for tag, points in resumed.items()} == {
+        tag: dict(points) for tag, points in whole.items()
+    }
+    # Each stage's linear schedule (xtune.training.schedules): stage 1 has 2 steps and no
+    # warm-up (round(0.2 x 2) = 0), stage 2 has 4 steps, 1 of warm-up; 0 at a stage's last step.
+    rates = [value for _, value in whole["learning_rate"]]
+    assert rates == pytest.approx([1e-3, 0.0, 1e-3, 1e-3, 5e-4, 0.0])
+    dev = tensorboard_scalars(run / "tensorboard" / "validation")
+    history = json.loads((run / "history.json").read_text(encoding="utf-8"))
+    for key in ("first.micro_f1", "second.macro_f1"):
+        assert [value for _, value in dev[key]] == pytest.approx(
+            [epoch[f"val_{key}"] for epoch in history], abs=1e-6
+        )
 
 
 def test_ctrl_c_names_the_resume_command_which_continues_the_latest_unfinished_run(

@@ -86,6 +86,7 @@ from xtune.training.task_batches import (
     stage_kinds,
 )
 from xtune.training.task_model import TaskModel, step_plan
+from xtune.training.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -398,11 +399,6 @@ def fit_run(
     """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch,
     checkpointed after every epoch; a resumed run starts after its checkpoint's epoch."""
     training, model = config.training, run.graph.model
-    task_datasets = [
-        task.dataset(run.data.tasks[task.name].splits["train"], training.batch_size, True,
-                     training.seed).repeat()
-        for task in run.tasks
-    ]  # fmt: skip
     rate = learning_rate_text(config)
     evaluation = DevEvaluation(
         run.tasks, run.graph.task_models, run.splits("dev"), run.names, run.schedule, training,
@@ -419,6 +415,9 @@ def fit_run(
                  EpochLines(evaluation)]  # fmt: skip
     # The bar's logger explicitly, so the dev summary line is printed after it.
     callbacks += [checkpoint] if training.checkpoints else []
+    callbacks += tracking_callbacks(
+        training.report_to, folder.path, run.schedule.steps_per_epoch, evaluation
+    )
     callbacks += [StepFaultPoint()] if faults.enabled("train_step") else []
     fit_started = time.perf_counter()
     for stage in run.stages:
@@ -426,7 +425,7 @@ def fit_run(
             continue
         if evaluation.patience_spent():  # early stopping ends the whole run, not the stage
             break
-        fit_stage(config, run, stage, start, resumed, task_datasets, callbacks)
+        fit_stage(config, run, stage, start, resumed, callbacks)
         last = stage is run.stages[-1]
         if training.checkpoints and not last and uses_ema(model):
             checkpoint.save(stage.end_epoch)  # `fit` ended by moving the EMA into the weights
@@ -439,7 +438,6 @@ def fit_stage(
     stage: Stage,
     start: int,
     resumed: Checkpoint | None,
-    task_datasets: list[Any],
     callbacks: list[keras.callbacks.Callback],
 ) -> None:
     """One stage's `fit`, from epoch `start` when the run resumes inside it."""
@@ -456,11 +454,8 @@ def fit_stage(
     )
     if resumed is not None and first == start > 0:
         restore_training_state(model, resumed, mid_stage=first > stage.start_epoch)
-    # Each stage reads the tasks' batches from their beginning; a resumed one skips the
-    # batches its earlier epochs took.
-    taken = batches_taken(run.schedule, len(task_datasets), stage.start_epoch, first)
-    datasets = [data.skip(n) if n else data for data, n in zip(task_datasets, taken, strict=True)]
-    dataset = stage_dataset(run.schedule, first, stage.end_epoch, kinds, datasets)
+    batches = stage_task_datasets(run, training, stage, first)
+    dataset = stage_dataset(run.schedule, first, stage.end_epoch, kinds, batches)
     model.fit(
         dataset,
         initial_epoch=first,
@@ -470,6 +465,32 @@ def fit_stage(
         verbose=fit_verbosity(training.verbose),
         shuffle=False,  # the dataset shuffles itself, reproducibly from the seed
     )
+
+
+def stage_task_datasets(run: Run, training: Any, stage: Stage, first: int) -> list[Any]:
+    """Each task's endless shuffled batches for `stage`, from epoch `first` of it.
+
+    Built afresh per stage with the stage's own seed: a `shuffle` that reshuffles every
+    iteration draws its orders from a generator that lives in the dataset object, so reusing
+    one dataset across stages would make a stage's order depend on how many iterators came
+    before it, and a resumed run, which makes fewer, would read other batches. A run resumed
+    inside a stage skips the batches its finished epochs took.
+    """
+    seed = stage_seed(training.seed, run.stages.index(stage))
+    taken = batches_taken(run.schedule, len(run.tasks), stage.start_epoch, first)
+    datasets = []
+    for task, skipped in zip(run.tasks, taken, strict=True):
+        split = run.data.tasks[task.name].splits["train"]
+        dataset = task.dataset(split, training.batch_size, True, seed).repeat()
+        datasets.append(dataset.skip(skipped) if skipped else dataset)
+    return datasets
+
+
+def stage_seed(seed: int, stage_index: int) -> int:
+    """The first stage shuffles with `training.seed`; later ones with seeds drawn from it."""
+    if stage_index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, stage_index]).generate_state(1)[0])
 
 
 def restore_training_state(model: keras.Model, resumed: Checkpoint, mid_stage: bool) -> None:
