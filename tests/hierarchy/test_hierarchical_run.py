@@ -216,3 +216,22 @@ def test_hierarchy_settings_are_checked_with_the_config(data_folder):
     raw = config(data_folder, "sideways")
     with pytest.raises(ConfigError, match="hierarchy.mode: 'sideways' is not one of"):
         parse_run_config(raw)
+
+
+def test_a_grid_shares_prepared_data_only_between_rows_of_the_same_hierarchy_mode(data_folder):
+    """A grid's rows on the same data but other hierarchy modes get their own targets (leaves
+    vs every node): the cache once handed a mode's targets to the next row's mode."""
+    from xtune.config import parse_run_config
+    from xtune.grid.prepared_data_cache import PreparedDataCache
+
+    cache = PreparedDataCache()
+    prepared = {}
+    for mode in ("leaves", "ancestors", "per_level"):
+        run = parse_run_config(config(data_folder, mode), source="test")
+        prepared[mode] = cache.get(run)[0].tasks["default"].labels
+    assert set(prepared["leaves"]) < set(prepared["ancestors"])
+    assert prepared["per_level"] == prepared["ancestors"] and cache.hits == 0
+    focal = config(data_folder, "ancestors")
+    focal["loss"] = "focal"  # another loss reads the same targets: shared
+    cache.get(parse_run_config(focal, source="test"))
+    assert cache.hits == 1

@@ -73,8 +73,23 @@ class PreparedDataCache:
     @staticmethod
     def data_key(config: RunConfig, tokenizer: TokenizerSettings) -> str:
         return json.dumps(
-            {"data": data_settings(config), "tokenizer": tokenizer.fingerprint}, sort_keys=True
+            {
+                "data": data_settings(config),
+                "targets": target_settings(config),
+                "tokenizer": tokenizer.fingerprint,
+            },
+            sort_keys=True,
+            default=str,
         )
+
+
+def target_settings(config: RunConfig) -> dict[str, Any]:
+    """What else decides a task's prepared targets: its type and its hierarchy settings (a
+    hierarchy mode adds ancestor nodes to the targets, or keeps the leaves only)."""
+    return {
+        name: {"type": task.type, "hierarchy": dataclasses.asdict(task.hierarchy)}
+        for name, task in config.named_tasks().items()
+    }
 
 
 def data_settings(config: RunConfig) -> dict[str, Any]:
