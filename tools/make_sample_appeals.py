@@ -2,13 +2,17 @@
 
 Run from the repository root:
 
-    python tools/make_sample_appeals.py            # writes train/dev/test.csv and README.md
+    python tools/make_sample_appeals.py   # writes train/dev/test.csv, taxonomy.csv, README.md
 
 The texts imitate the shape of citizens' appeals (a short address/subject title, a longer
 body, 1-3 category labels) but every sentence is assembled from the templates below. They are
 written almost only with the ~240 CJK characters that the English uncased BERT vocabulary
 (all-MiniLM-L6-v2) contains, so that a small English encoder sees characters rather than
 [UNK]; that is why the Chinese reads terse and mixes in a few traditional forms (車, 東, 書).
+
+Each label also has a three-level path in the real 2020 appeal taxonomy (`label_path`, see
+`LABEL_PATHS`); taxonomy.csv is the tree of the paths used, for `data.label_hierarchy`. The
+paths are computed after the rows are drawn, so the other columns are what they were before.
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ THREE_LABEL_SHARE = 0.06
 LABEL_NOISE_SHARE = 0.05  # rows whose label set is perturbed (a label swapped, added or dropped)
 DISTRACTOR_SHARE = 0.35  # rows that mention words of a label they do not have
 LABEL_SEPARATOR = "|"
-COLUMNS = ("id", "title", "body", "labels")
+PATH_SEPARATOR = "/"
+COLUMNS = ("id", "title", "body", "labels", "label_path")
+TAXONOMY_FILE = "taxonomy.csv"  # the tree of the paths the sample uses, in the real file's format
+TAXONOMY_COLUMNS = ("一级分类", "二级分类", "三级分类")
+MIN_TRAIN_ROWS_PER_PATH = 3
 
 # Label -> share of rows that have it as their main topic (imbalanced on purpose).
 PRIMARY_LABEL_SHARES: dict[str, float] = {
@@ -55,6 +63,85 @@ PRIMARY_LABEL_SHARES: dict[str, float] = {
     "社会治安": 0.015,
 }
 LABELS = tuple(PRIMARY_LABEL_SHARES)
+
+# Each label's three-level path in the real 2020 appeal taxonomy (issue 28;
+# ../shared/data/teddycup2020/taxonomy_3level_517.csv, 15 / 118 / 517 classes; only these
+# names are taken from it). Per label, (words, path) rules are tried in order on the row's
+# title and body: the first rule one of whose words occurs gives the path, the last (no words)
+# is the fallback. The words come from the label's own templates below, so the third level
+# is mostly readable from the text (another label's sentence sharing a word, or a label added
+# by annotation noise, gives the odd wrong or fallback path).
+# Six sample labels are not first-level names of the taxonomy; they map to the first level
+# the taxonomy files them under: 物业管理 and 住房保障 -> 城乡建设/住房保障与房地产, 噪音扰民
+# -> 环境保护/环境污染, 市场监管 -> 商贸旅游/市场监管, 食品安全 -> 卫生计生/食品药品监管,
+# 社会治安 -> 政法/社会治安.
+LABEL_PATHS: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "城乡建设": (
+        (("下水道",), "城乡建设/城市建设和市政管理/基础设施"),
+        (("井口",), "城乡建设/城市建设和市政管理/城市公共设施"),
+        (("土方",), "城乡建设/工程质量/施工安全"),
+        (("城中村",), "城乡建设/国有土地上房屋征收与补偿/棚户区和城中村改造"),
+        ((), "城乡建设/城市建设和市政管理/基础设施"),
+    ),
+    "劳动和社会保障": (
+        (("12h",), "劳动和社会保障/劳动保护/工作时间和休息休假"),
+        (("社保", "保金", "年金"), "劳动和社会保障/城镇职工社会保险/职工养老保险"),
+        (("合同",), "劳动和社会保障/劳动关系/劳动合同纠纷"),
+        ((), "劳动和社会保障/工资福利/工资发放"),
+    ),
+    "教育文体": (
+        (("学区", "上学"), "教育文体/教育体制/教育资源配置"),
+        (("学年加", "書本"), "教育文体/教育收费/乱收费"),
+        ((), "教育文体/教育行政管理/教学管理"),
+    ),
+    "交通运输": (
+        (("的士",), "交通运输/出租车管理/运价监管"),
+        (("ETC",), "交通运输/建设管理/公路收费"),
+        (("車道",), "交通运输/建设管理/设施维护"),
+        (("道口", "行人"), "交通运输/客货运输/运输安全"),
+        ((), "交通运输/客货运输/货物运输"),
+    ),
+    "卫生计生": (
+        (("生二子",), "卫生计生/人口计生/计划生育服务管理"),
+        (("保健中心",), "卫生计生/医政监管/医疗机构管理"),
+        (("CT", "ICU", "HPV"), "卫生计生/医政监管/医疗收费"),
+        ((), "卫生计生/医患纠纷/患者权益"),
+    ),
+    "环境保护": (
+        (("PM2.5", "天空"), "环境保护/环境污染/大气污染"),
+        (("石場",), "环境保护/环境污染/生态破坏"),
+        ((), "环境保护/环境污染/水污染"),
+    ),
+    "物业管理": (
+        (("車場", "保安", "大門", "門口"), "城乡建设/城市建设和市政管理/小区管理"),
+        ((), "城乡建设/住房保障与房地产/物业服务"),
+    ),
+    "噪音扰民": (((), "环境保护/环境污染/噪音污染"),),
+    "商贸旅游": (
+        (("民宿",), "商贸旅游/旅游管理/旅游市场管理"),
+        (("名山", "古城", "寺"), "商贸旅游/旅游管理/景区管理"),
+        ((), "商贸旅游/旅游管理/旅游市场管理"),
+    ),
+    "市场监管": (
+        (("正版",), "商贸旅游/市场监管/商品质量"),
+        (("APP",), "商贸旅游/市场监管/不正当竞争"),
+        ((), "商贸旅游/市场监管/其他"),
+    ),
+    "农村农业": (
+        (("山林", "竹林"), "农村农业/林业管理/林权改革及权属纠纷"),
+        (("水田", "花生"), "农村农业/农资农技/农技推广应用"),
+        ((), "农村农业/土地承包经营/土地承包"),
+    ),
+    "住房保障": (
+        (("公有",), "城乡建设/住房保障与房地产/公房"),
+        ((), "城乡建设/住房保障与房地产/住房困难"),
+    ),
+    "食品安全": (((), "卫生计生/食品药品监管/食品安全"),),
+    "社会治安": (
+        (("大犬",), "政法/社会治安/其他"),
+        ((), "政法/社会治安/治安案件"),
+    ),
+}
 
 # Which labels plausibly come together with a main topic, most likely first.
 RELATED_LABELS: dict[str, tuple[str, ...]] = {
@@ -598,9 +685,24 @@ def make_split(
                 "title": title,
                 "body": body,
                 "labels": LABEL_SEPARATOR.join(ordered),
+                "label_path": label_paths(ordered, title + body),
             }
         )
     return rows
+
+
+def label_path(label: str, text: str) -> str:
+    """The label's taxonomy path: the first of its `LABEL_PATHS` rules a word of which occurs
+    in `text` (the last rule has no words and always applies)."""
+    for words, path in LABEL_PATHS[label]:
+        if not words or any(word in text for word in words):
+            return path
+    raise ValueError(f"LABEL_PATHS[{label!r}] needs a last rule without words")
+
+
+def label_paths(labels: list[str], text: str) -> str:
+    """The row's labels' paths, in label order, a path shared by two labels once."""
+    return LABEL_SEPARATOR.join(dict.fromkeys(label_path(label, text) for label in labels))
 
 
 def write_csv(path: Path, rows: list[dict[str, str | int]]) -> None:
@@ -612,6 +714,31 @@ def write_csv(path: Path, rows: list[dict[str, str | int]]) -> None:
 
 def label_counts(rows: list[dict[str, str | int]]) -> Counter[str]:
     return Counter(label for row in rows for label in str(row["labels"]).split(LABEL_SEPARATOR))
+
+
+def path_counts(rows: list[dict[str, str | int]]) -> Counter[str]:
+    return Counter(path for row in rows for path in str(row["label_path"]).split(LABEL_SEPARATOR))
+
+
+def write_taxonomy(path: Path, paths: list[str]) -> None:
+    """The sample's tree: one path a row, a level a column, as in the real taxonomy file."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(TAXONOMY_COLUMNS)
+        writer.writerows(path.split(PATH_SEPARATOR) for path in paths)
+
+
+def check_taxonomy(paths: list[str], taxonomy: Path) -> bool:
+    """Raises if a path is not a row of the real taxonomy file; False when it is absent."""
+    if not taxonomy.is_file():
+        return False
+    with taxonomy.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    known = {PATH_SEPARATOR.join(cell.strip() for cell in row) for row in rows}
+    missing = [path for path in paths if path not in known]
+    if missing:
+        raise RuntimeError(f"{taxonomy}: LABEL_PATHS has paths it lacks: {missing}")
+    return True
 
 
 def find_minilm_vocab() -> Path | None:
@@ -667,6 +794,14 @@ def describe(splits: dict[str, list[dict[str, str | int]]], vocab_path: Path | N
         "English abbreviations (KTV, ICU, PM2.5, APP ...) |",
         f"| `labels` | 1-3 category names joined by `{LABEL_SEPARATOR}`, e.g. "
         "`城乡建设|交通运输` |",
+        "| `label_path` | each label's three-level path in the 2020 appeal taxonomy, "
+        f"levels joined by `{PATH_SEPARATOR}`, paths by `{LABEL_SEPARATOR}` in the order of "
+        "`labels`, e.g. `城乡建设/城市建设和市政管理/基础设施|交通运输/客货运输/运输安全` "
+        "(see below) |",
+        "",
+        f"`{TAXONOMY_FILE}` is the tree of the paths the sample uses (columns "
+        f"`{','.join(TAXONOMY_COLUMNS)}`, as in the real taxonomy file): the file for "
+        "`data.label_hierarchy`.",
         "",
         "## How the text was made, and what that means",
         "",
@@ -722,6 +857,34 @@ def describe(splits: dict[str, list[dict[str, str | int]]], vocab_path: Path | N
     ]
     for label in sorted(LABELS, key=lambda label: -counts["train"][label]):
         lines.append(f"| {label} | " + " | ".join(str(counts[s][label]) for s in splits) + " |")
+    paths = {name: path_counts(rows) for name, rows in splits.items()}
+    lines += [
+        "",
+        "## Label paths (`label_path`, hierarchical labels)",
+        "",
+        "Each label is placed in the real 2020 appeal taxonomy (15 first-level, 118",
+        "second-level, 517 third-level classes; only the names are taken from it). Eight labels",
+        "are first-level names of the taxonomy; the six it lacks map to the first level it",
+        "files them under: 物业管理 and 住房保障 -> 城乡建设/住房保障与房地产, 噪音扰民 ->",
+        "环境保护/环境污染, 市场监管 -> 商贸旅游/市场监管, 食品安全 -> 卫生计生/食品药品监管,",
+        "社会治安 -> 政法/社会治安. The second and third level are picked by words of the",
+        "label's own templates found in the row's title and body (`LABEL_PATHS` in the",
+        "generator, a fallback path per label), so they are mostly readable from the text; a",
+        "word shared with another label's sentence, or a label added by annotation noise, gives",
+        "the odd wrong or fallback path. The first level of every path is thus not always the",
+        f"row's label name: train on `label_path` with `data.label_hierarchy: {TAXONOMY_FILE}`",
+        "(`experiments/demo_hierarchy.yaml`).",
+        "",
+        f"{len(set().union(*paths.values()))} paths "
+        f"({len({p.split(PATH_SEPARATOR)[0] for c in paths.values() for p in c})} first-level, "
+        f"{len({p.rsplit(PATH_SEPARATOR, 1)[0] for c in paths.values() for p in c})} "
+        "second-level nodes), rows carrying each:",
+        "",
+        "| path | " + " | ".join(splits) + " |",
+        "|---|" + "---|" * len(splits),
+    ]
+    for path in sorted(paths["train"], key=lambda path: (-paths["train"][path], path)):
+        lines.append(f"| {path} | " + " | ".join(str(paths[s][path]) for s in splits) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -739,6 +902,14 @@ def generate() -> dict[str, list[dict[str, str | int]]]:
         rare = {label: counts[label] for label in LABELS if counts[label] < minimum}
         if rare:
             raise RuntimeError(f"{name}: labels under {minimum} rows: {rare}")
+    train_paths = path_counts(splits["train"])
+    rare = {path: n for path, n in train_paths.items() if n < MIN_TRAIN_ROWS_PER_PATH}
+    if rare:
+        raise RuntimeError(f"train: paths under {MIN_TRAIN_ROWS_PER_PATH} rows: {rare}")
+    for name in ("dev", "test"):
+        unseen = set(path_counts(splits[name])) - set(train_paths)
+        if unseen:
+            raise RuntimeError(f"{name}: paths train lacks: {sorted(unseen)}")
     return splits
 
 
@@ -748,13 +919,24 @@ def main(argv: list[str] | None = None) -> None:
         "--out-dir",
         type=Path,
         default=Path(__file__).resolve().parent.parent / "data" / "sample_appeals",
-        help="folder for train.csv, dev.csv, test.csv and README.md",
+        help="folder for train.csv, dev.csv, test.csv, taxonomy.csv and README.md",
+    )
+    parser.add_argument(
+        "--taxonomy",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent.parent
+        / "shared/data/teddycup2020/taxonomy_3level_517.csv",
+        help="the real 2020 appeal taxonomy, to check LABEL_PATHS against (skipped if absent)",
     )
     args = parser.parse_args(argv)
     splits = generate()
+    paths = sorted(path_counts([row for rows in splits.values() for row in rows]))
+    if not check_taxonomy(paths, args.taxonomy):
+        print(f"note: {args.taxonomy} not found; the label paths were not checked against it")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():
         write_csv(args.out_dir / f"{name}.csv", rows)
+    write_taxonomy(args.out_dir / TAXONOMY_FILE, paths)
     readme = describe(splits, find_minilm_vocab())
     (args.out_dir / "README.md").write_text(readme, encoding="utf-8")
     print(readme)
