@@ -216,3 +216,52 @@ def test_a_grid_shares_prepared_data_only_between_rows_of_the_same_hierarchy_mod
     focal["loss"] = "focal"  # another loss reads the same targets: shared
     cache.get(parse_run_config(focal, source="test"))
     assert cache.hits == 1
+
+
+def test_tuned_thresholds_are_scored_with_the_hierarchical_metrics(data_folder):
+    """`decoding: threshold` with `training.tune_thresholds`: metrics.json's `tuned` holds the
+    per-level and hierarchical metrics of the tuned thresholds' decisions too.
+
+    Ten rows of 交通/道路/拥堵 scored (交通 .9, 交通/道路 .4, 拥堵 .35) and ten of 环境/噪音
+    (环境 .2, 环境/噪音 .6), every other node .1. At the default 0.5 the first kind predicts
+    交通 alone, the second 环境/噪音 without its parent, dropped: hP = 10/10, hR = 10/50,
+    hF = 1/3; half the rows consistent; level 1 right on half, level 2 on none. Per-label F1
+    thresholds put each label between its negatives' .1 and its positives: every row exact."""
+    from types import SimpleNamespace
+
+    from xtune.training.trainer import Scored, score_task
+
+    task = task_for(data_folder, "ancestors", NODES)  # bce: decoding auto = threshold
+    task.bind_tree()
+    probabilities = np.full((20, len(NODES)), 0.1, np.float32)
+    targets = np.zeros((20, len(NODES)), np.float32)
+    probabilities[:10, [0, 3, 7]] = [0.9, 0.4, 0.35]
+    targets[:10, [0, 3, 7]] = 1
+    probabilities[10:, [1, 5]] = [0.2, 0.6]
+    targets[10:, [1, 5]] = 1
+    logits = np.log(probabilities / (1 - probabilities))
+    split = SimpleNamespace(targets=targets)
+    splits = SimpleNamespace(splits={"train": split, "dev": split})
+    run = SimpleNamespace(
+        data=SimpleNamespace(tasks={task.name: splits}),
+        graph=SimpleNamespace(task_models={task.name: None}),
+    )
+    training = SimpleNamespace(
+        eval_batch_size=64, report_thresholds=[], decision_rule="auto",
+        tune_thresholds="per_label_f1", seed=0,
+    )  # fmt: skip
+    scored = Scored()
+    evaluation = SimpleNamespace(best_outputs={task.name: logits})
+    score_task(task, run, None, evaluation, training, scored)
+    default, tuned = scored.best[task.name], scored.tuned[task.name]
+    assert default["hierarchical_precision"] == pytest.approx(1.0)
+    assert default["hierarchical_recall"] == pytest.approx(0.2)
+    assert default["hierarchical_f1"] == pytest.approx(1 / 3)
+    assert default["consistency"] == pytest.approx(0.5)
+    assert default["level_1_accuracy"] == pytest.approx(0.5)
+    assert default["level_2_accuracy"] == pytest.approx(0.0)
+    for key in ("hierarchical_f1", "consistency", "level_1_accuracy", "level_2_accuracy",
+                "level_3_accuracy", "level_2_micro_f1", "subset_accuracy"):  # fmt: skip
+        assert tuned[key] == pytest.approx(1.0), key
+    assert tuned["level_2_macro_f1"] == pytest.approx(0.5)  # 2 of the 4 level-2 nodes occur
+    assert set(tuned) == set(default)

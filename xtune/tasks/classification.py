@@ -86,9 +86,18 @@ class ClassificationTask(Task):
         initialize_logits_bias(model, targets, self.loss.multi_label, layer)
 
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        from xtune.metrics import evaluate_scores, scores_of
+        from xtune.metrics import scores_of
 
-        return evaluate_scores(self.loss, targets, scores_of(self.loss, outputs))
+        return self.evaluate_scores(targets, scores_of(self.loss, outputs))
+
+    def evaluate_scores(
+        self, targets: np.ndarray, scores: np.ndarray, thresholds: Any = None
+    ) -> dict[str, float]:
+        """The metrics of the labels `thresholds` pick from `scores` (None: the loss's own
+        rule); the run scores tuned thresholds with it, so they get every metric too."""
+        from xtune.metrics import evaluate_scores
+
+        return evaluate_scores(self.loss, targets, scores, thresholds)
 
     def baseline(self, train_targets: np.ndarray, dev_targets: np.ndarray) -> dict[str, Any]:
         """The most frequent label set and the most frequent label (`majority_baseline`)."""

@@ -206,16 +206,20 @@ class HierarchicalClassificationTask(ClassificationTask):
 
     # ------------------------------------------------------------ decisions and metrics
 
-    def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    def evaluate_scores(
+        self, targets: np.ndarray, scores: np.ndarray, thresholds: Any = None
+    ) -> dict[str, float]:
+        """The flat metrics over the nodes plus per-level and hierarchical ones; `consistency`
+        is the share of rows whose decisions before the tree is applied keep no child without
+        its parent."""
         from xtune.metrics import hierarchical_metrics
 
         self.bind_tree()
-        metrics = super().evaluate(targets, outputs)
-        scores = np.asarray(self.loss.scores(outputs), np.float32)
-        predictions = np.asarray(self.loss.decide(scores))
+        metrics = super().evaluate_scores(targets, scores, thresholds)
+        predictions = np.asarray(self.loss.decide(scores, thresholds))
         raw = predictions
         if isinstance(self.loss, TreeDecisions):
-            raw = np.asarray(self.loss.raw_decide(scores))
+            raw = np.asarray(self.loss.raw_decide(scores, thresholds))
         consistent = np.asarray(consistent_decisions(raw, self.tree.ancestors))
         nodes, expansion = label_closure(self.labels, self.separator)
         depths = path_depths(nodes, self.separator)

@@ -59,7 +59,7 @@ from xtune.training.checkpoint import (
     remove_checkpoint,
 )
 from xtune.training.ema import uses_ema
-from xtune.training.evaluation import evaluate_scores, scores_of
+from xtune.training.evaluation import scores_of
 from xtune.training.freezing import (
     check_finetune,
     reinitialize_top_layers,
@@ -639,14 +639,14 @@ def score_task(
     thresholds = scored.rules[task.name].thresholds
     if thresholds is not None:
         scored.thresholds[task.name] = thresholds
-        scored.tuned[task.name] = evaluate_scores(loss, dev.targets, dev_scores, thresholds)
+        scored.tuned[task.name] = task.evaluate_scores(dev.targets, dev_scores, thresholds)
     add_label_reports(task, "dev", dev.targets, dev_scores, scored)
     if test_outputs is not None:
         test = splits["test"]
         test_scores = scores_of(loss, test_outputs)
         if thresholds is not None:
-            scored.test_tuned[task.name] = evaluate_scores(
-                loss, test.targets, test_scores, thresholds
+            scored.test_tuned[task.name] = task.evaluate_scores(
+                test.targets, test_scores, thresholds
             )
         fixed["test"] = fixed_threshold_reports(training, task.labels, test.targets, test_scores)
         add_label_reports(task, "test", test.targets, test_scores, scored)
