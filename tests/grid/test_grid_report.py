@@ -364,8 +364,23 @@ def test_rows_that_train_other_tasks_are_not_ranked_or_tested(toy_results):
     assert float(cells["head+tail"]["Δ vs baseline"]) == pytest.approx(
         np.mean(ROWS["head+tail"][1]) - np.mean(ROWS["baseline"][1]), abs=5e-5
     )
-    assert "other tasks than the baseline (sst, sts): lr 5e-5 (sts)" in text
+    assert "other tasks or labels than the baseline (sst, sts): lr 5e-5 (sts)" in text
     assert "the mean of the tasks' selection metrics" in text
+
+
+def test_a_row_that_trains_other_labels_is_not_ranked_or_tested(toy_results):
+    """The demo's hierarchy row trains the sample's `label_path` instead of `labels`: its
+    subset accuracy is over other targets, so it gets no Δ, p or bold."""
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        if line["row"] == "head+tail":
+            line["config"]["data"]["labels"] = "label_path"
+            line["best"]["subset_accuracy"] = 0.99
+    rewrite(toy_results, lines)
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    cells = {row["row"]: row for row in markdown_table(text, "Cells")}
+    assert cells["head+tail"]["Δ vs baseline"] == "–" and "**head+tail**" not in cells
+    assert "head+tail (the single task, labels from 'label_path')" in text
 
 
 def test_a_seed_held_twice_by_a_row_counts_once_and_is_a_warning(toy_results, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -197,10 +198,25 @@ def task_set(cell: Cell) -> tuple[str, ...]:
     return tuple(sorted(name for name, task in (cell.config.get("tasks") or {}).items() if task))
 
 
+LABEL_KEYS = ("labels", "label_format", "label_columns")
+
+
+def label_sources(cell: Cell) -> tuple[tuple[str, str], ...]:
+    """Where each task's labels come from (`data.labels` and its format): a row that trains
+    other labels (the sample's `label_path` instead of `labels`) scores another quantity."""
+    configs = cell.config.get("tasks") or {"": cell.config}
+    return tuple(
+        (name, json.dumps({key: (task.get("data") or {}).get(key) for key in LABEL_KEYS}))
+        for name, task in sorted(configs.items())
+        if task
+    )
+
+
 def comparable(cell: Cell, baseline: Cell) -> bool:
     """Whether the row's val-acc measures what the baseline's does: the same set of tasks (a
-    multi-task mean over other tasks, or one task's metric, is another quantity)."""
-    return task_set(cell) == task_set(baseline)
+    multi-task mean over other tasks, or one task's metric, is another quantity) with labels
+    from the same columns."""
+    return task_set(cell) == task_set(baseline) and label_sources(cell) == label_sources(baseline)
 
 
 def best_cell(cells: list[Cell], metric: str) -> Cell | None:
@@ -462,13 +478,17 @@ def other_task_sets_note(cells: list[Cell]) -> list[str]:
         return []
 
     def tasks_text(cell: Cell) -> str:
-        return ", ".join(task_set(cell)) or "the single task"
+        tasks = ", ".join(task_set(cell)) or "the single task"
+        if label_sources(cell) == label_sources(cells[0]) or task_set(cell):
+            return tasks
+        labels = (cell.config.get("data") or {}).get("labels")
+        return f"{tasks}, labels from {labels!r}"
 
     rows = "; ".join(f"{cell.name} ({tasks_text(cell)})" for cell in others)
     return [
-        f"- Rows that train other tasks than the baseline ({tasks_text(cells[0])}): {rows}. "
-        "Their val-acc averages other metrics, so it is not comparable: they are not ranked "
-        "and get no Δ or p against the baseline."
+        f"- Rows that train other tasks or labels than the baseline ({tasks_text(cells[0])}): "
+        f"{rows}. Their val-acc measures another quantity, so it is not comparable: they are "
+        "not ranked and get no Δ or p against the baseline."
     ]
 
 
