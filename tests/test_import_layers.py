@@ -33,6 +33,8 @@ LAYERS: list[tuple[str, ...]] = [
         "xtune.quiet_tensorflow",
         "xtune",
     ),
+    # Names settings choose among, without numpy or scikit-learn (the config reads these).
+    ("xtune.metric_directions", "xtune.threshold_objectives"),
 ]
 
 # The one edge that points up, with its reason: reloading a run folder (tasks layer; the

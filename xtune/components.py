@@ -25,7 +25,11 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "adversarial": ("adversarial", "xtune.training.adversarial", "ADVERSARIAL"),
     "tasks": ("tasks.NAME.type", "xtune.tasks", "TASKS"),
     "samplers": ("training.sampler", "xtune.tasks", "SAMPLERS"),
-    "metrics": ("training.metric, tasks.NAME.metric", "xtune.metrics", "METRIC_DIRECTIONS"),
+    "metrics": (
+        "training.metric, tasks.NAME.metric",
+        "xtune.metric_directions",
+        "METRIC_DIRECTIONS",
+    ),
 }
 WIDTH = 100  # of a printed line
 # What a user may type for a kind (`xtune list loss` as well as `xtune list losses`).

@@ -536,15 +536,15 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
 
 def choices_of(key: str) -> tuple[Any, ...] | None:
     if key == "training.metric":
-        from xtune.metrics import METRIC_DIRECTIONS
+        from xtune.metric_directions import METRIC_DIRECTIONS
 
         return tuple(METRIC_DIRECTIONS)
     if key == "training.tune_thresholds":
-        from xtune.thresholds import OBJECTIVES
+        from xtune.threshold_objectives import OBJECTIVES
 
         return OBJECTIVES
     if key == "training.decision_rule":
-        from xtune.thresholds import DECISION_RULES
+        from xtune.threshold_objectives import DECISION_RULES
 
         return DECISION_RULES
     if key in ("training.jit_compile", "data.trim_vocabulary"):
@@ -625,7 +625,7 @@ def check_across_sections(
 def check_decision_rule(config: RunConfig, loss: Any, source: str) -> None:
     """`training.decision_rule: tuned` needs thresholds to serve (a config without `tasks:`;
     a named task without them serves its own rule)."""
-    from xtune.thresholds import objective_for
+    from xtune.threshold_objectives import objective_for
 
     training = config.training
     if training.decision_rule != "tuned" or config.tasks is not None:

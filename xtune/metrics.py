@@ -19,24 +19,13 @@ from sklearn.metrics import (
     recall_score,
 )
 
-# Whether a larger value of each metric is better ("max") or worse ("min"). The strings are the
-# `mode` values of keras.callbacks.ModelCheckpoint / EarlyStopping, so they can be passed as is.
-# The multi-label metrics are the keys of `multilabel_metrics`' result ...
-MULTILABEL_METRIC_DIRECTIONS: dict[str, str] = {
-    "subset_accuracy": "max",
-    "top1_accuracy": "max",
-    "micro_f1": "max",
-    "macro_f1": "max",
-    "samples_f1": "max",
-    "micro_precision": "max",
-    "micro_recall": "max",
-    "macro_precision": "max",
-    "macro_recall": "max",
-    "hamming_loss": "min",
-}
-# ... the score-task metrics those of `score_metrics`' result; `training.metric` may name any.
-SCORE_METRIC_DIRECTIONS: dict[str, str] = {"pearson": "max", "spearman": "max", "mse": "min"}
-METRIC_DIRECTIONS: dict[str, str] = {**MULTILABEL_METRIC_DIRECTIONS, **SCORE_METRIC_DIRECTIONS}
+# The metrics' directions live in a leaf module (the config reads them without scikit-learn).
+from xtune.metric_directions import (  # noqa: F401  (re-exported)
+    HIERARCHY_METRIC_DIRECTIONS,
+    METRIC_DIRECTIONS,
+    MULTILABEL_METRIC_DIRECTIONS,
+    SCORE_METRIC_DIRECTIONS,
+)
 
 
 def multilabel_metrics(y_true: ArrayLike, y_pred: ArrayLike, scores: ArrayLike) -> dict[str, float]:
@@ -299,21 +288,6 @@ def evaluate_scores(
 
 def scores_of(loss: Any, logits: np.ndarray) -> np.ndarray:
     return np.asarray(loss.scores(logits), dtype=np.float32)
-
-
-# Hierarchical metrics (`hierarchical_metrics`): these, and `level_<k>_*` for levels 1-9.
-HIERARCHY_METRIC_DIRECTIONS: dict[str, str] = {
-    "hierarchical_precision": "max",
-    "hierarchical_recall": "max",
-    "hierarchical_f1": "max",
-    "consistency": "max",
-    **{
-        f"level_{level}_{name}": "max"
-        for level in range(1, 10)
-        for name in ("accuracy", "micro_f1", "macro_f1")
-    },
-}
-METRIC_DIRECTIONS.update(HIERARCHY_METRIC_DIRECTIONS)
 
 
 def hierarchical_metrics(

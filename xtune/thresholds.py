@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import KFold
 
-# What `training.tune_thresholds` may name besides `auto` (the selection metric's objective):
-# `per_label_f1` gives each label its own threshold (the F1-maximising one); every other
-# objective is a metric maximised (`hamming_loss`: minimised) by ONE threshold shared by all
-# labels, tuned jointly: per-label thresholds chase noise on the few positives of rare labels.
-GLOBAL_OBJECTIVES = ("micro_f1", "subset_accuracy", "samples_f1", "hamming_loss")
-OBJECTIVES = ("auto", "per_label_f1", *GLOBAL_OBJECTIVES)
-# `training.decision_rule`: what the export and predict serve.
-DECISION_RULES = ("auto", "default", "tuned")
+# The settings' names and `objective_for` live in a leaf module the config reads.
+from xtune.threshold_objectives import (  # noqa: F401  (re-exported)
+    DECISION_RULES,
+    GLOBAL_OBJECTIVES,
+    OBJECTIVES,
+    objective_for,
+)
+
 # A label with fewer dev positives than this keeps the default threshold under `per_label_f1`:
 # a handful of positives cannot place a threshold (the held-out checks count the tuning part).
 MIN_DEV_POSITIVES = 5
@@ -38,18 +38,6 @@ def default_candidates(scores: np.ndarray) -> np.ndarray:
     """
     percentiles = np.quantile(scores, np.linspace(0.01, 0.99, 99))
     return np.unique(np.concatenate([GRID, percentiles]).astype(np.float32))
-
-
-def objective_for(setting: str | None, metric: str) -> str | None:
-    """The tuning objective of `training.tune_thresholds` for a run selected on `metric`:
-    `auto` tunes for the metric itself (`macro_f1`: per-label F1; `micro_f1`, `subset_accuracy`,
-    `samples_f1`, `hamming_loss`: one shared threshold); None when there is nothing to tune
-    (tuning off, or a metric thresholds cannot improve such as `top1_accuracy`)."""
-    if setting != "auto":
-        return setting
-    if metric == "macro_f1":
-        return "per_label_f1"
-    return metric if metric in GLOBAL_OBJECTIVES else None
 
 
 def tune_thresholds(

@@ -221,7 +221,7 @@ def comparable(cell: Cell, baseline: Cell) -> bool:
 
 def best_cell(cells: list[Cell], metric: str) -> Cell | None:
     """The row with the best mean among those comparable with the baseline (the first)."""
-    from xtune.metrics import METRIC_DIRECTIONS
+    from xtune.metric_directions import METRIC_DIRECTIONS
 
     scored = [cell for cell in cells if cell.ok_runs and comparable(cell, cells[0])]
     if not scored:
