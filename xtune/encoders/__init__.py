@@ -1,20 +1,11 @@
-"""Encoders: one adapter per backbone family (`FAMILIES`), loaders found by name (`ENCODERS`)."""
+"""Encoders: one adapter per backbone family (`FAMILIES`), loaders found by name (`ENCODERS`).
 
-from xtune.encoders import bert, sources  # noqa: F401  (register the BERT family and the loaders)
-from xtune.encoders.adapter import (
-    FAMILIES,
-    EncoderAdapter,
-    EncoderLoadError,
-    Packing,
-    PieceTokenizer,
-)
-from xtune.encoders.encoder import (
-    ENCODERS,
-    LoadedEncoder,
-    load_encoder,
-    rebuild_encoder,
-    write_encoder_files,
-)
+Importing the package loads no TensorFlow, so `xtune.encoders.positions` reads an encoder's
+limits for the config on its own. The adapters and loaders, and the registries filled with
+them, load on first use of a name below (PEP 562 `__getattr__`, as `xtune` loads its API).
+"""
+
+from typing import Any
 
 __all__ = [
     "ENCODERS",
@@ -29,11 +20,25 @@ __all__ = [
     "write_encoder_files",
 ]
 
-# Family modules register themselves in FAMILIES (the `hf` loader dispatches on them).
-from xtune.encoders import (  # noqa: E402, F401
-    albert,
-    distilbert,
-    multilingual_e5,
-    roberta,
-    xlm_roberta,
-)
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # `bert` and `sources` register the loaders in ENCODERS, the family modules themselves in
+    # FAMILIES (the `hf` loader dispatches on them).
+    from xtune.encoders import (  # noqa: F401
+        adapter,
+        albert,
+        bert,
+        distilbert,
+        encoder,
+        multilingual_e5,
+        roberta,
+        sources,
+        xlm_roberta,
+    )
+
+    globals().update(
+        {n: getattr(m, n) for m in (adapter, encoder) for n in __all__ if hasattr(m, n)}
+    )
+    return globals()[name]

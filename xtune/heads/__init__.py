@@ -1,15 +1,11 @@
-"""Heads: the encoder's features dict -> one vector per example, picked by name from YAML."""
+"""Heads: the encoder's features dict -> one vector per example, picked by name from YAML.
 
-# These modules register their heads into HEADS on import (and `pair` its Keras layers, so a
-# saved bi-encoder loads once `xtune.heads` is imported).
-from xtune.heads import attention, multi_layer, pair, pooling, recurrent, textcnn  # noqa: F401
-from xtune.heads.attention import AttentionPoolingHead
-from xtune.heads.base import HEADS, Head, get_head
-from xtune.heads.multi_layer import MultiLayerPoolingHead
-from xtune.heads.pair import CosineScore, PairFeatures, masked_mean_pool
-from xtune.heads.pooling import PoolingHead, masked_pool
-from xtune.heads.recurrent import RecurrentHead
-from xtune.heads.textcnn import TextCNNHead
+Importing the package loads no Keras, so `xtune.heads.checks` checks a head's arguments
+for the config on its own. The heads, and `HEADS` filled with them, load on first use of a
+name below (PEP 562 `__getattr__`, as `xtune` loads its API).
+"""
+
+from typing import Any
 
 __all__ = [
     "HEADS",
@@ -25,3 +21,14 @@ __all__ = [
     "masked_mean_pool",
     "masked_pool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # These modules register their heads into HEADS on import (and `pair` its Keras layers).
+    from xtune.heads import attention, base, multi_layer, pair, pooling, recurrent, textcnn
+
+    modules = (base, attention, multi_layer, pair, pooling, recurrent, textcnn)
+    globals().update({n: getattr(m, n) for m in modules for n in __all__ if hasattr(m, n)})
+    return globals()[name]

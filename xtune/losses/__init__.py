@@ -1,19 +1,12 @@
 """Classification losses (`get_loss("bce")`) and score losses (`get_score_loss("cosent")`),
-chosen by short name; the registries live in `xtune.losses.base`."""
+chosen by short name; the registries live in `xtune.losses.base`.
 
-# Importing these modules registers each loss into LOSSES or SCORE_LOSSES.
-# Only the classes are re-exported: each plain function shares its module's name
-# (`xtune.losses.focal_crossentropy.focal_crossentropy`) and would shadow the module.
-from xtune.losses.base import LOSSES, SCORE_LOSSES, get_loss, get_score_loss
-from xtune.losses.binary_crossentropy import BinaryCrossentropy
-from xtune.losses.classification_loss import ClassificationLoss
-from xtune.losses.cosent import CoSENTLoss
-from xtune.losses.cosine_similarity import CosineSimilarityLoss
-from xtune.losses.focal_crossentropy import FocalCrossentropy
-from xtune.losses.mse import MeanSquaredError
-from xtune.losses.multilabel_categorical_crossentropy import MultilabelCategoricalCrossentropy
-from xtune.losses.score_loss import ScoreLoss
-from xtune.losses.softmax_crossentropy import SoftmaxCrossentropy
+Importing the package loads no Keras, so `xtune.losses.checks` checks a loss's arguments
+for the config on its own. The losses, and the registries filled with them, load on first
+use of a name below (PEP 562 `__getattr__`, as `xtune` loads its API).
+"""
+
+from typing import Any
 
 __all__ = [
     "LOSSES",
@@ -30,3 +23,38 @@ __all__ = [
     "get_loss",
     "get_score_loss",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Importing these modules registers each loss into LOSSES or SCORE_LOSSES. Only the
+    # classes are exported: each plain function shares its module's name
+    # (`xtune.losses.focal_crossentropy.focal_crossentropy`) and would shadow the module.
+    from xtune.losses import (
+        base,
+        binary_crossentropy,
+        classification_loss,
+        cosent,
+        cosine_similarity,
+        focal_crossentropy,
+        mse,
+        multilabel_categorical_crossentropy,
+        score_loss,
+        softmax_crossentropy,
+    )
+
+    modules = (
+        base,
+        binary_crossentropy,
+        classification_loss,
+        cosent,
+        cosine_similarity,
+        focal_crossentropy,
+        mse,
+        multilabel_categorical_crossentropy,
+        score_loss,
+        softmax_crossentropy,
+    )
+    globals().update({n: getattr(m, n) for m in modules for n in __all__ if hasattr(m, n)})
+    return globals()[name]

@@ -1,30 +1,12 @@
 """Tasks (a task = data columns + output + loss + metrics + decision rule + export signature,
-registered by type name in `TASKS`) and multi-task training parts: task samplers."""
+registered by type name in `TASKS`) and multi-task training parts: task samplers.
+
+Importing the package loads no TensorFlow, so its light modules (`checks`, `signatures`,
+`samplers`) serve the config on their own. The task types, and `TASKS` filled with them,
+load on first use of a name below (PEP 562 `__getattr__`, as `xtune` loads its API).
+"""
 
 from typing import Any
-
-# These modules register their task types into TASKS on import.
-from xtune.tasks.base import Task, TaskData, TaskSplit  # noqa: E402
-from xtune.tasks.bi_encoder import BiEncoderTask  # noqa: E402
-from xtune.tasks.classification import ClassificationTask, PairClassificationTask  # noqa: E402
-from xtune.tasks.hierarchical import HierarchicalClassificationTask, hierarchy_mode
-from xtune.tasks.registry import TASKS
-from xtune.tasks.regression import RegressionTask  # noqa: E402
-from xtune.tasks.samplers import SAMPLERS, TaskSampler, get_sampler
-
-
-def build_tasks(tasks: dict) -> list[Task]:
-    """Task objects from a run config's `tasks` (name -> TaskConfig), in config order."""
-    return [task_class(config)(name, config) for name, config in tasks.items()]
-
-
-def task_class(config: Any) -> type[Task]:
-    """The task type's class; a classification task with a hierarchy gets
-    `HierarchicalClassificationTask`."""
-    if config.type == "classification" and hierarchy_mode(config) != "none":
-        return HierarchicalClassificationTask
-    return TASKS.get(config.type)
-
 
 __all__ = [
     "SAMPLERS",
@@ -41,3 +23,31 @@ __all__ = [
     "build_tasks",
     "get_sampler",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from xtune.tasks import (
+        base,
+        bi_encoder,
+        build,
+        classification,
+        hierarchical,
+        registry,
+        regression,
+        samplers,
+    )
+
+    modules = (
+        base,
+        bi_encoder,
+        build,
+        classification,
+        hierarchical,
+        registry,
+        regression,
+        samplers,
+    )
+    globals().update({n: getattr(m, n) for m in modules for n in __all__ if hasattr(m, n)})
+    return globals()[name]
