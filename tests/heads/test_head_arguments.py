@@ -53,3 +53,18 @@ def test_check_arguments_builds_no_layer(monkeypatch):
         HEADS.check(name, {"units": [8], "dropout": 0.2})
     TextCNNHead.check_arguments(filter_sizes=[2, 3], filters=4)
     MultiLayerPoolingHead.check_arguments(last_layers=2, combine="weighted")
+
+
+def test_the_activation_names_are_those_keras_knows():
+    """`xtune.heads.checks` checks activations without Keras, against a list of names: the
+    public names of `keras.activations` that `keras.activations.get` accepts."""
+    from xtune.heads.checks import KERAS_ACTIVATIONS
+
+    def known(name: str) -> bool:
+        try:
+            return keras.activations.get(name) is not None
+        except ValueError:
+            return False
+
+    names = [name for name in dir(keras.activations) if not name.startswith("_")]
+    assert sorted(KERAS_ACTIVATIONS) == sorted(filter(known, names))

@@ -7,7 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.heads.base import HEADS, Head, check_width
+from xtune.heads.base import HEADS, Head
+from xtune.heads.checks import check_attention_head
 
 # Score given to padded tokens; exp() of it is exactly 0 in float32, where scores are kept.
 MASKED_SCORE = -1e9
@@ -35,11 +36,7 @@ class AttentionPoolingHead(Head):
         units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
 
-    @classmethod
-    def check_arguments(cls, attention_units: int | None = None, **kwargs: Any) -> None:
-        if attention_units is not None:
-            check_width("attention_units", attention_units)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_attention_head)
 
     def __init__(self, attention_units: int | None = None, **kwargs: Any):
         AttentionPoolingHead.check_arguments(attention_units=attention_units)

@@ -6,30 +6,10 @@ from typing import Any
 
 import keras
 
-from xtune.registry import Registry, check_number
+from xtune.heads.checks import check_head
+from xtune.registry import Registry
 
 HEADS = Registry("head")
-MAX_WIDTH = 65536  # widest MLP layer, convolution or recurrent state a head accepts
-
-
-def check_choice(name: str, value: Any, choices: Any) -> None:
-    """A head argument that must be one of `choices` (a collection or a mapping's keys)."""
-    if value not in choices:
-        raise ValueError(f"{name}: {value!r} is not one of: {', '.join(choices)}")
-
-
-def check_width(name: str, value: Any) -> None:
-    check_number(name, value, 1, MAX_WIDTH, integer=True)
-
-
-def check_activation(name: str, value: Any) -> None:
-    """An activation Keras knows by name (`keras.activations.get` is a lookup, builds nothing)."""
-    try:
-        known = isinstance(value, str) and keras.activations.get(value) is not None
-    except (ValueError, TypeError):
-        known = False
-    if not known:
-        raise ValueError(f"{name}: {value!r} is not a Keras activation (e.g. gelu, relu, tanh)")
 
 
 class Head(keras.layers.Layer):
@@ -45,25 +25,9 @@ class Head(keras.layers.Layer):
 
     uses_hidden_states = False
 
-    @classmethod
-    def check_arguments(
-        cls,
-        units: list[int] | None = None,
-        activation: str = "gelu",
-        dropout: float = 0.1,
-        layer_norm: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """Raise `ValueError` for arguments invalid by meaning; builds nothing, so the config
-        calls it for every run before any training. Subclasses check theirs, then call this."""
-        if not isinstance(units, list | tuple | type(None)):
-            raise ValueError(f"units: expected a list of layer widths, got {units!r}")
-        for width in units or []:
-            check_width("units", width)
-        check_activation("activation", activation)
-        check_number("dropout", dropout, 0.0, 1.0, open_high=True)
-        if not isinstance(layer_norm, bool):
-            raise ValueError(f"layer_norm: expected true or false, got {layer_norm!r}")
+    # Raises `ValueError` for arguments invalid by meaning; builds nothing, so the config calls
+    # it for every run before any training. Subclasses check theirs, then the MLP stack's.
+    check_arguments = staticmethod(check_head)
 
     def __init__(
         self,

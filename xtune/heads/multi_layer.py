@@ -7,11 +7,9 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.heads.base import HEADS, Head, check_choice
-from xtune.heads.pooling import SEQUENCE_POOLING_MODES, masked_pool
-from xtune.registry import check_number
-
-COMBINE_MODES = ("concat", "mean", "weighted")
+from xtune.heads.base import HEADS, Head
+from xtune.heads.checks import check_multi_layer_head
+from xtune.heads.pooling import masked_pool
 
 
 @HEADS.register("multi_layer")
@@ -39,18 +37,7 @@ class MultiLayerPoolingHead(Head):
 
     uses_hidden_states = True
 
-    @classmethod
-    def check_arguments(
-        cls,
-        last_layers: int = 4,
-        pooling: str = "cls",
-        combine: str = "concat",
-        **kwargs: Any,
-    ) -> None:
-        check_number("last_layers", last_layers, 1, 1000, integer=True)
-        check_choice("pooling", pooling, SEQUENCE_POOLING_MODES)
-        check_choice("combine", combine, COMBINE_MODES)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_multi_layer_head)
 
     def __init__(
         self,

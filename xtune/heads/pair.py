@@ -8,32 +8,14 @@ from typing import Any
 import keras
 from keras import ops
 
+from xtune.heads.checks import PAIR_PARTS, check_cosine_score, check_pair_features, pair_parts
 from xtune.heads.pooling import masked_pool
-from xtune.registry import check_number
-
-# Sentence-BERT's classification objective concatenates (u, v, |u - v|, u * v), in that order.
-PAIR_PARTS = ("u", "v", "abs_diff", "product")
 
 
 def masked_mean_pool(sequence_output: Any, padding_mask: Any) -> Any:
     """`[b, t, h]` token states -> `[b, h]`: the mean over real tokens (`padding_mask` 1), the
     sentence embedding Sentence-BERT uses. Padding never contributes; see `masked_pool`."""
     return masked_pool(sequence_output, padding_mask, "mean")
-
-
-def pair_parts(parts: Any) -> list[str]:
-    """`"abs_diff"` or `["u", "v", ...]` -> a checked list of parts, in the order given."""
-    if not isinstance(parts, str | list | tuple):
-        raise ValueError(f"parts: expected a part or a list of parts, got {parts!r}")
-    chosen = [parts] if isinstance(parts, str) else list(parts)
-    if not chosen:
-        raise ValueError(f"parts: give at least one part; valid: {', '.join(PAIR_PARTS)}")
-    for part in chosen:
-        if part not in PAIR_PARTS:
-            raise ValueError(f"parts: unknown part {part!r}; valid: {', '.join(PAIR_PARTS)}")
-    if len(set(chosen)) != len(chosen):
-        raise ValueError(f"parts: {chosen!r} repeats a part")
-    return chosen
 
 
 @keras.saving.register_keras_serializable(package="xtune")
@@ -49,9 +31,7 @@ class PairFeatures(keras.layers.Layer):
     [[2, 3, 3, -2]]
     """
 
-    @classmethod
-    def check_arguments(cls, parts: Any = PAIR_PARTS, **kwargs: Any) -> None:
-        pair_parts(parts)
+    check_arguments = staticmethod(check_pair_features)
 
     def __init__(self, parts: Any = PAIR_PARTS, **kwargs: Any):
         self.parts = pair_parts(parts)
@@ -90,9 +70,7 @@ class CosineScore(keras.layers.Layer):
     [0.7071]
     """
 
-    @classmethod
-    def check_arguments(cls, epsilon: float = 1e-8, **kwargs: Any) -> None:
-        check_number("epsilon", epsilon, 0.0, 1.0, open_low=True)
+    check_arguments = staticmethod(check_cosine_score)
 
     def __init__(self, epsilon: float = 1e-8, **kwargs: Any):
         CosineScore.check_arguments(epsilon)

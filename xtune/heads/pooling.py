@@ -9,10 +9,7 @@ import ml_dtypes
 from keras import ops
 
 from xtune.heads.base import HEADS, Head
-
-POOLING_MODES = ("cls", "pooler", "mean", "max", "min")
-# Modes that pool any `[b, t, h]` sequence; `pooler` is the encoder's own output.
-SEQUENCE_POOLING_MODES = ("cls", "mean", "max", "min")
+from xtune.heads.checks import SEQUENCE_POOLING_MODES, check_pooling_head, pooling_modes
 
 
 def masked_pool(states: Any, mask: Any, mode: str) -> Any:
@@ -41,21 +38,6 @@ def masked_pool(states: Any, mask: Any, mode: str) -> Any:
         pooled = ops.min(ops.where(keep, states, ops.cast(float(limits.max), states.dtype)), axis=1)
     has_token = ops.any(keep, axis=1)
     return ops.where(has_token, pooled, ops.zeros_like(pooled))
-
-
-def pooling_modes(pooling: str | list[str], valid: tuple[str, ...] = POOLING_MODES) -> list[str]:
-    """`"mean"` or `["mean", "max"]` -> a checked list of modes (concatenated in that order)."""
-    if not isinstance(pooling, str | list | tuple):
-        raise ValueError(f"pooling: expected a mode or a list of modes, got {pooling!r}")
-    modes = [pooling] if isinstance(pooling, str) else list(pooling)
-    if not modes:
-        raise ValueError(f"pooling: give at least one mode; valid: {', '.join(valid)}")
-    for mode in modes:
-        if mode not in valid:
-            raise ValueError(f"pooling: unknown mode {mode!r}; valid: {', '.join(valid)}")
-    if len(set(modes)) != len(modes):
-        raise ValueError(f"pooling: {modes!r} repeats a mode")
-    return modes
 
 
 def pooler_feature(features: dict[str, Any]) -> str:
@@ -92,10 +74,7 @@ class PoolingHead(Head):
         units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
 
-    @classmethod
-    def check_arguments(cls, pooling: str | list[str] = "pooler", **kwargs: Any) -> None:
-        pooling_modes(pooling)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_pooling_head)
 
     def __init__(self, pooling: str | list[str] = "pooler", **kwargs: Any):
         super().__init__(**kwargs)

@@ -6,11 +6,11 @@ from typing import Any
 
 import keras
 
-from xtune.heads.base import HEADS, Head, check_choice, check_width
-from xtune.heads.pooling import concatenate, masked_pool, pooling_modes
+from xtune.heads.base import HEADS, Head
+from xtune.heads.checks import RNN_POOLING_MODES, check_recurrent_head, pooling_modes
+from xtune.heads.pooling import concatenate, masked_pool
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
-RNN_POOLING_MODES = ("mean", "max", "min")
+CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}  # checks.RECURRENT_CELLS
 
 
 @HEADS.register("rnn")
@@ -36,21 +36,7 @@ class RecurrentHead(Head):
         units, activation, dropout, layer_norm: the MLP stack, see `Head`.
     """
 
-    @classmethod
-    def check_arguments(
-        cls,
-        cell: str = "lstm",
-        rnn_units: int = 128,
-        bidirectional: bool = True,
-        pooling: str | list[str] = "max",
-        **kwargs: Any,
-    ) -> None:
-        check_choice("cell", cell, CELLS)
-        check_width("rnn_units", rnn_units)
-        if not isinstance(bidirectional, bool):
-            raise ValueError(f"bidirectional: expected true or false, got {bidirectional!r}")
-        pooling_modes(pooling, RNN_POOLING_MODES)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_recurrent_head)
 
     def __init__(
         self,

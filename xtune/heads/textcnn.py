@@ -7,7 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.heads.base import HEADS, MAX_WIDTH, Head, check_activation, check_width
+from xtune.heads.base import HEADS, Head
+from xtune.heads.checks import check_textcnn_head
 from xtune.heads.pooling import concatenate, masked_pool
 
 
@@ -38,27 +39,7 @@ class TextCNNHead(Head):
             applied to the pooled CNN features.
     """
 
-    @classmethod
-    def check_arguments(
-        cls,
-        filter_sizes: list[int] | tuple[int, ...] = (3, 4, 5),
-        filters: int = 128,
-        conv_activation: str = "relu",
-        **kwargs: Any,
-    ) -> None:
-        sizes = list(filter_sizes) if isinstance(filter_sizes, list | tuple) else None
-        if not sizes or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= MAX_WIDTH for s in sizes
-        ):
-            raise ValueError(
-                "filter_sizes: expected a non-empty list of positive integers, "
-                f"got {filter_sizes!r}"
-            )
-        if len(set(sizes)) != len(sizes):
-            raise ValueError(f"filter_sizes: {sizes!r} repeats a size")
-        check_width("filters", filters)
-        check_activation("conv_activation", conv_activation)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_textcnn_head)
 
     def __init__(
         self,

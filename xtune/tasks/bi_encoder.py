@@ -65,7 +65,7 @@ class BiEncoderTask(ClassificationTask):
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        from xtune.heads.pair import pair_parts
+        from xtune.heads.checks import pair_parts
 
         super().check_config(config)
         if config.output not in OUTPUTS:
