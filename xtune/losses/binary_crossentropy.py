@@ -9,8 +9,8 @@ import keras
 from keras import ops
 
 from xtune.losses.base import LOSSES
+from xtune.losses.checks import check_binary_crossentropy
 from xtune.losses.classification_loss import ClassificationLoss
-from xtune.registry import check_number
 
 
 def binary_crossentropy(
@@ -66,16 +66,7 @@ class BinaryCrossentropy(ClassificationLoss):
         pos_weight: list with one positive-term weight per label, or None (default).
     """
 
-    @classmethod
-    def check_arguments(cls, pos_weight: Sequence[float] | None = None, **kwargs: Any) -> None:
-        if pos_weight is not None:
-            if not isinstance(pos_weight, list | tuple) or not pos_weight:
-                raise ValueError(
-                    f"pos_weight: expected a list of one weight per label, got {pos_weight!r}"
-                )
-            for weight in pos_weight:
-                check_number("pos_weight", weight, 0.0, open_low=True)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_binary_crossentropy)
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.registry import check_number
+from xtune.losses.checks import check_classification_loss
 
 
 class ClassificationLoss(keras.losses.Loss):
@@ -36,11 +36,9 @@ class ClassificationLoss(keras.losses.Loss):
     multi_label: bool = True
     default_threshold: float | None = 0.5
 
-    @classmethod
-    def check_arguments(cls, label_smoothing: float = 0.0, **kwargs: Any) -> None:
-        """Raise `ValueError` for arguments invalid by meaning (the config calls it for every
-        run before training); subclasses check theirs, then call this."""
-        check_number("label_smoothing", label_smoothing, 0.0, 1.0)
+    # Raises `ValueError` for arguments invalid by meaning (the config calls it for every run
+    # before training); a subclass's checks its own arguments, then these.
+    check_arguments = staticmethod(check_classification_loss)
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ import keras
 from keras import ops
 
 from xtune.losses.base import SCORE_LOSSES
+from xtune.losses.checks import check_cosent
 from xtune.losses.score_loss import ScoreLoss, flat_float32
-from xtune.registry import check_number
 
 # Added to the pair differences of unordered pairs: exp(-1e12 + anything finite) is 0.
 EXCLUDED = 1e12
@@ -66,10 +66,7 @@ class CoSENTLoss(ScoreLoss):
 
     model_output = "cosine"
 
-    @classmethod
-    def check_arguments(cls, scale: float = 20.0, **kwargs: Any) -> None:
-        check_number("scale", scale, 0.0, 1000.0, open_low=True)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_cosent)
 
     def __init__(
         self,

@@ -8,8 +8,8 @@ import keras
 from keras import ops
 
 from xtune.losses.base import LOSSES
+from xtune.losses.checks import check_focal_crossentropy
 from xtune.losses.classification_loss import ClassificationLoss
-from xtune.registry import check_number
 
 
 def focal_crossentropy(
@@ -91,12 +91,7 @@ class FocalCrossentropy(ClassificationLoss):
         label_smoothing: in `[0, 1]`, default 0.
     """
 
-    @classmethod
-    def check_arguments(cls, alpha: float | None = None, gamma: float = 2.0, **kwargs: Any) -> None:
-        if alpha is not None:
-            check_number("alpha", alpha, 0.0, 1.0)
-        check_number("gamma", gamma, 0.0, 100.0)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_focal_crossentropy)
 
     def __init__(
         self,

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from keras import ops
 
+from xtune.losses.checks import check_per_level_crossentropy
 from xtune.losses.classification_loss import ClassificationLoss
-from xtune.registry import check_number
 
 EPSILON = 1e-7
 DECODINGS = ("threshold", "best_path", "top_down")
@@ -199,11 +199,7 @@ class PerLevelCrossentropy(TreeLoss):
 
     default_threshold = None
 
-    @classmethod
-    def check_arguments(cls, level_weights: Sequence[float] | None = None, **kwargs: Any) -> None:
-        for weight in level_weights or []:
-            check_number("level_weights", weight, 0.0, open_low=True)
-        super().check_arguments(**kwargs)
+    check_arguments = staticmethod(check_per_level_crossentropy)
 
     def __init__(self, level_weights: Sequence[float] | None = None, **kwargs: Any):
         PerLevelCrossentropy.check_arguments(level_weights)

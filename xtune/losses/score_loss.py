@@ -8,7 +8,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.registry import check_number
+from xtune.losses.checks import check_score_loss
 
 
 class ScoreLoss(keras.losses.Loss):
@@ -30,14 +30,9 @@ class ScoreLoss(keras.losses.Loss):
 
     model_output: str = "score"
 
-    @classmethod
-    def check_arguments(cls, low: float = 0.0, high: float = 5.0, **kwargs: Any) -> None:
-        """Raise `ValueError` for arguments invalid by meaning (the config calls it for every
-        run before training); subclasses check theirs, then call this."""
-        check_number("low", low)
-        check_number("high", high)
-        if not low < high:
-            raise ValueError(f"low, high: expected low < high, got low={low!r}, high={high!r}")
+    # Raises `ValueError` for arguments invalid by meaning (the config calls it for every run
+    # before training); a subclass's checks its own arguments, then these.
+    check_arguments = staticmethod(check_score_loss)
 
     def __init__(
         self,
