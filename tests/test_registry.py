@@ -1,6 +1,6 @@
 import pytest
 
-from xtune.registry import Registry, RegistryError, check_number, checked_by_calling
+from xtune.registry import Registry, RegistryError, check_number, checked_by
 
 
 def test_register_get_build_and_errors():
@@ -38,13 +38,16 @@ def test_check_runs_the_builders_own_check_and_builds_nothing():
     assert built == []
 
 
-def test_a_factory_checked_by_calling_checks_when_the_config_is_read():
+def test_a_factory_checked_by_a_function_checks_when_the_config_is_read():
     things = Registry("thing")
 
-    @things.register("rate")
-    @checked_by_calling
-    def rate(value=0.1):
+    def check_rate(value=0.1):
         check_number("value", value, 0.0, open_low=True)
+
+    @things.register("rate")
+    @checked_by(check_rate)
+    def rate(value=0.1):
+        check_rate(value)
         return lambda: value
 
     things.check("rate", {"value": 0.5})

@@ -66,9 +66,9 @@ class Registry:
     def check(self, name: str, kwargs: dict[str, Any]) -> None:
         """Check a component's arguments by meaning without building it (no layers, no weights).
 
-        Calls the builder's `check_arguments(**kwargs)` when it has one (a classmethod, or see
-        `checked_by_calling`); it raises `ValueError` naming the argument. Builders without one
-        (encoders, which load weights) are only type-checked, by the config.
+        Calls the builder's `check_arguments(**kwargs)` when it has one (a class's, or a
+        factory's, see `checked_by`); it raises `ValueError` naming the argument. Builders
+        without one (encoders, which load weights) are only type-checked, by the config.
         """
         checker = getattr(self.get(name), "check_arguments", None)
         if checker is not None:
@@ -84,11 +84,18 @@ class Registry:
         return self.get(name)(**kwargs, **extra)
 
 
-def checked_by_calling(factory: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a builder whose call only checks its arguments and returns a closure that builds
-    later: calling it is its `check_arguments` (optimizers and schedules are such factories)."""
-    factory.check_arguments = factory  # type: ignore[attr-defined]
-    return factory
+def checked_by(
+    checker: Callable[..., None],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a factory (optimizers and schedules are factories: their call checks the arguments
+    and returns a closure that builds later) its `check_arguments`: `checker`, a function that
+    takes the same arguments with the same defaults and needs no TensorFlow."""
+
+    def mark(factory: Callable[..., Any]) -> Callable[..., Any]:
+        factory.check_arguments = checker  # type: ignore[attr-defined]
+        return factory
+
+    return mark
 
 
 def check_number(

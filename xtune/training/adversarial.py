@@ -26,7 +26,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from xtune.registry import Registry, check_number
+from xtune.registry import Registry
+from xtune.training.checks import check_fgm, check_pgd
 
 ADVERSARIAL = Registry("adversarial method")
 
@@ -83,9 +84,7 @@ class FGM(EmbeddingAttack):
     ```
     """
 
-    @classmethod
-    def check_arguments(cls, epsilon: float = 1.0) -> None:
-        check_number("epsilon", epsilon, 0.0, open_low=True)
+    check_arguments = staticmethod(check_fgm)
 
     def __init__(self, epsilon: float = 1.0):
         self.check_arguments(epsilon)
@@ -107,11 +106,7 @@ class PGD(EmbeddingAttack):
     ```
     """
 
-    @classmethod
-    def check_arguments(cls, epsilon: float = 1.0, alpha: float = 0.3, steps: int = 3) -> None:
-        check_number("epsilon", epsilon, 0.0, open_low=True)
-        check_number("alpha", alpha, 0.0, open_low=True)
-        check_number("steps", steps, 1, 100, integer=True)
+    check_arguments = staticmethod(check_pgd)
 
     def __init__(self, epsilon: float = 1.0, alpha: float = 0.3, steps: int = 3):
         self.check_arguments(epsilon, alpha, steps)

@@ -18,7 +18,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from xtune.registry import Registry, check_number, checked_by_calling
+from xtune.registry import Registry, checked_by
+from xtune.training.checks import check_adam, check_adamw
 from xtune.training.layerwise import variable_multipliers
 from xtune.training.schedules import SCHEDULES  # noqa: F401  (re-exported for the config)
 
@@ -137,36 +138,8 @@ def shared_arguments(
     }
 
 
-def check_adam_arguments(
-    learning_rate: Any,
-    beta_1: Any,
-    beta_2: Any,
-    epsilon: Any,
-    layerwise_lr_decay: Any,
-    head_learning_rate: Any,
-    clipnorm: Any,
-    ema_momentum: Any,
-    gradient_accumulation_steps: Any,
-) -> None:
-    """The checks both optimizers share; run when the config is read (`checked_by_calling`)."""
-    check_number("learning_rate", learning_rate, 0.0, open_low=True)
-    if head_learning_rate is not None:
-        check_number("head_learning_rate", head_learning_rate, 0.0, open_low=True)
-    check_number("beta_1", beta_1, 0.0, 1.0, open_high=True)
-    check_number("beta_2", beta_2, 0.0, 1.0, open_high=True)
-    check_number("epsilon", epsilon, 0.0, open_low=True)
-    check_number("layerwise_lr_decay", layerwise_lr_decay, 0.0, 1.0, open_low=True)
-    if clipnorm is not None:
-        check_number("clipnorm", clipnorm, 0.0, open_low=True)
-    check_number("ema_momentum", ema_momentum, 0.0, 1.0, open_high=True)
-    if gradient_accumulation_steps is not None:
-        check_number(
-            "gradient_accumulation_steps", gradient_accumulation_steps, 1, 10_000, integer=True
-        )
-
-
 @OPTIMIZERS.register("adamw")
-@checked_by_calling
+@checked_by(check_adamw)
 def adamw(
     learning_rate: float = 5e-5,
     weight_decay: float = 0.01,
@@ -185,18 +158,19 @@ def adamw(
     the global norm, `gradient_accumulation_steps` averages that many batches per update
     (schedule steps still count batches), `use_ema` keeps an exponential moving average of
     the weights that the dev evaluation uses."""
-    check_adam_arguments(
+    check_adamw(
         learning_rate,
+        weight_decay,
         beta_1,
         beta_2,
         epsilon,
         layerwise_lr_decay,
         head_learning_rate,
         clipnorm,
+        use_ema,
         ema_momentum,
         gradient_accumulation_steps,
     )
-    check_number("weight_decay", weight_decay, 0.0, 1.0)
 
     def build(model: keras.Model, schedule: Any, total_steps: int) -> keras.optimizers.Optimizer:
         return ScaledAdamW(
@@ -223,7 +197,7 @@ def adamw(
 
 
 @OPTIMIZERS.register("adam")
-@checked_by_calling
+@checked_by(check_adam)
 def adam(
     learning_rate: float = 5e-5,
     beta_1: float = 0.9,
@@ -237,7 +211,7 @@ def adam(
     gradient_accumulation_steps: int | None = None,
 ) -> OptimizerFactory:
     """Adam without weight decay; the other settings as for `adamw`."""
-    check_adam_arguments(
+    check_adam(
         learning_rate,
         beta_1,
         beta_2,
@@ -245,6 +219,7 @@ def adam(
         layerwise_lr_decay,
         head_learning_rate,
         clipnorm,
+        use_ema,
         ema_momentum,
         gradient_accumulation_steps,
     )

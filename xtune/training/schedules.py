@@ -14,21 +14,13 @@ from typing import Any
 import keras
 from keras import ops
 
-from xtune.registry import Registry, check_number, checked_by_calling
+from xtune.registry import Registry, checked_by
+from xtune.training.checks import check_constant_schedule, check_decaying_schedule
 
 SCHEDULES = Registry("schedule")
 
 # A registered schedule returns a factory: (peak learning rate, total steps) -> schedule.
 ScheduleFactory = Callable[[float, int], Any]
-
-
-def check_schedule_arguments(warmup_steps: Any, warmup_ratio: Any, final_ratio: Any = 0.0) -> None:
-    """Raise `ValueError` naming the argument; run when the config is read."""
-    check_number("warmup_steps", warmup_steps, 0, 10**9, integer=True)
-    check_number("warmup_ratio", warmup_ratio, 0.0, 1.0, open_high=True)
-    check_number("final_ratio", final_ratio, 0.0, 1.0)
-    if warmup_steps and warmup_ratio:
-        raise ValueError("warmup_ratio: give warmup_steps or warmup_ratio, not both")
 
 
 def warmup_steps_of(total_steps: int, warmup_steps: int, warmup_ratio: float) -> int:
@@ -71,10 +63,10 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @SCHEDULES.register("constant")
-@checked_by_calling
+@checked_by(check_constant_schedule)
 def constant(warmup_steps: int = 0, warmup_ratio: float = 0.0) -> ScheduleFactory:
     """The peak rate throughout, after an optional warm-up."""
-    check_schedule_arguments(warmup_steps, warmup_ratio)
+    check_constant_schedule(warmup_steps, warmup_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
@@ -85,12 +77,12 @@ def constant(warmup_steps: int = 0, warmup_ratio: float = 0.0) -> ScheduleFactor
 
 
 @SCHEDULES.register("linear")
-@checked_by_calling
+@checked_by(check_decaying_schedule)
 def linear(
     warmup_steps: int = 0, warmup_ratio: float = 0.0, final_ratio: float = 0.0
 ) -> ScheduleFactory:
     """Warm-up, then linear decay to `final_ratio * peak` at the last step (BERT's schedule)."""
-    check_schedule_arguments(warmup_steps, warmup_ratio, final_ratio)
+    check_decaying_schedule(warmup_steps, warmup_ratio, final_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
@@ -103,12 +95,12 @@ def linear(
 
 
 @SCHEDULES.register("cosine")
-@checked_by_calling
+@checked_by(check_decaying_schedule)
 def cosine(
     warmup_steps: int = 0, warmup_ratio: float = 0.0, final_ratio: float = 0.0
 ) -> ScheduleFactory:
     """Warm-up, then cosine decay to `final_ratio * peak`."""
-    check_schedule_arguments(warmup_steps, warmup_ratio, final_ratio)
+    check_decaying_schedule(warmup_steps, warmup_ratio, final_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
