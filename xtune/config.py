@@ -379,12 +379,14 @@ def parse_run_config(
 
 def check_hierarchies(config: RunConfig, source: str) -> None:
     """Each task's hierarchy settings against its type and loss (`xtune.tasks.hierarchical`)."""
-    from xtune.tasks.hierarchical import check_hierarchy
+    from xtune.losses import LOSSES
+    from xtune.tasks.checks import check_hierarchy
 
+    multi_label = [name for name in LOSSES.names() if LOSSES.get(name).multi_label]
     implicit = config.tasks is None
     for name, task in config.named_tasks().items():
         try:
-            check_hierarchy(task)
+            check_hierarchy(task, multi_label)
         except ValueError as error:
             where = "" if implicit else f"tasks.{name}."
             raise ConfigError(f"{source}: {where}{one_line(str(error))}") from None
@@ -447,6 +449,9 @@ def parse_tasks(
             raise ConfigError(f"{source}: {path}.data.train: a training file is required")
         try:
             task_class.check_config(config)
+            if config.loss is not None and task_class.uses_score_loss(config.output):
+                output = score_losses().get(config.loss.name).model_output
+                task_class.check_loss_output(config.loss.name, output)
         except ValueError as error:
             raise ConfigError(f"{source}: {path}.{one_line(str(error))}") from None
         tasks[name] = config

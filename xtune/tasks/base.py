@@ -22,8 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from xtune.metrics import METRIC_DIRECTIONS
-
-OUT_OF_RANGE = ("error", "clip")  # what a score task does with labels outside [low, high]
+from xtune.tasks.checks import TaskRules
 
 
 @dataclass
@@ -46,49 +45,19 @@ class TaskData:
     examples: dict[str, Any] | None = None  # the read rows per split (classification tasks)
 
 
-class Task:
-    """Base class of the task types registered in `TASKS` (see the module docstring)."""
+class Task(TaskRules):
+    """Base class of the task types registered in `TASKS` (see the module docstring); what a
+    config may set comes from `TaskRules` (`xtune.tasks.checks`)."""
 
-    type_name = ""
-    score_loss = False  # the loss comes from SCORE_LOSSES (else LOSSES)
     default_loss = "softmax_ce"
     default_metric = "subset_accuracy"
     sides: tuple[str, ...] = ("",)  # input-name prefixes: one side, or a bi-encoder's a_, b_
-    needs_pair = False  # data.text_pair required
     decides_labels = False  # outputs are logits of `labels` (thresholds, majority baseline)
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        """Raise ValueError ("key: problem") for settings this task type cannot use."""
-        if config.weight <= 0:
-            raise ValueError(f"weight: expected a positive number, got {config.weight}")
-        if config.metric is not None and config.metric not in METRIC_DIRECTIONS:
-            raise ValueError(
-                f"metric: {config.metric!r} is not one of: {', '.join(METRIC_DIRECTIONS)}"
-            )
-        if cls.needs_pair and not config.data.text_pair:
-            raise ValueError(f"data.text_pair: the {cls.type_name} task reads sentence pairs")
-        if not config.low < config.high:
-            raise ValueError(f"low, high: expected low < high, got {config.low}, {config.high}")
-        if config.out_of_range not in OUT_OF_RANGE:
-            raise ValueError(
-                f"out_of_range: {config.out_of_range!r} is not one of: {', '.join(OUT_OF_RANGE)}"
-            )
-        if config.out_of_range != "error" and not cls.uses_score_loss(config.output):
-            raise ValueError(
-                f"out_of_range: only score tasks read labels as numbers; the {cls.type_name} "
-                "task's labels are names"
-            )
 
     @property
     def clips_scores(self) -> bool:
         """`out_of_range: clip`: labels outside `[low, high]` are set to the nearest bound."""
         return self.config.out_of_range == "clip"
-
-    @classmethod
-    def uses_score_loss(cls, output: Any) -> bool:
-        """Whether `loss` names a score loss (SCORE_LOSSES), given the task's `output`."""
-        return cls.score_loss
 
     def __init__(self, name: str, config: Any):
         self.name = name

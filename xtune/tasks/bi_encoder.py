@@ -20,13 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from xtune.tasks.base import TaskData, TaskSplit, encoder_features, encoder_inputs
+from xtune.tasks.checks import BiEncoderRules
 from xtune.tasks.classification import ClassificationTask
 from xtune.tasks.registry import TASKS
 from xtune.tasks.regression import ScoreTask, check_score_range, load_score_splits
 
 SIDES = ("a_", "b_")
-OUTPUTS = ("classifier", "cosine")
-POOLINGS = ("mean", "cls")
 
 
 @keras.saving.register_keras_serializable(package="xtune")
@@ -55,30 +54,11 @@ def sentence_vector(features: dict[str, Any], pooling: str) -> Any:
 
 
 @TASKS.register("bi_encoder")
-class BiEncoderTask(ClassificationTask):
+class BiEncoderTask(BiEncoderRules, ClassificationTask):
     """See the module docstring. The config's `head` is not used (the pair head is fixed)."""
 
-    type_name = "bi_encoder"
     default_loss = "softmax_ce"
     sides = SIDES
-    needs_pair = True
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        from xtune.heads.checks import pair_parts
-
-        super().check_config(config)
-        if config.output not in OUTPUTS:
-            raise ValueError(f"output: {config.output!r} is not one of: {', '.join(OUTPUTS)}")
-        if config.pooling not in POOLINGS:
-            raise ValueError(f"pooling: {config.pooling!r} is not one of: {', '.join(POOLINGS)}")
-        pair_parts(config.parts)
-        if any(units < 1 for units in config.units):
-            raise ValueError(f"units: expected positive layer widths, got {config.units}")
-
-    @classmethod
-    def uses_score_loss(cls, output: Any) -> bool:
-        return output == "cosine"
 
     def __init__(self, name: str, config: Any):
         self.cosine = config.output == "cosine"

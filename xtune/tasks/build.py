@@ -7,7 +7,8 @@ from typing import Any
 # Importing the task modules registers their types into TASKS.
 from xtune.tasks import bi_encoder, classification, regression  # noqa: F401
 from xtune.tasks.base import Task
-from xtune.tasks.hierarchical import HierarchicalClassificationTask, hierarchy_mode
+from xtune.tasks.checks import hierarchy_mode
+from xtune.tasks.hierarchical import HierarchicalClassificationTask
 from xtune.tasks.registry import TASKS
 
 

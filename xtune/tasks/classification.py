@@ -18,15 +18,15 @@ from xtune.tasks.base import (
     encoder_inputs,
     predicted_label_names,
 )
+from xtune.tasks.checks import ClassificationRules, PairClassificationRules
 from xtune.tasks.registry import TASKS
 
 
 @TASKS.register("classification")
-class ClassificationTask(Task):
+class ClassificationTask(ClassificationRules, Task):
     """Labels from `data.labels` (single- or multi-label, as the loss says); metrics are
     `xtune.metrics.multilabel_metrics` (subset accuracy is plain accuracy for single-label)."""
 
-    type_name = "classification"
     default_loss = "bce"  # the default of a config without `tasks:`
     default_metric = "subset_accuracy"
     decides_labels = True
@@ -117,13 +117,11 @@ class ClassificationTask(Task):
 
 
 @TASKS.register("pair_classification")
-class PairClassificationTask(ClassificationTask):
+class PairClassificationTask(PairClassificationRules, ClassificationTask):
     """A cross-encoder over `text` and `text_pair`: `[CLS] a [SEP] b [SEP]` (the encoder's own
     pair packing), then as `classification`; softmax cross-entropy by default."""
 
-    type_name = "pair_classification"
     default_loss = "softmax_ce"
-    needs_pair = True
 
     def evaluate(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         """The classification metrics and, for two single-label classes, `positive_f1`: the

@@ -34,59 +34,10 @@ from xtune.losses.hierarchical import (
     consistent_decisions,
 )
 from xtune.tasks.base import TaskData, predicted_label_names
+from xtune.tasks.checks import hierarchy_mode
 from xtune.tasks.classification import ClassificationTask
 
 NODE_MODES = ("ancestors", "per_level", "coherent")
-OWN_LOSS_MODES = ("per_level", "coherent")  # they train with their own loss, not `loss:`
-
-
-def hierarchy_mode(config: Any) -> str:
-    """A task config's mode: `none` with a `data.label_hierarchy` reads as `leaves`."""
-    mode = config.hierarchy.mode
-    if mode == "none" and config.data.label_hierarchy:
-        return "leaves"
-    return mode
-
-
-def check_hierarchy(config: Any) -> None:
-    """ValueError ("key: problem") for hierarchy settings a task cannot use."""
-    from xtune.losses import LOSSES
-    from xtune.metrics import HIERARCHY_METRIC_DIRECTIONS
-
-    hierarchy, mode = config.hierarchy, hierarchy_mode(config)
-    if mode == "none" and config.metric in HIERARCHY_METRIC_DIRECTIONS:
-        raise ValueError(
-            f"training.metric: {config.metric!r} needs hierarchy.mode (a task with hierarchical "
-            "labels)"
-        )
-    if mode == "none":
-        if hierarchy.decoding != "auto" or hierarchy.level_weights is not None:
-            raise ValueError(
-                "hierarchy: decoding and level_weights need hierarchy.mode (leaves, ancestors, "
-                "per_level or coherent)"
-            )
-        return
-    if config.type != "classification":
-        raise ValueError(f"hierarchy.mode: {config.type} tasks take flat labels; only "
-                         "classification tasks take a hierarchy")  # fmt: skip
-    loss = config.loss.name if config.loss is not None else "bce"
-    if mode in OWN_LOSS_MODES and loss != "bce":
-        raise ValueError(
-            f"loss: hierarchy.mode {mode} trains with its own loss; leave loss at bce (its "
-            f"label_smoothing is used), got {loss!r}"
-        )
-    if mode == "ancestors" and not LOSSES.get(loss).multi_label:
-        raise ValueError(
-            f"loss: hierarchy.mode ancestors gives a row its node and every ancestor; use a "
-            f"multi-label loss (bce, focal, multilabel_ce), not {loss!r}"
-        )
-    if hierarchy.level_weights is not None and mode != "per_level":
-        raise ValueError("hierarchy.level_weights: only hierarchy.mode per_level weighs levels")
-    if mode == "leaves" and hierarchy.decoding != "auto":
-        raise ValueError(
-            "hierarchy.decoding: leaves mode decides by its loss (a predicted leaf is a path); "
-            "leave decoding at auto"
-        )
 
 
 def label_closure(labels: list[str], separator: str) -> tuple[list[str], np.ndarray]:

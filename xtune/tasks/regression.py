@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from xtune.tasks.base import Task, TaskData, TaskSplit, encoder_features, encoder_inputs
+from xtune.tasks.checks import RegressionRules, ScoreTaskRules
 from xtune.tasks.registry import TASKS
 
 
@@ -35,30 +36,11 @@ class BoundedScore(keras.layers.Layer):
         return {**super().get_config(), "low": self.low, "high": self.high}
 
 
-class ScoreTask(Task):
+class ScoreTask(ScoreTaskRules, Task):
     """Shared parts of tasks that predict one score per example (labels are numbers)."""
 
-    score_loss = True
     default_loss = "mse"
     default_metric = "pearson"
-    model_outputs: tuple[str, ...] = ("score",)
-
-    @classmethod
-    def check_config(cls, config: Any) -> None:
-        super().check_config(config)
-        if config.loss is not None:
-            cls.check_loss_output(config)
-
-    @classmethod
-    def check_loss_output(cls, config: Any) -> None:
-        from xtune.losses import SCORE_LOSSES
-
-        output = SCORE_LOSSES.get(config.loss.name).model_output
-        if output not in cls.model_outputs:
-            raise ValueError(
-                f"loss.name: {config.loss.name!r} scores a {output} output; the "
-                f"{cls.type_name} task gives {' or '.join(cls.model_outputs)}"
-            )
 
     def build_loss(self) -> Any:
         from xtune.losses import get_score_loss
@@ -107,10 +89,8 @@ class ScoreTask(Task):
 
 
 @TASKS.register("regression")
-class RegressionTask(ScoreTask):
+class RegressionTask(RegressionRules, ScoreTask):
     """One text, or a pair through the cross-encoder packing when `data.text_pair` is set."""
-
-    type_name = "regression"
 
     def build_output(self, encoder: Any, encoder_model: keras.Model) -> tuple[dict, Any]:
         from xtune.heads import get_head
