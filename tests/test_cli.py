@@ -122,19 +122,27 @@ NO_TENSORFLOW = """
 import contextlib, io, json, sys
 from xtune.cli import main
 
-loaded = {}
+loaded = []
 for argv in json.loads(sys.argv[1]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
             code = main(argv)
         except SystemExit as exit:  # --help, --version
             code = exit.code
-    loaded[" ".join(argv)] = [code, "tensorflow" in sys.modules]
+    heavy = [m for m in ("tensorflow", "keras") if m in sys.modules]
+    loaded.append([" ".join(argv), code, heavy])
 print(json.dumps(loaded))
 """
 
 
+def config_file(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
 def test_help_version_list_report_and_config_mistakes_never_import_tensorflow(tmp_path):
+    """Issue 22: none of these imports TensorFlow (or Keras), a mistake in a component's
+    arguments and a grid's dry run included: the config checks through the component catalog."""
     from tests.grid.test_grid_report import ok_line
 
     results = tmp_path / "reports" / "toy"
@@ -144,6 +152,11 @@ def test_help_version_list_report_and_config_mistakes_never_import_tensorflow(tm
     bad_key = write_config(tmp_path, data={"train": "x.csv", "labelz": "labels"})
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("data: {train: [x.csv\n", encoding="utf-8")
+    raw = sample_run_config(tmp_path)
+    unknown_argument = {**raw, "loss": {"name": "bce", "gama": 2}}
+    out_of_range = {**raw, "loss": {"name": "bce", "label_smoothing": 2}}
+    rows = {"baseline": {}, "focal": {"loss.name": "focal"}, "textcnn": {"head.name": "textcnn"}}
+    grid = {"name": "toy", "base": raw, "seeds": [0], "variants": rows}
     commands = [
         ["--help"],
         ["--version"],
@@ -153,13 +166,54 @@ def test_help_version_list_report_and_config_mistakes_never_import_tensorflow(tm
         ["train", str(bad_key)],
         ["train", str(bad_yaml)],
         ["grid", str(tmp_path / "missing.yaml"), "--dry-run"],
+        ["train", str(config_file(tmp_path / "gama.yaml", unknown_argument))],
+        ["train", str(config_file(tmp_path / "smoothing.yaml", out_of_range))],
+        ["grid", str(config_file(tmp_path / "grid.yaml", grid)), "--dry-run"],
+        ["list"],
+        *(["list", kind] for kind in KINDS),
     ]
     done = run_python(NO_TENSORFLOW, json.dumps(commands))
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
-    expected_codes = [0, 0, 0, 0, 0, 2, 2, 2]
-    assert [code for code, _ in loaded.values()] == expected_codes, loaded
-    assert not any(tensorflow for _, tensorflow in loaded.values()), loaded
+    expected_codes = [0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 0, 0] + [0] * len(KINDS)
+    assert [code for _, code, _ in loaded] == expected_codes, loaded
+    assert not any(heavy for _, _, heavy in loaded), loaded
+
+
+PARSE_WITHOUT_TENSORFLOW = """
+import json, sys
+from xtune.config import parse_run_config
+
+for raw in json.loads(sys.argv[1]):
+    parse_run_config(raw)
+print(json.dumps([m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules]))
+"""
+
+
+def test_a_valid_config_parses_without_tensorflow(tmp_path):
+    """Every check of a valid config (components, tasks and their rules, samplers, the
+    hierarchy, encoder limits) runs without TensorFlow, Keras or scikit-learn."""
+    from tests.tasks.task_data import multitask_config
+
+    single = sample_run_config(
+        tmp_path,
+        head={"name": "rnn", "cell": "gru", "units": [8]},
+        loss={"name": "focal", "gamma": 1.0},
+        schedule={"name": "linear", "warmup_ratio": 0.1},
+        adversarial={"name": "pgd"},
+        hierarchy={"mode": "ancestors"},
+    )
+    single["training"]["decision_rule"] = "tuned"
+    pair = {"train": "a.csv", "text_pair": "text_pair"}
+    tasks = {
+        "sst": {"type": "classification", "data": {"train": "s.csv"}, "loss": "softmax_ce"},
+        "sts": {"type": "bi_encoder", "output": "cosine", "loss": "cosent", "data": pair},
+        "score": {"type": "regression", "loss": {"name": "mse", "low": 1}, "data": pair},
+    }
+    multi = multitask_config(tmp_path, tasks, sampler={"name": "sequential", "order": [2, 0, 1]})
+    done = run_python(PARSE_WITHOUT_TENSORFLOW, json.dumps([single, multi]))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
 
 
 FAKE_TENSORFLOW = """

@@ -14,8 +14,8 @@ from xtune import __version__
 from xtune.components import ALIASES, KINDS
 
 # Nothing here imports TensorFlow: each command imports what it needs, so `--help`,
-# `--version`, `list metrics`, `report`, and config mistakes found before any component is
-# looked up, answer without the seconds TensorFlow takes to import.
+# `--version`, `list`, `report`, `grid --dry-run` and config mistakes (checked through the
+# component catalog, `xtune.catalog`) answer without the seconds TensorFlow takes to import.
 
 
 # OS errors that are the user's to fix (a path, a permission, a full disk), not xtune bugs.

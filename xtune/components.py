@@ -1,16 +1,21 @@
-"""`xtune list`: the components a config can name, with the arguments and defaults it takes."""
+"""`xtune list`: the components a config can name, with the arguments and defaults it takes.
+
+Read from the component catalog (`xtune.catalog`), so listing imports no component and no
+TensorFlow.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
 import textwrap
 from typing import Any
 
+from xtune.catalog import table
+from xtune.metric_directions import METRIC_DIRECTIONS
+
 # kind -> (config key that names one, module holding the registry, registry attribute). The
-# registries import their components, and most components are Keras layers or losses, so
-# listing them imports TensorFlow (metrics excepted).
+# registries import their components, most of them Keras layers or losses;
+# `xtune.component_catalog` reads them to write the catalog this module lists from.
 KINDS: dict[str, tuple[str, str, str]] = {
     "encoders": ("encoder", "xtune.encoders", "ENCODERS"),
     "heads": ("head", "xtune.heads", "HEADS"),
@@ -47,19 +52,18 @@ def kind_of(word: str) -> str:
 def describe(kind: str) -> list[str]:
     """The lines `xtune list KIND` prints: a heading, then each name with its arguments and
     defaults (as a config writes them) and the first line of its docstring."""
-    key, module_name, attribute = KINDS[kind]
-    registry = getattr(importlib.import_module(module_name), attribute)
-    lines = [f"{kind} (config key: {key})"]
+    lines = [f"{kind} (config key: {KINDS[kind][0]})"]
     if kind == "metrics":
         return lines + [
             f"  {name:<18} {'higher' if way == 'max' else 'lower'} is better"
-            for name, way in registry.items()
+            for name, way in METRIC_DIRECTIONS.items()
         ]
-    for name in registry.names():
-        builder = registry.get(name)
-        arguments = "" if kind == "tasks" else signature_text(builder)
+    components = table(kind)
+    for name in components.names():
+        entry = components.get(name).entry
+        arguments = "" if kind == "tasks" else signature_text(entry["arguments"])
         lines += wrapped(f"{name}{arguments}", "  ", " " * (len(name) + 3))
-        lines += wrapped(summary_line(builder), "      ", "      ")
+        lines += wrapped(entry["summary"], "      ", "      ")
     if kind == "tasks":
         lines += wrapped(f"every task takes: {task_keys_text()}", "  ", "    ")
     return lines
@@ -73,34 +77,13 @@ def wrapped(text: str, first: str, rest: str) -> list[str]:
     )
 
 
-def arguments(builder: Any) -> list[inspect.Parameter]:
-    """The arguments a config may give `builder` (what `xtune.config` accepts), in signature
-    order, a subclass's before its base's; a required one has no default."""
-    from xtune.config import initializers, named_parameters
-
-    seen: dict[str, inspect.Parameter] = {}
-    for function in initializers(builder):
-        names = named_parameters(function)[0]
-        for parameter in inspect.signature(function).parameters.values():
-            if parameter.name in names and parameter.name not in seen:
-                seen[parameter.name] = parameter
-    return list(seen.values())
-
-
-def signature_text(builder: Any) -> str:
+def signature_text(arguments: list[dict[str, Any]]) -> str:
     """`(pooling='mean', units=[], dropout=0.1)`: the arguments as a call would write them."""
-    parts = []
-    for parameter in arguments(builder):
-        if parameter.default is parameter.empty:
-            parts.append(f"{parameter.name} (required)")
-        else:
-            parts.append(f"{parameter.name}={parameter.default!r}")
+    parts = [
+        f"{a['name']}={a['default']}" if "default" in a else f"{a['name']} (required)"
+        for a in arguments
+    ]
     return f"({', '.join(parts)})"
-
-
-def summary_line(builder: Any) -> str:
-    doc = inspect.getdoc(builder) or ""
-    return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
 def task_keys_text() -> str:

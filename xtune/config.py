@@ -1,8 +1,10 @@
 """YAML -> typed, frozen run configs; unknown keys and names are errors that list the valid ones.
 
 Loading, `base:` merging, `--set` overrides, type checking and validation against the
-component registries live here; the dataclasses they fill live in `xtune.config_schema` and
-are re-exported, so `from xtune.config import RunConfig` keeps working.
+component catalog (`xtune.catalog`: the registries' components described without importing
+them, so checking a config never imports TensorFlow) live here; the dataclasses they fill live
+in `xtune.config_schema` and are re-exported, so `from xtune.config import RunConfig` keeps
+working.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import collections.abc
 import copy
 import dataclasses
 import difflib
-import inspect
 import math
 import re
 import reprlib
@@ -22,6 +23,17 @@ from typing import Any
 
 import yaml
 
+# The introspection of live builders lives with the catalog; `xtune.config` re-exports it.
+from xtune.catalog import (  # noqa: F401  (re-exported)
+    ComponentTable,
+    accepted_arguments,
+    argument_hints,
+    initializers,
+    named_parameters,
+    required_arguments,
+    resolve,
+    table,
+)
 from xtune.config_schema import (
     DEFAULT_PAIR_PARTS,  # noqa: F401  (re-exported)
     SINGLE_TASK,  # noqa: F401  (re-exported)
@@ -33,10 +45,15 @@ from xtune.config_schema import (
     TaskConfig,
     TrainingConfig,
 )
+from xtune.encoders.positions import max_positions, num_layers
+from xtune.metric_directions import METRIC_DIRECTIONS
 
 # ConfigError lives in xtune.registry (components raise it without importing this module);
 # `from xtune.config import ConfigError` keeps working.
 from xtune.registry import ConfigError, check_number, interval
+from xtune.tasks.checks import check_hierarchy
+from xtune.tasks.signatures import check_task_names
+from xtune.threshold_objectives import DECISION_RULES, OBJECTIVES, objective_for
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -100,8 +117,25 @@ CHOICES = {
 }
 
 
+# The catalog's kind (`xtune list`) of each component section.
+SECTION_KINDS = {
+    "encoder": "encoders",
+    "head": "heads",
+    "loss": "losses",
+    "optimizer": "optimizers",
+    "schedule": "schedules",
+    "adversarial": "adversarial",
+}
+
+
+def component_tables() -> dict[str, ComponentTable]:
+    """What the config validates each component section against: the catalog's tables."""
+    return {section: table(kind) for section, kind in SECTION_KINDS.items()}
+
+
 def registries() -> dict[str, Any]:
-    """The registry behind each component section (imported lazily: they pull in TensorFlow)."""
+    """The live registry behind each component section, for code that builds components (it
+    imports them, and so TensorFlow); the config validates against `component_tables`."""
     from xtune.encoders import ENCODERS
     from xtune.heads import HEADS
     from xtune.losses import LOSSES
@@ -361,28 +395,26 @@ def parse_run_config(
     for name, cls in SECTIONS.items():
         if name in raw:
             kwargs[name] = parse_section(cls, raw[name], name, source)
-    regs = registries()
+    tables = component_tables()
     for name in COMPONENT_SECTIONS:
         if name in raw:
-            kwargs[name] = parse_component(raw[name], regs[name], name, source)
+            kwargs[name] = parse_component(raw[name], tables[name], name, source)
     if multi_task:
-        kwargs["tasks"] = parse_tasks(raw["tasks"], raw.get("data") or {}, regs, source)
+        kwargs["tasks"] = parse_tasks(raw["tasks"], raw.get("data") or {}, tables, source)
         kwargs.setdefault("data", next(iter(kwargs["tasks"].values())).data)
     config = RunConfig(**kwargs)
     if not multi_task and not config.data.train:
         raise ConfigError(f"{source}: data.train: a training file is required")
-    check_across_sections(config, regs, source, stored)
+    check_across_sections(config, tables, source, stored)
     check_multi_task(config, source, stored)
     check_hierarchies(config, source)
     return config
 
 
 def check_hierarchies(config: RunConfig, source: str) -> None:
-    """Each task's hierarchy settings against its type and loss (`xtune.tasks.hierarchical`)."""
-    from xtune.losses import LOSSES
-    from xtune.tasks.checks import check_hierarchy
-
-    multi_label = [name for name in LOSSES.names() if LOSSES.get(name).multi_label]
+    """Each task's hierarchy settings against its type and loss (`xtune.tasks.checks`)."""
+    losses = table("losses")
+    multi_label = [name for name in losses.names() if losses.get(name).fact("multi_label")]
     implicit = config.tasks is None
     for name, task in config.named_tasks().items():
         try:
@@ -393,12 +425,12 @@ def check_hierarchies(config: RunConfig, source: str) -> None:
 
 
 def parse_tasks(
-    raw: Any, shared_data: dict[str, Any], regs: dict[str, Any], source: str
+    raw: Any, shared_data: dict[str, Any], tables: dict[str, ComponentTable], source: str
 ) -> dict[str, TaskConfig]:
     """`tasks: {name: {type, data, head, loss, ...}}` -> TaskConfigs; a task set to null (e.g.
-    by a grid row's `tasks.quora: null`) is left out."""
-    from xtune.tasks import TASKS
-
+    by a grid row's `tasks.quora: null`) is left out. Each task type's rules are its class's
+    (`xtune.tasks.checks`), found through the catalog."""
+    task_types = table("tasks")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: tasks: expected a mapping of task names, got {short(raw)}")
     tasks = {}
@@ -418,22 +450,23 @@ def parse_tasks(
                 HierarchyConfig, task["hierarchy"], f"{path}.hierarchy", source
             )
         kind = task.get("type", "classification")
-        if not isinstance(kind, str) or kind not in TASKS:
+        if not isinstance(kind, str) or kind not in task_types:
+            names = task_types.names()
             raise ConfigError(
                 f"{source}: {path}.type: unknown task type {short(kind)}"
-                f"{did_you_mean(kind, TASKS.names())}; valid choices: {', '.join(TASKS.names())}"
+                f"{did_you_mean(kind, names)}; valid choices: {', '.join(names)}"
             )
-        task_class = TASKS.get(kind)
+        rules = resolve(task_types.get(kind).fact("rules"))
         data = deep_merge(shared_data, task.pop("data", None) or {})
         head = task.pop("head", "default")
         loss = task.pop("loss", None)
         values = dict(task)
         values["data"] = parse_section(DataConfig, data, f"{path}.data", source)
-        values["head"] = parse_component(head, regs["head"], f"{path}.head", source)
+        values["head"] = parse_component(head, tables["head"], f"{path}.head", source)
         if loss is not None:
-            score = task_class.uses_score_loss(task.get("output", "classifier"))
-            registry = score_losses() if score else regs["loss"]
-            values["loss"] = parse_component(loss, registry, f"{path}.loss", source)
+            score = rules.uses_score_loss(task.get("output", "classifier"))
+            losses = table("score-losses") if score else tables["loss"]
+            values["loss"] = parse_component(loss, losses, f"{path}.loss", source)
         fields = {f.name: f for f in dataclasses.fields(TaskConfig)}
         hints = typing.get_type_hints(TaskConfig)
         for key in list(values):
@@ -448,10 +481,10 @@ def parse_tasks(
         if not config.data.train:
             raise ConfigError(f"{source}: {path}.data.train: a training file is required")
         try:
-            task_class.check_config(config)
-            if config.loss is not None and task_class.uses_score_loss(config.output):
-                output = score_losses().get(config.loss.name).model_output
-                task_class.check_loss_output(config.loss.name, output)
+            rules.check_config(config)
+            if config.loss is not None and rules.uses_score_loss(config.output):
+                output = table("score-losses").get(config.loss.name).fact("model_output")
+                rules.check_loss_output(config.loss.name, output)
         except ValueError as error:
             raise ConfigError(f"{source}: {path}.{one_line(str(error))}") from None
         tasks[name] = config
@@ -463,32 +496,22 @@ def parse_tasks(
 
 def check_signature_names(tasks: dict[str, TaskConfig], source: str) -> None:
     """No task may be named like one of the export's signatures (`xtune.tasks.signatures`)."""
-    from xtune.tasks.signatures import check_task_names
-
     try:
         check_task_names({name: task.type for name, task in tasks.items()})
     except ValueError as error:
         raise ConfigError(f"{source}: tasks.{error}") from None
 
 
-def score_losses() -> Any:
-    from xtune.losses import SCORE_LOSSES
-
-    return SCORE_LOSSES
-
-
 def check_multi_task(config: RunConfig, source: str, stored: bool = False) -> None:
     """The task sampler's settings, and each named task's by meaning."""
     training = config.training
     if training.sampler is not None:
-        from xtune.tasks import SAMPLERS, get_sampler
+        from xtune.tasks.samplers import get_sampler  # numpy: only when a sampler is set
 
-        parse_component(training.sampler, SAMPLERS, "training.sampler", source)
+        parse_component(training.sampler, table("samplers"), "training.sampler", source)
         check_sampler_order(get_sampler(training.sampler), len(config.named_tasks()), source)
     if config.tasks is None:
         return
-    from xtune.encoders.positions import max_positions
-
     positions = None if stored else max_positions(config.encoder.to_dict())
     for name, task in config.tasks.items():
         if not 0 <= task.frozen_epochs < training.epochs:
@@ -541,16 +564,10 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
 
 def choices_of(key: str) -> tuple[Any, ...] | None:
     if key == "training.metric":
-        from xtune.metric_directions import METRIC_DIRECTIONS
-
         return tuple(METRIC_DIRECTIONS)
     if key == "training.tune_thresholds":
-        from xtune.threshold_objectives import OBJECTIVES
-
         return OBJECTIVES
     if key == "training.decision_rule":
-        from xtune.threshold_objectives import DECISION_RULES
-
         return DECISION_RULES
     if key in ("training.jit_compile", "data.trim_vocabulary"):
         return ("auto", True, False)
@@ -591,12 +608,10 @@ def format_choice(choice: Any) -> str:
 
 
 def check_across_sections(
-    config: RunConfig, regs: dict[str, Any], source: str, stored: bool = False
+    config: RunConfig, tables: dict[str, ComponentTable], source: str, stored: bool = False
 ) -> None:
     """Settings that are only wrong together, or against the encoder's files (unless
     `stored`: a run folder's config, see `parse_run_config`)."""
-    from xtune.encoders.positions import max_positions
-
     if not stored:
         check_encoder_files(config.encoder, source)
     positions = None if stored else max_positions(config.encoder.to_dict())
@@ -605,7 +620,7 @@ def check_across_sections(
             f"{source}: data.max_length: {config.data.max_length} is more than the encoder "
             f"{config.encoder.name!r} has positions for ({positions}); use at most {positions}"
         )
-    check_layer_counts(config, regs, source)
+    check_layer_counts(config, tables, source)
     finetune, epochs = config.finetune, config.training.epochs
     if finetune.frozen_epochs >= epochs:
         raise ConfigError(
@@ -618,24 +633,23 @@ def check_across_sections(
             "adapters inside the encoder)"
         )
     check_parameter_efficient(finetune, source)
-    loss = regs["loss"].get(config.loss.name)
-    if config.training.report_thresholds and getattr(loss, "default_threshold", 0.5) is None:
+    threshold = tables["loss"].get(config.loss.name).fact("default_threshold")
+    if config.training.report_thresholds and threshold is None:
         raise ConfigError(
             f"{source}: training.report_thresholds: the loss {config.loss.name!r} predicts the "
             "top-1 label and has no per-label thresholds; remove report_thresholds"
         )
-    check_decision_rule(config, loss, source)
+    check_decision_rule(config, threshold, source)
 
 
-def check_decision_rule(config: RunConfig, loss: Any, source: str) -> None:
+def check_decision_rule(config: RunConfig, default_threshold: float | None, source: str) -> None:
     """`training.decision_rule: tuned` needs thresholds to serve (a config without `tasks:`;
-    a named task without them serves its own rule)."""
-    from xtune.threshold_objectives import objective_for
-
+    a named task without them serves its own rule); `default_threshold`: the loss's (None for
+    a top-1 loss)."""
     training = config.training
     if training.decision_rule != "tuned" or config.tasks is not None:
         return
-    if getattr(loss, "default_threshold", 0.5) is None:
+    if default_threshold is None:
         raise ConfigError(
             f"{source}: training.decision_rule: tuned: the loss {config.loss.name!r} predicts "
             "the top-1 label and has no thresholds to tune; use decision_rule: default"
@@ -661,19 +675,17 @@ def check_parameter_efficient(finetune: FinetuneConfig, source: str) -> None:
             )
 
 
-def check_layer_counts(config: RunConfig, regs: dict[str, Any], source: str) -> None:
+def check_layer_counts(config: RunConfig, tables: dict[str, ComponentTable], source: str) -> None:
     """Settings that count transformer layers are at most the encoder's (when it can tell)."""
-    from xtune.encoders.positions import num_layers
-
     layers = num_layers(config.encoder.to_dict())
     if layers is None:
         return
     head = config.head
-    default = inspect.signature(regs["head"].get(head.name)).parameters.get("last_layers")
+    default = tables["head"].get(head.name).default("last_layers")
     counts = {
         "finetune.train_top_layers": config.finetune.train_top_layers,
         "finetune.reinit_top_layers": config.finetune.reinit_top_layers,
-        "head.last_layers": head.kwargs.get("last_layers", default and default.default),
+        "head.last_layers": head.kwargs.get("last_layers", default),
     }
     for key, value in counts.items():
         if isinstance(value, int) and value > layers:
@@ -758,6 +770,9 @@ def type_name(option: Any) -> str:
 
 
 def parse_component(raw: Any, registry: Any, path: str, source: str) -> ComponentSpec:
+    """A component section (a name, or a mapping with `name`) checked against `registry`: a
+    catalog table, or a live registry (`ComponentTable.of` describes it the same way)."""
+    described = ComponentTable.of(registry)
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict) or "name" not in raw:
@@ -766,88 +781,29 @@ def parse_component(raw: Any, registry: Any, path: str, source: str) -> Componen
         )
     kwargs = dict(raw)
     name = kwargs.pop("name")
-    if not isinstance(name, str) or name not in registry:
+    kind, names = described.kind, described.names()
+    if not isinstance(name, str) or name not in described:
         raise ConfigError(
-            f"{source}: {path}.name: unknown {registry.kind} {short(name)}"
-            f"{did_you_mean(name, registry.names())}; "
-            f"valid choices: {', '.join(registry.names())}"
+            f"{source}: {path}.name: unknown {kind} {short(name)}"
+            f"{did_you_mean(name, names)}; valid choices: {', '.join(names)}"
         )
-    builder = registry.get(name)
-    accepted = accepted_arguments(builder)
+    component = described.get(name)
+    accepted = component.accepted()
     for key in kwargs:
         if key not in accepted:
             raise ConfigError(
-                f"{source}: unknown key '{path}.{key}' for {registry.kind} {name!r}"
+                f"{source}: unknown key '{path}.{key}' for {kind} {name!r}"
                 f"{did_you_mean(key, accepted)}; "
                 f"valid keys: {', '.join(sorted(accepted)) or '(none)'}"
             )
-    missing = sorted(required_arguments(builder) - set(kwargs))
+    missing = sorted(component.required() - set(kwargs))
     if missing:
-        raise ConfigError(f"{source}: {path}: {registry.kind} {name!r} needs {missing[0]!r}")
-    hints = argument_hints(builder)
+        raise ConfigError(f"{source}: {path}: {kind} {name!r} needs {missing[0]!r}")
+    hints = component.hints()
     for key, value in kwargs.items():
         check_type(value, hints.get(key, Any), f"{path}.{key}", source)
     try:
-        registry.check(name, kwargs)
+        component.check(kwargs)
     except ValueError as error:
         raise ConfigError(f"{source}: {path}.{one_line(str(error))}") from None
     return ComponentSpec(name, kwargs)
-
-
-INTERNAL_ARGUMENTS = {"self", "name", "dtype", "reduction", "trainable"}
-
-
-def initializers(builder: Any) -> list[Any]:
-    """The functions whose named arguments a registered builder takes from YAML.
-
-    For a class, each `__init__` up its MRO, as long as the one below passes `**kwargs` on
-    (framework bases like `keras.layers.Layer` are not xtune settings).
-    """
-    if not inspect.isclass(builder):
-        return [builder]
-    functions = []
-    for cls in builder.__mro__:
-        if cls.__module__.split(".")[0] != "xtune" or "__init__" not in vars(cls):
-            continue
-        functions.append(cls.__init__)
-        if not named_parameters(cls.__init__)[1]:
-            break
-    return functions
-
-
-def accepted_arguments(builder: Any) -> set[str]:
-    """Keyword arguments a registered builder takes from YAML."""
-    return set().union(*(named_parameters(f)[0] for f in initializers(builder)))
-
-
-def required_arguments(builder: Any) -> set[str]:
-    """Arguments without a default (`path` of the `hf` encoder)."""
-    required = set()
-    for function in initializers(builder):
-        for p in inspect.signature(function).parameters.values():
-            if p.name in named_parameters(function)[0] and p.default is p.empty:
-                required.add(p.name)
-    return required
-
-
-def argument_hints(builder: Any) -> dict[str, Any]:
-    """Type hints of the builder's YAML arguments (a subclass's hint wins over its base's)."""
-    hints: dict[str, Any] = {}
-    for function in reversed(initializers(builder)):
-        try:
-            hints.update(typing.get_type_hints(function))
-        except (NameError, TypeError):  # a hint that cannot be resolved checks nothing
-            continue
-    return hints
-
-
-def named_parameters(function: Any) -> tuple[set[str], bool]:
-    params = inspect.signature(function).parameters.values()
-    names = {
-        p.name
-        for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in INTERNAL_ARGUMENTS
-        and not p.name.startswith("_")
-    }
-    return names, any(p.kind is p.VAR_KEYWORD for p in params)
