@@ -181,6 +181,7 @@ def test_base_files_chain_and_a_cycle_is_an_error(tmp_path):
         ({"encoder": {"name": "hf", "path": "no/such/folder"}}, "encoder.path: .*not found"),
         ({"loss": "softmax_ce", "training": {"report_thresholds": [0.3]}}, "top-1"),
         ({"training": {"decision_rule": "best"}}, "decision_rule: 'best' is not one of: auto"),
+        ({"training": {"report_to": ["tensorbord"]}}, "did you mean 'tensorboard'"),
         ({"loss": "softmax_ce", "training": {"decision_rule": "tuned"}}, "no thresholds to tune"),
         ({"training": {"decision_rule": "tuned", "tune_thresholds": None}}, "tune_thresholds"),
         (

@@ -607,6 +607,19 @@ def format_choice(choice: Any) -> str:
     return str(choice).lower() if isinstance(choice, bool) else str(choice)
 
 
+# `training.report_to`: the tracking tools a run can log to (xtune.training.tracking).
+REPORTERS = ("tensorboard",)
+
+
+def check_report_to(report_to: list[str], source: str) -> None:
+    for name in report_to:
+        if name not in REPORTERS:
+            raise ConfigError(
+                f"{source}: training.report_to: unknown tool {short(name)}"
+                f"{did_you_mean(str(name), list(REPORTERS))}; valid: {', '.join(REPORTERS)}"
+            )
+
+
 def check_across_sections(
     config: RunConfig, tables: dict[str, ComponentTable], source: str, stored: bool = False
 ) -> None:
@@ -621,6 +634,7 @@ def check_across_sections(
             f"{config.encoder.name!r} has positions for ({positions}); use at most {positions}"
         )
     check_layer_counts(config, tables, source)
+    check_report_to(config.training.report_to, source)
     finetune, epochs = config.finetune, config.training.epochs
     if finetune.frozen_epochs >= epochs:
         raise ConfigError(

@@ -24,7 +24,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-REPORTERS = ("tensorboard",)
 TENSORBOARD_FOLDER = "tensorboard"
 # TensorBoard shows a summary under its Scalars tab by this plugin name.
 SCALAR_METADATA = tf.compat.v1.SummaryMetadata(
