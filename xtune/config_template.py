@@ -51,4 +51,6 @@ training:
   report_thresholds: []                     # e.g. [0.3]: also score at fixed thresholds
   output_dir: runs                          # each run gets runs/<time>/ (config, labels, weights)
   mixed_precision: auto                     # float32 | mixed_bfloat16 | mixed_float16
+  report_to: []                             # [tensorboard]: events in runs/<time>/tensorboard/
+  checkpoints: true                         # per-epoch state: `xtune train CONFIG --resume`
 """
