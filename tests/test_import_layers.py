@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     # Names settings choose among, without numpy or scikit-learn (the config reads these).
     ("xtune.metric_directions", "xtune.threshold_objectives"),
+    ("xtune.lazy_exports",),  # the packages' lazy `__getattr__`
 ]
 
 # The one edge that points up, with its reason: reloading a run folder (tasks layer; the

@@ -7,6 +7,8 @@ them, load on first use of a name below (PEP 562 `__getattr__`, as `xtune` loads
 
 from typing import Any
 
+from xtune.lazy_exports import bind_exports
+
 __all__ = [
     "ENCODERS",
     "FAMILIES",
@@ -38,7 +40,4 @@ def __getattr__(name: str) -> Any:
         xlm_roberta,
     )
 
-    globals().update(
-        {n: getattr(m, n) for m in (adapter, encoder) for n in __all__ if hasattr(m, n)}
-    )
-    return globals()[name]
+    return bind_exports(globals(), __all__, name, (adapter, encoder))

@@ -7,6 +7,8 @@ name below (PEP 562 `__getattr__`, as `xtune` loads its API).
 
 from typing import Any
 
+from xtune.lazy_exports import bind_exports
+
 __all__ = [
     "HEADS",
     "AttentionPoolingHead",
@@ -27,8 +29,14 @@ def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     # These modules register their heads into HEADS on import (and `pair` its Keras layers).
-    from xtune.heads import attention, base, multi_layer, pair, pooling, recurrent, textcnn
+    from xtune.heads import (  # noqa: F401
+        attention,
+        base,
+        multi_layer,
+        pair,
+        pooling,
+        recurrent,
+        textcnn,
+    )
 
-    modules = (base, attention, multi_layer, pair, pooling, recurrent, textcnn)
-    globals().update({n: getattr(m, n) for m in modules for n in __all__ if hasattr(m, n)})
-    return globals()[name]
+    return bind_exports(globals(), __all__, name, locals().values())

@@ -8,6 +8,8 @@ use of a name below (PEP 562 `__getattr__`, as `xtune` loads its API).
 
 from typing import Any
 
+from xtune.lazy_exports import bind_exports
+
 __all__ = [
     "LOSSES",
     "SCORE_LOSSES",
@@ -31,7 +33,7 @@ def __getattr__(name: str) -> Any:
     # Importing these modules registers each loss into LOSSES or SCORE_LOSSES. Only the
     # classes are exported: each plain function shares its module's name
     # (`xtune.losses.focal_crossentropy.focal_crossentropy`) and would shadow the module.
-    from xtune.losses import (
+    from xtune.losses import (  # noqa: F401
         base,
         binary_crossentropy,
         classification_loss,
@@ -44,17 +46,4 @@ def __getattr__(name: str) -> Any:
         softmax_crossentropy,
     )
 
-    modules = (
-        base,
-        binary_crossentropy,
-        classification_loss,
-        cosent,
-        cosine_similarity,
-        focal_crossentropy,
-        mse,
-        multilabel_categorical_crossentropy,
-        score_loss,
-        softmax_crossentropy,
-    )
-    globals().update({n: getattr(m, n) for m in modules for n in __all__ if hasattr(m, n)})
-    return globals()[name]
+    return bind_exports(globals(), __all__, name, locals().values())

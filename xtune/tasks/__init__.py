@@ -8,6 +8,8 @@ load on first use of a name below (PEP 562 `__getattr__`, as `xtune` loads its A
 
 from typing import Any
 
+from xtune.lazy_exports import bind_exports
+
 __all__ = [
     "SAMPLERS",
     "TASKS",
@@ -28,7 +30,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from xtune.tasks import (
+    from xtune.tasks import (  # noqa: F401
         base,
         bi_encoder,
         build,
@@ -39,15 +41,4 @@ def __getattr__(name: str) -> Any:
         samplers,
     )
 
-    modules = (
-        base,
-        bi_encoder,
-        build,
-        classification,
-        hierarchical,
-        registry,
-        regression,
-        samplers,
-    )
-    globals().update({n: getattr(m, n) for m in modules for n in __all__ if hasattr(m, n)})
-    return globals()[name]
+    return bind_exports(globals(), __all__, name, locals().values())
