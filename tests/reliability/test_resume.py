@@ -54,11 +54,11 @@ def two_stages_two_tasks(root: Path) -> dict:
 
 
 CASES = {"single task": single_task, "two stages, two tasks": two_stages_two_tasks}
-# Kill points (training steps, 1-based): before the first checkpoint, and drawn at random
-# after it (for two stages: inside the second stage, whose optimizer the checkpoint holds).
+# Kill points (training steps, 1-based), drawn at random after the first checkpoint (for two
+# stages: inside the second stage, whose optimizer the checkpoint holds). An interrupt before
+# any checkpoint is the Ctrl-C test's first step.
 _draw = random.Random(22)
 KILLS = [
-    ("single task", 1),
     ("single task", _draw.randint(STEPS + 1, EPOCHS * STEPS)),
     ("two stages, two tasks", _draw.randint(STEPS * 2 + 1, EPOCHS * STEPS)),
 ]
@@ -179,6 +179,9 @@ def test_ctrl_c_names_the_resume_command_which_continues_the_latest_unfinished_r
     case = uninterrupted("single task")
     monkeypatch.chdir(case["root"])
 
+    def interrupted_before_first_checkpoint(self, epochs_done):
+        signal.raise_signal(signal.SIGINT)
+
     def interrupted_after_first_epoch(self, epochs_done):
         original(self, epochs_done)
         signal.raise_signal(signal.SIGINT)
@@ -186,12 +189,20 @@ def test_ctrl_c_names_the_resume_command_which_continues_the_latest_unfinished_r
     original = xtune.training.callbacks.EpochCheckpoint.save
     with monkeypatch.context() as patch:
         patch.setattr(
-            xtune.training.callbacks.EpochCheckpoint, "save", interrupted_after_first_epoch
+            xtune.training.callbacks.EpochCheckpoint, "save", interrupted_before_first_checkpoint
         )
         code, _, err = run_cli(["train", case["config"]], capsys)  # the default run folder
+    assert code == 130 and "is unfinished (no epoch finished); continue it with" in err, err
+    run = Path(err.strip().split("--run-dir ")[1])
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            xtune.training.callbacks.EpochCheckpoint, "save", interrupted_after_first_epoch
+        )
+        code, out, err = run_cli(["train", case["config"], "--resume"], capsys)
+    assert f"resuming {run} from the start (no epoch had finished)" in out
     assert code == 130 and len(err.strip().splitlines()) == 1, err
     assert f"checkpoint after epoch 1 of {EPOCHS}); continue it with: xtune train" in err
-    run = Path(err.strip().split("--run-dir ")[1])
+    assert err.strip().endswith(f"--resume --run-dir {run}")
     changed = ["--set", "optimizer.learning_rate=0.01"]
     code, _, err = run_cli(["train", case["config"], *changed, "--resume"], capsys)
     assert_user_error(code, err, "no unfinished run of this config in")
