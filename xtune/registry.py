@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -89,11 +90,17 @@ def checked_by(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a factory (optimizers and schedules are factories: their call checks the arguments
     and returns a closure that builds later) its `check_arguments`: `checker`, a function that
-    takes the same arguments with the same defaults and needs no TensorFlow."""
+    takes the same arguments with the same defaults and needs no TensorFlow; calling the
+    factory runs it first."""
 
     def mark(factory: Callable[..., Any]) -> Callable[..., Any]:
-        factory.check_arguments = checker  # type: ignore[attr-defined]
-        return factory
+        @functools.wraps(factory)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            checker(*args, **kwargs)
+            return factory(*args, **kwargs)
+
+        checked.check_arguments = checker  # type: ignore[attr-defined]
+        return checked
 
     return mark
 

@@ -158,19 +158,6 @@ def adamw(
     the global norm, `gradient_accumulation_steps` averages that many batches per update
     (schedule steps still count batches), `use_ema` keeps an exponential moving average of
     the weights that the dev evaluation uses."""
-    check_adamw(
-        learning_rate,
-        weight_decay,
-        beta_1,
-        beta_2,
-        epsilon,
-        layerwise_lr_decay,
-        head_learning_rate,
-        clipnorm,
-        use_ema,
-        ema_momentum,
-        gradient_accumulation_steps,
-    )
 
     def build(model: keras.Model, schedule: Any, total_steps: int) -> keras.optimizers.Optimizer:
         return ScaledAdamW(
@@ -211,18 +198,6 @@ def adam(
     gradient_accumulation_steps: int | None = None,
 ) -> OptimizerFactory:
     """Adam without weight decay; the other settings as for `adamw`."""
-    check_adam(
-        learning_rate,
-        beta_1,
-        beta_2,
-        epsilon,
-        layerwise_lr_decay,
-        head_learning_rate,
-        clipnorm,
-        use_ema,
-        ema_momentum,
-        gradient_accumulation_steps,
-    )
 
     def build(model: keras.Model, schedule: Any, total_steps: int) -> keras.optimizers.Optimizer:
         return ScaledAdam(

@@ -66,7 +66,6 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
 @checked_by(check_constant_schedule)
 def constant(warmup_steps: int = 0, warmup_ratio: float = 0.0) -> ScheduleFactory:
     """The peak rate throughout, after an optional warm-up."""
-    check_constant_schedule(warmup_steps, warmup_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
@@ -82,7 +81,6 @@ def linear(
     warmup_steps: int = 0, warmup_ratio: float = 0.0, final_ratio: float = 0.0
 ) -> ScheduleFactory:
     """Warm-up, then linear decay to `final_ratio * peak` at the last step (BERT's schedule)."""
-    check_decaying_schedule(warmup_steps, warmup_ratio, final_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
@@ -100,7 +98,6 @@ def cosine(
     warmup_steps: int = 0, warmup_ratio: float = 0.0, final_ratio: float = 0.0
 ) -> ScheduleFactory:
     """Warm-up, then cosine decay to `final_ratio * peak`."""
-    check_decaying_schedule(warmup_steps, warmup_ratio, final_ratio)
 
     def build(peak: float, total_steps: int) -> Any:
         warm = warmup_steps_of(total_steps, warmup_steps, warmup_ratio)
