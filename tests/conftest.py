@@ -63,6 +63,7 @@ def sample_run_config(tmp_path: Path, **sections) -> dict:
             "batch_size": 32,
             "mixed_precision": "float32",
             "verbose": 0,
+            "checkpoints": False,  # tests/reliability/test_resume.py turns them on
             "output_dir": str(tmp_path / "runs"),
         },
     }

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import shlex
-import signal
 import sys
 import threading
 
-from xtune import __version__
+from xtune import __version__, interrupts
 from xtune.components import ALIASES, KINDS
 
 # Nothing here imports TensorFlow: each command imports what it needs, so `--help`,
@@ -157,15 +157,6 @@ USER_ERRORS = (
 )
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt: `finally`
-    blocks run (temporary files are removed) and `main` reports it in one line."""
-
-
-def raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.debug:
@@ -174,22 +165,17 @@ def main(argv: list[str] | None = None) -> int:
     if run_folder is not None:
         run_folder.RunFolder.latest = None  # an earlier command's, in this process
     in_main_thread = threading.current_thread() is threading.main_thread()
-    # Ctrl-C is Python's KeyboardInterrupt even when a library (or an earlier command in this
-    # process) replaced the SIGINT handler; SIGTERM raises `Terminated`. Both are restored.
-    handlers = {signal.SIGTERM: raise_terminated, signal.SIGINT: signal.default_int_handler}
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
     try:
-        return run_reporting_errors(args)
-    except (KeyboardInterrupt, Terminated) as interrupt:
-        name, code = ("SIGTERM", 143) if isinstance(interrupt, Terminated) else ("SIGINT", 130)
+        with interrupts.handled() if in_main_thread else contextlib.nullcontext():
+            return run_reporting_errors(args)
+    except (KeyboardInterrupt, interrupts.Terminated) as interrupt:
+        terminated = isinstance(interrupt, interrupts.Terminated)
+        name, code = ("SIGTERM", 143) if terminated else ("SIGINT", 130)
         print(
             f"xtune {args.command}: interrupted ({name}); {unfinished_work(args)}",
             file=sys.stderr,
         )
         return code
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def unfinished_work(args: argparse.Namespace) -> str:

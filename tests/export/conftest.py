@@ -68,6 +68,7 @@ def tiny_config(folder: Path) -> dict:
             "mixed_precision": "float32",
             "jit_compile": False,
             "verbose": 0,
+            "checkpoints": False,
             "decision_rule": "tuned",  # the exports serve tuned thresholds
         },
     }

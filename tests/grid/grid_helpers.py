@@ -63,6 +63,7 @@ def tiny_base(data_root: Path, output_dir: Path, cache_dir: Path | None = None) 
             "eval_batch_size": 16,
             "verbose": 0,
             "save_weights": False,
+            "checkpoints": False,  # tests/reliability/test_resume.py turns them on
             "tune_thresholds": None,
             "mixed_precision": "float32",
             "jit_compile": False,

@@ -41,6 +41,7 @@ def config(folder: Path, mode: str, **hierarchy) -> dict:
             # tuned between two of them flips with float noise in the export check.
             "tune_thresholds": None,
             "verbose": 0,
+            "checkpoints": False,
             "output_dir": str(folder / "runs"),
             "run_name": mode,
         },

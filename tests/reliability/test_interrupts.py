@@ -27,7 +27,7 @@ def setup(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("interrupts")
     config = tiny_base(write_tiny_data(root / "data"), root / "runs")
-    config["training"]["save_weights"] = True
+    config["training"].update(save_weights=True, checkpoints=True)
     path = root / "run.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     assert main(["train", str(path), "--run-dir", str(root / "finished")]) == 0
@@ -85,6 +85,42 @@ def test_a_signal_during_train_leaves_an_unfinished_folder_that_a_rerun_finishes
     assert code == 0, err
     assert (run / "metrics.json").is_file() and leftovers(run) == []
     assert snapshot(setup["finished"]) == before
+
+
+class SignalsWhenCollected:
+    """An object whose finalizer receives the signal, as a TensorFlow object's `__del__` can:
+    Python drops an exception raised there ("Exception ignored")."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __del__(self):
+        signal.raise_signal(self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_swallowed_by_a_finalizer_still_stops_training(
+    setup, tmp_path, capsys, monkeypatch, signum
+):
+    import xtune.training.callbacks
+
+    steps = []
+    original = xtune.training.callbacks.DivergenceGuard.on_train_batch_end
+
+    def collects_a_signalling_object(self, batch, logs=None):
+        steps.append(batch)
+        if len(steps) == 1:
+            SignalsWhenCollected(signum)  # collected at once: the exception is dropped
+        original(self, batch, logs)
+
+    monkeypatch.setattr(
+        xtune.training.callbacks.DivergenceGuard, "on_train_batch_end", collects_a_signalling_object
+    )
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", setup["config"], "--run-dir", run], capsys)
+    assert_interrupted(code, err, signum, f"the run folder {run} is unfinished")
+    assert steps == [0]  # stopped at the step the signal arrived in, not at the run's end
+    assert not (run / "metrics.json").exists()
 
 
 def test_a_live_process_temporary_file_is_left_alone(tmp_path):

@@ -32,7 +32,7 @@ UNCOMPARED = {"timings", "run_dir", "finished_at", "train_samples_per_second"}
 
 def single_task(root: Path) -> dict:
     config = tiny_base(write_tiny_data(root / "data"), root / "runs")
-    config["training"].update(epochs=EPOCHS, tune_thresholds="micro_f1")
+    config["training"].update(epochs=EPOCHS, tune_thresholds="micro_f1", checkpoints=True)
     config["encoder"]["dropout"] = 0.3  # dropout's random state must resume too
     return config
 

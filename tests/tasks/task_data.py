@@ -83,6 +83,7 @@ def multitask_config(tmp_path: Path, tasks: dict, **training) -> dict:
             "batch_size": 16,
             "mixed_precision": "float32",
             "verbose": 0,
+            "checkpoints": False,
             "output_dir": str(tmp_path / "runs"),
             **training,
         },

@@ -109,6 +109,7 @@ def run_config(tiny_task: tuple[Path, Path], output_dir: Path, **sections: Any) 
             "mixed_precision": "float32",
             "jit_compile": False,
             "verbose": 0,
+            "checkpoints": False,
             "tune_thresholds": None,
         },
     }

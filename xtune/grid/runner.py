@@ -31,6 +31,7 @@ from xtune.grid.storage import (
     storage_error,
     write_text_atomically,
 )
+from xtune.interrupts import raise_pending
 from xtune.run_folder import HASHES_KEY, WEIGHTS_FILE
 from xtune.training.checkpoint import read_progress
 
@@ -258,6 +259,7 @@ class GridSession:
         """Train `todo`; `recorded` of the grid's `grid_runs` runs were finished before."""
         progress = GridProgress(self.spec.name, grid_runs, recorded, len(todo))
         for position, run in enumerate(todo, 1):
+            raise_pending()  # a signal a finalizer swallowed during the previous run
             print(
                 f"\n[grid {self.spec.name}] run {position}/{len(todo)} of this session "
                 f"({progress.done + 1}/{progress.total} of the grid): row {run.cell.name!r} "

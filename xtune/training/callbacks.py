@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from xtune.faults import fault_point
+from xtune.interrupts import raise_pending
 from xtune.training.checkpoint import (
     Progress,
     state_file_name,
@@ -230,6 +231,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
             [variable.path for variable in optimizer.variables],
         )
         write_checkpoint(self.run_dir, progress, arrays)
+
+
+class InterruptPoint(keras.callbacks.Callback):
+    """Raises a signal that arrived while a finalizer ran (and was dropped there) after the
+    training step or epoch it arrived in (`xtune.interrupts`)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_pending()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        raise_pending()
 
 
 class StepFaultPoint(keras.callbacks.Callback):

@@ -47,6 +47,7 @@ from xtune.training.callbacks import (
     EpochCheckpoint,
     EpochLines,
     FirstStepTimer,
+    InterruptPoint,
     StepFaultPoint,
     fit_verbosity,
     mean_score,
@@ -411,8 +412,8 @@ def fit_run(
         divergence.first_loss = resumed.progress.first_loss
         start = resumed.progress.epochs_done
     checkpoint = EpochCheckpoint(folder.path, evaluation, divergence)
-    callbacks = [divergence, evaluation, keras.callbacks.ProgbarLogger(), first_step,
-                 EpochLines(evaluation)]  # fmt: skip
+    callbacks = [InterruptPoint(), divergence, evaluation, keras.callbacks.ProgbarLogger(),
+                 first_step, EpochLines(evaluation)]  # fmt: skip
     # The bar's logger explicitly, so the dev summary line is printed after it.
     callbacks += [checkpoint] if training.checkpoints else []
     callbacks += tracking_callbacks(
