@@ -234,6 +234,11 @@ class GridProgress:
         )
 
 
+def run_tags(spec: GridSpec, run: PlannedRun) -> dict[str, str]:
+    """How a grid's run is labelled in tracking tools (`training.report_to`)."""
+    return {"grid": spec.name, "row": run.cell.name, "seed": str(run.seed), "run_id": run.run_id}
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -294,7 +299,9 @@ class GridSession:
             run_dir = run_dir or self.claim_run_dir(run)
             line["run_dir"] = str(run_dir)
             fault_point("run_start")
-            result = train(run.config, run_dir=run_dir, data=data, resume=resume)
+            result = train(
+                run.config, run_dir=run_dir, data=data, resume=resume, tags=run_tags(self.spec, run)
+            )
             line.update(result_fields(result, run.config, data))
             line["weights_sha256"] = weights_sha256(run_dir)
             check_finite_losses(result.history)

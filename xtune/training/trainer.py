@@ -251,11 +251,14 @@ def train(
     run_dir: str | Path | None = None,
     data: PreparedData | None = None,
     resume: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Train one run and write its run folder; `data` lets a grid reuse tokenized splits.
 
     `resume`: `run_dir` is an interrupted run of this config; training continues from its
-    last checkpoint (`xtune.training.checkpoint`) to the result an uninterrupted run gets."""
+    last checkpoint (`xtune.training.checkpoint`) to the result an uninterrupted run gets.
+    `tags` label the run in the tracking tools `training.report_to` names (a grid's: grid,
+    row, seed, run id)."""
     started = time.perf_counter()
     keras.utils.set_random_seed(config.training.seed)
     precision = resolve_precision(config.training.mixed_precision)
