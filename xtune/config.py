@@ -13,6 +13,7 @@ import collections.abc
 import copy
 import dataclasses
 import difflib
+import importlib.util
 import math
 import re
 import reprlib
@@ -43,6 +44,7 @@ from xtune.config_schema import (
     HierarchyConfig,
     RunConfig,
     TaskConfig,
+    TrackingConfig,
     TrainingConfig,
 )
 from xtune.encoders.positions import max_positions, num_layers
@@ -102,6 +104,7 @@ SECTIONS = {
     "finetune": FinetuneConfig,
     "training": TrainingConfig,
     "hierarchy": HierarchyConfig,
+    "tracking": TrackingConfig,
 }
 COMPONENT_SECTIONS = ("encoder", "head", "loss", "optimizer", "schedule", "adversarial")
 CHOICES = {
@@ -608,16 +611,25 @@ def format_choice(choice: Any) -> str:
 
 
 # `training.report_to`: the tracking tools a run can log to (xtune.training.tracking).
-REPORTERS = ("tensorboard",)
+REPORTERS = ("tensorboard", "mlflow")
 
 
-def check_report_to(report_to: list[str], source: str) -> None:
+def check_report_to(report_to: list[str], mlflow_uri: str, source: str) -> None:
     for name in report_to:
         if name not in REPORTERS:
             raise ConfigError(
                 f"{source}: training.report_to: unknown tool {short(name)}"
                 f"{did_you_mean(str(name), list(REPORTERS))}; valid: {', '.join(REPORTERS)}"
             )
+    needed = ("mlflow",) if "mlflow" in report_to else ()
+    if needed and mlflow_uri.startswith("sqlite:"):
+        needed += ("sqlalchemy", "alembic")
+    missing = [module for module in needed if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(
+            f"{source}: training.report_to: mlflow needs the MLflow client and its store "
+            f"({', '.join(missing)} not installed): pip install 'xtune[mlflow]'"
+        )
 
 
 def check_across_sections(
@@ -634,7 +646,7 @@ def check_across_sections(
             f"{config.encoder.name!r} has positions for ({positions}); use at most {positions}"
         )
     check_layer_counts(config, tables, source)
-    check_report_to(config.training.report_to, source)
+    check_report_to(config.training.report_to, config.tracking.mlflow_uri, source)
     finetune, epochs = config.finetune, config.training.epochs
     if finetune.frozen_epochs >= epochs:
         raise ConfigError(

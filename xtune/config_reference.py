@@ -24,6 +24,7 @@ from xtune.config_schema import (
     HierarchyConfig,
     RunConfig,
     TaskConfig,
+    TrackingConfig,
     TrainingConfig,
 )
 
@@ -55,6 +56,12 @@ SECTIONS = (
         "hierarchy",
         HierarchyConfig,
         "`hierarchy:` at the top level (a config without `tasks:`) or `tasks.NAME.hierarchy`.",
+    ),
+    Section(
+        "`tracking`",
+        "tracking",
+        TrackingConfig,
+        "Read only when `training.report_to` names `mlflow`.",
     ),
     Section(
         "`tasks.NAME`",

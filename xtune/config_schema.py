@@ -22,7 +22,21 @@ NON_RESULT_KEYS = (
     "training.checkpoints",
     "training.report_to",
     "training.verbose",
+    "tracking.mlflow_uri",
+    "tracking.experiment",
 )
+
+
+def without_non_result_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (changed in place) without `NON_RESULT_KEYS`; a section they leave empty
+    is dropped too, so setting only them changes no run id."""
+    for dotted in NON_RESULT_KEYS:
+        section, key = dotted.split(".")
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
+            if not raw[section]:
+                raw.pop(section)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -239,6 +253,16 @@ def drop_unset_hierarchy(out: dict[str, Any]) -> None:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Where `training.report_to: [mlflow]` sends the run (xtune.training.mlflow_tracking)."""
+
+    # Any MLflow tracking URI: the default is an embedded SQLite store in ./mlruns/ (no
+    # server; artifacts in mlruns/artifacts/), or e.g. http://HOST:5000 for a server.
+    mlflow_uri: str = "sqlite:///mlruns/mlflow.db"
+    experiment: str | None = None  # the MLflow experiment; None: the grid's name, else xtune
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs."""
 
@@ -254,6 +278,7 @@ class RunConfig:
     training: TrainingConfig = TrainingConfig()  # epochs, batches, selection (`training`)
     tasks: dict[str, TaskConfig] | None = None  # None: one classification task (`data` ...)
     hierarchy: HierarchyConfig = HierarchyConfig()  # of the one task of a config without tasks
+    tracking: TrackingConfig = TrackingConfig()  # the MLflow store (`tracking`)
 
     def named_tasks(self) -> dict[str, TaskConfig]:
         """The run's tasks by name; a config without `tasks:` is one classification task,
@@ -287,6 +312,8 @@ class RunConfig:
             if out["finetune"].get(key) == default:
                 out["finetune"].pop(key)
         drop_unset_hierarchy(out)
+        if out["tracking"] == dataclasses.asdict(TrackingConfig()):
+            out.pop("tracking")  # written only when set: run ids stay what they were
         return out
 
     def to_yaml(self) -> str:

@@ -45,7 +45,7 @@ from xtune.config import (
     parse_yaml_text,
     read_yaml_text,
 )
-from xtune.config_schema import NON_RESULT_KEYS
+from xtune.config_schema import NON_RESULT_KEYS, without_non_result_keys  # noqa: F401 (re-exported)
 
 GRID_KEYS = (
     "name",
@@ -369,11 +369,7 @@ def with_seed(config: RunConfig, seed: int) -> RunConfig:
 
 def result_relevant_config(config: RunConfig) -> dict[str, Any]:
     """The resolved config without the settings in `NON_RESULT_KEYS`."""
-    raw = config.to_dict()
-    for dotted in NON_RESULT_KEYS:
-        section, key = dotted.split(".")
-        raw.get(section, {}).pop(key, None)
-    return raw
+    return without_non_result_keys(config.to_dict())
 
 
 def run_id(config: RunConfig, seed: int | None) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from xtune.config_schema import NON_RESULT_KEYS, RunConfig
+from xtune.config_schema import RunConfig, without_non_result_keys
 from xtune.registry import ConfigError
 from xtune.run_folder import write_atomic, write_through_temporary
 
@@ -119,11 +119,7 @@ def remove_checkpoint(run_dir: str | Path) -> None:
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict without the settings that may change on resume (`NON_RESULT_KEYS`)."""
-    config = json.loads(json.dumps(config, default=str))
-    for dotted in NON_RESULT_KEYS:
-        section, key = dotted.split(".")
-        config.get(section, {}).pop(key, None)
-    return config
+    return without_non_result_keys(json.loads(json.dumps(config, default=str)))
 
 
 def differences(stored: Any, given: Any, prefix: str = "") -> list[str]:

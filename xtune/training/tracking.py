@@ -1,4 +1,5 @@
-"""`training.report_to`: a run visible in the tracking tools its users already watch.
+"""`training.report_to`: a run visible in the tracking tools its users already watch
+(`mlflow`: `xtune.training.mlflow_tracking`).
 
 `tensorboard` writes `RUN/tensorboard/`: under `train/` the training loss of every step (the
 epoch's running mean, as the progress bar shows it; each task's loss too in multi-task runs,
@@ -23,6 +24,8 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+
+from xtune.training.mlflow_tracking import MlflowEpochLog, MlflowTracker
 
 TENSORBOARD_FOLDER = "tensorboard"
 # TensorBoard shows a summary under its Scalars tab by this plugin name.
@@ -84,11 +87,18 @@ def finite(value: Any) -> bool:
 
 
 def tracking_callbacks(
-    report_to: list[str], run_dir: Path, steps_per_epoch: int, evaluation: Any
+    report_to: list[str],
+    run_dir: Path,
+    steps_per_epoch: int,
+    evaluation: Any,
+    mlflow: MlflowTracker,
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks that log the run to each tool `report_to` names (empty: none)."""
+    """The callbacks that log the run to each tool `report_to` names (empty: none); `mlflow`
+    is the run's MLflow run (`xtune.training.mlflow_tracking`)."""
     callbacks: list[keras.callbacks.Callback] = []
     if "tensorboard" in report_to:
         folder = Path(run_dir) / TENSORBOARD_FOLDER
         callbacks.append(TensorBoardLog(folder, steps_per_epoch, evaluation))
+    if "mlflow" in report_to:
+        callbacks.append(MlflowEpochLog(mlflow, evaluation))
     return callbacks

@@ -77,6 +77,7 @@ from xtune.training.label_reports import (
 from xtune.training.layerwise import learning_rate_table
 from xtune.training.lora import ADAPTER_FILE, enable_lora, save_adapter
 from xtune.training.metric_names import MetricNames
+from xtune.training.mlflow_tracking import MlflowTracker, ending_status, start_mlflow
 from xtune.training.optimizers import OPTIMIZERS
 from xtune.training.schedules import SCHEDULES
 from xtune.training.task_batches import (
@@ -267,9 +268,16 @@ def train(
         resumed = resume_point(config, run_dir) if resume else None
         run = build_run(config, data)
         folder = open_run_folder(config, run, run_dir, precision)
-        evaluation, clock = fit_run(config, run, folder, resumed)
-        clock.started = started
-        return finish_run(config, run, folder, evaluation, precision, clock)
+        mlflow = start_mlflow(config, folder.path, tags or {})
+        try:
+            evaluation, clock = fit_run(config, run, folder, resumed, mlflow)
+            clock.started = started
+            result = finish_run(config, run, folder, evaluation, precision, clock)
+        except BaseException as error:
+            mlflow.end(ending_status(error))
+            raise
+        mlflow.finish(folder.path, result.summary())
+        return result
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -398,7 +406,11 @@ def task_summary(run: Run) -> str:
 
 
 def fit_run(
-    config: RunConfig, run: Run, folder: RunFolder, resumed: Checkpoint | None = None
+    config: RunConfig,
+    run: Run,
+    folder: RunFolder,
+    resumed: Checkpoint | None = None,
+    mlflow: MlflowTracker | None = None,
 ) -> tuple[DevEvaluation, FitClock]:
     """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch,
     checkpointed after every epoch; a resumed run starts after its checkpoint's epoch."""
@@ -420,8 +432,9 @@ def fit_run(
     # The bar's logger explicitly, so the dev summary line is printed after it.
     callbacks += [checkpoint] if training.checkpoints else []
     callbacks += tracking_callbacks(
-        training.report_to, folder.path, run.schedule.steps_per_epoch, evaluation
-    )
+        training.report_to, folder.path, run.schedule.steps_per_epoch, evaluation,
+        mlflow or MlflowTracker(config.tracking.mlflow_uri),
+    )  # fmt: skip
     callbacks += [StepFaultPoint()] if faults.enabled("train_step") else []
     fit_started = time.perf_counter()
     for stage in run.stages:
