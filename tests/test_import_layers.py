@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
         "xtune.files",
         "xtune.thresholds",
         "xtune.faults",
+        "xtune.interrupts",
         "xtune.quiet_tensorflow",
         "xtune",
     ),
