@@ -30,6 +30,7 @@ def tiny_demo_config(folder: Path) -> dict:
         verbose=0,
         output_dir=str(folder / "runs"),
         run_name="demo_hierarchy",
+        checkpoints=False,
     )
     return raw
 
