@@ -1,6 +1,7 @@
 """Training throughput of xtune next to PyTorch + transformers, measured side by side in one run.
 
     .venv/bin/python benchmarks/train_throughput.py [--quick] [--torch-python PATH]
+        [--device auto|cpu|gpu] [--sections minilm bert-base real]
 
 Sections (each interleaves its configurations repeat by repeat, so load from other users of a
 shared machine hits every configuration alike):
@@ -37,6 +38,18 @@ Embedding lookups, LayerNorm, softmax, GELU and the optimizer update are not cou
 are memory-bound), so achieved FLOP/s is a lower bound of the work done. Padded positions are
 counted, since they are computed; "% of peak" divides by the same run's matmul peak of the
 step's compute dtype.
+
+GPU (`--device auto`, the default, uses one where a side sees one; `gpu` requires it on both
+sides, `cpu` hides it from both): TensorFlow places xtune's steps on the GPU (XLA on, as
+`jit_compile: auto` does there) and the PyTorch worker moves the model and each batch to
+`cuda`, autocasts to bfloat16 on `cuda`, uses fused AdamW and runs float32 matmuls in
+TensorFloat-32 as TensorFlow does by default. GPUs run asynchronously, so every timer is read
+after the device is idle: `torch.cuda.synchronize()` in the worker, the loss read back and
+`tf.test.experimental.sync_devices()` for xtune. The peak is then each library's best
+8192^3 matmul on the GPU (a 2048^3 one lasts tens of microseconds there, mostly launch
+overhead), and "% peak" divides by that measured bfloat16 (or float32) peak; where the device
+name is a known one, "% sheet" also divides the bfloat16 rows by the datasheet's dense
+bfloat16 peak (H100 SXM and H200 989 TFLOP/s, A100 312), which a real matmul does not reach.
 """
 
 from __future__ import annotations
@@ -78,6 +91,17 @@ BERT_BASE_SHAPE = {
     "intermediate_dim": 3072,
 }
 MATMUL_SIZE = 2048
+# A 2048^3 matmul lasts ~20 us on a datacenter GPU, mostly launch overhead: time a larger one.
+GPU_MATMUL_SIZE = 8192
+# Datasheet dense (no sparsity) bfloat16 tensor-core peaks in TFLOP/s, by a substring of the
+# device name; the first match wins, so the PCIe and NVL parts come before the SXM "H100".
+DATASHEET_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("A100", 312.0),
+)
 
 
 # ---------------------------------------------------------------- shared by both sides
@@ -87,15 +111,32 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def best_matmul_flops(matmul: Any, repeats: int = 7) -> float:
-    """FLOP/s of the fastest of `repeats` calls of a 2048x2048x2048 matmul."""
+def no_wait() -> None:
+    """CPU work is done when the call returns."""
+
+
+def best_matmul_flops(
+    matmul: Any, size: int = MATMUL_SIZE, wait: Any = no_wait, repeats: int = 7
+) -> float:
+    """FLOP/s of the fastest of `repeats` calls of a size x size x size matmul; `wait` blocks
+    until the device has finished (GPUs run asynchronously)."""
     matmul()
+    wait()
     seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
         matmul()
+        wait()
         seconds.append(time.perf_counter() - started)
-    return 2 * MATMUL_SIZE**3 / min(seconds)
+    return 2 * size**3 / min(seconds)
+
+
+def datasheet_bf16_flops(device_name: str) -> float | None:
+    """The datasheet's dense bfloat16 peak of a known GPU, in FLOP/s; None for others."""
+    for fragment, tflops in DATASHEET_BF16_TFLOPS:
+        if fragment in device_name:
+            return tflops * 1e12
+    return None
 
 
 def pad_rows(
@@ -121,35 +162,59 @@ def pad_rows(
 # ---------------------------------------------------------------- PyTorch worker (subprocess)
 
 
+def torch_device(torch: Any, request: str) -> Any:
+    """`cuda` where `request` allows it and a GPU is there, else `cpu`; `gpu` requires one."""
+    if request != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    if request == "gpu":
+        raise RuntimeError(f"--device gpu: torch.cuda.is_available() is False in {sys.executable}")
+    return torch.device("cpu")
+
+
 class TorchWorker:
     """Runs in the PyTorch interpreter; answers one JSON command per stdin line."""
 
-    def __init__(self) -> None:
+    def __init__(self, device_request: str) -> None:
         import torch
 
         self.torch = torch
         torch.set_num_threads(cpu_count())
         torch.manual_seed(SEED)
+        self.device = torch_device(torch, device_request)
+        self.on_gpu = self.device.type == "cuda"
+        if self.on_gpu:
+            # TensorFlow runs float32 matmuls in TensorFloat-32 on GPUs by default: so does this.
+            torch.set_float32_matmul_precision("high")
         self.model = None
         self.optimizer = None
         self.streams: dict[str, Any] = {}
 
+    def wait(self) -> None:
+        """Block until the GPU has run everything queued (a no-op on CPU)."""
+        if self.on_gpu:
+            self.torch.cuda.synchronize()
+
     def peak(self) -> dict[str, Any]:
         torch = self.torch
-        a = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
-        b = torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+        size = GPU_MATMUL_SIZE if self.on_gpu else MATMUL_SIZE
+        a = torch.randn(size, size, device=self.device)
+        b = torch.randn(size, size, device=self.device)
         a16, b16 = a.bfloat16(), b.bfloat16()
         return {
-            "float32": best_matmul_flops(lambda: torch.mm(a, b)),
-            "bfloat16": best_matmul_flops(lambda: torch.mm(a16, b16)),
+            "float32": best_matmul_flops(lambda: torch.mm(a, b), size, self.wait),
+            "bfloat16": best_matmul_flops(lambda: torch.mm(a16, b16), size, self.wait),
+            "size": size,
         }
 
     def versions(self) -> dict[str, Any]:
         import transformers
 
+        device_name = self.torch.cuda.get_device_name(self.device) if self.on_gpu else "cpu"
         return {
             "versions": f"torch {self.torch.__version__}, transformers {transformers.__version__}",
             "threads": self.torch.get_num_threads(),
+            "device": str(self.device),
+            "device_name": device_name,
         }
 
     def build(self, model: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +224,8 @@ class TorchWorker:
         torch = self.torch
         self.model = self.optimizer = None
         gc.collect()
+        if self.on_gpu:
+            torch.cuda.empty_cache()
         config = transformers.BertConfig(
             vocab_size=model["vocabulary_size"],
             hidden_size=model["hidden_dim"],
@@ -189,7 +256,7 @@ class TorchWorker:
                 pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
                 return self.logits(self.dropout(pooled)).float()
 
-        self.model = Classifier().train()
+        self.model = Classifier().to(self.device).train()
         decay, no_decay = [], []
         for name, parameter in self.model.named_parameters():
             is_excluded = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
@@ -201,6 +268,7 @@ class TorchWorker:
             ],
             lr=LEARNING_RATE,
             eps=1e-6,
+            fused=self.on_gpu or None,  # one kernel per update on GPU; the default on CPU
         )
         self.loss = torch.nn.BCEWithLogitsLoss()
         return {"parameters": sum(p.numel() for p in self.model.parameters())}
@@ -217,28 +285,31 @@ class TorchWorker:
         }
         return {"rows": len(data["row_splits"]) - 1}
 
-    def next_batch(self, stream: dict[str, Any]) -> tuple[Any, ...]:
-        torch = self.torch
+    def next_batch(self, stream: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        """Ids, segments, mask and labels of the stream's next batch, as numpy arrays."""
         if len(stream["order"]) == 0:
             stream["order"] = stream["rng"].permutation(len(stream["row_splits"]) - 1)
         rows, stream["order"] = stream["order"][:BATCH_SIZE], stream["order"][BATCH_SIZE:]
         ids, segments, mask = pad_rows(
             stream["token_ids"], stream["segment_ids"], stream["row_splits"], rows, stream["length"]
         )
-        labels = stream["labels"][rows]
-        return tuple(torch.from_numpy(x) for x in (ids, segments, mask, labels))
+        return ids, segments, mask, stream["labels"][rows]
 
-    def step(self, batch: tuple[Any, ...], bfloat16: bool) -> float:
+    def to_device(self, arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
+        return tuple(self.torch.from_numpy(x).to(self.device) for x in arrays)
+
+    def step(self, batch: tuple[Any, ...], bfloat16: bool) -> Any:
+        """One training step; the loss stays on the device (reading it would wait for it)."""
         torch = self.torch
         ids, segments, mask, labels = batch
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bfloat16):
             logits = self.model(ids, segments, mask)
         loss = self.loss(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIPNORM)
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def run(self, stream: str, precision: str, steps: int) -> dict[str, Any]:
         """Time `steps` steps (batch padding included, as a DataLoader collate does it)."""
@@ -247,10 +318,12 @@ class TorchWorker:
         shapes, tokens = [], 0
         started = time.perf_counter()
         for _ in range(steps):
-            batch = self.next_batch(source)
-            self.step(batch, bfloat16)
-            shapes.append(list(batch[0].shape))
-            tokens += int(batch[2].sum())
+            arrays = self.next_batch(source)
+            self.step(self.to_device(arrays), bfloat16)
+            # Counted on the host: reading a GPU tensor would wait for the GPU every step.
+            shapes.append(list(arrays[0].shape))
+            tokens += int(arrays[2].sum())
+        self.wait()
         return {"seconds": time.perf_counter() - started, "shapes": shapes, "tokens": tokens}
 
     def serve(self, requests: Any, replies: Any) -> None:
@@ -264,20 +337,20 @@ class TorchWorker:
             replies.flush()
 
 
-def torch_worker_main() -> int:
+def torch_worker_main(device_request: str) -> int:
     # Replies go to the original stdout; anything the libraries print goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    TorchWorker().serve(sys.stdin, replies)
+    TorchWorker(device_request).serve(sys.stdin, replies)
     return 0
 
 
 class TorchClient:
     """The benchmark's handle on the PyTorch worker subprocess."""
 
-    def __init__(self, python: str):
+    def __init__(self, python: str, device_request: str):
         self.process = subprocess.Popen(
-            [python, __file__, "--torch-worker"],
+            [python, __file__, "--torch-worker", "--device", device_request],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -378,33 +451,80 @@ def machine_description() -> str:
     return f"{model}, {cpu_count()} cores, bf16 instructions: {', '.join(bf16) or 'none'}"
 
 
-class Peak:
-    """The machine's matmul limit: per library and dtype, the best 2048^3 matmul of every
-    measurement taken in this run (at the start and after each section), so that a
-    measurement made while other processes held the cores does not lower it."""
+def tensorflow_gpu_names(request: str) -> list[str]:
+    """The GPUs TensorFlow will place xtune's steps on, by device name; `--device cpu` hides
+    them (before TensorFlow starts its runtime), `--device gpu` requires one."""
+    import tensorflow as tf
 
-    def __init__(self, torch: TorchClient | None):
-        import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if request == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+        return []
+    if request == "gpu" and not gpus:
+        raise SystemExit(
+            "--device gpu: TensorFlow sees no GPU (a CUDA build: pip install tensorflow[and-cuda])"
+        )
+    return [
+        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus
+    ]
 
-        self.torch = torch
-        self.best: dict[str, float] = {}
-        self.measurements = 0
+
+def tensorflow_wait() -> Any:
+    """A function that blocks until TensorFlow's GPUs have run everything queued; on CPU,
+    where an op is done when it returns, one that does nothing."""
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return tf.test.experimental.sync_devices
+    return no_wait
+
+
+def tensorflow_matmuls(size: int, on_gpu: bool) -> dict[str, Any]:
+    """The peak's matmuls on TensorFlow's device; on CPU numpy's too, from the same arrays."""
+    import tensorflow as tf
+
+    if on_gpu:
+        ta = tf.random.normal((size, size), seed=SEED)
+        tb = tf.random.normal((size, size), seed=SEED + 1)
+        matmuls = {}
+    else:
         rng = np.random.default_rng(SEED)
-        a = rng.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)
-        b = rng.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)
+        a = rng.standard_normal((size, size), dtype=np.float32)
+        b = rng.standard_normal((size, size), dtype=np.float32)
         ta, tb = tf.constant(a), tf.constant(b)
-        ta16, tb16 = tf.cast(ta, tf.bfloat16), tf.cast(tb, tf.bfloat16)
-        self.matmuls = {
-            "numpy float32": lambda: a @ b,
-            "TF float32": lambda: tf.linalg.matmul(ta, tb),
-            "TF bfloat16": lambda: tf.linalg.matmul(ta16, tb16),
-        }
+        matmuls = {"numpy float32": lambda: a @ b}
+    ta16, tb16 = tf.cast(ta, tf.bfloat16), tf.cast(tb, tf.bfloat16)
+    matmuls["TF float32"] = lambda: tf.linalg.matmul(ta, tb)
+    matmuls["TF bfloat16"] = lambda: tf.linalg.matmul(ta16, tb16)
+    return matmuls
+
+
+class Peak:
+    """The machine's matmul limit: per library and dtype, the best 2048^3 matmul (8192^3 on a
+    GPU) of every measurement taken in this run (at the start and after each section), so
+    that a measurement made while other processes held the cores does not lower it."""
+
+    def __init__(self, torch: TorchClient | None, gpu_name: str | None):
+        self.torch = torch
+        self.gpu_name = gpu_name
+        self.datasheet_bf16 = datasheet_bf16_flops(gpu_name) if gpu_name else None
+        self.best: dict[str, float] = {}
+        self.sizes: dict[str, int] = {}
+        self.measurements = 0
+        self.wait = tensorflow_wait()
+        self.size = MATMUL_SIZE if self.wait is no_wait else GPU_MATMUL_SIZE
+        self.matmuls = tensorflow_matmuls(self.size, on_gpu=self.wait is not no_wait)
 
     def measure(self) -> None:
-        found = {name: best_matmul_flops(matmul) for name, matmul in self.matmuls.items()}
+        found = {
+            name: best_matmul_flops(matmul, self.size, self.wait)
+            for name, matmul in self.matmuls.items()
+        }
+        self.sizes.update(dict.fromkeys(found, self.size))
         if self.torch is not None:
             reply = self.torch.call("peak")
             found["torch float32"], found["torch bfloat16"] = reply["float32"], reply["bfloat16"]
+            self.sizes.update({"torch float32": reply["size"], "torch bfloat16": reply["size"]})
         for name, flops in found.items():
             self.best[name] = max(flops, self.best.get(name, 0.0))
         self.measurements += 1
@@ -413,12 +533,28 @@ class Peak:
         return max(flops for name, flops in self.best.items() if name.endswith(dtype))
 
     def print(self) -> None:
+        sizes = " / ".join(f"{size}x{size}" for size in sorted(set(self.sizes.values())))
         print(
-            f"\n== peak: best {MATMUL_SIZE}x{MATMUL_SIZE} matmul of 7, over "
+            f"\n== peak: best {sizes} matmul of 7, over "
             f"{self.measurements} measurements in this run =="
         )
         for name, flops in self.best.items():
             print(f"  {name:<16}{flops / 1e9:8.1f} GFLOP/s")
+        if self.gpu_name is not None:
+            print(self.datasheet_line())
+
+    def datasheet_line(self) -> str:
+        measured = self.of("bfloat16")
+        line = (
+            f"  '% peak' divides by the measured bfloat16 best, {measured / 1e12:.0f} TFLOP/s; "
+            f"datasheet dense bfloat16 peak of {self.gpu_name}: "
+        )
+        if self.datasheet_bf16 is None:
+            return line + "not in DATASHEET_BF16_TFLOPS"
+        return line + (
+            f"{self.datasheet_bf16 / 1e12:.0f} TFLOP/s (the measured best is "
+            f"{100 * measured / self.datasheet_bf16:.0f}% of it; '% sheet' divides by it)"
+        )
 
 
 @contextlib.contextmanager
@@ -432,6 +568,40 @@ def global_policy(precision: str):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def compiled_task_model(config: Any, encoder: Any) -> Any:
+    """The `TaskModel` that `train` builds for the config's one task, its step plan set and
+    compiled as `compile_stage` compiles it (the task computes the loss in the step)."""
+    from xtune.tasks.build import build_tasks
+    from xtune.training.optimizers import OPTIMIZERS
+    from xtune.training.schedules import SCHEDULES
+    from xtune.training.task_model import TaskStep, step_plan
+    from xtune.training.trainer import build_model, resolve_jit
+
+    tasks = build_tasks(config.named_tasks())
+    for task in tasks:
+        task.labels = [f"label_{k}" for k in range(NUM_LABELS)]
+    graph = build_model(config, encoder, tasks)
+    model = graph.model
+    views = [graph.task_models[task.name] for task in tasks]
+    model.plan = step_plan(tasks, views, [TaskStep(0)], None, SEED)
+    schedule = SCHEDULES.build(config.schedule.to_dict())
+    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, 10_000)
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.training.jit_compile))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def fit_batches(dataset: Any) -> Any:
+    """`(inputs, labels)` batches as a one-task `fit` reads them: `(step kind 0, (batch,))`
+    (`xtune.training.task_batches.stage_dataset`)."""
+    import tensorflow as tf
+
+    kind = tf.constant(0, tf.int32)
+    return dataset.map(lambda inputs, labels: (kind, ((inputs, labels),))).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
 class XtuneRun:
     """One xtune model and its batch stream, stepped by the train function `fit` uses."""
 
@@ -441,12 +611,9 @@ class XtuneRun:
         from xtune.config import parse_run_config
         from xtune.data.pipeline import make_dataset
         from xtune.encoders import load_encoder
-        from xtune.losses import get_loss
-        from xtune.training.optimizers import OPTIMIZERS
-        from xtune.training.schedules import SCHEDULES
-        from xtune.training.trainer import build_model, resolve_jit
 
         self.precision = precision
+        self.wait = tensorflow_wait()
         config = parse_run_config(
             {
                 "data": {"train": "unused.tsv", "max_length": length, "padding": padding},
@@ -468,15 +635,7 @@ class XtuneRun:
 
             keras.utils.set_random_seed(SEED)
             self.encoder = load_encoder(config.encoder)
-            self.model = build_model(config, self.encoder, NUM_LABELS)
-            schedule = SCHEDULES.build(config.schedule.to_dict())
-            optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(self.model, schedule, 10_000)
-            self.model.compile(
-                optimizer=optimizer,
-                loss=get_loss(config.loss.to_dict()),
-                jit_compile=resolve_jit(config.training.jit_compile),
-            )
-            self.model.optimizer.build(self.model.trainable_variables)
+            self.model = compiled_task_model(config, self.encoder)
 
         def stream() -> Any:
             # A new dataset object each time: the same seed then gives the same batches.
@@ -486,8 +645,8 @@ class XtuneRun:
             mask = inputs["padding_mask"]
             return tf.concat([tf.shape(mask), [tf.reduce_sum(mask)]], axis=0)
 
-        self.first_batch = stream().take(1)
-        self.batches = iter(stream().repeat())
+        self.first_batch = fit_batches(stream().take(1))
+        self.batches = iter(fit_batches(stream().repeat()))
         # In lockstep with `batches`: (rows, padded length, non-pad tokens) of each batch.
         self.shapes = iter(stream().repeat().map(batch_shape))
 
@@ -512,6 +671,7 @@ class XtuneRun:
             for _ in range(steps):
                 logs = self.model.train_function(self.batches)
             float(logs["loss"])
+            self.wait()  # the last step's weight update may still be queued on a GPU
             seconds = time.perf_counter() - started
         return seconds, [[rows, length] for rows, length, _ in shapes], sum(s[2] for s in shapes)
 
@@ -656,6 +816,8 @@ def print_table(measurements: list[Measurement], peak: Peak, with_padding: bool)
     header += f"{'GFLOP/s':>9}{'% peak':>8}{'warm-up s':>10}"
     if with_padding:
         header += f"{'pad % epoch':>12}{'pad % timed':>12}"
+    if peak.datasheet_bf16 is not None:
+        header += f"{'% sheet':>9}"
     print(header)
     print(f"  {'':<30}{'best':>10}{'':>8}{'non-pad':>10}")
     for m in measurements:
@@ -668,6 +830,11 @@ def print_table(measurements: list[Measurement], peak: Peak, with_padding: bool)
         if with_padding:
             epoch = "-" if m.pad_fraction_epoch is None else f"{100 * m.pad_fraction_epoch:.1f}"
             line += f"{epoch:>12}{100 * m.pad_fraction():>12.1f}"
+        if peak.datasheet_bf16 is not None:
+            sheet = (
+                f"{100 * flops / peak.datasheet_bf16:.1f}" if compute_dtype == "bfloat16" else "-"
+            )
+            line += f"{sheet:>9}"
         print(line)
 
 
@@ -840,6 +1007,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="interpreter with torch and transformers (benchmarks/requirements-torch.txt)",
     )
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="auto: each side on its GPU where it sees one; cpu: GPUs hidden; gpu: required",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per config")
     parser.add_argument("--steps", type=int, default=6, help="steps per window (MiniLM)")
     parser.add_argument("--bert-base-steps", type=int, default=1, help="steps per window")
@@ -857,7 +1030,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def start_torch(python: str) -> TorchClient | None:
+def start_torch(python: str, device_request: str) -> TorchClient | None:
     if not Path(python).is_file():
         print(
             f"PyTorch side skipped: {python} not found. Create it with\n"
@@ -866,13 +1039,26 @@ def start_torch(python: str) -> TorchClient | None:
             "or pass --torch-python PATH."
         )
         return None
-    return TorchClient(python)
+    return TorchClient(python, device_request)
+
+
+def print_devices(gpu_names: list[str], torch_reply: dict[str, Any] | None) -> str | None:
+    """Where each side runs, when a GPU is in play; the GPU's name (None on CPU)."""
+    torch_gpu = None
+    if torch_reply is not None and torch_reply["device"] != "cpu":
+        torch_gpu = torch_reply["device_name"]
+        print(f"PyTorch device: {torch_reply['device']} ({torch_gpu})")
+    if gpu_names:
+        print(f"xtune device: GPU {gpu_names[0]} (of {len(gpu_names)} visible; XLA on)")
+    if torch_reply is not None and bool(gpu_names) != bool(torch_gpu):
+        print("note: one side runs on a GPU and the other on the CPU: ratios compare devices")
+    return gpu_names[0] if gpu_names else torch_gpu
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.torch_worker:
-        return torch_worker_main()
+        return torch_worker_main(args.device)
 
     import keras
     import tensorflow as tf
@@ -880,6 +1066,7 @@ def main(argv: list[str] | None = None) -> int:
     from xtune.encoders.sources import minilm_folder, read_vocabulary
 
     tf.get_logger().setLevel("ERROR")  # retracing notes: the warm-up traces on purpose
+    gpu_names = tensorflow_gpu_names(args.device)
 
     started = time.perf_counter()
     print(
@@ -890,14 +1077,15 @@ def main(argv: list[str] | None = None) -> int:
         f"xtune side: TF {tf.__version__}, Keras {keras.__version__}, numpy {np.__version__}, "
         f"TF threads intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}"
     )
-    torch = start_torch(args.torch_python)
+    torch = start_torch(args.torch_python, args.device)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         try:
+            reply = None
             if torch is not None:
                 reply = torch.call("versions")
                 print(f"PyTorch side: {reply['versions']}, {reply['threads']} threads")
-            peak = Peak(torch)
+            peak = Peak(torch, print_devices(gpu_names, reply))
             peak.measure()
             minilm_vocabulary = read_vocabulary(minilm_folder() / "vocab.txt")
             if "minilm" in args.sections:
