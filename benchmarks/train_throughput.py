@@ -464,6 +464,10 @@ def tensorflow_gpu_names(request: str) -> list[str]:
         raise SystemExit(
             "--device gpu: TensorFlow sees no GPU (a CUDA build: pip install tensorflow[and-cuda])"
         )
+    for gpu in gpus:
+        # TensorFlow would otherwise reserve nearly all of the GPU's memory at its first op,
+        # and the PyTorch worker on the same GPU would run out.
+        tf.config.experimental.set_memory_growth(gpu, True)
     return [
         tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus
     ]
