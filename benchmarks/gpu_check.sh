@@ -49,23 +49,47 @@ export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 
 # ------------------------------------------------------------------ helpers
 
-# run_step NAME BUDGET FUNCTION: the function in a fresh bash under `timeout` (which ends its
-# whole process group), output to OUT/NAME.log; appends "NAME status seconds budget" to
-# OUT/steps.tsv. Never fails itself, so a failed step does not stop the script.
-run_step() {
-    local name=$1 budget=$2 function=$3 started status=0
-    started=$(date +%s)
+# start_step NAME BUDGET FUNCTION: the function in a fresh bash under `timeout` (which ends
+# its whole process group when the budget is spent), in the background, output to
+# OUT/NAME.log. finish_step NAME waits for it and appends "NAME status seconds budget" to
+# OUT/steps.tsv. Neither fails, so a failed step does not stop the script.
+declare -A step_pid step_started step_budget
+start_step() {
+    local name=$1 budget=$2 function=$3
     echo "[gpu_check] $(date -u +%H:%M:%S) $name (budget ${budget} s)"
+    step_started[$name]=$(date +%s)
+    step_budget[$name]=$budget
     timeout --kill-after=15 "$budget" bash -c "set -euo pipefail; $function" \
-        >"$OUT/$name.log" 2>&1 || status=$?
-    local seconds=$(($(date +%s) - started)) verdict=ok
+        >"$OUT/$name.log" 2>&1 &
+    step_pid[$name]=$!
+}
+
+finish_step() {
+    local name=$1 status=0 verdict=ok seconds
+    wait "${step_pid[$name]}" || status=$?
+    unset "step_pid[$name]"
+    seconds=$(($(date +%s) - ${step_started[$name]}))
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
-        verdict="FAILED (over its ${budget} s budget)"
+        verdict="FAILED (over its ${step_budget[$name]} s budget)"
     elif [ "$status" -ne 0 ]; then
         verdict="FAILED (exit $status)"
     fi
-    printf '%s\t%s\t%s\t%s\n' "$name" "$verdict" "$seconds" "$budget" >>"$OUT/steps.tsv"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$verdict" "$seconds" "${step_budget[$name]}" \
+        >>"$OUT/steps.tsv"
     echo "[gpu_check] $(date -u +%H:%M:%S) $name: $verdict in ${seconds} s (log $OUT/$name.log)"
+}
+
+run_step() {
+    start_step "$@"
+    finish_step "$1"
+}
+
+# Interrupted: `timeout` passes the signal on to its step's processes.
+stop_steps() {
+    echo "[gpu_check] interrupted: stopping ${!step_pid[*]}"
+    [ "${#step_pid[@]}" -eq 0 ] || kill -TERM "${step_pid[@]}" 2>/dev/null || true
+    wait
+    exit 130
 }
 
 # The PyTorch side's interpreter: the pinned venv, else a python3 that has torch and
@@ -162,13 +186,14 @@ rm -f "$OUT/steps.tsv"
 started=$(date +%s)
 echo "[gpu_check] $(date -u) in $repo; data $DATA_ROOT; output $OUT"
 
+trap stop_steps INT TERM
 run_step devices "$BUDGET_DEVICES" step_devices
-run_step torch-venv "$BUDGET_TORCH_VENV" step_torch_venv &
-torch_venv_step=$!
+start_step torch-venv "$BUDGET_TORCH_VENV" step_torch_venv # during the grids
 run_step goemotions "$BUDGET_GOEMOTIONS" step_goemotions
 run_step ray-grid "$BUDGET_RAY_GRID" step_ray_grid
-wait "$torch_venv_step"
+finish_step torch-venv
 run_step throughput "$BUDGET_THROUGHPUT" step_throughput
+trap - INT TERM
 
 echo "[gpu_check] total $(($(date +%s) - started)) s"
 python3 benchmarks/gpu_check_summary.py "$OUT" "$WORK" | tee "$OUT/summary.md"
