@@ -157,6 +157,9 @@ step_ray_grid() {
     rm -rf "$WORK/ray_grid"
     # Each TensorFlow process takes GPU memory as it needs it, so two fit on one GPU.
     export TF_FORCE_GPU_ALLOW_GROWTH=true
+    # A Ray instance of this step's own: ray.init() would otherwise join any cluster that
+    # `ray start` left running on the machine (set RAY_ADDRESS to use one on purpose).
+    export RAY_ADDRESS=${RAY_ADDRESS:-local}
     local sampler
     while sleep 1; do
         echo "$(date +%s) $(nvidia-smi --query-compute-apps=pid --format=csv,noheader | wc -l)"

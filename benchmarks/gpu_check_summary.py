@@ -5,11 +5,13 @@
 Reads what the script left (standard library only, so any Python runs it): `OUT/steps.tsv`
 (one line per step: name, status, seconds, budget), the logs `OUT/<step>.log`, and the grids'
 `WORK/goemotions/results.jsonl` and `WORK/ray_grid/results.jsonl`; prints markdown.
+`GPUS_PER_RUN` (the script exports it) names the Ray grid's GPU share.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -126,7 +128,7 @@ def summary(out: Path, work: Path) -> list[str]:
         "## GoEmotions, 1 seed, full train split, 1 epoch",
         *([run_line(run) for run in goemotions] or ["- no result line"]),
         "",
-        "## Ray grid, 2 runs, --gpus-per-run 0.5",
+        f"## Ray grid, 2 runs, --gpus-per-run {os.environ.get('GPUS_PER_RUN', '0.5')}",
         *([run_line(run) for run in ray_runs] or ["- no result line"]),
         overlap_line(ray_runs),
         gpu_processes_line(out),
