@@ -56,6 +56,8 @@ def run_config(length: int, finetune: dict, precision: str):
 
 
 def batches(vocabulary_size: int, length: int):
+    from train_throughput import fit_batches
+
     """An endless stream of one fixed batch shape: random ids, every position real."""
     import tensorflow as tf
 
@@ -65,25 +67,15 @@ def batches(vocabulary_size: int, length: int):
     inputs = {"token_ids": token_ids, "padding_mask": np.ones_like(token_ids, bool)}
     labels = (rng.random((4 * BATCH_SIZE, NUM_LABELS)) < 0.2).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(BATCH_SIZE)
-    return iter(dataset.repeat())
+    return iter(fit_batches(dataset.repeat()))  # as `fit` reads a one-task stage
 
 
 def compiled_model(encoder, config):
-    """The trainer's model for `config`, compiled and traced with one step."""
-    from xtune.losses import get_loss
-    from xtune.training.optimizers import OPTIMIZERS
-    from xtune.training.schedules import SCHEDULES
-    from xtune.training.trainer import build_model, resolve_jit
+    """The trainer's model for `config` (`train_throughput.compiled_task_model`: the one-task
+    TaskModel, compiled as the trainer compiles it), with its train function made."""
+    from train_throughput import compiled_task_model
 
-    model = build_model(config, encoder, NUM_LABELS)
-    schedule = SCHEDULES.build(config.schedule.to_dict())
-    optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, 10_000)
-    model.compile(
-        optimizer=optimizer,
-        loss=get_loss(config.loss.to_dict()),
-        jit_compile=resolve_jit(config.training.jit_compile),
-    )
-    model.optimizer.build(model.trainable_variables)
+    model = compiled_task_model(config, encoder, NUM_LABELS)
     model.make_train_function()
     return model
 

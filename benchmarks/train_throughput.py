@@ -572,7 +572,7 @@ def global_policy(precision: str):
         keras.mixed_precision.set_global_policy("float32")
 
 
-def compiled_task_model(config: Any, encoder: Any) -> Any:
+def compiled_task_model(config: Any, encoder: Any, num_labels: int = NUM_LABELS) -> Any:
     """The `TaskModel` that `train` builds for the config's one task, its step plan set and
     compiled as `compile_stage` compiles it (the task computes the loss in the step)."""
     from xtune.tasks.build import build_tasks
@@ -583,7 +583,7 @@ def compiled_task_model(config: Any, encoder: Any) -> Any:
 
     tasks = build_tasks(config.named_tasks())
     for task in tasks:
-        task.labels = [f"label_{k}" for k in range(NUM_LABELS)]
+        task.labels = [f"label_{k}" for k in range(num_labels)]
     graph = build_model(config, encoder, tasks)
     model = graph.model
     views = [graph.task_models[task.name] for task in tasks]
