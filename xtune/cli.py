@@ -9,9 +9,13 @@ import os
 import shlex
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from xtune import __version__, interrupts
 from xtune.components import ALIASES, KINDS
+
+if TYPE_CHECKING:
+    from xtune.grid.ray_executor import RayExecutor
 
 # Nothing here imports TensorFlow: each command imports what it needs, so `--help`,
 # `--version`, `list`, `report`, `grid --dry-run` and config mistakes (checked through the
@@ -85,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a key of the base config for every run (e.g. data.root=...)",
     )
+    add_executor_options(grid)
 
     report = commands.add_parser(
         "report", parents=[debug], help="write the report of a grid (markdown, CSV or LaTeX)"
@@ -142,6 +147,54 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", default="run.yaml", help="where (default: run.yaml)")
     init.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return parser
+
+
+# Options of `--executor ray` (their defaults are `RayExecutor`'s: None means not given).
+RAY_OPTIONS = ("address", "gpus_per_run", "cpus_per_run", "max_retries")
+
+
+def add_executor_options(grid: argparse.ArgumentParser) -> None:
+    grid.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: train the runs one by one in this process (default); ray: as Ray tasks, "
+        "several at a time, on this machine or a Ray cluster (pip install xtune[ray])",
+    )
+    grid.add_argument(
+        "--address",
+        help="ray: the cluster to join, HEAD:6379 (default: a Ray instance on this machine)",
+    )
+    grid.add_argument(
+        "--gpus-per-run",
+        type=float,
+        metavar="N",
+        help="ray: GPUs a run needs (default 0; 0.5 lets two runs share a GPU)",
+    )
+    grid.add_argument(
+        "--cpus-per-run", type=float, metavar="N", help="ray: CPUs a run needs (default 1)"
+    )
+    grid.add_argument(
+        "--max-retries",
+        type=int,
+        metavar="N",
+        help="ray: times a run whose worker process or machine is lost starts again (default 2)",
+    )
+
+
+def grid_executor(args: argparse.Namespace) -> RayExecutor | None:
+    """The executor `--executor` names (None: the runner's local one)."""
+    from xtune.registry import ConfigError
+
+    given = {name: getattr(args, name) for name in RAY_OPTIONS if getattr(args, name) is not None}
+    if args.executor == "local":
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{names}: only with --executor ray (local runs one run at a time)")
+        return None
+    from xtune.grid.ray_executor import RayExecutor
+
+    return RayExecutor(**given)
 
 
 # xtune's errors that a user can fix, by the module that defines them. An error whose module
@@ -267,6 +320,7 @@ def run_command(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             output=args.output,
             retry_failed=args.retry_failed,
+            executor=grid_executor(args),
         )
     if args.command == "report":
         from xtune.grid.report import write_report

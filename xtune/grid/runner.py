@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from xtune.config import ConfigError, RunConfig
 from xtune.faults import fault_point
@@ -48,11 +48,13 @@ def run_grid(
     overrides: list[str] | dict[str, Any] | None = None,
     output: str | Path | None = None,
     retry_failed: bool = False,
+    executor: Executor | None = None,
 ) -> int:
     """Run the grid; 0 when every selected run is recorded as ok, 1 when any failed.
 
     `output` replaces the grid's results folder (default `reports/<grid name>`);
-    `retry_failed` trains again the runs recorded as failed (their new line wins).
+    `retry_failed` trains again the runs recorded as failed (their new line wins);
+    `executor` trains the pending runs (default `LocalExecutor`: one by one in this process).
     """
     spec = load_grid(grid_file, overrides)
     if output is not None:
@@ -66,7 +68,9 @@ def run_grid(
         print_runs(runs, recorded)
         return 0
     try:
-        recorded = train_pending(spec, runs, results, max_runs, retry_failed)
+        recorded = train_pending(
+            spec, runs, results, max_runs, retry_failed, executor or LocalExecutor()
+        )
     except StorageError as error:
         raise StorageError(
             f"{error}; free space (or choose a writable place) and run the grid again: "
@@ -88,6 +92,7 @@ def train_pending(
     results: ResultsFile,
     max_runs: int | None,
     retry_failed: bool,
+    executor: Executor,
 ) -> dict[str, dict[str, Any]]:
     """Under the results lock: repair, plan, train what is pending; the lines by run id."""
     with results.exclusive():
@@ -104,7 +109,7 @@ def train_pending(
         pending = pending_runs(runs, recorded, retry_failed)
         todo = pending if max_runs is None else pending[: max(max_runs, 0)]
         session = GridSession(spec, results, runs)
-        session.run(todo, len(runs), recorded=len(runs) - len(pending))
+        session.run(todo, len(runs), recorded=len(runs) - len(pending), executor=executor)
         return results.read().by_run_id
 
 
@@ -250,8 +255,25 @@ class GridStopped(ConfigError):
     """The grid stops before its end: every run left would fail for the same reason."""
 
 
+class Executor(Protocol):
+    """Trains a session's runs: `session.execute` turns each into a line, `session.record`
+    appends it; only the process that holds the results lock calls `record`."""
+
+    def train(self, session: GridSession, todo: list[PlannedRun]) -> None: ...
+
+
+class LocalExecutor:
+    """Trains the runs one after another in this process."""
+
+    def train(self, session: GridSession, todo: list[PlannedRun]) -> None:
+        for position, run in enumerate(todo, 1):
+            raise_pending()  # a signal a finalizer swallowed during the previous run
+            session.announce(run, position)
+            session.record(session.execute(run))
+
+
 class GridSession:
-    """Trains a list of planned runs in order, appending one result line after each."""
+    """Trains a list of planned runs (through an executor), appending one result line each."""
 
     def __init__(self, spec: GridSpec, results: ResultsFile, runs: list[PlannedRun]):
         self.spec = spec
@@ -259,25 +281,41 @@ class GridSession:
         self.runs = runs  # the grid's selected runs, to tell a data error they all share
         self.data_cache = PreparedDataCache()
         self.environment = environment_record()
+        self.progress = GridProgress(spec.name, len(runs), 0, 0)
+        self.todo = 0
+        self.recorded_before = 0
 
-    def run(self, todo: list[PlannedRun], grid_runs: int, recorded: int) -> None:
+    def run(
+        self,
+        todo: list[PlannedRun],
+        grid_runs: int,
+        recorded: int,
+        executor: Executor | None = None,
+    ) -> None:
         """Train `todo`; `recorded` of the grid's `grid_runs` runs were finished before."""
-        progress = GridProgress(self.spec.name, grid_runs, recorded, len(todo))
-        for position, run in enumerate(todo, 1):
-            raise_pending()  # a signal a finalizer swallowed during the previous run
-            print(
-                f"\n[grid {self.spec.name}] run {position}/{len(todo)} of this session "
-                f"({progress.done + 1}/{progress.total} of the grid): row {run.cell.name!r} "
-                f"seed {run.seed} id {run.run_id}",
-                flush=True,
-            )
-            line = self.execute(run)
-            self.results.append(line)
-            progress.finished(line["status"] == "ok")
-            if line["status"] == "failed":
-                print(f"[grid {self.spec.name}] run {run.run_id} FAILED: {line['error']}")
-            print(progress.line(), flush=True)
+        self.progress = GridProgress(self.spec.name, grid_runs, recorded, len(todo))
+        self.todo = len(todo)
+        self.recorded_before = recorded
+        (executor or LocalExecutor()).train(self, todo)
         self.print_data_summary()
+
+    def announce(self, run: PlannedRun, position: int) -> None:
+        """The line that says a run starts: the `position`-th of this session's runs."""
+        print(
+            f"\n[grid {self.spec.name}] run {position}/{self.todo} of this session "
+            f"({self.recorded_before + position}/{self.progress.total} of the grid): "
+            f"row {run.cell.name!r} "
+            f"seed {run.seed} id {run.run_id}",
+            flush=True,
+        )
+
+    def record(self, line: dict[str, Any]) -> None:
+        """Append a finished run's line and show the progress."""
+        self.results.append(line)
+        self.progress.finished(line["status"] == "ok")
+        if line["status"] == "failed":
+            print(f"[grid {self.spec.name}] run {line['run_id']} FAILED: {line['error']}")
+        print(self.progress.line(), flush=True)
 
     def execute(self, run: PlannedRun) -> dict[str, Any]:
         """Train one run; an exception of its own (or a non-finite loss) becomes a failed line.
@@ -326,6 +364,25 @@ class GridSession:
         line["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return line
 
+    def lost_line(
+        self, run: PlannedRun, error: str, details: str, seconds: float
+    ) -> dict[str, Any]:
+        """The failed line of a run whose process was lost (killed, its machine gone) more
+        often than the executor retries: no result, the executor's error, its unfinished
+        folder (which the next session resumes or replaces, as after a killed grid)."""
+        line = self.line_head(run)
+        run_dir = self.unfinished_run_dir(run)
+        line.update(
+            status="failed",
+            error=error,
+            traceback=details[-TRACEBACK_CHARACTERS:],
+            run_dir=None if run_dir is None else str(run_dir),
+            wall_seconds=round(seconds, 3),
+            encoder=None,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        return line
+
     def prepare_data(self, run: PlannedRun) -> tuple[Any, float]:
         """The run's tokenized data; a data error that every run of the grid shares stops it."""
         from xtune.data.readers import DataError
@@ -350,6 +407,16 @@ class GridSession:
             if not folder.exists():
                 return None
             if self.owns_unfinished(folder, run) and read_progress(folder) is not None:
+                return folder
+        return None
+
+    def unfinished_run_dir(self, run: PlannedRun) -> Path | None:
+        """The unfinished folder this results folder made for `run`, with or without a
+        checkpoint."""
+        for folder in self.run_dir_names(run):
+            if not folder.exists():
+                return None
+            if self.owns_unfinished(folder, run):
                 return folder
         return None
 
