@@ -336,6 +336,7 @@ class GridSession:
             resume = run_dir is not None
             run_dir = run_dir or self.claim_run_dir(run)
             line["run_dir"] = str(run_dir)
+            line["resumed"] = resume  # continued an interrupted folder (a killed grid or worker)
             fault_point("run_start")
             result = train(
                 run.config, run_dir=run_dir, data=data, resume=resume, tags=run_tags(self.spec, run)
