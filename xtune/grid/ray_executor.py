@@ -172,8 +172,15 @@ class RaySubmission:
     def cancel_in_flight(self) -> None:
         """Stop the tasks still running when the driver stops (an error, Ctrl-C): no line
         records them, and on a cluster nothing else would stop them."""
+        if not self.in_flight:
+            return
         for reference in self.in_flight:
             self.ray.cancel(reference, force=True)
+        print(
+            f"[grid {self.session.spec.name}] stopped {len(self.in_flight)} run(s) in flight; "
+            "the next `xtune grid` of this grid trains them again",
+            flush=True,
+        )
         self.in_flight.clear()
 
 
