@@ -19,6 +19,7 @@ from typing import Any
 
 import xtune
 from xtune.config import ConfigError
+from xtune.grid.results_file import ResultsFile
 from xtune.grid.runner import GridSession, GridStopped
 from xtune.grid.spec import GridSpec, PlannedRun
 from xtune.grid.storage import StorageError
@@ -201,17 +202,23 @@ class Driver:
     directory: str
 
 
-worker_sessions: dict[str, GridSession] = {}  # by results folder: a worker's runs share data
+worker_sessions: list[GridSession] = []  # the last grid's: a worker's runs share its data
 
 
 def train_run(spec: GridSpec, runs: list[PlannedRun], run: PlannedRun, driver: Driver) -> dict:
     """In a worker: train `run` as the local executor does; its line goes back to the driver."""
-    from xtune.grid.results_file import ResultsFile
-
     os.chdir(driver.directory)
-    key = str(spec.output.resolve())
-    session = worker_sessions.get(key)
-    if session is None:
-        session = worker_sessions[key] = GridSession(spec, ResultsFile(spec.output), runs)
-        session.environment["command"] = driver.command  # the driver's, not the worker's
-    return session.execute(run)
+    return worker_session(spec, runs, driver).execute(run)
+
+
+def worker_session(spec: GridSpec, runs: list[PlannedRun], driver: Driver) -> GridSession:
+    """The session of this worker's previous task when it ran the same grid, else a new one."""
+    if worker_sessions:
+        session = worker_sessions[0]
+        same_driver = session.environment["command"] == driver.command
+        if same_driver and session.spec == spec and session.runs == runs:
+            return session
+    session = GridSession(spec, ResultsFile(spec.output), runs)
+    session.environment["command"] = driver.command  # the driver's, not the worker's
+    worker_sessions[:] = [session]
+    return session

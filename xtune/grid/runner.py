@@ -304,8 +304,7 @@ class GridSession:
         print(
             f"\n[grid {self.spec.name}] run {position}/{self.todo} of this session "
             f"({self.recorded_before + position}/{self.progress.total} of the grid): "
-            f"row {run.cell.name!r} "
-            f"seed {run.seed} id {run.run_id}",
+            f"row {run.cell.name!r} seed {run.seed} id {run.run_id}",
             flush=True,
         )
 
