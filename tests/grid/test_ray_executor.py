@@ -1,6 +1,7 @@
 """`xtune grid --executor ray` on a local Ray instance: every run recorded once by the driver,
 a worker killed mid-run retried (resumed from its checkpoint), the report equal to the local
-executor's, a run lost more often than retried recorded as failed, bad options one error.
+executor's, a run lost more often than retried recorded as failed, a data error every run shares
+stopping the grid (as with the local executor), bad options one error.
 
 One Ray instance (2 CPUs) serves the module; both grids are trained once (module fixtures).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 from tests.grid.grid_helpers import markdown_table, read_lines, tiny_base, write_grid
 from tests.reliability.helpers import assert_user_error, run_cli
 from xtune.grid.report import write_report
-from xtune.grid.runner import run_grid
+from xtune.grid.runner import GridStopped, run_grid
 from xtune.grid.spec import load_grid
 
 ray = pytest.importorskip("ray")
@@ -124,6 +126,19 @@ def test_a_run_lost_more_often_than_retried_is_recorded_as_failed(
     assert line["status"] == "failed" and "Worker" in line["error"], line["error"]
     assert "FAILED" in capsys.readouterr().out
     assert not (Path(line["run_dir"]) / "metrics.json").exists()  # the next session replaces it
+
+
+def test_a_data_error_every_run_shares_stops_the_grid(tiny_data, tmp_path, ray_instance, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("id,text\n1,甲乙\n", encoding="utf-8")  # no labels
+    shutil.copy(tiny_data / "dev.csv", data / "dev.csv")
+    base = tiny_base(data, tmp_path / "runs")
+    path = write_grid(tmp_path / "shared.yaml", {"name": "shared", "base": base, "seeds": [0]})
+    with pytest.raises(GridStopped, match="every run of grid 'shared'"):
+        run_grid(path, output=tmp_path / "results", executor=RayExecutor())
+    assert (tmp_path / "results" / "results.jsonl").read_bytes() == b""
+    assert not any((tmp_path / "runs").rglob("*.json"))
 
 
 def test_bad_executor_options_are_one_error(grid, capsys, monkeypatch):
