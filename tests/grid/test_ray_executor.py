@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.grid.grid_helpers import markdown_table, read_lines, tiny_base, write_grid
+from tests.grid.grid_helpers import REPOSITORY, markdown_table, read_lines, tiny_base, write_grid
 from tests.reliability.helpers import assert_user_error, run_cli
 from xtune.grid.report import write_report
 from xtune.grid.runner import GridStopped, run_grid
@@ -139,6 +140,15 @@ def test_a_data_error_every_run_shares_stops_the_grid(tiny_data, tmp_path, ray_i
         run_grid(path, output=tmp_path / "results", executor=RayExecutor())
     assert (tmp_path / "results" / "results.jsonl").read_bytes() == b""
     assert not any((tmp_path / "runs").rglob("*.json"))
+
+
+def test_workers_import_this_xtune_and_see_only_the_gpus_they_asked_for():
+    variables = RayExecutor().task_options()["runtime_env"]["env_vars"]
+    assert variables["PYTHONPATH"].split(os.pathsep)[0] == str(REPOSITORY)
+    assert variables["CUDA_VISIBLE_DEVICES"] == ""  # a CPU-only run leaves the GPUs alone
+    variables = RayExecutor(gpus_per_run=0.5).task_options()["runtime_env"]["env_vars"]
+    assert "CUDA_VISIBLE_DEVICES" not in variables  # Ray sets it to the GPU it grants
+    assert variables["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # runs sharing a GPU
 
 
 def test_bad_executor_options_are_one_error(grid, capsys, monkeypatch):

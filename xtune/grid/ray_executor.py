@@ -90,12 +90,15 @@ class RayExecutor:
         )
 
     def task_options(self) -> dict[str, Any]:
+        variables = worker_environment()
+        if not self.gpus_per_run:  # Ray (2.60) leaves every GPU visible to such a task
+            variables["CUDA_VISIBLE_DEVICES"] = ""
         return {
             "num_cpus": self.cpus_per_run,
             "num_gpus": self.gpus_per_run,
             "max_retries": self.max_retries,
             "retry_exceptions": False,  # a run's own error is its failed line, not a retry
-            "runtime_env": {"env_vars": worker_environment()},
+            "runtime_env": {"env_vars": variables},
         }
 
 
