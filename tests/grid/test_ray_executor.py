@@ -20,12 +20,13 @@ import pytest
 
 from tests.grid.grid_helpers import REPOSITORY, markdown_table, read_lines, tiny_base, write_grid
 from tests.reliability.helpers import assert_user_error, run_cli
+from xtune.config import ConfigError
+from xtune.grid.ray_executor import RayExecutor, check_reachable
 from xtune.grid.report import write_report
 from xtune.grid.runner import GridStopped, run_grid
 from xtune.grid.spec import load_grid
 
 ray = pytest.importorskip("ray")
-from xtune.grid.ray_executor import RayExecutor  # noqa: E402 (after the skip: needs no ray)
 
 pytestmark = [pytest.mark.heavy, pytest.mark.filterwarnings("ignore:Gradients do not exist")]
 
@@ -158,6 +159,8 @@ def test_bad_executor_options_are_one_error(grid, capsys, monkeypatch):
     assert_user_error(code, err, "--gpus-per-run 1.5", "fraction")
     code, _, err = run_cli(["grid", grid, "--executor", "ray", "--max-retries", "-1"], capsys)
     assert_user_error(code, err, "--max-retries -1")
+    with pytest.raises(ConfigError, match="--address 127.0.0.1:1: no Ray cluster answers"):
+        check_reachable("127.0.0.1:1")  # refused at once; Ray itself would retry for minutes
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     code, _, err = run_cli(["grid", grid, "--executor", "ray", "--dry-run"], capsys)
     assert_user_error(code, err, "pip install xtune[ray]")

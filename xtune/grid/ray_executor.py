@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ WAIT_SECONDS = 1.0  # the driver handles Ctrl-C and SIGTERM between waits
 # TensorFlow's log level (the command line quiets TensorFlow's start-up lines).
 FORWARDED_VARIABLES = ("XTUNE_", "TF_CPP_MIN_LOG_LEVEL")
 ERROR_CHARACTERS = 500
+CONNECT_SECONDS = 10  # to reach --address before Ray is asked to join it
 
 
 def import_ray() -> Any:
@@ -82,7 +84,16 @@ class RayExecutor:
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         if self.address is None:
             options["include_dashboard"] = False
-        context = ray.init(address=self.address, **options)
+        else:
+            check_reachable(self.address)
+        try:
+            context = ray.init(address=self.address, **options)
+        except ConnectionError as error:
+            raise ConfigError(
+                f"--address {self.address}: {error}; a cluster with token authentication "
+                "(`ray start` turns it on when ~/.ray/auth_token exists) also needs "
+                "RAY_AUTH_MODE=token and its token here (~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            ) from None
         print(
             f"ray: {context.address_info.get('address') or self.address}; worker logs in "
             f"{context.address_info.get('session_dir', '?')}/logs on each node",
@@ -112,6 +123,21 @@ def check_resources(gpus_per_run: float, cpus_per_run: float, max_retries: int) 
         raise ConfigError(f"--cpus-per-run {cpus_per_run}: expected a number above 0")
     if max_retries < 0:
         raise ConfigError(f"--max-retries {max_retries}: expected 0 or more")
+
+
+def check_reachable(address: str) -> None:
+    """An address where nothing listens is one error at once (Ray would retry for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local": Ray resolves them itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers there ({error.strerror or error}); "
+            "start one with `ray start --head` on that machine, or leave --address out to "
+            "start Ray on this one"
+        ) from None
 
 
 def worker_environment() -> dict[str, str]:
