@@ -163,7 +163,8 @@ def add_executor_options(grid: argparse.ArgumentParser) -> None:
     )
     grid.add_argument(
         "--address",
-        help="ray: the cluster to join, HEAD:6379 (default: a Ray instance on this machine)",
+        help="ray: the cluster to join: HEAD:6379, or auto for the one `ray start` started here "
+        "(default: a new Ray instance on this machine)",
     )
     grid.add_argument(
         "--gpus-per-run",

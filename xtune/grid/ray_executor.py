@@ -50,11 +50,11 @@ def import_ray() -> Any:
 class RayExecutor:
     """Trains the runs as Ray tasks, as many at a time as the cluster's resources allow.
 
-    `address` is the cluster to join (`HEAD:6379`, see `ray start`); None starts a Ray
-    instance of this process's own on this machine (unless Ray is already initialized, or
-    RAY_ADDRESS names one). A run requests `gpus_per_run` GPUs (a fraction lets runs share
-    one) and `cpus_per_run` CPUs; a task whose process is lost is started again up to
-    `max_retries` times.
+    `address` is the cluster to join (`HEAD:6379`, see `ray start`; `auto`: the one started
+    on this machine); None starts a Ray instance of this process's own on this machine
+    (unless this process has initialized Ray already: then that one is used). A run requests
+    `gpus_per_run` GPUs (a fraction lets runs share one) and `cpus_per_run` CPUs; a task
+    whose process is lost is started again up to `max_retries` times.
     """
 
     address: str | None = None
@@ -87,7 +87,8 @@ class RayExecutor:
         else:
             check_reachable(self.address)
         try:
-            context = ray.init(address=self.address, **options)
+            # "local": a new instance, not the last cluster `ray start` left on this machine
+            context = ray.init(address=self.address or "local", **options)
         except ConnectionError as error:
             raise ConfigError(
                 f"--address {self.address}: {error}; a cluster with token authentication "
