@@ -46,6 +46,7 @@ from xtune.config_schema import (
     TaskConfig,
     TrackingConfig,
     TrainingConfig,
+    mirroring_blocker,
 )
 from xtune.encoders.positions import max_positions, num_layers
 from xtune.metric_directions import METRIC_DIRECTIONS
@@ -115,6 +116,7 @@ CHOICES = {
     "data.unknown_labels": ("error", "skip_rows", "ignore_labels"),
     "data.padding": ("bucket", "dynamic", "fixed"),
     "training.mixed_precision": ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+    "training.distribution": ("auto", "mirrored", "none"),
     "hierarchy.mode": ("none", "leaves", "ancestors", "per_level", "coherent"),
     "hierarchy.decoding": ("auto", "threshold", "best_path", "top_down"),
 }
@@ -647,6 +649,7 @@ def check_across_sections(
         )
     check_layer_counts(config, tables, source)
     check_report_to(config.training.report_to, config.tracking.mlflow_uri, source)
+    check_distribution(config, source)
     finetune, epochs = config.finetune, config.training.epochs
     if finetune.frozen_epochs >= epochs:
         raise ConfigError(
@@ -666,6 +669,13 @@ def check_across_sections(
             "top-1 label and has no per-label thresholds; remove report_thresholds"
         )
     check_decision_rule(config, threshold, source)
+
+
+def check_distribution(config: RunConfig, source: str) -> None:
+    """`training.distribution: mirrored` only for runs whose steps are all of one kind."""
+    blocker = mirroring_blocker(config)
+    if config.training.distribution == "mirrored" and blocker is not None:
+        raise ConfigError(f"{source}: training.distribution: mirrored: {blocker}")
 
 
 def check_decision_rule(config: RunConfig, default_threshold: float | None, source: str) -> None:

@@ -133,6 +133,10 @@ class TrainingConfig:
     # step). Left out of `to_dict` when unset, so single-task run ids stay what they were.
     sampler: str | dict | None = None
     pcgrad: bool = False  # multi-task runs: combine the tasks' gradients by PCGrad
+    # Data parallelism (xtune.training.distribution): mirrored = one replica per GPU (or per
+    # logical CPU), the global batch `batch_size` split across them; none = one device;
+    # auto = mirrored when more than one GPU is visible and the run can be mirrored.
+    distribution: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -302,9 +306,14 @@ class RunConfig:
                 out[f.name] = value.to_dict()
             else:
                 out[f.name] = dataclasses.asdict(value)
-        # Multi-task settings and the decision rule are written only when set: a config's
-        # dict (and so its grid run id) is the same as before they existed.
-        for key, default in (("sampler", None), ("pcgrad", False), ("decision_rule", "auto")):
+        # Multi-task settings, the decision rule and the distribution are written only when
+        # set: a config's dict (and so its grid run id) is the same as before they existed.
+        for key, default in (
+            ("sampler", None),
+            ("pcgrad", False),
+            ("decision_rule", "auto"),
+            ("distribution", "auto"),
+        ):
             if out["training"].get(key) == default:
                 out["training"].pop(key)
         # Likewise the parameter-efficient methods added later (run ids stay what they were).
@@ -318,3 +327,37 @@ class RunConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# Losses of a whole batch rather than a mean over its rows: a replica's slice changes them.
+BATCH_LOSSES = ("cosent",)
+
+
+def mirroring_blocker(config: RunConfig) -> str | None:
+    """Why `training.distribution: mirrored` cannot train this run, or None.
+
+    A mirrored step synchronizes its replicas (gradient sums), which TensorFlow cannot do
+    inside the `tf.switch_case` a stage with several step kinds needs
+    (`xtune.training.task_model`): several tasks taking turns, or a task's head-only epochs.
+    """
+    tasks = config.named_tasks()
+    if len(tasks) > 1 and not config.training.pcgrad:
+        return (
+            "several tasks taking turns (a step kind each) cannot be mirrored; "
+            "use training.pcgrad: true (a batch of every task each step)"
+        )
+    pairwise = [
+        name for name, task in tasks.items() if task.loss and task.loss.name in BATCH_LOSSES
+    ]
+    if pairwise:
+        return (
+            f"the loss of task {pairwise[0]!r} compares the rows of a batch with each other; "
+            "each replica would see only its slice of the batch"
+        )
+    frozen = [name for name, task in tasks.items() if task.frozen_epochs]
+    if frozen:
+        return (
+            f"tasks.{frozen[0]}.frozen_epochs gives a stage two step kinds (head only and "
+            "full), which cannot be mirrored"
+        )
+    return None
