@@ -3,7 +3,9 @@
 Each step: the clean loss and its gradients; then the matrix `E` (the encoder adapter's
 `word_embeddings`) is moved to `E + r`, with `r` found by gradient ascent on the loss, the loss is
 computed again, and its gradients are added to the clean ones; `E` is then restored from a
-copy, bitwise. The optimizer applies the summed gradients once. This is the recipe of
+copy, bitwise. The optimizer applies the summed gradients once. With several replicas
+(`xtune.training.distribution`) `r` comes from the whole step's gradient, the same on every
+replica. This is the recipe of
 bert4keras and of the PyTorch FGM/PGD snippets; `xtune.training.task_model.TaskModel`'s
 `train_step` calls `adversarial_gradients` for the task of each step.
 
@@ -28,6 +30,7 @@ import tensorflow as tf
 
 from xtune.registry import Registry
 from xtune.training.checks import check_fgm, check_pgd
+from xtune.training.distribution import assign_on_every_replica, sum_over_replicas
 
 ADVERSARIAL = Registry("adversarial method")
 
@@ -47,6 +50,13 @@ def project(perturbation: tf.Tensor, radius: float) -> tf.Tensor:
     """The nearest point of the ball `||r|| <= radius`."""
     norm = tf.norm(perturbation)
     return perturbation * tf.minimum(1.0, radius / tf.maximum(norm, 1e-12))
+
+
+def global_direction(gradient: Any) -> tf.Tensor:
+    """The embedding gradient of the whole step (summed over replicas, where there are
+    several): every replica moves the embeddings the same way, as one replica would."""
+    (summed,) = sum_over_replicas([dense(gradient)])
+    return summed
 
 
 def add_gradients(a: Any, b: Any) -> Any:
@@ -158,16 +168,16 @@ def adversarial_gradients(
 
     loss, gradients = loss_and_gradients(compute_loss, sources, scale_loss)
     clean = gradients[: len(trainable)]
-    direction = dense(gradients[position])
+    direction = global_direction(gradients[position])
     original = tf.identity(embeddings.value)
     perturbation = tf.zeros_like(original)
     for step in range(attack.steps):
         perturbation = attack.next_perturbation(perturbation, direction)
-        embeddings.assign(original + perturbation)
+        assign_on_every_replica(embeddings, original + perturbation)
         if step < attack.steps - 1:
             _, (gradient,) = loss_and_gradients(compute_loss, [embeddings], scale_loss)
-            direction = dense(gradient)
+            direction = global_direction(gradient)
     adversarial_loss, adversarial = loss_and_gradients(compute_loss, trainable, scale_loss)
-    embeddings.assign(original)
+    assign_on_every_replica(embeddings, original)
     total = [add_gradients(a, b) for a, b in zip(clean, adversarial, strict=True)]
     return loss, adversarial_loss, total

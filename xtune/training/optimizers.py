@@ -20,6 +20,7 @@ from keras import ops
 
 from xtune.registry import Registry, checked_by
 from xtune.training.checks import check_adam, check_adamw
+from xtune.training.distribution import per_replica_clipnorm
 from xtune.training.layerwise import variable_multipliers
 from xtune.training.schedules import SCHEDULES  # noqa: F401  (re-exported for the config)
 
@@ -66,10 +67,13 @@ class StepScaling:
         if self.built:
             return
         super().build(var_list)
+        strategy = tf.distribute.get_strategy()
         for variable in var_list:
             multiplier = float(self.learning_rate_multipliers.get(variable.path, 1.0))
-            # `update_step` gets the backend variable (`variable.value`) on TensorFlow.
-            for form in (variable, variable.value):
+            # `update_step` gets the backend variable (`variable.value`) on TensorFlow, and
+            # under a `tf.distribute` strategy each replica's copy of it.
+            copies = strategy.experimental_local_results(variable.value)
+            for form in (variable, variable.value, *copies):
                 self.step_multipliers[id(form)] = multiplier
 
     def multiplier_of(self, variable: Any) -> float:
@@ -128,7 +132,8 @@ def shared_arguments(
             model, layerwise_lr_decay, head_multiplier
         ),
         "base_learning_rate": learning_rate,
-        "global_clipnorm": clipnorm,
+        # Keras clips each replica's share of the summed gradient (xtune.training.distribution).
+        "global_clipnorm": per_replica_clipnorm(clipnorm),
         "use_ema": use_ema,
         "ema_momentum": ema_momentum,
         # Keras wants >= 2 or None.
@@ -221,10 +226,14 @@ def adam(
     return build
 
 
+def clips_global_norm(optimizer: Any) -> bool:
+    return bool(getattr(optimizer, "global_clipnorm", None))
+
+
 def dense_for_clipping(optimizer: Any, gradients: list[Any]) -> list[Any]:
     """With global-norm clipping, `IndexedSlices` gradients made dense first: Keras sums the
     squares of an `IndexedSlices`' rows, which miscounts a token that appears twice in a
     batch (rows (1, 1, 1) twice give norm 2.45 instead of 3.46)."""
-    if not getattr(optimizer, "global_clipnorm", None):
+    if not clips_global_norm(optimizer):
         return gradients
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]

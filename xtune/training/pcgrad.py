@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
+from xtune.training.distribution import draw_once
+
 Gradient = tf.Tensor | tf.IndexedSlices | None
 
 
@@ -122,7 +124,7 @@ def pcgrad(
             for k in range(num_tasks)
         ]
     )
-    orders = random_projection_orders(num_tasks, generator)
+    orders = draw_once(lambda: random_projection_orders(num_tasks, generator))
     summed = tf.reduce_sum(project_conflicting(flat, orders), axis=0)
     for index, gradient in zip(shared_indices, unflatten(summed, dense), strict=True):
         combined[index] = gradient

@@ -28,8 +28,15 @@ import tensorflow as tf
 
 from xtune.model import adapter_of
 from xtune.training.adversarial import EmbeddingAttack, adversarial_gradients
+from xtune.training.distribution import (
+    replica_mean,
+    replica_share,
+    share_of_sum,
+    sum_over_replicas,
+    weighted_loss,
+)
 from xtune.training.ema import base_optimizer
-from xtune.training.optimizers import dense_for_clipping
+from xtune.training.optimizers import clips_global_norm, dense_for_clipping
 from xtune.training.pcgrad import pcgrad
 
 
@@ -132,6 +139,10 @@ class TaskModel(keras.Model):
         if kind.head_only:
             variables = [v for v, is_shared in zip(variables, shared, strict=True) if not is_shared]
         loss, adversarial, gradients = self.task_gradients(kind.task, batches, variables)
+        optimizer = base_optimizer(self.optimizer)
+        if clips_global_norm(optimizer):  # the norm of the whole step's gradient is clipped
+            dense = dense_for_clipping(optimizer, gradients)
+            gradients = share_of_sum(sum_over_replicas(dense))
         self.apply(gradients, variables)
         return self.per_task(kind.task, loss, adversarial, batches)
 
@@ -141,6 +152,7 @@ class TaskModel(keras.Model):
         losses, adversarial, gradients = [], [], []
         for index in range(len(self.plan.tasks)):
             loss, attack_loss, task_gradients = self.task_gradients(index, batches, variables)
+            task_gradients = sum_over_replicas(task_gradients)  # PCGrad needs whole gradients
             if index in kind.frozen:  # a frozen task's encoder gradient conflicts with none
                 task_gradients = [
                     None if is_shared else g
@@ -149,7 +161,7 @@ class TaskModel(keras.Model):
             losses.append(loss)
             adversarial.append(attack_loss)
             gradients.append(task_gradients)
-        self.apply(pcgrad(gradients, shared, self.plan.generator), variables)
+        self.apply(share_of_sum(pcgrad(gradients, shared, self.plan.generator)), variables)
         rows = tf.stack([batch_rows(batches[i]) for i in range(len(self.plan.tasks))])
         return tf.stack(losses), tf.add_n(adversarial) / len(adversarial), rows
 
@@ -159,21 +171,28 @@ class TaskModel(keras.Model):
         """(loss, adversarial loss, gradients of the scaled loss) of task `index`'s batch."""
         inputs, targets = batches[index]
         task, task_model = self.plan.tasks[index], self.plan.task_models[index]
+        share = replica_share(batch_rows(batches[index]))
 
         def compute_loss() -> tf.Tensor:
             return task.compute_loss(targets, task_model(inputs, training=True))
 
+        def scale_loss(loss: tf.Tensor) -> tf.Tensor:  # this replica's part of the step's loss
+            return self.optimizer.scale_loss(weighted_loss(loss, share))
+
         if self.plan.attack is not None:
             embeddings = adapter_of(self).word_embeddings
-            return adversarial_gradients(
-                compute_loss, variables, embeddings, self.plan.attack, self.optimizer.scale_loss
+            loss, adversarial, gradients = adversarial_gradients(
+                compute_loss, variables, embeddings, self.plan.attack, scale_loss
             )
+            return replica_mean(loss), replica_mean(adversarial), gradients
         with tf.GradientTape() as tape:
             loss = compute_loss()
-            scaled = self.optimizer.scale_loss(loss)
-        return loss, tf.zeros([]), tape.gradient(scaled, variables)
+            scaled = scale_loss(loss)
+        return replica_mean(loss), tf.zeros([]), tape.gradient(scaled, variables)
 
     def apply(self, gradients: list[Any], variables: list[Any]) -> None:
+        """One optimizer step; under a strategy Keras's optimizer sums the replicas'
+        gradients (`xtune.training.distribution`)."""
         present = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         if present:  # none: nothing of this task trains now (a frozen bi-encoder's cosine)
             dense = dense_for_clipping(base_optimizer(self.optimizer), [g for g, _ in present])

@@ -29,12 +29,12 @@ import numpy as np
 import tensorflow as tf
 
 from xtune import faults
-from xtune.config_schema import RunConfig
+from xtune.config_schema import RunConfig, mirroring_blocker
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.prompt_injection import tune_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
 from xtune.metrics import fixed_threshold_report
-from xtune.model import TaskGraph, build_task_graph, count_parameters
+from xtune.model import TaskGraph, build_task_graph, count_parameters, functional_view
 from xtune.registry import ConfigError
 from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
 from xtune.tasks import Task, TaskData, build_tasks
@@ -58,6 +58,13 @@ from xtune.training.checkpoint import (
     check_resumable,
     load_checkpoint,
     remove_checkpoint,
+)
+from xtune.training.distribution import (
+    describe,
+    distribute,
+    distribution_record,
+    make_strategy,
+    resolve_distribution,
 )
 from xtune.training.ema import uses_ema
 from xtune.training.evaluation import scores_of
@@ -266,7 +273,7 @@ def train(
     keras.mixed_precision.set_global_policy(precision)
     try:
         resumed = resume_point(config, run_dir) if resume else None
-        run = build_run(config, data)
+        run = build_run(config, data, training_strategy(config))
         folder = open_run_folder(config, run, run_dir, precision)
         mlflow = start_mlflow(config, folder.path, tags or {})
         try:
@@ -295,9 +302,16 @@ def resume_point(config: RunConfig, run_dir: str | Path | None) -> Checkpoint | 
     return resumed
 
 
+def training_strategy(config: RunConfig) -> tf.distribute.Strategy:
+    """The strategy `training.distribution` resolves to on this machine."""
+    setting = config.training.distribution
+    return make_strategy(resolve_distribution(setting, mirroring_blocker(config)))
+
+
 @dataclass
 class Run:
-    """What the steps of `train` hand on: encoder, data, tasks, model, stages, schedule."""
+    """What the steps of `train` hand on: encoder, data, tasks, model, stages, schedule,
+    and the `tf.distribute` strategy the model's variables were made under."""
 
     encoder: EncoderAdapter
     data: PreparedData
@@ -307,6 +321,7 @@ class Run:
     parameters: dict[str, int]
     stages: list[Stage]
     schedule: Schedule
+    strategy: tf.distribute.Strategy = field(default_factory=tf.distribute.get_strategy)
 
     def splits(self, name: str) -> dict[str, Any]:
         """`{task name: that task's split}` for the tasks that have split `name`."""
@@ -327,18 +342,27 @@ class FitClock:
     started: float = 0.0
 
 
-def build_run(config: RunConfig, data: PreparedData | None) -> Run:
-    """Step 1: encoder, tokenized data (unless given), tasks, model, stages and schedule."""
-    encoder = load_encoder(config.encoder)
-    if data is None:
-        data = prepare_data(config, encoder)
-    encoder = encoder_for(data, encoder)
-    tasks = build_tasks(config.named_tasks())
-    for task in tasks:
-        task.attach(data.tasks[task.name])
-        if getattr(task.loss, "multi_label", None) is not None:
-            check_report_thresholds(config.training.report_thresholds, task.loss)
-    graph = build_model(config, encoder, tasks)
+def build_run(
+    config: RunConfig,
+    data: PreparedData | None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> Run:
+    """Step 1: encoder, tokenized data (unless given), tasks, model, stages and schedule;
+    the encoder and model made under `strategy` (default: none, one device)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():  # the weights: one copy per replica
+        encoder = load_encoder(config.encoder)
+        if data is None:
+            data = prepare_data(config, encoder)
+        encoder = encoder_for(data, encoder)
+        tasks = build_tasks(config.named_tasks())
+        for task in tasks:
+            task.attach(data.tasks[task.name])
+            if getattr(task.loss, "multi_label", None) is not None:
+                check_report_thresholds(config.training.report_thresholds, task.loss)
+        graph = build_model(config, encoder, tasks)
+    if strategy is not tf.distribute.get_strategy():  # the default strategy needs none
+        graph = single_replica_views(graph)
     for task in tasks:
         task.initialize(graph.model, data.tasks[task.name])
     parameters = count_parameters(graph.model)
@@ -349,7 +373,23 @@ def build_run(config: RunConfig, data: PreparedData | None) -> Run:
     train = {task.name: data.tasks[task.name].splits["train"] for task in tasks}
     schedule = plan_epochs(config.training, tasks, train)
     names = MetricNames(tasks, implicit=config.tasks is None)
-    return Run(encoder, data, tasks, graph, names, parameters, stages, schedule)
+    return Run(encoder, data, tasks, graph, names, parameters, stages, schedule, strategy)
+
+
+def single_replica_views(graph: TaskGraph) -> TaskGraph:
+    """The graph with its task and embedding views made again outside any strategy scope:
+    a Keras model keeps the strategy it was made under and would run each batch it predicts
+    on every replica; dev scoring and prediction stay on one device (the views share the
+    model's weights and make none)."""
+    return dataclasses.replace(
+        graph,
+        task_models={name: remade(view) for name, view in graph.task_models.items()},
+        embed_models={name: remade(view) for name, view in graph.embed_models.items()},
+    )
+
+
+def remade(view: keras.Model) -> keras.Model:
+    return functional_view(view.input, view.output, view.name)
 
 
 def build_model(config: RunConfig, encoder: EncoderAdapter, tasks: list[Task]) -> TaskGraph:
@@ -384,7 +424,7 @@ def open_run_folder(
     print(
         f"xtune: {run.encoder.source}; {task_summary(run)}; "
         f"{run.parameters['trainable']:,} trainable parameters; "
-        f"{precision}; {device_name()}; run folder {folder.path}",
+        f"{precision}; {device_name()}{describe(run.strategy)}; run folder {folder.path}",
         flush=True,
     )
     return folder
@@ -459,22 +499,28 @@ def fit_stage(
 ) -> None:
     """One stage's `fit`, from epoch `start` when the run resumes inside it."""
     training, model = config.training, run.graph.model
-    compile_stage(config, run, stage)
     first = max(stage.start_epoch, start)
     kinds = stage_kinds(run.schedule, stage.start_epoch, stage.end_epoch)
-    model.plan = step_plan(
-        run.tasks,
-        [run.graph.task_models[task.name] for task in run.tasks],
-        kinds,
-        get_attack(config.adversarial),
-        training.seed,
-    )
+    with run.strategy.scope():  # the optimizer's and the loss trackers' variables
+        compile_stage(config, run, stage)
+        model.plan = step_plan(
+            run.tasks,
+            [run.graph.task_models[task.name] for task in run.tasks],
+            kinds,
+            get_attack(config.adversarial),
+            training.seed,
+        )
     if resumed is not None and first == start > 0:
         restore_training_state(model, resumed, mid_stage=first > stage.start_epoch)
-    batches = stage_task_datasets(run, training, stage, first)
-    dataset = stage_dataset(run.schedule, first, stage.end_epoch, kinds, batches)
+
+    def dataset() -> tf.data.Dataset:
+        batches = stage_task_datasets(run, training, stage, first)
+        return stage_dataset(run.schedule, first, stage.end_epoch, kinds, batches)
+
+    # `fit` itself runs outside the scope: the model keeps its strategy, and the dev
+    # scoring its callbacks run must not pick the strategy up (`single_replica_views`).
     model.fit(
-        dataset,
+        distribute(run.strategy, dataset),
         initial_epoch=first,
         epochs=stage.end_epoch,
         steps_per_epoch=run.schedule.steps_per_epoch,
@@ -733,6 +779,7 @@ def run_result(
     extra: dict[str, Any] = {
         "precision": precision,
         "eval_precision": "float32",  # of `best`, `tuned`, `test` and the thresholds
+        "distribution": distribution_record(run.strategy),
         "fit_seconds": round(clock.fit_ended - clock.fit_started, 3),
         "timings": run_timings(
             clock.started, clock.fit_started, clock.first_step_done, clock.fit_ended
