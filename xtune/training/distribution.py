@@ -31,6 +31,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from xtune.registry import ConfigError
+
 MIRRORED, NONE = "mirrored", "none"
 
 
@@ -62,6 +64,18 @@ def mirrored_strategy(devices: tuple[str, ...]) -> tf.distribute.MirroredStrateg
     same devices numbers its collective operations from the start again, and TensorFlow then
     matches them with the first one's (`Shape mismatch in the collective instance`)."""
     return tf.distribute.MirroredStrategy(list(devices))
+
+
+def check_global_batch(batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    """`training.batch_size` splits evenly across the replicas (a step's first batch must:
+    `fit` takes the mean of its replicas' slices to build the model; the last, partial
+    batch of an epoch may split unevenly)."""
+    count = strategy.num_replicas_in_sync
+    if batch_size % count:
+        raise ConfigError(
+            f"training.batch_size: {batch_size} does not split across the {count} replicas of "
+            f"training.distribution: mirrored; use a multiple of {count} or distribution: none"
+        )
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:

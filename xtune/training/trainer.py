@@ -60,6 +60,7 @@ from xtune.training.checkpoint import (
     remove_checkpoint,
 )
 from xtune.training.distribution import (
+    check_global_batch,
     describe,
     distribute,
     distribution_record,
@@ -305,7 +306,9 @@ def resume_point(config: RunConfig, run_dir: str | Path | None) -> Checkpoint | 
 def training_strategy(config: RunConfig) -> tf.distribute.Strategy:
     """The strategy `training.distribution` resolves to on this machine."""
     setting = config.training.distribution
-    return make_strategy(resolve_distribution(setting, mirroring_blocker(config)))
+    strategy = make_strategy(resolve_distribution(setting, mirroring_blocker(config)))
+    check_global_batch(config.training.batch_size, strategy)
+    return strategy
 
 
 @dataclass
