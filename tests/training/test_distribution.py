@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ import tensorflow as tf
 
 from tests.tasks.task_data import multitask_config
 from xtune.config import ConfigError, parse_run_config
-from xtune.training.distribution import make_strategy, resolve_distribution
+from xtune.training.distribution import (
+    check_global_batch,
+    make_strategy,
+    replica_slices,
+    resolve_distribution,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 # Two replicas sum their slices' losses and gradients in another float32 order than one
@@ -72,6 +78,30 @@ def test_auto_without_gpus_is_one_device(monkeypatch):
     )
     assert resolve_distribution("auto", None) == "none"
     assert make_strategy("none") is tf.distribute.get_strategy()
+
+
+def test_batch_size_must_split_across_the_replicas():
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
+    check_global_batch(16, two_replicas)
+    with pytest.raises(ConfigError, match="training.batch_size: 15 does not split across the 2"):
+        check_global_batch(15, two_replicas)
+
+
+def test_each_replica_gets_a_consecutive_slice_of_every_batch():
+    rows = tf.reshape(tf.range(14), [7, 2])
+    step = (tf.constant(3), ((rows, tf.range(7)), (tf.zeros([0, 2], tf.int32), tf.range(0))))
+    slices = list(replica_slices(tf.data.Dataset.from_tensors(step), 2))
+    assert [int(kind) for kind, _ in slices] == [3, 3]  # the step kind stays whole
+    assert [batches[0][1].numpy().tolist() for _, batches in slices] == [[0, 1, 2, 3], [4, 5, 6]]
+    assert [len(batches[1][0]) for _, batches in slices] == [0, 0]  # an empty task stays empty
+
+
+def test_mirrored_refuses_a_loss_of_row_pairs(tmp_path):
+    data = {"train": "a.csv", "dev": "a.csv", "text_pair": "text_pair"}
+    tasks = {"sts": {"type": "bi_encoder", "output": "cosine", "loss": "cosent", "data": data}}
+    raw = multitask_config(tmp_path, tasks, distribution="mirrored")
+    with pytest.raises(ConfigError, match="compares the rows of a batch"):
+        parse_run_config(raw, source="run.yaml")
 
 
 def test_two_replicas_train_the_weights_of_one(tmp_path):
