@@ -25,15 +25,27 @@ On one replica every function here returns its input unchanged (bitwise).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
 
+import keras
 import tensorflow as tf
 
+from xtune.config_schema import RunConfig, mirroring_blocker
+from xtune.model import TaskGraph, functional_view
 from xtune.registry import ConfigError
 
 MIRRORED, NONE = "mirrored", "none"
+
+
+def run_strategy(config: RunConfig) -> tf.distribute.Strategy:
+    """The strategy `training.distribution` resolves to on this machine."""
+    setting = config.training.distribution
+    strategy = make_strategy(resolve_distribution(setting, mirroring_blocker(config)))
+    check_global_batch(config.training.batch_size, strategy)
+    return strategy
 
 
 def resolve_distribution(setting: str, blocker: str | None) -> str:
@@ -101,6 +113,22 @@ def per_replica_clipnorm(clipnorm: float | None) -> float | None:
     if clipnorm is None or replicas() == 1:
         return clipnorm
     return clipnorm / replicas()
+
+
+def single_replica_views(graph: TaskGraph) -> TaskGraph:
+    """The graph with its task and embedding views made again outside any strategy scope:
+    a Keras model keeps the strategy it was made under and would run each batch it predicts
+    on every replica; dev scoring and prediction stay on one device (the views share the
+    model's weights and make none)."""
+    return dataclasses.replace(
+        graph,
+        task_models={name: remade(view) for name, view in graph.task_models.items()},
+        embed_models={name: remade(view) for name, view in graph.embed_models.items()},
+    )
+
+
+def remade(view: keras.Model) -> keras.Model:
+    return functional_view(view.input, view.output, view.name)
 
 
 # ---------------------------------------------------------------- inside a training step

@@ -29,12 +29,12 @@ import numpy as np
 import tensorflow as tf
 
 from xtune import faults
-from xtune.config_schema import RunConfig, mirroring_blocker
+from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.prompt_injection import tune_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
 from xtune.metrics import fixed_threshold_report
-from xtune.model import TaskGraph, build_task_graph, count_parameters, functional_view
+from xtune.model import TaskGraph, build_task_graph, count_parameters
 from xtune.registry import ConfigError
 from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
 from xtune.tasks import Task, TaskData, build_tasks
@@ -60,12 +60,11 @@ from xtune.training.checkpoint import (
     remove_checkpoint,
 )
 from xtune.training.distribution import (
-    check_global_batch,
     describe,
     distribute,
     distribution_record,
-    make_strategy,
-    resolve_distribution,
+    run_strategy,
+    single_replica_views,
 )
 from xtune.training.ema import uses_ema
 from xtune.training.evaluation import scores_of
@@ -274,7 +273,7 @@ def train(
     keras.mixed_precision.set_global_policy(precision)
     try:
         resumed = resume_point(config, run_dir) if resume else None
-        run = build_run(config, data, training_strategy(config))
+        run = build_run(config, data, run_strategy(config))
         folder = open_run_folder(config, run, run_dir, precision)
         mlflow = start_mlflow(config, folder.path, tags or {})
         try:
@@ -301,14 +300,6 @@ def resume_point(config: RunConfig, run_dir: str | Path | None) -> Checkpoint | 
         where = f"after epoch {resumed.progress.epochs_done} of {config.training.epochs}"
     print(f"xtune: resuming {run_dir} {where}", flush=True)
     return resumed
-
-
-def training_strategy(config: RunConfig) -> tf.distribute.Strategy:
-    """The strategy `training.distribution` resolves to on this machine."""
-    setting = config.training.distribution
-    strategy = make_strategy(resolve_distribution(setting, mirroring_blocker(config)))
-    check_global_batch(config.training.batch_size, strategy)
-    return strategy
 
 
 @dataclass
@@ -377,22 +368,6 @@ def build_run(
     schedule = plan_epochs(config.training, tasks, train)
     names = MetricNames(tasks, implicit=config.tasks is None)
     return Run(encoder, data, tasks, graph, names, parameters, stages, schedule, strategy)
-
-
-def single_replica_views(graph: TaskGraph) -> TaskGraph:
-    """The graph with its task and embedding views made again outside any strategy scope:
-    a Keras model keeps the strategy it was made under and would run each batch it predicts
-    on every replica; dev scoring and prediction stay on one device (the views share the
-    model's weights and make none)."""
-    return dataclasses.replace(
-        graph,
-        task_models={name: remade(view) for name, view in graph.task_models.items()},
-        embed_models={name: remade(view) for name, view in graph.embed_models.items()},
-    )
-
-
-def remade(view: keras.Model) -> keras.Model:
-    return functional_view(view.input, view.output, view.name)
 
 
 def build_model(config: RunConfig, encoder: EncoderAdapter, tasks: list[Task]) -> TaskGraph:
