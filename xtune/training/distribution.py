@@ -6,9 +6,10 @@ every logical CPU where there is no GPU): each step's global batch of `training.
 rows is split into one consecutive slice per replica (`replica_slices`). With `R` replicas
 and `n_r` of the step's `N` rows on replica `r`, the step is the one-replica step when
 
-- each replica's mean loss is weighted by `n_r / N` before its gradients (`replica_share`;
-  Keras's own step divides by `R`, which is the same for equal slices): the replicas'
-  gradients then sum to the gradient of the global batch's mean loss;
+- each replica's mean loss is weighted by `n_r / N` before its gradients (`replica_share`:
+  a Keras `Loss` already divides its mean by `R`, exact for equal slices; the share
+  corrects that for the unequal slices of an epoch's last batch): the replicas' gradients
+  then sum to the gradient of the global batch's mean loss;
 - Keras's optimizer sums the replicas' gradients itself, as in its own step; where the
   step needs the whole gradient first (global-norm clipping, PCGrad, the FGM/PGD
   direction) it is summed over the replicas here (`sum_over_replicas`) and every replica
@@ -20,7 +21,7 @@ and `n_r` of the step's `N` rows on replica `r`, the step is the one-replica ste
 - random draws and assignments inside the step happen once for all replicas
   (`draw_once`, `assign_on_every_replica`).
 
-On one replica every function here returns its input unchanged (bitwise).
+On one replica the functions used inside a step return their input unchanged (bitwise).
 """
 
 from __future__ import annotations
