@@ -74,20 +74,17 @@ def two_tasks(folder: Path) -> dict:
 
 def cases(folder: Path) -> dict[str, dict]:
     """(a) AdamW unclipped, 27 rows in batches of 10 (the last one's 7 rows split 4 and 3:
-    the rows weight the replicas' losses); (b) layer-wise rates and (c) FGM with the default
-    global-norm clipping, which bites here (gradient norms ~2-5 > 1; clipping each
-    replica's own gradient would differ); (d) two tasks by PCGrad."""
+    the rows weight the replicas' losses); (b) layer-wise rates with FGM (one run: the suite's
+    time) and the default global-norm clipping, which bites here (gradient norms ~2-5 > 1;
+    clipping each replica's own gradient would differ); (c) two tasks by PCGrad."""
     unclipped = single_task(folder / "adamw", optimizer={**SCALE_SENSITIVE, "clipnorm": None})
     write_split(folder / "adamw" / "data" / "train.csv", 27, seed=1)
     unclipped["training"]["batch_size"] = 10
     return {
         "adamw": unclipped,
-        "layerwise_lr": single_task(
-            folder / "layerwise", optimizer={**SCALE_SENSITIVE, "layerwise_lr_decay": 0.5}
-        ),
-        "fgm": single_task(
-            folder / "fgm",
-            optimizer=SCALE_SENSITIVE,
+        "layerwise_lr_fgm": single_task(
+            folder / "layerwise_fgm",
+            optimizer={**SCALE_SENSITIVE, "layerwise_lr_decay": 0.5},
             adversarial={"name": "fgm", "epsilon": 0.5},
         ),
         "pcgrad_two_tasks": two_tasks(folder / "pcgrad"),

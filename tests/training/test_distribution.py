@@ -105,7 +105,7 @@ def test_mirrored_refuses_a_loss_of_row_pairs(tmp_path):
 
 
 def test_two_replicas_train_the_weights_of_one(tmp_path):
-    """(a) AdamW, (b) layer-wise rates with clipping, (c) FGM, (d) two tasks by PCGrad:
+    """(a) AdamW, (b) layer-wise rates with FGM and clipping, (c) two tasks by PCGrad:
     the same global batch on two mirrored CPU replicas and on one device."""
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "TF_CPP_MIN_LOG_LEVEL": "2"}
     script = REPOSITORY / "tests" / "training" / "mirrored_runs.py"
@@ -120,7 +120,7 @@ def test_two_replicas_train_the_weights_of_one(tmp_path):
     lines = [line for line in finished.stdout.splitlines() if line.startswith("RESULT ")]
     assert finished.returncode == 0 and lines, finished.stdout[-3000:] + finished.stderr[-3000:]
     report = json.loads(lines[-1].removeprefix("RESULT "))
-    assert sorted(report) == ["adamw", "fgm", "layerwise_lr", "pcgrad_two_tasks"]
+    assert sorted(report) == ["adamw", "layerwise_lr_fgm", "pcgrad_two_tasks"]
     for name, case in report.items():
         assert case["mirrored"]["strategy"] == "mirrored", name
         assert case["mirrored"]["replicas"] == 2, name
