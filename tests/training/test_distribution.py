@@ -22,6 +22,8 @@ from xtune.training.distribution import (
     resolve_distribution,
 )
 
+pytestmark = pytest.mark.heavy  # one 35-s subprocess: scheduled early, not in the tail
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 # Two replicas sum their slices' losses and gradients in another float32 order than one
 # device: the weights differ by ~4e-9 at most after these runs' steps (measured). A real
