@@ -31,6 +31,7 @@ from typing import Any
 import keras
 
 from xtune.config_schema import RunConfig
+from xtune.run_folder import write_atomic
 
 RECORD_FILE = "mlflow.json"  # in the run folder: the MLflow run id, for a resumed run
 ARTIFACT_SUFFIXES = (".json", ".yaml", ".md", ".csv", ".txt")
@@ -88,9 +89,8 @@ class MlflowTracker:
                 f"(view it with the full mlflow package: mlflow ui --backend-store-uri {self.uri})",
                 flush=True,
             )
-            (run_dir / RECORD_FILE).write_text(
-                json.dumps({"tracking_uri": self.uri, "run_id": self.run_id}), encoding="utf-8"
-            )
+            record = {"tracking_uri": self.uri, "run_id": self.run_id}
+            write_atomic(run_dir / RECORD_FILE, json.dumps(record))
             self.log_params(flatten(config.to_dict()))
 
     def log_params(self, params: dict[str, Any]) -> None:
