@@ -402,13 +402,10 @@ class GridSession:
 
     def interrupted_run_dir(self, run: PlannedRun) -> Path | None:
         """The unfinished folder this results folder made for `run`, when it holds a
-        checkpoint (`training.checkpoints`): the run continues there instead of restarting."""
-        for folder in self.run_dir_names(run):
-            if not folder.exists():
-                return None
-            if self.owns_unfinished(folder, run) and read_progress(folder) is not None:
-                return folder
-        return None
+        checkpoint (`training.checkpoints`): the run continues there instead of restarting.
+        (`claim_run_dir` reuses such a folder's name, so there is at most one.)"""
+        folder = self.unfinished_run_dir(run)
+        return folder if folder is not None and read_progress(folder) is not None else None
 
     def unfinished_run_dir(self, run: PlannedRun) -> Path | None:
         """The unfinished folder this results folder made for `run`, with or without a

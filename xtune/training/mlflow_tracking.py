@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -110,7 +111,7 @@ class MlflowTracker:
             items = [
                 Metric(metric_key(key), float(value), stamp, step)
                 for key, value in flatten(values).items()
-                if is_number(value)
+                if finite(value)
             ]
             for first in range(0, len(items), BATCH):
                 self.client.log_batch(self.run_id, metrics=items[first : first + BATCH])
@@ -234,10 +235,15 @@ def metric_key(key: str) -> str:
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
 
 
-def is_number(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def finite(value: Any) -> bool:
+    """Whether `value` is a finite number (a float, numpy scalar or tensor of one; not a
+    bool or a string)."""
+    if isinstance(value, (bool, str)):
         return False
-    return value == value and abs(value) != float("inf")
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def now_ms() -> int:

@@ -139,10 +139,8 @@ class TaskModel(keras.Model):
         if kind.head_only:
             variables = [v for v, is_shared in zip(variables, shared, strict=True) if not is_shared]
         loss, adversarial, gradients = self.task_gradients(kind.task, batches, variables)
-        optimizer = base_optimizer(self.optimizer)
-        if clips_global_norm(optimizer):  # the norm of the whole step's gradient is clipped
-            dense = dense_for_clipping(optimizer, gradients)
-            gradients = share_of_sum(sum_over_replicas(dense))
+        if clips_global_norm(base_optimizer(self.optimizer)):  # the whole step's norm is clipped
+            gradients = share_of_sum(sum_over_replicas(gradients))  # (one replica: unchanged)
         self.apply(gradients, variables)
         return self.per_task(kind.task, loss, adversarial, batches)
 

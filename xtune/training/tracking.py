@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from xtune.training.mlflow_tracking import MlflowEpochLog, MlflowTracker
+from xtune.training.mlflow_tracking import MlflowEpochLog, MlflowTracker, finite
 
 TENSORBOARD_FOLDER = "tensorboard"
 # TensorBoard shows a summary under its Scalars tab by this plugin name.
@@ -77,13 +77,6 @@ class TensorBoardLog(keras.callbacks.Callback):
                     write_scalar(key.removeprefix("val_"), float(value), epoch + 1)
         for writer in self.writers.values():
             writer.flush()
-
-
-def finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def tracking_callbacks(

@@ -427,8 +427,8 @@ def fit_run(
     config: RunConfig,
     run: Run,
     folder: RunFolder,
-    resumed: Checkpoint | None = None,
-    mlflow: MlflowTracker | None = None,
+    resumed: Checkpoint | None,
+    mlflow: MlflowTracker,
 ) -> tuple[DevEvaluation, FitClock]:
     """Step 3: `model.fit` per stage (a fresh optimizer each), scored on dev every epoch,
     checkpointed after every epoch; a resumed run starts after its checkpoint's epoch."""
@@ -450,9 +450,8 @@ def fit_run(
     # The bar's logger explicitly, so the dev summary line is printed after it.
     callbacks += [checkpoint] if training.checkpoints else []
     callbacks += tracking_callbacks(
-        training.report_to, folder.path, run.schedule.steps_per_epoch, evaluation,
-        mlflow or MlflowTracker(config.tracking.mlflow_uri),
-    )  # fmt: skip
+        training.report_to, folder.path, run.schedule.steps_per_epoch, evaluation, mlflow
+    )
     callbacks += [StepFaultPoint()] if faults.enabled("train_step") else []
     fit_started = time.perf_counter()
     for stage in run.stages:
