@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--ci", action="store_true", help="add a 95%% confidence interval of each row's mean"
     )
+    report.add_argument(
+        "--test-per-row",
+        action="store_true",
+        help="add each row's test score to the cost table (a second held-out set, e.g. MNLI "
+        "mismatched; the best row is still chosen on dev)",
+    )
 
     export = commands.add_parser(
         "export", parents=[debug], help="export a run as a SavedModel taking raw text"
@@ -328,7 +334,12 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(
             write_report(
-                args.results_dir, args.output, args.baseline, format=args.format, ci=args.ci
+                args.results_dir,
+                args.output,
+                args.baseline,
+                format=args.format,
+                ci=args.ci,
+                test_per_row=args.test_per_row,
             )
         )
         return 0

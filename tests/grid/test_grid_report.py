@@ -486,3 +486,31 @@ def test_the_decision_rule_served_and_both_rules_dev_values(toy_results):
     shown = float(rules["lr 5e-5"]["tuned (cross-validated)"].split(" ± ")[0])
     assert shown == pytest.approx(values.mean() + 0.02, abs=5e-5)
     assert rules["lr 5e-5"]["metric"] == "subset_accuracy"
+
+
+def test_cost_per_row_and_test_scores_on_request(toy_results, tmp_path):
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        index, seed = line["row_index"], line["seed"]
+        line["parameters"] = {"trainable": 1000 * (index + 1), "non_trainable": 5}
+        line["train_samples_per_second"] = 10.0 * (index + 1) + seed
+        line["test"] = {"default_rule": {"subset_accuracy": 0.5 + 0.01 * seed}}
+    rewrite(toy_results, lines)
+    plain = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    assert "test subset_accuracy mean ± std" not in plain
+    text = Path(write_report(toy_results, tmp_path / "with_test.md", test_per_row=True)).read_text(
+        encoding="utf-8"
+    )
+    cost = {row["row"]: row for row in markdown_table(text, "Cost per row")}
+    assert list(cost) == list(ROWS)
+    for index, (row, (_, values)) in enumerate(ROWS.items()):
+        speeds = 10.0 * (index + 1) + np.arange(len(values))
+        assert cost[row]["trainable parameters"] == f"{1000 * (index + 1):,}"
+        shown = cost[row]["train samples/s mean ± std"].split(" ± ")
+        assert float(shown[0]) == pytest.approx(speeds.mean(), abs=0.05)
+        if len(values) > 1:  # one seed: no spread shown
+            assert float(shown[1]) == pytest.approx(speeds.std(ddof=1), abs=0.05)
+        scores = 0.5 + 0.01 * np.arange(len(values))
+        shown = cost[row]["test subset_accuracy mean ± std"].split(" ± ")[0]
+        assert float(shown) == pytest.approx(scores.mean(), abs=5e-5)
+    assert text.index("## Cost per row") < text.index("## Per seed")

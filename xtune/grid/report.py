@@ -61,13 +61,16 @@ def write_report(
     *,
     format: str = "md",
     ci: bool = False,
+    test_per_row: bool = False,
 ) -> str:
     """Write the report of a grid's results folder; returns its path.
 
     `baseline` names the row that Δ and Welch p compare against (default: the grid's first
     row); it is listed first. `format`: `md` the whole report (and the curves plot), `csv` and
     `latex` the table of cells alone (default output `reports/<grid>.csv` / `.tex`). `ci` adds
-    a 95% confidence interval of each row's mean. A seed that a row holds more than once (lines
+    a 95% confidence interval of each row's mean. `test_per_row` adds each row's test score
+    to the cost table (for a test set that is a second held-out set, as MNLI's mismatched
+    dev; rows are still chosen on dev). A seed that a row holds more than once (lines
     appended by another run of the grid) counts once, its last line; that is a warning, printed
     and written in the report.
     """
@@ -103,6 +106,9 @@ def write_report(
     lines = render(
         cells, metric, results.path, content.incomplete_tail, output.parent, warnings, ci
     )
+    if cost := cost_section(cells, metric, test_per_row):
+        at = lines.index("## Per seed") - 1
+        lines[at:at] = cost
     if caption:
         link = Path(os.path.relpath(plot.resolve(), output.resolve().parent)).as_posix()
         lines += ["", "## Dev curves", "", f"![{caption}]({link})", ""]
@@ -885,6 +891,46 @@ def test_section(cells: list[Cell], metric: str) -> list[str]:
     lines += table(["decision rule", *[key.replace("_", " ") for key in keys]], rows)
     lines += per_label_table(runs)
     return lines
+
+
+def cost_section(cells: list[Cell], metric: str, test_per_row: bool) -> list[str]:
+    """Per row: trainable parameters, train samples/s and wall time (what a method costs);
+    with `test_per_row`, each row's test `metric` too."""
+    rows = [cost_row(cell, metric, test_per_row) for cell in cells if cell.ok_runs]
+    if not rows:
+        return []
+    header = ["row", "trainable parameters", "train samples/s mean ± std", "wall s (mean)"]
+    note = (
+        "Trainable parameters as the run counted them (built, before training); train "
+        "samples/s over the training epochs alone; wall s: the whole run (loading, "
+        "training, scoring)."
+    )
+    if test_per_row:
+        header.append(f"test {metric} mean ± std")
+        note += (
+            f" Test `{metric}` per row is shown on request (`--test-per-row`), for a test set "
+            "that is a second held-out set; the best row is still the best on dev."
+        )
+    return ["", "## Cost per row", "", note, "", *table(header, rows)]
+
+
+def cost_row(cell: Cell, metric: str, test_per_row: bool) -> list[str]:
+    runs = cell.ok_runs
+    counts = sorted({(run.get("parameters") or {}).get("trainable") or 0 for run in runs})
+    speeds = [run["train_samples_per_second"] for run in runs if "train_samples_per_second" in run]
+    speed = "–"
+    if speeds:
+        spread = f" ± {sample_variance(speeds) ** 0.5:.1f}" if len(speeds) > 1 else ""
+        speed = f"{mean(speeds):.1f}{spread}"
+    row = [cell.name, " / ".join(f"{count:,}" if count else "–" for count in counts), speed]
+    row.append(str(Number(mean([run["wall_seconds"] for run in runs]), "{:.0f}")))
+    if test_per_row:
+        row.append(mean_std([test_score(run, metric) for run in runs]))
+    return row
+
+
+def test_score(run: dict[str, Any], metric: str) -> float | None:
+    return ((run.get("test") or {}).get("default_rule") or {}).get(metric)
 
 
 def per_label_table(runs: list[dict[str, Any]]) -> list[str]:
