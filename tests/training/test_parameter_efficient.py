@@ -4,10 +4,15 @@ trains, and export with the prompt / prefixes baked into the SavedModel."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tests.tasks.task_data import multitask_config, shared_three_tasks
 from tests.training.conftest import (
@@ -104,24 +109,59 @@ def test_a_prompt_reloads_from_the_adapter_file_onto_the_base_encoder(tmp_path):
     np.testing.assert_array_equal(fresh(x), model(x))
 
 
-def export_matches(result, task_texts: dict[str, tuple[str, list, list | None]], tmp_path):
-    """The export of a run serves, for each signature, what the reloaded run predicts."""
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops for loading)
+# Serves each signature's raw-string feed in a fresh interpreter: TensorFlow and
+# tensorflow-text only (no xtune or keras-hub imported).
+SERVE_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
 
+job = json.loads(open(sys.argv[1], encoding="utf-8").read())
+model = tf.saved_model.load(job["dir"])
+results = {}
+for signature, feed in job["feeds"].items():
+    served = model.signatures[signature](**{k: tf.constant(v) for k, v in feed.items()})
+    key = "probabilities" if "probabilities" in served else "score"
+    results[signature] = served[key].numpy()
+results["modules"] = np.array(sorted(m for m in sys.modules if "." not in m))
+np.savez(sys.argv[2], **results)
+"""
+
+
+def serve_in_fresh_process(export_dir: Path, feeds: dict[str, dict], folder: Path) -> dict:
+    job = {"dir": str(export_dir), "feeds": feeds}
+    (folder / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
+    (folder / "serve.py").write_text(SERVE_SCRIPT, encoding="utf-8")
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""}
+    subprocess.run(
+        [sys.executable, "serve.py", "job.json", "out.npz"],
+        cwd=folder,
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
+    with np.load(folder / "out.npz") as out:
+        return {key: out[key] for key in out.files}
+
+
+def export_matches(result, task_texts: dict[str, tuple[str, list, list | None]], tmp_path):
+    """The export of a run serves, for each signature, what the reloaded run predicts, in
+    a process that imports neither xtune nor keras-hub."""
     from xtune.export.saved_model import export_run
 
     run = load_run(result.run_dir)
     exported = export_run(result.run_dir, tmp_path / "export")
-    loaded = tf.saved_model.load(str(exported.path))
+    feeds = {}
+    for signature, (_, texts, pairs) in task_texts.items():
+        feeds[signature] = {"text": texts} | ({"text_pair": pairs} if pairs else {})
+    served = serve_in_fresh_process(exported.path, feeds, tmp_path)
+    assert not {"xtune", "keras_hub"} & set(served["modules"].tolist())
     for signature, (task_name, texts, pairs) in task_texts.items():
-        arguments = {"text": tf.constant(texts)}
-        if pairs is not None:
-            arguments["text_pair"] = tf.constant(pairs)
-        served = loaded.signatures[signature](**arguments)
         task = run.task(task_name)
         want = np.asarray(task.loss.scores(predict_texts(run, task_name, texts, pairs)))
-        got = served["probabilities"] if "probabilities" in served else served["score"]
-        np.testing.assert_allclose(got.numpy(), want.reshape(got.shape), atol=1e-5)
+        got = served[signature]
+        np.testing.assert_allclose(got, want.reshape(got.shape), atol=1e-5)
     return run
 
 
