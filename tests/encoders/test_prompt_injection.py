@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from xtune.encoders import FAMILIES
-from xtune.encoders.prompt_injection import EncoderTuning
+from xtune.encoders.prompt_injection import EncoderTuning, embedded_vocabulary_sample
 from xtune.model import encoder_features_model
 
 VOCABULARY_SIZE = 300  # byte-level BPE needs 262 ids at least
@@ -93,6 +93,27 @@ def test_prompt_and_prefix_are_attended_and_padding_is_not(family):
     assert sorted(groups.values()) == sorted(
         ["embeddings"] + [f"layer_{i}" for i in range(num_layers) for _ in range(2)]
     )
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+def test_a_prefix_starts_as_the_keys_and_values_of_real_tokens(family):
+    """Li & Liang's initialisation: the bottom block's prefix is the frozen block's own keys
+    and values of a vocabulary sample, so that block computes, at the real positions, what
+    it computes on the sample followed by the text."""
+    _, adapter = features(family, EncoderTuning(prefix_length=4))
+    model = adapter.tuned_features_model()
+    embeddings = model.get_layer("embeddings")
+    bottom = next(layer for layer in model.layers if layer.name.startswith("prefixed_"))
+    x = inputs(adapter)
+    embedded = embeddings(x, training=False)
+    sample = embedded_vocabulary_sample(embeddings, VOCABULARY_SIZE, 4)
+    rows = embedded.shape[0]
+    both = keras.ops.concatenate([keras.ops.repeat(sample, rows, axis=0), embedded], axis=1)
+    mask = np.concatenate([np.ones((rows, 4), "int32"), x["padding_mask"]], axis=1)
+    want = bottom.block(both, padding_mask=mask, training=False)[:, 4:]
+    got = bottom(embedded, padding_mask=x["padding_mask"], training=False)
+    real = x["padding_mask"].astype(bool)
+    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(want)[real], atol=1e-5)
 
 
 def test_a_family_without_tuning_names_itself():

@@ -11,7 +11,9 @@
     -> every transformer block, its attention mask widened to `[prompt: 1] + padding_mask`
        (prompt positions attended, padding not); with prefix tuning each block's attention
        also sees P learned key and value vectors per head prepended after the projections
-       (Li & Liang, 2021, "Prefix-Tuning"; Liu et al., 2022, "P-Tuning v2"), always attended.
+       (Li & Liang, 2021, "Prefix-Tuning"; Liu et al., 2022, "P-Tuning v2"), always attended;
+       they start as the frozen model's keys and values of P vocabulary tokens (Li & Liang's
+       real-word initialisation), the soft prompt as those tokens' embeddings (Lester et al.).
     -> the prompt positions dropped from every block's output, so `sequence_output`,
        `hidden_states` and the pooler (first real token) line up with the padding mask.
 
@@ -127,17 +129,25 @@ class PrefixedTransformerBlock(keras.layers.Layer):
         self.output_dropout = keras.layers.Dropout(block.dropout)
         self.feedforward_dropout = keras.layers.Dropout(block.dropout)
 
-    def build_prefix(self, scope: str) -> None:
-        """The prefix weights, in `scope` (block i's name: parameter group `layer_i`).
-        P-Tuning v2's initialisation: standard normal."""
-        shape = (self.length, self.num_heads, self.head_dim)
+    def build_prefix(self, scope: str, initial: tuple[np.ndarray, np.ndarray]) -> None:
+        """The prefix weights, in `scope` (block i's name: parameter group `layer_i`),
+        starting from `initial` (keys, values), each `[length, heads, dim]`."""
         with keras.name_scope(scope):
-            self.prefix_keys = self.add_weight(
-                shape=shape, initializer="random_normal", name=PREFIX_VARIABLES[0]
+            self.prefix_keys, self.prefix_values = (
+                self.add_weight(
+                    shape=value.shape,
+                    initializer=keras.initializers.Constant(value),
+                    name=name,
+                )
+                for name, value in zip(PREFIX_VARIABLES, initial, strict=True)
             )
-            self.prefix_values = self.add_weight(
-                shape=shape, initializer="random_normal", name=PREFIX_VARIABLES[1]
-            )
+
+    def projected(self, x: Any) -> tuple[Any, Any]:
+        """The block's own key and value projections of its input `x` `[b, t, h]`."""
+        attention = attention_layer(self.block)
+        if self.block.normalize_first:
+            x = attention_norm(self.block)(x)
+        return attention.key_dense(x), attention.value_dense(x)
 
     def build(self, input_shape: Any) -> None:
         self.built = True  # the block is built; the prefix weights come from `build_prefix`
@@ -204,18 +214,59 @@ def embedding_model(backbone: keras.Model, first_block: keras.layers.Layer) -> k
     return keras.Model(backbone.input, embedded, name="embeddings")
 
 
-def prompt_initial_value(
+def embedded_vocabulary_sample(
     embeddings: keras.Model, vocabulary_size: int, length: int, special_ids: int = 5
-) -> np.ndarray:
-    """Lester et al.'s vocabulary initialisation: the embedded sequence (positions 0..P-1)
-    of `length` token ids drawn (seeded) from the vocabulary past its first special ids."""
+) -> Any:
+    """The embedded sequence `[1, length, h]` (positions 0..length-1) of `length` token ids
+    drawn (seeded by `length`) from the vocabulary past its first special ids."""
     rng = np.random.default_rng(length)
     low = min(special_ids, vocabulary_size - 1)
     ids = rng.integers(low, vocabulary_size, size=(1, length)).astype("int32")
     inputs = {name: np.zeros_like(ids) for name in embeddings.input}  # segment 0
     inputs.update(token_ids=ids, padding_mask=np.ones_like(ids))
-    embedded = embeddings(inputs, training=False)
-    return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(embedded, "float32")))[0]
+    return embeddings(inputs, training=False)
+
+
+def as_numpy(tensor: Any) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float32")))
+
+
+def prompt_initial_value(embedded: Any) -> np.ndarray:
+    """Lester et al.'s vocabulary initialisation: the embedded vocabulary sample."""
+    return as_numpy(embedded)[0]
+
+
+def prefix_initial_values(
+    embedded: Any, blocks: list[keras.layers.Layer], prefixed: list[PrefixedTransformerBlock]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Li & Liang's initialisation with real words' activations (their section 7.2: it helps
+    most with little data): block i's prefix starts as the frozen model's own keys and values
+    of the vocabulary sample at block i, so at the start the prefix is P real tokens."""
+    x, mask = embedded, keras.ops.ones(keras.ops.shape(embedded)[:2], "int32")
+    values = []
+    for block, wrapper in zip(blocks, prefixed, strict=True):
+        keys, projected_values = wrapper.projected(x)
+        values.append((as_numpy(keys)[0], as_numpy(projected_values)[0]))
+        x = block(x, padding_mask=mask, training=False)
+    return values
+
+
+def prefixed_blocks(
+    embeddings: keras.Model, blocks: list[keras.layers.Layer], vocabulary_size: int, length: int
+) -> list[PrefixedTransformerBlock]:
+    """Each block wrapped with a prefix of `length`, initialised by `prefix_initial_values`."""
+    prefixed = [
+        PrefixedTransformerBlock(block, length, name=f"prefixed_{block.name}") for block in blocks
+    ]
+    if length:
+        embedded = embedded_vocabulary_sample(embeddings, vocabulary_size, length)
+        initial = prefix_initial_values(embedded, blocks, prefixed)
+    else:
+        empty = np.zeros((0, prefixed[0].num_heads, prefixed[0].head_dim), "float32")
+        initial = [(empty, empty)] * len(blocks)
+    for block, wrapper, values in zip(blocks, prefixed, initial, strict=True):
+        wrapper.build_prefix(block.name, values)
+    return prefixed
 
 
 def tuned_features_model(
@@ -236,23 +287,22 @@ def tuned_features_model(
     }
     x, mask = embeddings(inputs), inputs["padding_mask"]
     length = tuning.prompt_length or 0
+    vocabulary_size = int(word_embeddings.shape[0])
     if tuning.prompt_length is not None:
-        vocabulary_size = int(word_embeddings.shape[0])
-        initial = prompt_initial_value(embeddings, vocabulary_size, length) if length else None
+        initial = None
+        if length:
+            sample = embedded_vocabulary_sample(embeddings, vocabulary_size, length)
+            initial = prompt_initial_value(sample)
         prompt = SoftPrompt(length, initial, name="soft_prompt")
         with keras.name_scope(word_embeddings.path.split("/")[0]):
             prompt.build((x.shape, mask.shape))
         x, mask = prompt((x, mask))
+    layers = list(blocks)
+    if tuning.prefix_length is not None:
+        layers = prefixed_blocks(embeddings, blocks, vocabulary_size, tuning.prefix_length)
     hidden_states = []
-    for block in blocks:
-        if tuning.prefix_length is not None:
-            prefixed = PrefixedTransformerBlock(
-                block, tuning.prefix_length, name=f"prefixed_{block.name}"
-            )
-            prefixed.build_prefix(block.name)
-            x = prefixed(x, padding_mask=mask)
-        else:
-            x = block(x, padding_mask=mask)
+    for layer in layers:
+        x = layer(x, padding_mask=mask)
         hidden_states.append(x[:, length:, :])
     outputs = {"sequence_output": hidden_states[-1], "hidden_states": hidden_states}
     if pooler is not None:
