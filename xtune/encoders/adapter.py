@@ -24,7 +24,9 @@ Nothing outside `xtune/encoders/` names a backbone's layers. The rest of xtune t
   loaded separately), with the tokenizer's own files written by `tokenizer.save(folder)`.
 
 Optional, with defaults: `from_hf_folder(folder, **kwargs)` (the `hf` loader dispatches on
-config.json's `model_type` through `FAMILIES`), `tiny_random(vocabulary_size, **kwargs)` (the
+config.json's `model_type` through `FAMILIES`) and its inverse `hf_checkpoint(tokenizer,
+word_embeddings)` with the class's `hf_names` (`xtune/encoders/hf_folder_writer.py` writes the
+folder), `tiny_random(vocabulary_size, **kwargs)` (the
 parametrized tests in tests/encoders/test_adapters.py), and the tokenizer's `settings()` and
 `fingerprint()` (token-cache keys). `lora_layers` raises `ValueError` for a target that matches
 no layer (`match_lora_layers` does the matching). `EncoderLoadError` is the one error for a
@@ -123,12 +125,35 @@ class Packing:
         return num_segments + 1
 
 
+@dataclass(frozen=True)
+class HfNames:
+    """How Hugging Face names a family's models, for the folders xtune writes."""
+
+    base_prefix: str  # the base model inside a task model: `bert.` in `BertForMaskedLM`
+    model_class: str  # `architectures` of a folder holding the base model alone
+    masked_lm_class: str  # ... and of one with the masked-LM head too
+    masked_lm_prefixes: tuple[str, ...]  # the names of that head's tensors start so
+    # The head's tensors with one row per vocabulary id (their first dimension).
+    vocabulary_tensors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HfCheckpoint:
+    """What a family writes into a Hugging Face folder: config.json (without `architectures`),
+    the base model's tensors by Hugging Face name (no task prefix), the tokenizer's files."""
+
+    config: dict[str, Any]
+    tensors: dict[str, Any]  # name -> float32 numpy array
+    tokenizer_files: dict[str, bytes]
+
+
 class EncoderAdapter(abc.ABC):
     """A backbone family's adapter; see the module docstring for the contract."""
 
     family: ClassVar[str]
     packing: ClassVar[Packing] = Packing()
     supports_tuning: ClassVar[bool] = False  # prompt and prefix tuning (`set_tuning`)
+    hf_names: ClassVar[HfNames | None] = None  # None: no Hugging Face folder is written
 
     def __init__(self, backbone: keras.Model, tokenizer: PieceTokenizer, source: str):
         self.backbone = backbone
@@ -219,6 +244,15 @@ class EncoderAdapter(abc.ABC):
         (`encoder: {name: hf, path: ...}` dispatches on `model_type` through `FAMILIES`)."""
         raise EncoderLoadError(
             f"{folder}: Hugging Face folders of the {cls.family!r} family are not supported"
+        )
+
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """Optional: the inverse of `from_hf_folder`, for `tokenizer` (this encoder's, or the
+        full one a trimmed vocabulary wraps) and the `word_embeddings` rows it indexes."""
+        supported = ", ".join(n for n in FAMILIES.names() if FAMILIES.get(n).hf_names)
+        raise ValueError(
+            f"writing a Hugging Face folder is not supported for the {self.family!r} encoder "
+            f"family (supported: {supported})"
         )
 
     @classmethod

@@ -20,17 +20,29 @@ import keras_hub
 from xtune.encoders.adapter import (
     FAMILIES,
     EncoderLoadError,
+    HfCheckpoint,
+    HfNames,
     Packing,
     PieceTokenizer,
 )
-from xtune.encoders.bert import WordPieceTokenizer, hf_lowercase, read_vocabulary
-from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
+from xtune.encoders.bert import (
+    WordPieceTokenizer,
+    hf_lowercase,
+    read_vocabulary,
+    wordpiece_hf_files,
+)
+from xtune.encoders.encoder import HF_HIDDEN_ACTS, HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
+    dense_tensors,
+    json_file,
+    norm_tensors,
     port_dense,
     port_norm,
     port_transformer_block,
     tensor,
+    to_numpy,
+    transformer_block_tensors,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 from xtune.encoders.keras_hub_internals import call_output
@@ -46,6 +58,18 @@ EMBEDDING_LAYERS = (
 )
 POOLER_LAYER = "pooled_dense"
 GROUP_LAYER = re.compile(r"group_(\d+)_inner_layer_(\d+)")
+# HF names inside `encoder.albert_layer_groups.{g}.albert_layers.{i}.` for each role of a
+# keras-hub TransformerEncoder.
+ALBERT_BLOCK_KEYS = {
+    "query": "attention.query",
+    "key": "attention.key",
+    "value": "attention.value",
+    "attention_output": "attention.dense",
+    "attention_norm": "attention.LayerNorm",
+    "intermediate": "ffn",
+    "output": "ffn_output",
+    "output_norm": "full_layer_layer_norm",
+}
 
 
 @FAMILIES.register("albert")
@@ -69,6 +93,17 @@ class AlbertAdapter(KerasHubTransformerAdapter):
     embedding_layers = EMBEDDING_LAYERS
     default_activation = "gelu_approximate"
     supports_tuning = False  # shared blocks: one prefix would serve every application
+    hf_names = HfNames(
+        base_prefix="albert",
+        model_class="AlbertModel",
+        masked_lm_class="AlbertForMaskedLM",
+        masked_lm_prefixes=("predictions.",),
+        vocabulary_tensors=(
+            "predictions.bias",
+            "predictions.decoder.weight",
+            "predictions.decoder.bias",
+        ),
+    )
 
     def __init__(
         self,
@@ -144,6 +179,44 @@ class AlbertAdapter(KerasHubTransformerAdapter):
             )
         return cls(backbone, tokenizer, f"hf:{folder}", HIDDEN_ACTIVATIONS[activation])
 
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """config.json (`model_type: albert`), `AlbertModel`'s tensors, and spiece.model or
+        (a WordPiece vocabulary, as the Chinese ALBERT checkpoints) vocab.txt, with
+        tokenizer_config.json."""
+        if isinstance(tokenizer, WordPieceTokenizer):
+            files = wordpiece_hf_files(tokenizer, "BertTokenizer", self.max_positions)
+        elif isinstance(tokenizer, SentencePieceTokenizer):
+            files = albert_sentencepiece_hf_files(tokenizer, self.max_positions)
+        else:
+            raise ValueError(
+                "a Hugging Face ALBERT folder needs a SentencePiece or WordPiece vocabulary; "
+                f"this encoder's tokenizer is a {type(tokenizer).__name__}"
+            )
+        backbone = self.backbone
+        config = {
+            "model_type": "albert",
+            "vocab_size": int(word_embeddings.shape[0]),
+            "embedding_size": int(backbone.embedding_dim),
+            "hidden_size": int(backbone.hidden_dim),
+            "num_hidden_layers": int(backbone.num_layers),
+            "num_attention_heads": int(backbone.num_heads),
+            "intermediate_size": int(backbone.intermediate_dim),
+            "num_hidden_groups": int(backbone.num_groups),
+            "inner_group_num": int(backbone.num_inner_repetitions),
+            "hidden_act": HF_HIDDEN_ACTS[self.hidden_activation],
+            "hidden_dropout_prob": float(backbone.dropout),
+            "attention_probs_dropout_prob": float(backbone.dropout),
+            "max_position_embeddings": int(backbone.max_sequence_length),
+            "type_vocab_size": int(backbone.num_segments),
+            "layer_norm_eps": 1e-12,
+            "initializer_range": 0.02,
+            "pad_token_id": tokenizer.pad_id,
+            "bos_token_id": tokenizer.cls_id,
+            "eos_token_id": tokenizer.sep_id,
+            "dtype": "float32",
+        }
+        return HfCheckpoint(config, albert_hf_tensors(backbone, word_embeddings), files)
+
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> AlbertAdapter:
         """2 layers in 2 groups (hidden 16, embeddings 8) over the WordPiece vocabulary of
@@ -196,21 +269,67 @@ def port_albert_weights(backbone: keras.Model, weights: dict, source: Path) -> N
     )
     for group_index, group in enumerate(backbone.transformer_layers):
         for inner_index, block in enumerate(group):
-            prefix = f"encoder.albert_layer_groups.{group_index}.albert_layers.{inner_index}."
-            keys = {
-                "query": "attention.query",
-                "key": "attention.key",
-                "value": "attention.value",
-                "attention_output": "attention.dense",
-                "attention_norm": "attention.LayerNorm",
-                "intermediate": "ffn",
-                "output": "ffn_output",
-                "output_norm": "full_layer_layer_norm",
-            }
-            keys = {role: prefix + key for role, key in keys.items()}
-            port_transformer_block(block, weights, keys, source)
+            port_transformer_block(
+                block, weights, albert_block_keys(group_index, inner_index), source
+            )
     if "pooler.weight" in weights:
         port_dense(backbone.pooled_dense, weights, "pooler", source)
+
+
+def albert_block_keys(group_index: int, inner_index: int) -> dict[str, str]:
+    prefix = f"encoder.albert_layer_groups.{group_index}.albert_layers.{inner_index}."
+    return {role: prefix + key for role, key in ALBERT_BLOCK_KEYS.items()}
+
+
+def albert_hf_tensors(backbone: keras.Model, word_embeddings: Any) -> dict[str, Any]:
+    """The inverse of `port_albert_weights` (the pooler included: the backbone has one)."""
+    tensors = {
+        "embeddings.word_embeddings.weight": to_numpy(word_embeddings),
+        "embeddings.token_type_embeddings.weight": to_numpy(backbone.segment_embedding.embeddings),
+        "embeddings.position_embeddings.weight": to_numpy(
+            backbone.position_embedding.position_embeddings
+        ),
+        **norm_tensors(backbone.embeddings_layer_norm, "embeddings.LayerNorm"),
+        **dense_tensors(backbone.embeddings_projection, "encoder.embedding_hidden_mapping_in"),
+        **dense_tensors(backbone.pooled_dense, "pooler"),
+    }
+    for group_index, group in enumerate(backbone.transformer_layers):
+        for inner_index, block in enumerate(group):
+            keys = albert_block_keys(group_index, inner_index)
+            tensors.update(transformer_block_tensors(block, keys))
+    return tensors
+
+
+def albert_sentencepiece_hf_files(
+    tokenizer: SentencePieceTokenizer, max_positions: int
+) -> dict[str, bytes]:
+    """spiece.model and tokenizer_config.json as `AlbertTokenizer` (and `albert_tokenizer`)
+    read them; a SentencePiece tokenizer without ALBERT's conventions is refused."""
+    if tokenizer.id_offset or tokenizer.id_map or not tokenizer.replace_quotes:
+        raise ValueError(
+            "a Hugging Face ALBERT folder needs SentencePiece ids as they are and ALBERT's "
+            f"quote replacement; this tokenizer has {tokenizer.settings()}"
+        )
+    pieces = {token_id: piece for piece, token_id in tokenizer.special_tokens.items()}
+    roles = {"cls": tokenizer.cls_id, "sep": tokenizer.sep_id, "pad": tokenizer.pad_id}
+    roles["unk"] = tokenizer.unk_id
+    missing = [role for role, token_id in roles.items() if token_id not in pieces]
+    if missing:
+        raise ValueError(f"the ALBERT tokenizer has no literal token for {', '.join(missing)}")
+    tokens = {f"{role}_token": pieces[token_id] for role, token_id in roles.items()}
+    others = [piece for piece in tokenizer.special_tokens if piece not in tokens.values()]
+    config = {
+        "tokenizer_class": "AlbertTokenizer",
+        "do_lower_case": tokenizer.lowercase,
+        "keep_accents": not tokenizer.strip_accents,
+        "remove_space": True,
+        "bos_token": tokens["cls_token"],
+        "eos_token": tokens["sep_token"],
+        **tokens,
+        **({"mask_token": others[0]} if others else {}),
+        "model_max_length": int(max_positions),
+    }
+    return {"spiece.model": tokenizer.proto, "tokenizer_config.json": json_file(config)}
 
 
 def special_token(config: dict, name: str, default: str) -> str:

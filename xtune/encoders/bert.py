@@ -21,13 +21,26 @@ from xtune.encoders.adapter import (
     FAMILIES,
     EncoderAdapter,
     EncoderLoadError,
+    HfCheckpoint,
+    HfNames,
     Packing,
     PieceTokenizer,
     match_lora_layers,
 )
 from xtune.encoders.checkpoint_files import read_json_object
-from xtune.encoders.encoder import HIDDEN_ACTIVATIONS, set_hidden_activation
-from xtune.encoders.hf_port import assign, port_dense, port_encoder_layers, port_norm, tensor
+from xtune.encoders.encoder import HF_HIDDEN_ACTS, HIDDEN_ACTIVATIONS, set_hidden_activation
+from xtune.encoders.hf_port import (
+    assign,
+    dense_tensors,
+    encoder_layer_tensors,
+    json_file,
+    norm_tensors,
+    port_dense,
+    port_encoder_layers,
+    port_norm,
+    tensor,
+    to_numpy,
+)
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 
 VOCAB_FILE = "vocab.txt"
@@ -165,6 +178,17 @@ class BertAdapter(EncoderAdapter):
     family = "bert"
     packing = Packing("bert", segment_ids=True)
     supports_tuning = True
+    hf_names = HfNames(
+        base_prefix="bert",
+        model_class="BertModel",
+        masked_lm_class="BertForMaskedLM",
+        masked_lm_prefixes=("cls.predictions.",),
+        vocabulary_tensors=(
+            "cls.predictions.bias",
+            "cls.predictions.decoder.weight",
+            "cls.predictions.decoder.bias",
+        ),
+    )
 
     def __init__(
         self,
@@ -275,6 +299,16 @@ class BertAdapter(EncoderAdapter):
         tokenizer = WordPieceTokenizer(read_vocabulary(folder / VOCAB_FILE), lowercase)
         return cls(backbone, tokenizer, f"hf:{folder}", activation)
 
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """config.json (`model_type: bert`), `BertModel`'s tensors, vocab.txt and
+        tokenizer_config.json (`do_lower_case`): what `from_hf_folder` reads."""
+        tokenizer = wordpiece_tokenizer(tokenizer, "a Hugging Face BERT folder")
+        return HfCheckpoint(
+            bert_hf_config(self, word_embeddings, tokenizer.pad_id),
+            bert_hf_tensors(self.backbone, word_embeddings),
+            wordpiece_hf_files(tokenizer, "BertTokenizer", self.max_positions),
+        )
+
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> BertAdapter:
         """2 layers, hidden 16, over `[PAD] [UNK] [CLS] [SEP] [MASK]`, a-z and w0, w1, ..."""
@@ -331,6 +365,73 @@ def port_bert_weights(backbone: keras.Model, weights: dict, source: Path) -> Non
     port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
     port_encoder_layers(backbone, weights, source)
     port_dense(backbone.get_layer(POOLER_LAYER), weights, "pooler.dense", source)
+
+
+def bert_hf_config(encoder: BertAdapter, word_embeddings: Any, pad_id: int) -> dict[str, Any]:
+    """A `BertConfig` for the encoder's `BertBackbone` (keras-hub's layer norms: 1e-12)."""
+    backbone = encoder.backbone
+    return {
+        "model_type": "bert",
+        "vocab_size": int(word_embeddings.shape[0]),
+        "hidden_size": int(backbone.hidden_dim),
+        "num_hidden_layers": int(backbone.num_layers),
+        "num_attention_heads": int(backbone.num_heads),
+        "intermediate_size": int(backbone.intermediate_dim),
+        "hidden_act": HF_HIDDEN_ACTS[encoder.hidden_activation],
+        "hidden_dropout_prob": float(backbone.dropout),
+        "attention_probs_dropout_prob": float(backbone.dropout),
+        "max_position_embeddings": int(backbone.max_sequence_length),
+        "type_vocab_size": int(backbone.num_segments),
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "pad_token_id": int(pad_id),
+        "position_embedding_type": "absolute",
+        "dtype": "float32",
+    }
+
+
+def bert_hf_tensors(backbone: keras.Model, word_embeddings: Any) -> dict[str, Any]:
+    """The inverse of `port_bert_weights`: `BertModel`'s tensors, with `word_embeddings` as
+    the word rows (the backbone's own, or a trimmed vocabulary's rows scattered back)."""
+    return {
+        "embeddings.word_embeddings.weight": to_numpy(word_embeddings),
+        "embeddings.position_embeddings.weight": to_numpy(
+            backbone.get_layer("position_embedding").position_embeddings
+        ),
+        "embeddings.token_type_embeddings.weight": to_numpy(
+            backbone.get_layer("segment_embedding").embeddings
+        ),
+        **norm_tensors(backbone.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm"),
+        **encoder_layer_tensors(backbone),
+        **dense_tensors(backbone.get_layer(POOLER_LAYER), "pooler.dense"),
+    }
+
+
+def wordpiece_tokenizer(tokenizer: PieceTokenizer, folder_kind: str) -> WordPieceTokenizer:
+    if not isinstance(tokenizer, WordPieceTokenizer):
+        raise ValueError(
+            f"{folder_kind} needs a WordPiece vocabulary; this encoder's tokenizer is a "
+            f"{type(tokenizer).__name__}"
+        )
+    return tokenizer
+
+
+def wordpiece_hf_files(
+    tokenizer: WordPieceTokenizer, tokenizer_class: str, max_positions: int
+) -> dict[str, bytes]:
+    """vocab.txt and tokenizer_config.json as Hugging Face's `BertTokenizer` reads them:
+    `do_lower_case` (accents stripped with it: `strip_accents: null`), CJK characters split."""
+    specials = {"unk": "[UNK]", "sep": "[SEP]", "pad": "[PAD]", "cls": "[CLS]", "mask": "[MASK]"}
+    config = {
+        "tokenizer_class": tokenizer_class,
+        "do_lower_case": tokenizer.lowercase,
+        "strip_accents": None,
+        "tokenize_chinese_chars": True,
+        "model_max_length": int(max_positions),
+        **{f"{role}_token": t for role, t in specials.items() if t in tokenizer.vocabulary},
+    }
+    vocabulary = "".join(f"{token}\n" for token in tokenizer.vocabulary)
+    return {VOCAB_FILE: vocabulary.encode("utf-8"), "tokenizer_config.json": json_file(config)}
 
 
 def has_xlm_roberta_vocabulary(folder: Path) -> bool:

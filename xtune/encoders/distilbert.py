@@ -18,11 +18,28 @@ import keras_hub
 from xtune.encoders.adapter import (
     FAMILIES,
     EncoderLoadError,
+    HfCheckpoint,
+    HfNames,
     Packing,
+    PieceTokenizer,
 )
-from xtune.encoders.bert import BertAdapter, WordPieceTokenizer, hf_lowercase, read_vocabulary
-from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
-from xtune.encoders.hf_port import assign, port_norm, port_transformer_block
+from xtune.encoders.bert import (
+    BertAdapter,
+    WordPieceTokenizer,
+    hf_lowercase,
+    read_vocabulary,
+    wordpiece_hf_files,
+    wordpiece_tokenizer,
+)
+from xtune.encoders.encoder import HF_HIDDEN_ACTS, HIDDEN_ACTIVATIONS
+from xtune.encoders.hf_port import (
+    assign,
+    norm_tensors,
+    port_norm,
+    port_transformer_block,
+    to_numpy,
+    transformer_block_tensors,
+)
 from xtune.encoders.hf_port import tensor as hf_tensor
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 from xtune.encoders.transformer_family import KerasHubTransformerAdapter
@@ -49,6 +66,13 @@ class DistilBertAdapter(KerasHubTransformerAdapter):
     packing = Packing("bert", segment_ids=False)
     backbone_class = "DistilBertBackbone"
     embedding_layers = EMBEDDING_LAYERS
+    hf_names = HfNames(
+        base_prefix="distilbert",
+        model_class="DistilBertModel",
+        masked_lm_class="DistilBertForMaskedLM",
+        masked_lm_prefixes=("vocab_transform.", "vocab_layer_norm.", "vocab_projector."),
+        vocabulary_tensors=("vocab_projector.weight", "vocab_projector.bias"),
+    )
 
     @classmethod
     def from_hf_folder(
@@ -73,6 +97,33 @@ class DistilBertAdapter(KerasHubTransformerAdapter):
         )
         port_distilbert_weights(backbone, weights, folder)
         return cls(backbone, tokenizer, f"hf:{folder}", HIDDEN_ACTIVATIONS[activation])
+
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """config.json (`model_type: distilbert`), `DistilBertModel`'s tensors, vocab.txt and
+        tokenizer_config.json."""
+        tokenizer = wordpiece_tokenizer(tokenizer, "a Hugging Face DistilBERT folder")
+        backbone = self.backbone
+        config = {
+            "model_type": "distilbert",
+            "vocab_size": int(word_embeddings.shape[0]),
+            "dim": int(backbone.hidden_dim),
+            "hidden_dim": int(backbone.intermediate_dim),
+            "n_layers": int(backbone.num_layers),
+            "n_heads": int(backbone.num_heads),
+            "max_position_embeddings": int(backbone.max_sequence_length),
+            "activation": HF_HIDDEN_ACTS[self.hidden_activation],
+            "dropout": float(backbone.dropout),
+            "attention_dropout": float(backbone.dropout),
+            "sinusoidal_pos_embds": False,
+            "initializer_range": 0.02,
+            "pad_token_id": tokenizer.pad_id,
+            "dtype": "float32",
+        }
+        return HfCheckpoint(
+            config,
+            distilbert_hf_tensors(backbone, word_embeddings),
+            wordpiece_hf_files(tokenizer, "DistilBertTokenizer", self.max_positions),
+        )
 
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> DistilBertAdapter:
@@ -114,3 +165,23 @@ def port_distilbert_weights(backbone: keras.Model, weights: dict, source: Path) 
         port_transformer_block(
             backbone.get_layer(f"transformer_layer_{index}"), weights, keys, source
         )
+
+
+def distilbert_hf_tensors(backbone: keras.Model, word_embeddings: Any) -> dict[str, Any]:
+    """The inverse of `port_distilbert_weights`."""
+    embedding = backbone.get_layer("token_and_position_embedding")
+    tensors = {
+        "embeddings.word_embeddings.weight": to_numpy(word_embeddings),
+        "embeddings.position_embeddings.weight": to_numpy(
+            embedding.position_embedding.position_embeddings
+        ),
+        **norm_tensors(backbone.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm"),
+    }
+    for index in range(backbone.num_layers):
+        keys = {
+            role: f"transformer.layer.{index}.{name}"
+            for role, name in DISTILBERT_BLOCK_KEYS.items()
+        }
+        block = backbone.get_layer(f"transformer_layer_{index}")
+        tensors.update(transformer_block_tensors(block, keys))
+    return tensors

@@ -28,6 +28,8 @@ HIDDEN_ACTIVATIONS = {
     "gelu_exact": "gelu_exact",
     "relu": "relu",
 }
+# ... and back: the `hidden_act` a written Hugging Face folder names for each activation.
+HF_HIDDEN_ACTS = {"gelu_exact": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
 
 
 @keras.saving.register_keras_serializable(package="xtune")

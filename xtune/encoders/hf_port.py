@@ -1,8 +1,14 @@
-"""Copy Hugging Face (PyTorch layout) tensors into keras-hub layers, shape-checked."""
+"""Copy Hugging Face (PyTorch layout) tensors into keras-hub layers, shape-checked, and back.
+
+`port_*` read a checkpoint into a backbone; `*_tensors` are their inverses, which
+`xtune/encoders/hf_folder_writer.py` writes into a Hugging Face folder.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -96,3 +102,55 @@ def set_block_activation(blocks, function) -> None:
     """Swap the feed-forward activation of keras-hub `TransformerEncoder` blocks."""
     for block in blocks:
         set_feedforward_activation(block, function)
+
+
+# ---- the inverse: keras-hub layers -> Hugging Face tensors (float32 numpy, PyTorch layout)
+
+
+def to_numpy(value) -> np.ndarray:
+    """A variable (or a LoRA-merged kernel) as a contiguous float32 numpy array."""
+    return np.ascontiguousarray(keras.ops.convert_to_numpy(value), dtype=np.float32)
+
+
+def dense_tensors(layer, key: str) -> dict[str, np.ndarray]:
+    """The inverse of `port_dense`: a Dense/EinsumDense as a torch Linear's `key.weight`
+    `[out, in]` and `key.bias` `[out]` (the bias's size tells an EinsumDense's out width)."""
+    bias = to_numpy(layer.bias).reshape(-1)
+    kernel = to_numpy(layer.kernel).reshape(-1, bias.size).T
+    return {f"{key}.weight": np.ascontiguousarray(kernel), f"{key}.bias": bias}
+
+
+def norm_tensors(layer, key: str) -> dict[str, np.ndarray]:
+    """The inverse of `port_norm`."""
+    return {f"{key}.weight": to_numpy(layer.gamma), f"{key}.bias": to_numpy(layer.beta)}
+
+
+def transformer_block_tensors(block, keys: dict[str, str]) -> dict[str, np.ndarray]:
+    """The inverse of `port_transformer_block`, with the same `keys` (role -> HF name)."""
+    attention = attention_layer(block)
+    intermediate, output = feedforward_dense(block)
+    return {
+        **dense_tensors(attention.query_dense, keys["query"]),
+        **dense_tensors(attention.key_dense, keys["key"]),
+        **dense_tensors(attention.value_dense, keys["value"]),
+        **dense_tensors(attention.output_dense, keys["attention_output"]),
+        **norm_tensors(attention_norm(block), keys["attention_norm"]),
+        **dense_tensors(intermediate, keys["intermediate"]),
+        **dense_tensors(output, keys["output"]),
+        **norm_tensors(feedforward_norm(block), keys["output_norm"]),
+    }
+
+
+def encoder_layer_tensors(backbone) -> dict[str, np.ndarray]:
+    """The inverse of `port_encoder_layers`: every block as `encoder.layer.{i}.*`."""
+    tensors = {}
+    for index in range(backbone.num_layers):
+        keys = {role: f"encoder.layer.{index}.{name}" for role, name in BERT_BLOCK_KEYS.items()}
+        block = backbone.get_layer(f"transformer_layer_{index}")
+        tensors.update(transformer_block_tensors(block, keys))
+    return tensors
+
+
+def json_file(value: dict[str, Any]) -> bytes:
+    """A JSON file's bytes as Hugging Face writes its configs: indented, UTF-8."""
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

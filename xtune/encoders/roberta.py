@@ -18,22 +18,31 @@ from types import MappingProxyType
 from typing import Any
 
 import keras_hub
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 from xtune.encoders.adapter import (
     FAMILIES,
+    EncoderAdapter,
     EncoderLoadError,
+    HfCheckpoint,
+    HfNames,
     Packing,
     PieceTokenizer,
 )
-from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
+from xtune.encoders.encoder import HF_HIDDEN_ACTS, HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
+    dense_tensors,
+    encoder_layer_tensors,
+    json_file,
+    norm_tensors,
     port_dense,
     port_encoder_layers,
     port_norm,
     tensor,
+    to_numpy,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
 from xtune.encoders.keras_hub_internals import initialize_bpe_tables, merge_into_bpe_cache
@@ -316,6 +325,13 @@ class RobertaAdapter(KerasHubTransformerAdapter):
     keras_hub_epsilon = KERAS_HUB_EPSILON
     optional_pooler = True
     pooler_layer = POOLER_LAYER
+    hf_names = HfNames(
+        base_prefix="roberta",
+        model_class="RobertaModel",
+        masked_lm_class="RobertaForMaskedLM",
+        masked_lm_prefixes=("lm_head.",),
+        vocabulary_tensors=("lm_head.bias", "lm_head.decoder.weight", "lm_head.decoder.bias"),
+    )
 
     @classmethod
     def from_hf_folder(
@@ -345,6 +361,23 @@ class RobertaAdapter(KerasHubTransformerAdapter):
         if pooler:
             port_dense(adapter.pooler, weights, "pooler.dense", folder)
         return adapter
+
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """config.json (`model_type: roberta`), `RobertaModel`'s tensors (the pooler where
+        this encoder has one), vocab.json, merges.txt and tokenizer_config.json."""
+        if not isinstance(tokenizer, ByteLevelBPETokenizer):
+            raise ValueError(
+                "a Hugging Face RoBERTa folder needs a byte-level BPE vocabulary; this "
+                f"encoder's tokenizer is a {type(tokenizer).__name__}"
+            )
+        tensors = roberta_hf_tensors(self.backbone, word_embeddings, tokenizer.pad_id + 1)
+        if self.pooler is not None:
+            tensors.update(dense_tensors(self.pooler, "pooler.dense"))
+        return HfCheckpoint(
+            roberta_hf_config(self, tokenizer, word_embeddings, "roberta"),
+            tensors,
+            byte_level_bpe_hf_files(tokenizer, self.max_positions),
+        )
 
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> RobertaAdapter:
@@ -404,6 +437,74 @@ def port_roberta_embeddings(backbone, weights: dict, offset: int, source: Path) 
         positions = positions + tensor(weights, type_key, source)[0]
     assign(variable, positions, key, source)
     port_norm(backbone.get_layer("embeddings_layer_norm"), weights, "embeddings.LayerNorm", source)
+
+
+def roberta_hf_config(
+    encoder: EncoderAdapter, tokenizer: PieceTokenizer, word_embeddings: Any, model_type: str
+) -> dict[str, Any]:
+    """A RoBERTa-style config (RoBERTa, XLM-R): one token type, real tokens' positions from
+    `pad_token_id + 1`, the encoder's layer-norm epsilon."""
+    backbone = encoder.backbone
+    return {
+        "model_type": model_type,
+        "vocab_size": int(word_embeddings.shape[0]),
+        "hidden_size": int(backbone.hidden_dim),
+        "num_hidden_layers": int(backbone.num_layers),
+        "num_attention_heads": int(backbone.num_heads),
+        "intermediate_size": int(backbone.intermediate_dim),
+        "hidden_act": HF_HIDDEN_ACTS[encoder.hidden_activation],
+        "hidden_dropout_prob": float(backbone.dropout),
+        "attention_probs_dropout_prob": float(backbone.dropout),
+        "max_position_embeddings": int(backbone.max_sequence_length) + tokenizer.pad_id + 1,
+        "type_vocab_size": 1,
+        "layer_norm_eps": float(encoder.layer_norm_epsilon),
+        "initializer_range": 0.02,
+        "pad_token_id": tokenizer.pad_id,
+        "bos_token_id": tokenizer.cls_id,
+        "eos_token_id": tokenizer.sep_id,
+        "position_embedding_type": "absolute",
+        "dtype": "float32",
+    }
+
+
+def roberta_hf_tensors(backbone, word_embeddings: Any, offset: int) -> dict[str, np.ndarray]:
+    """The inverse of `port_roberta_embeddings` + `port_encoder_layers` (RoBERTa, XLM-R): the
+    position rows go from `offset` on; the rows before it (Hugging Face gives them only to
+    padding) and token type 0's row (already folded into the positions) are zeros."""
+    positions = to_numpy(backbone.embeddings.position_embedding.position_embeddings)
+    hidden = positions.shape[1]
+    return {
+        "embeddings.word_embeddings.weight": to_numpy(word_embeddings),
+        "embeddings.position_embeddings.weight": np.concatenate(
+            [np.zeros((offset, hidden), np.float32), positions]
+        ),
+        "embeddings.token_type_embeddings.weight": np.zeros((1, hidden), np.float32),
+        **norm_tensors(backbone.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm"),
+        **encoder_layer_tensors(backbone),
+    }
+
+
+def byte_level_bpe_hf_files(
+    tokenizer: ByteLevelBPETokenizer, max_positions: int
+) -> dict[str, bytes]:
+    """vocab.json, merges.txt and tokenizer_config.json as `RobertaTokenizer` reads them."""
+    special = dict(tokenizer.special_tokens)
+    config = {
+        "tokenizer_class": "RobertaTokenizer",
+        "add_prefix_space": tokenizer.add_prefix_space,
+        "bos_token": special["cls_token"],
+        "eos_token": special["sep_token"],
+        **special,
+        "errors": "replace",
+        "model_max_length": int(max_positions),
+    }
+    vocabulary = json.dumps(dict(tokenizer.vocabulary), ensure_ascii=False)
+    merges = "#version: 0.2\n" + "".join(f"{merge}\n" for merge in tokenizer.merges)
+    return {
+        VOCAB_FILE: vocabulary.encode("utf-8"),
+        MERGES_FILE: merges.encode("utf-8"),
+        "tokenizer_config.json": json_file(config),
+    }
 
 
 def byte_symbols() -> list[str]:

@@ -111,6 +111,31 @@ def trim_encoder(encoder: EncoderAdapter, kept_ids: Any) -> EncoderAdapter:
     return trimmed
 
 
+def full_vocabulary_rows(trimmed_rows: Any, kept_ids: Any, full_rows: Any) -> np.ndarray:
+    """The inverse of trimming for a tensor with one row per token id (the word embedding, a
+    masked-LM head's bias or decoder): a copy of the original encoder's `full_rows` whose
+    `kept_ids` rows are `trimmed_rows`. Rows that were not kept keep their original values.
+
+    >>> full_vocabulary_rows(np.array([7.0, 9.0]), [0, 2], np.zeros(4)).tolist()
+    [7.0, 0.0, 9.0, 0.0]
+    """
+    trimmed_rows, full_rows = np.asarray(trimmed_rows), np.asarray(full_rows)
+    kept_ids = np.asarray(kept_ids, dtype=np.int64)
+    if trimmed_rows.shape[0] != len(kept_ids) or trimmed_rows.shape[1:] != full_rows.shape[1:]:
+        raise ValueError(
+            f"trimmed rows of shape {trimmed_rows.shape} do not fit {len(kept_ids)} kept ids "
+            f"of a full tensor of shape {full_rows.shape}"
+        )
+    if len(kept_ids) and not 0 <= kept_ids.min() <= kept_ids.max() < full_rows.shape[0]:
+        raise ValueError(
+            f"kept token ids {kept_ids.min()}..{kept_ids.max()} do not index the full tensor's "
+            f"{full_rows.shape[0]} rows"
+        )
+    rows = full_rows.copy()
+    rows[kept_ids] = trimmed_rows
+    return rows
+
+
 def used_token_ids(token_id_arrays: list[np.ndarray]) -> np.ndarray:
     """The sorted distinct ids in some token-id arrays (the corpus's pieces)."""
     return np.unique(np.concatenate([np.asarray(a).ravel() for a in token_id_arrays]))

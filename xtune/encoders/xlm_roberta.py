@@ -21,16 +21,21 @@ import keras_hub
 from xtune.encoders.adapter import (
     FAMILIES,
     EncoderLoadError,
+    HfCheckpoint,
+    HfNames,
     Packing,
+    PieceTokenizer,
 )
 from xtune.encoders.encoder import HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
     assign,
+    json_file,
     port_encoder_layers,
     port_norm,
     tensor,
 )
 from xtune.encoders.hf_weights import read_hf_weights, strip_prefix
+from xtune.encoders.roberta import roberta_hf_config, roberta_hf_tensors
 from xtune.encoders.sentencepiece_tokenizer import SentencePieceTokenizer
 from xtune.encoders.transformer_family import KerasHubTransformerAdapter
 
@@ -54,6 +59,13 @@ class XlmRobertaAdapter(KerasHubTransformerAdapter):
     backbone_class = "XLMRobertaBackbone"
     embedding_layers = EMBEDDING_LAYERS
     keras_hub_epsilon = KERAS_HUB_EPSILON
+    hf_names = HfNames(
+        base_prefix="roberta",
+        model_class="XLMRobertaModel",
+        masked_lm_class="XLMRobertaForMaskedLM",
+        masked_lm_prefixes=("lm_head.",),
+        vocabulary_tensors=("lm_head.bias", "lm_head.decoder.weight", "lm_head.decoder.bias"),
+    )
 
     @classmethod
     def from_hf_folder(
@@ -78,6 +90,16 @@ class XlmRobertaAdapter(KerasHubTransformerAdapter):
             )
         epsilon = float(config.get("layer_norm_eps", KERAS_HUB_EPSILON))
         return cls(backbone, tokenizer, f"hf:{folder}", HIDDEN_ACTIVATIONS[activation], epsilon)
+
+    def hf_checkpoint(self, tokenizer: PieceTokenizer, word_embeddings: Any) -> HfCheckpoint:
+        """config.json (`model_type: xlm-roberta`), `XLMRobertaModel`'s tensors without the
+        pooler (this encoder has none: Hugging Face initialises one), sentencepiece.bpe.model
+        and tokenizer_config.json."""
+        return HfCheckpoint(
+            roberta_hf_config(self, tokenizer, word_embeddings, "xlm-roberta"),
+            roberta_hf_tensors(self.backbone, word_embeddings, tokenizer.pad_id + 1),
+            xlm_roberta_hf_files(tokenizer, self.max_positions),
+        )
 
     @classmethod
     def tiny_random(cls, vocabulary_size: int, **kwargs: Any) -> XlmRobertaAdapter:
@@ -149,6 +171,42 @@ def xlm_roberta_tokenizer(
             f"config.json's vocab_size {vocabulary_size} holds with fairseq's offset"
         )
     return tokenizer
+
+
+def xlm_roberta_hf_files(tokenizer: PieceTokenizer, max_positions: int) -> dict[str, bytes]:
+    """sentencepiece.bpe.model and tokenizer_config.json as `XLMRobertaTokenizer` reads them
+    (and `xlm_roberta_tokenizer`): fairseq ids over the SentencePiece model, nothing else.
+    A tokenizer that lower-cases or strips accents is refused: Hugging Face's XLM-R
+    tokenizer does neither, so the folder would tokenize differently."""
+    if not isinstance(tokenizer, SentencePieceTokenizer):
+        raise ValueError(
+            "a Hugging Face folder with an XLM-R vocabulary needs a SentencePiece tokenizer; "
+            f"this encoder's tokenizer is a {type(tokenizer).__name__}"
+        )
+    expected = SentencePieceTokenizer.xlm_roberta(tokenizer.proto, tokenizer.vocabulary_size)
+    ours, theirs = tokenizer.settings(), expected.settings()
+    differences = {key: ours[key] for key in ours if ours[key] != theirs.get(key)}
+    if differences:
+        raise ValueError(
+            f"the tokenizer's settings {differences} differ from Hugging Face's XLM-R tokenizer "
+            f"({ {key: theirs.get(key) for key in differences} }); a folder written with them "
+            "would tokenize differently"
+        )
+    config = {
+        "tokenizer_class": "XLMRobertaTokenizer",
+        "bos_token": "<s>",
+        "cls_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+        "model_max_length": int(max_positions),
+    }
+    return {
+        "sentencepiece.bpe.model": tokenizer.proto,
+        "tokenizer_config.json": json_file(config),
+    }
 
 
 def tiny_sentencepiece_proto(vocabulary_size: int) -> bytes:
