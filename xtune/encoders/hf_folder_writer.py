@@ -66,7 +66,9 @@ def save_hf_folder(
             `BertForMaskedLM` saves them, and `architectures` names the masked-LM class
             when every extra tensor belongs to its head. A head tensor with one row per
             token id must have the written (full) vocabulary's rows: for a trimmed
-            vocabulary, put its rows back with `full_vocabulary_rows` first.
+            vocabulary, put its rows back with `full_vocabulary_rows` first. A decoder tied
+            to the word embedding can be left out (transformers ties it); one that differs
+            from it makes config.json say `tie_word_embeddings: false`.
         provenance: a JSON-able record of what the folder was trained from and on, written
             into xtune_pretraining.json.
         full_word_embeddings: the original encoder's word embedding (array or variable),
@@ -84,6 +86,8 @@ def save_hf_folder(
     tensors, architectures = model_tensors(checkpoint, encoder.hf_names, extra_weights or {})
     check_finite(tensors)
     config = {"architectures": architectures, **checkpoint.config}
+    if has_untied_decoder(tensors, encoder.hf_names, word_embeddings):
+        config["tie_word_embeddings"] = False  # transformers ties them unless told not to
     record = provenance_record(encoder, sorted(extra_weights or {}), provenance)
     files = {**checkpoint.tokenizer_files, CONFIG_FILE: json_file(config), PROVENANCE_FILE: record}
     write_folder(folder, files, tensors)
@@ -154,6 +158,18 @@ def model_tensors(
         tensors[name] = value
     head = all(name.startswith(names.masked_lm_prefixes) for name in extra_weights)
     return tensors, [names.masked_lm_class if head else names.model_class]
+
+
+def has_untied_decoder(
+    tensors: dict[str, np.ndarray], names: HfNames, word_embeddings: np.ndarray
+) -> bool:
+    """Whether a masked-LM decoder (a head tensor of one row per id and the hidden width) is
+    not the word embedding itself."""
+    return any(
+        tensors[name].ndim == 2 and not np.array_equal(tensors[name], word_embeddings)
+        for name in names.vocabulary_tensors
+        if name in tensors
+    )
 
 
 def as_array(value: Any) -> np.ndarray:
