@@ -25,10 +25,10 @@ Nothing outside `xtune/encoders/` names a backbone's layers. The rest of xtune t
 
 Optional, with defaults: `from_hf_folder(folder, **kwargs)` (the `hf` loader dispatches on
 config.json's `model_type` through `FAMILIES`) and its inverse `hf_checkpoint(tokenizer,
-word_embeddings)` with the class's `hf_names` (`xtune/encoders/hf_folder_writer.py` writes the
-folder), `tiny_random(vocabulary_size, **kwargs)` (the
-parametrized tests in tests/encoders/test_adapters.py), and the tokenizer's `settings()` and
-`fingerprint()` (token-cache keys). `lora_layers` raises `ValueError` for a target that matches
+word_embeddings)` with the class's `hf_names` (`xtune/encoders/hf_folder_writer.py` writes
+the folder), `tiny_random(vocabulary_size, **kwargs)` (the parametrized tests in
+tests/encoders/test_adapters.py), and the tokenizer's `settings()` and `fingerprint()`
+(token-cache keys). `lora_layers` raises `ValueError` for a target that matches
 no layer (`match_lora_layers` does the matching). `EncoderLoadError` is the one error for a
 checkpoint that cannot be loaded.
 
