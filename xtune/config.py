@@ -37,6 +37,9 @@ from xtune.catalog import (  # noqa: F401  (re-exported)
 )
 from xtune.config_schema import (
     DEFAULT_PAIR_PARTS,  # noqa: F401  (re-exported)
+    PREPARE_DUPLICATES,
+    PREPARE_WHITESPACE,
+    PREPARE_WIDTHS,
     SINGLE_TASK,  # noqa: F401  (re-exported)
     ComponentSpec,
     DataConfig,
@@ -111,7 +114,10 @@ COMPONENT_SECTIONS = ("encoder", "head", "loss", "optimizer", "schedule", "adver
 CHOICES = {
     "data.format": ("auto", "csv", "tsv", "jsonl", "xlsx"),
     "data.label_format": ("delimited", "list", "columns", "levels"),
-    "data.truncation": ("head", "tail", "head_tail"),
+    "data.truncation": ("head", "tail", "head_tail", "head_tail_pair"),
+    "data.prepare.width": PREPARE_WIDTHS,
+    "data.prepare.whitespace": PREPARE_WHITESPACE,
+    "data.prepare.duplicates": PREPARE_DUPLICATES,
     "data.bad_rows": ("error", "skip"),
     "data.unknown_labels": ("error", "skip_rows", "ignore_labels"),
     "data.padding": ("bucket", "dynamic", "fixed"),
@@ -336,6 +342,18 @@ RANGES: dict[str, dict[str, Any]] = {
     "data.max_train_rows": {"low": 1},
     "data.max_length": {"low": MIN_MAX_LENGTH, "high": MAX_MAX_LENGTH},
     "data.head_tokens": {"low": 0, "high": MAX_MAX_LENGTH},
+    "data.prepare.boilerplate.share": {
+        "low": 0.0,
+        "high": 1.0,
+        "open_low": True,
+        "open_high": True,
+    },
+    # A sentence in one row is no boilerplate, whatever share of a tiny corpus that row is.
+    "data.prepare.boilerplate.min_rows": {"low": 2, "high": MAX_INTEGER},
+    "data.prepare.boilerplate.min_chars": {"low": 1, "high": 100_000},
+    # Shorter n-grams are common words and phrases, not templates.
+    "data.prepare.boilerplate.ngram_chars": {"low": 4, "high": 10_000},
+    "data.prepare.boilerplate.max_items": {"low": 1, "high": 1_000_000},
     "training.epochs": {"low": 1, "high": 10_000},
     "training.batch_size": {"low": 1, "high": MAX_BATCH_SIZE},
     "training.eval_batch_size": {"low": 1, "high": MAX_BATCH_SIZE},
@@ -562,9 +580,24 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
                 f"label_format: columns with label_columns: {short(value)} (labels: names the "
                 "one column that holds each row's labels)"
             )
+        nested = nested_section(hints[key])
+        if nested is not None:  # data.prepare, data.prepare.boilerplate
+            if value is None and type(None) in union_options(hints[key]):
+                values[key] = None  # a section that may be off (null)
+            else:
+                values[key] = parse_section(nested, value, f"{path}.{key}", source)
+            continue
         values[key] = check_type(value, hints[key], f"{path}.{key}", source)
         check_meaning(values[key], f"{path}.{key}", source)
     return cls(**values)
+
+
+def nested_section(hint: Any) -> type | None:
+    """The section dataclass a field holds (`data.prepare`), or None for a plain value."""
+    for option in union_options(hint):
+        if dataclasses.is_dataclass(option) and option is not ComponentSpec:
+            return option
+    return None
 
 
 def choices_of(key: str) -> tuple[Any, ...] | None:
@@ -648,6 +681,7 @@ def check_across_sections(
             f"{config.encoder.name!r} has positions for ({positions}); use at most {positions}"
         )
     check_layer_counts(config, tables, source)
+    check_data_settings(config, source)
     check_report_to(config.training.report_to, config.tracking.mlflow_uri, source)
     check_distribution(config, source)
     finetune, epochs = config.finetune, config.training.epochs
@@ -669,6 +703,20 @@ def check_across_sections(
             "top-1 label and has no per-label thresholds; remove report_thresholds"
         )
     check_decision_rule(config, threshold, source)
+
+
+def check_data_settings(config: RunConfig, source: str) -> None:
+    """Data settings that are only wrong together, in every task's data."""
+    for name, task in config.named_tasks().items():
+        where = "data" if config.tasks is None else f"tasks.{name}.data"
+        data = task.data
+        if data.truncation == "head_tail_pair" and data.text_pair:
+            raise ConfigError(
+                f"{source}: {where}.truncation: head_tail_pair makes the pair from "
+                f"{where}.text alone (its head, then its tail), but {where}.text_pair is set "
+                f"({data.text_pair!r}); use head_tail to truncate each of two fields, or "
+                "remove text_pair"
+            )
 
 
 def check_distribution(config: RunConfig, source: str) -> None:

@@ -50,6 +50,56 @@ class ComponentSpec:
         return {"name": self.name, **self.kwargs}
 
 
+# `data.prepare` choices (xtune.data.preparation).
+PREPARE_WIDTHS = ("none", "alphanumeric", "ascii")
+PREPARE_WHITESPACE = ("keep", "collapse")
+PREPARE_DUPLICATES = ("keep", "drop")
+
+
+@dataclass(frozen=True)
+class BoilerplateConfig:
+    """Boilerplate removal learned from the training rows (`xtune.data.preparation`): texts are
+    split into sentences after 。！？；!?; and line breaks, and a sentence (compared without
+    whitespace) that occurs in more than `share` of the training rows, and in at least
+    `min_rows` of them, is removed from every text of every split, at prediction time too.
+    The learned list is saved in the run folder (preparation.json) and in the export."""
+
+    share: float = 0.05  # a sentence in more than this share of the training rows is removed
+    min_rows: int = 5  # ... and in at least this many rows (small corpora)
+    min_chars: int = 4  # sentences shorter than this (without whitespace) are never removed
+    # Also remove template text that does not follow sentence ends: the spans covered by
+    # character n-grams of this length in more than `share` of the rows (e.g. 16); null: off.
+    ngram_chars: int | None = None
+    # At most this many sentences (and spans) are learned, the most common first; spans also
+    # stop where their pattern would outgrow 16 kB (the export's regex engine's fast path).
+    max_items: int = 1000
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Text preparation (`xtune.data.preparation`, docs/preparation.md): applied to every
+    split's `text` and `text_pair` before tokenizing, the same way by `xtune predict` and
+    inside the exported model. Every step is off by default."""
+
+    # Full-width forms to ASCII: none; alphanumeric (Ａ-Ｚ ａ-ｚ ０-９ only, Chinese
+    # punctuation such as ，！？：（） kept); ascii (the whole U+FF01-U+FF5E block, punctuation
+    # included, and the ideographic space U+3000).
+    width: str = "none"
+    # Remove control and invisible format characters (zero-width spaces, BOMs, bidi marks,
+    # soft hyphens); line ends become \n, tabs stay.
+    control_characters: bool = False
+    whitespace: str = "keep"  # keep | collapse (every run of whitespace -> one space, ends trimmed)
+    boilerplate: BoilerplateConfig | None = None  # learned boilerplate removal; null: off
+    # Train rows whose prepared text (and pair), compared without whitespace, punctuation and
+    # case, repeats an earlier train row: keep | drop (the first is kept). Rows of dev/test
+    # that repeat a train row are reported either way (preparation_report.json).
+    duplicates: str = "keep"
+
+    def enabled(self) -> bool:
+        """Whether any step is on (off: texts are used as read, nothing is reported)."""
+        return self != PrepareConfig()
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the texts and labels are, how to read them, and how to fit them into the encoder."""
@@ -72,8 +122,11 @@ class DataConfig:
     split_seed: int = 0  # seed of the dev split and of the max_train_rows subset
     max_train_rows: int | None = None  # seeded label-stratified subset of train (quick grids)
     max_length: int = 128  # tokens per example, both segments and the specials together
-    truncation: str = "head"  # head | tail | head_tail
-    head_tokens: int = 64  # head_tail: first k tokens kept, the rest of the budget from the end
+    # head | tail | head_tail | head_tail_pair (head_tail's tokens as two segments: the head
+    # as `text`, the tail as `text_pair`; `text_pair` must not be set)
+    truncation: str = "head"
+    # head_tail, head_tail_pair: first k tokens kept, the rest of the budget from the end
+    head_tokens: int = 64
     bad_rows: str = "error"  # error | skip
     unknown_labels: str = "error"  # dev/test labels not in train: error | skip_rows | ignore_labels
     sheet: str | None = None  # XLSX sheet to read (default: the first)
@@ -89,6 +142,7 @@ class DataConfig:
     # `label_path_separator`; `label_hierarchy` names a tree file the paths must follow.
     label_hierarchy: str | None = None
     label_path_separator: str = "/"  # between the names of a hierarchical label path
+    prepare: PrepareConfig = PrepareConfig()  # text clean-up and boilerplate removal (off)
 
 
 @dataclass(frozen=True)
@@ -172,7 +226,11 @@ class FinetuneConfig:
 
 # DataConfig keys left out of `to_dict` while unset, so run ids stay what they were before
 # they existed.
-OPTIONAL_DATA_KEYS = {"label_hierarchy": None, "label_path_separator": "/"}
+OPTIONAL_DATA_KEYS = {
+    "label_hierarchy": None,
+    "label_path_separator": "/",
+    "prepare": dataclasses.asdict(PrepareConfig()),
+}
 
 
 @dataclass(frozen=True)

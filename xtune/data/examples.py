@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import logging
 import math
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xtune.config_schema import DataConfig
+from xtune.config_schema import DataConfig, PrepareConfig
 from xtune.data.hierarchy import LabelTree, read_label_tree
 from xtune.data.labels import LabelVocab
+from xtune.data.preparation import TextPreparation, prepare_splits, report_summary
 from xtune.data.readers import (
     DataError,
     DecodeError,
@@ -49,6 +51,8 @@ class Examples:
     # Occurrences of labels outside the label vocabulary, dropped or in skipped rows.
     dropped_labels: Counter[str] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)  # shown in logs and in reports
+    # The `data.prepare` the texts went through, learned from train (None: used as read).
+    preparation: TextPreparation | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -398,12 +402,49 @@ def load_splits(config: DataConfig) -> tuple[dict[str, Examples], LabelVocab]:
         splits["train"] = subsample_examples(splits["train"], vocab, config)
     if config.test:
         splits["test"] = read_examples(config, config.test, vocab)
+    if config.prepare.enabled():
+        splits, _ = prepare_examples(splits, config.prepare)
     note_one_label_set(splits["train"])
     note_near_duplicate_labels(splits["train"])
     for name in ("dev", "test"):
         if name in splits:
             note_unseen_or_rare_labels(name, splits[name], splits["train"])
     return splits, vocab
+
+
+def prepare_examples(
+    splits: dict[str, Examples], config: PrepareConfig
+) -> tuple[dict[str, Examples], np.ndarray]:
+    """Every split's texts through `data.prepare` (`xtune.data.preparation.prepare_splits`:
+    learned from train, duplicated train rows dropped when asked), each carrying the
+    preparation; the indices of the train rows kept. Prints the preparation's summary; rows of
+    dev/test that repeat a train row are noted in their split's warnings."""
+    prepared = prepare_splits(
+        splits, config, {name: split.source for name, split in splits.items()}
+    )
+    train = splits["train"]
+    print(f"xtune: text preparation of {train.source}:", flush=True)
+    for line in report_summary(prepared.preparation.report):
+        print(f"xtune:   {line}", flush=True)
+    result = {}
+    for name, split in splits.items():
+        if name == "train":
+            kept = prepared.train_kept
+            split = dataclasses.replace(
+                split,
+                label_sets=[split.label_sets[i] for i in kept],
+                rows=[split.rows[i] for i in kept],
+            )
+        result[name] = dataclasses.replace(
+            split,
+            texts=prepared.texts[name],
+            pairs=prepared.pairs[name],
+            preparation=prepared.preparation,
+        )
+    for name, messages in prepared.notes.items():
+        for message in messages:
+            note(result[name], message)
+    return result, prepared.train_kept
 
 
 def label_vocabulary(train: Examples, names: list[str] | None) -> LabelVocab:

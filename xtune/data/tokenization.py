@@ -15,7 +15,7 @@ from typing import Any
 
 import tensorflow as tf
 
-TRUNCATIONS = ("head", "tail", "head_tail")
+TRUNCATIONS = ("head", "tail", "head_tail", "head_tail_pair")
 STRINGS = tf.TensorSpec([None], tf.string)
 # Tracing the tokenizer, truncation and packing graph costs seconds (some 2,000 ops, most of
 # them ragged-shape checks), while a traced graph encodes a batch in milliseconds. Every
@@ -54,6 +54,9 @@ class TextEncoder:
         truncation: "head" keeps the first tokens, "tail" the last, "head_tail" the first
             `head_tokens` plus the last `budget - head_tokens` ("How to Fine-Tune BERT for Text
             Classification?", Sun et al. 2019). Pairs are first shortened longest-first.
+            "head_tail_pair" keeps the same head and tail of a single text but packs them as
+            two segments, `[CLS] head [SEP] tail [SEP]` (the head is the first `head_tokens`
+            tokens, the tail the rest up to the pair budget: empty for a short text).
     """
 
     def __init__(
@@ -150,6 +153,10 @@ class TextEncoder:
         self, texts: tf.Tensor, pairs: tf.Tensor | None = None
     ) -> dict[str, tf.RaggedTensor]:
         first = self.tokenize(texts)
+        if self.truncation == "head_tail_pair":
+            if pairs is not None:
+                raise ValueError("truncation head_tail_pair makes the pair from the text alone")
+            return self.pack(self.head_and_tail(first))
         if pairs is None:
             budget = self.max_length - self.packing.special_tokens(1)
             budget = tf.fill([tf.shape(texts)[0]], budget)
@@ -182,6 +189,24 @@ class TextEncoder:
         return tf.RaggedTensor.from_row_lengths(
             tf.boolean_mask(tokens.flat_values, keep), tf.minimum(lengths, budget), validate=False
         )
+
+    def head_and_tail(self, tokens: tf.RaggedTensor) -> list[tf.RaggedTensor]:
+        """`head_tail_pair`: each row's first `head_tokens` tokens, and its last tokens up to
+        the budget of a pair (without overlapping the head)."""
+        budget = self.max_length - self.packing.special_tokens(2)
+        lengths = tokens.row_lengths()
+        head = tf.minimum(lengths, min(self.head_tokens, budget))
+        tail = tf.minimum(lengths - head, budget - head)
+        rows = tokens.value_rowids()
+        positions = positions_in_rows(tokens, rows)
+        in_head = positions < tf.gather(head, rows)
+        in_tail = positions >= tf.gather(lengths - tail, rows)
+        return [
+            tf.RaggedTensor.from_row_lengths(
+                tf.boolean_mask(tokens.flat_values, keep), length, validate=False
+            )
+            for keep, length in ((in_head, head), (in_tail, tail))
+        ]
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.RaggedTensor]:
         """Bert: `[CLS] a [SEP] b [SEP]`, segment ids 0 up to the first [SEP], then 1.

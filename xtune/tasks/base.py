@@ -43,6 +43,9 @@ class TaskData:
     labels: list[str]  # label names; [] for score tasks
     warnings: list[str]
     examples: dict[str, Any] | None = None  # the read rows per split (classification tasks)
+    # The `data.prepare` the texts went through, learned from train (None: used as read):
+    # a `xtune.data.preparation.TextPreparation`, with its report.
+    preparation: Any = None
 
 
 class Task(TaskRules):
@@ -68,6 +71,7 @@ class Task(TaskRules):
         self.loss = self.build_loss()
         self.labels: list[str] = []
         self.embedding: Any = None  # a sentence-vector tensor, for tasks with an `embed` view
+        self.preparation: Any = None  # the data's TextPreparation (None: texts used as read)
 
     # ------------------------------------------------------------ parts a subclass gives
 
@@ -86,6 +90,7 @@ class Task(TaskRules):
         """Take the labels of data loaded (perhaps by another run of a grid) for this task,
         and check what this task's settings need of it."""
         self.labels = list(data.labels)
+        self.preparation = data.preparation
 
     def initialize(self, model: keras.Model, data: TaskData) -> None:
         """Set output weights from the training data (e.g. a logits bias at the prior)."""

@@ -90,7 +90,8 @@ class BiEncoderTask(BiEncoderRules, ClassificationTask):
                 name: self.tokenize_sides(split, text_encoder, scores.reshape(-1, 1))
                 for name, (split, scores) in scored.items()
             }
-            return TaskData(splits, [], [])
+            notes = [note for split, _ in scored.values() for note in split.warnings]
+            return TaskData(splits, [], notes, preparation=scored["train"][0].preparation)
         from xtune.data.examples import load_splits
 
         examples, vocab = load_splits(self.config.data)
@@ -101,7 +102,7 @@ class BiEncoderTask(BiEncoderRules, ClassificationTask):
             for name, split in examples.items()
         }
         notes = [note for split in examples.values() for note in split.warnings]
-        return TaskData(splits, self.labels, notes)
+        return TaskData(splits, self.labels, notes, preparation=examples["train"].preparation)
 
     def tokenize_sides(self, examples: Any, text_encoder: Any, targets: np.ndarray) -> TaskSplit:
         """`text` and `text_pair` tokenized each as one segment."""

@@ -55,7 +55,8 @@ class ClassificationTask(ClassificationRules, Task):
             tokenized = tokenize_examples(split, text_encoder, targets, self.config.data.cache_dir)
             splits[name] = TaskSplit([tokenized], targets)
         notes = [note for split in examples.values() for note in split.warnings]
-        return TaskData(splits, self.labels, notes, examples)
+        preparation = examples["train"].preparation
+        return TaskData(splits, self.labels, notes, examples, preparation)
 
     def attach(self, data: TaskData) -> None:
         super().attach(data)

@@ -56,7 +56,8 @@ class ScoreTask(ScoreTaskRules, Task):
             name: self.tokenize(split, text_encoder, scores)
             for name, (split, scores) in examples.items()
         }
-        return TaskData(splits, [], [])
+        notes = [note for split, _ in examples.values() for note in split.warnings]
+        return TaskData(splits, [], notes, preparation=examples["train"][0].preparation)
 
     def tokenize(self, examples: Any, text_encoder: Any, scores: np.ndarray) -> TaskSplit:
         from xtune.data.pipeline import tokenize_examples
@@ -106,9 +107,10 @@ def load_score_splits(data: Any) -> dict[str, tuple[Any, np.ndarray]]:
     """train / dev / test examples with their scores (the `data.labels` column as numbers).
 
     `max_train_rows` keeps a seeded random subset of train; without a dev file, a seeded
-    `dev_fraction` of train is dev (score labels have no classes to stratify by).
+    `dev_fraction` of train is dev (score labels have no classes to stratify by). Then
+    `data.prepare`, learned from the train rows, prepares every split's texts.
     """
-    from xtune.data.examples import read_examples
+    from xtune.data.examples import prepare_examples, read_examples
 
     files = {"train": data.train, "dev": data.dev, "test": data.test}
     splits = {name: read_examples(data, path) for name, path in files.items() if path}
@@ -129,6 +131,13 @@ def load_score_splits(data: Any) -> dict[str, tuple[Any, np.ndarray]]:
         kept = np.sort(rng.choice(len(train), data.max_train_rows, replace=False))
         source = f"{train.source} ({data.max_train_rows} of {len(train)} rows)"
         scored["train"] = (train.take(kept, source), scores[kept])
+    if data.prepare.enabled():
+        plain = {name: split for name, (split, _) in scored.items()}
+        prepared, kept = prepare_examples(plain, data.prepare)
+        scored = {
+            name: (prepared[name], scores[kept] if name == "train" else scores)
+            for name, (_, scores) in scored.items()
+        }
     return scored
 
 
