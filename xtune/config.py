@@ -582,8 +582,15 @@ def parse_section(cls: type, raw: Any, path: str, source: str) -> Any:
             )
         nested = nested_section(hints[key])
         if nested is not None:  # data.prepare, data.prepare.boilerplate
-            if value is None and type(None) in union_options(hints[key]):
-                values[key] = None  # a section that may be off (null)
+            optional = type(None) in union_options(hints[key])
+            if value is not None and not isinstance(value, dict):
+                off = " or null (off)" if optional else ""
+                raise ConfigError(
+                    f"{source}: {path}.{key}: expected a mapping of its keys ({{}} for the "
+                    f"defaults){off}, got {short(value)}"
+                )
+            if value is None and optional:
+                values[key] = None  # a section that may be off
             else:
                 values[key] = parse_section(nested, value, f"{path}.{key}", source)
             continue

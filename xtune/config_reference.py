@@ -18,10 +18,12 @@ from typing import Any
 
 from xtune import config_schema
 from xtune.config_schema import (
+    BoilerplateConfig,
     ComponentSpec,
     DataConfig,
     FinetuneConfig,
     HierarchyConfig,
+    PrepareConfig,
     RunConfig,
     TaskConfig,
     TrackingConfig,
@@ -48,6 +50,18 @@ SECTIONS = (
         "data",
         DataConfig,
         "Each task's `tasks.NAME.data` takes the same keys, merged over the top-level `data`.",
+    ),
+    Section(
+        "`data.prepare`",
+        "data.prepare",
+        PrepareConfig,
+        "How each step works, and a YAML example: [preparation.md](preparation.md).",
+    ),
+    Section(
+        "`data.prepare.boilerplate`",
+        "data.prepare.boilerplate",
+        BoilerplateConfig,
+        "`boilerplate: {}` turns it on with these defaults; `null` (the default) leaves it off.",
     ),
     Section("`training`", "training", TrainingConfig),
     Section("`finetune`", "finetune", FinetuneConfig),

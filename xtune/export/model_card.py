@@ -74,6 +74,7 @@ def model_card(run: Any, metadata: dict[str, Any]) -> str:
             lines.append(
                 f"  - {len(record['labels'])} labels ({kind}): " + ", ".join(record["labels"])
             )
+    lines += preparation_lines(metadata)
     lines += ["", "## Metrics (dev, float32 as served)"]
     lines += metric_lines(metrics)
     lines += ["", "## Decision rule served"]
@@ -108,6 +109,33 @@ def model_card(run: Any, metadata: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def preparation_lines(metadata: dict[str, Any]) -> list[str]:
+    """The text preparation (`data.prepare`) of each task that has one, and where it runs."""
+    prepared = {
+        name: record["preparation"]
+        for name, record in metadata["tasks"].items()
+        if record.get("preparation")
+    }
+    if not prepared:
+        return []
+    lines = ["", "## Text preparation"]
+    for name, preparation in prepared.items():
+        steps = ", ".join(preparation["steps"]) or "nothing that changes a text"
+        where = (
+            "inside the graph, by every raw-string signature, as in training"
+            if preparation["in_graph"]
+            else "NOT in this graph (it takes token ids): apply it before tokenizing"
+        )
+        lines.append(f"- `{name}`: {steps}; applied {where}.")
+    lines.append(
+        f"- The learned boilerplate lists are in `{next(iter(prepared.values()))['file']}`; "
+        "clients that tokenize themselves (token-id signatures) apply the same steps first "
+        "(`xtune.data.preparation.TextPreparation.from_dict(record).clean(text)`). Dropping "
+        "duplicated training rows applied to the training data only."
+    )
+    return lines
 
 
 def metric_lines(metrics: dict[str, Any]) -> list[str]:

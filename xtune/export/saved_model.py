@@ -7,6 +7,7 @@ OUT/saved_model.pb, fingerprint.pb, variables/   the SavedModel (weights stored 
 OUT/assets/labels.txt                            the default task's label names, one a line
 OUT/assets/vocab.txt, ...                        the tokenizer's files (for id clients)
 OUT/assets/export.json                           the metadata below
+OUT/assets/preparation.json                      tasks with `data.prepare`: the learned preparation
 OUT/export.json                                  the same, plus sizes and the export check
 OUT/MODEL_CARD.md                                data, labels, metrics, decision rule, versions
 ```
@@ -20,7 +21,10 @@ with named tasks has, per task `T`, `T`, `T_tokenize`, `T_token_ids` and, for a 
 Metadata (`export.json`): the default task's record at the top level (`labels`,
 `thresholds`, `text_column`, `token_id_inputs`, ..., as single-task exports always had), and
 `tasks`: every task's record by name (type, labels, metric, columns, loss, decision rule,
-thresholds, inputs, signatures, tokenizer settings), which `xtune predict --task` reads.
+thresholds, inputs, signatures, tokenizer settings, text preparation), which
+`xtune predict --task` reads. A task's `preparation` says which `data.prepare` steps its
+raw-string signatures run in the graph; token-id clients apply them themselves
+(assets/preparation.json, `xtune.data.preparation.TextPreparation.from_dict(...).clean`).
 
 Loaders need `tensorflow` and `tensorflow-text` only: `import tensorflow_text` before
 `tf.saved_model.load` (TF Serving needs a build with the TF-Text ops, and OUT to be a
@@ -52,11 +56,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xtune.data.preparation import PREPARATION_FILE, TextPreparation
 from xtune.export import ExportError
 from xtune.export.model_card import MODEL_CARD_FILE, model_card, rule_values
 from xtune.export.serving_module import ServingModule, text_input_names
 from xtune.run_folder import WEIGHTS_FILE, check_run_folder
-from xtune.tasks.run_folder import LoadedRun, load_run, task_inputs
+from xtune.tasks.run_folder import LoadedRun, load_run, preparation_json, task_inputs
 from xtune.tasks.signatures import (
     EMBED,
     SERVING_DEFAULT,
@@ -361,6 +366,21 @@ def task_metadata(
         "truncation": settings["truncation"],
         "head_tokens": settings["head_tokens"],
         "lowercase": settings.get("lowercase"),
+        "preparation": preparation_metadata(run.preparations.get(task.name), text_inputs),
+    }
+
+
+def preparation_metadata(preparation: TextPreparation | None, text_inputs: bool) -> Any:
+    """How a task's raw text is prepared before tokenizing (None: it is not): its steps, run
+    in the raw-string signatures' graph, and where the learned lists are."""
+    if preparation is None:
+        return None
+    return {
+        "steps": preparation.in_graph(),
+        "in_graph": text_inputs,
+        "boilerplate_sentences": len(preparation.sentences),
+        "boilerplate_spans": len(preparation.spans),
+        "file": f"assets/{PREPARATION_FILE}",
     }
 
 
@@ -369,6 +389,8 @@ def write_asset_files(folder: Path, run: LoadedRun, metadata: dict[str, Any]) ->
         "labels.txt": "".join(f"{name}\n" for name in metadata["labels"]),
         EXPORT_FILE: json.dumps(metadata, indent=1, ensure_ascii=False),
     }
+    if run.preparations:
+        files[PREPARATION_FILE] = preparation_json(run.preparations)
     run.encoder.tokenizer.save(folder)  # vocab.txt for BERT; the family's own files
     paths = sorted(path for path in folder.iterdir() if path.name not in files)
     for name, text in files.items():

@@ -10,6 +10,8 @@ Signatures per task (names from `xtune.tasks.signatures`: a config without `task
   int32 `[batch, num_labels]` (0/1 by the decision rule) and `labels` string `[batch, k]`
   (the predicted names, most probable first, padded with ""); a score task returns `score`
   float32 `[batch]` in the task's label units;
+- every raw-string signature first applies the task's `data.prepare` (the run's
+  preparation.json) as graph ops (`xtune.data.preparation_graph`), as training did;
 - tokenize: the same inputs -> the padded ids the model takes (`token_ids`, `segment_ids` for
   encoders that take them, `padding_mask`; a bi-encoder's two sides prefixed `a_`, `b_`);
 - token_ids: those ids -> the serve outputs; no TF-Text ops;
@@ -28,6 +30,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from xtune.data.preparation_graph import GraphPreparation
 from xtune.tasks.signatures import EMBED, SERVING_DEFAULT, TOKEN_IDS, TOKENIZE
 
 TOKEN_ID_SPEC = tf.TensorSpec([None, None], tf.int32)
@@ -75,10 +78,17 @@ class ServingModule(tf.Module):
             # Tracked as an attribute, so the SavedModel keeps the tokenizer's resources
             # (SentencePiece models, BPE lookup tables); a closure alone leaves them untracked.
             self.text_tokenizer = run.encoder.tokenizer
+        # Tracked as an attribute, so the SavedModel keeps each preparation's sentence table.
+        self.text_preparations = {
+            name: GraphPreparation(preparation)
+            for name, preparation in run.preparations.items()
+            if text_inputs and not preparation.is_identity()
+        }
         self.functions: dict[str, Any] = {}
         for task in run.tasks:
             names = signature_names[task.name]
-            functions = task_functions(run, task, text_inputs)
+            prepare = self.text_preparations.get(task.name)
+            functions = task_functions(run, task, text_inputs, prepare)
             self.functions.update({names[role]: functions[role] for role in functions})
         if run.config.tasks is not None:
             self.add_aliases(run, signature_names)
@@ -109,8 +119,11 @@ class ServingModule(tf.Module):
         return dict(self.functions)
 
 
-def task_functions(run: Any, task: Any, text_inputs: bool) -> dict[str, Callable]:
-    """One task's traced functions by role (see the module docstring)."""
+def task_functions(
+    run: Any, task: Any, text_inputs: bool, prepare: Callable | None = None
+) -> dict[str, Callable]:
+    """One task's traced functions by role (see the module docstring); `prepare`: the task's
+    text preparation as graph ops, applied to every raw string (None: none)."""
     text_encoder = run.text_encoders[task.name]
     task_model = run.graph.task_models[task.name]
     thresholds = run.thresholds.get(task.name)
@@ -132,6 +145,9 @@ def task_functions(run: Any, task: Any, text_inputs: bool) -> dict[str, Callable
     text_specs = named_specs(text_names, tf.string, 1)
 
     def encode(text: tf.Tensor, pair: tf.Tensor | None = None, prefix: str = "") -> dict:
+        if prepare is not None:
+            text = prepare(text)
+            pair = None if pair is None else prepare(pair)
         encoded = text_encoder.pad(text_encoder.encode(text, pair))
         return {f"{prefix}{name}": value for name, value in encoded.items()}
 

@@ -84,17 +84,29 @@ class PreparedDataCache:
 
 
 def target_settings(config: RunConfig) -> dict[str, Any]:
-    """What else decides a task's prepared targets: its type and its hierarchy settings (a
-    hierarchy mode adds ancestor nodes to the targets, or keeps the leaves only)."""
+    """What else decides a task's prepared targets and texts: its type, its hierarchy
+    settings (a hierarchy mode adds ancestor nodes to the targets, or keeps the leaves only)
+    and its own data settings (`tasks.NAME.data` may differ from the top level: its files,
+    `prepare`, `max_length`, ...)."""
     return {
-        name: {"type": task.type, "hierarchy": dataclasses.asdict(task.hierarchy)}
+        name: {
+            "type": task.type,
+            "hierarchy": dataclasses.asdict(task.hierarchy),
+            "data": token_settings(task.data),
+        }
         for name, task in config.named_tasks().items()
     }
 
 
 def data_settings(config: RunConfig) -> dict[str, Any]:
     """The data settings that decide what is read and tokenized (not batching or caching)."""
-    data = dataclasses.asdict(config.data)
+    return token_settings(config.data)
+
+
+def token_settings(data: Any) -> dict[str, Any]:
+    """A `DataConfig` as a dict (`prepare` included: it decides the texts) without the keys
+    that change neither the texts nor the ids."""
+    settings = dataclasses.asdict(data)
     for key in NON_TOKEN_DATA_KEYS:
-        data.pop(key)
-    return data
+        settings.pop(key)
+    return settings

@@ -3,6 +3,8 @@
 config.yaml (resolved), encoder.json + tokenizer files, tokenizer.json (the first task's
 tokenizer settings, for tools that read one), tasks.json ({name: type, labels, metric,
 columns, tokenizer settings}), labels.json ({"labels": [...], "tasks": {name: labels}}),
+preparation.json and preparation_report.json (tasks with `data.prepare`: the learned text
+preparation that predicting applies, and what it removed from each split),
 model.weights.h5 (the shared encoder and every task's output), thresholds.json, history.json
 / csv, metrics.json (written last). `load_run` rebuilds the model and loads the weights after
 checking their sha256; folders written before tasks.json existed load as one `default` task.
@@ -18,6 +20,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from xtune.data.preparation import (
+    FORMAT,
+    FORMAT_VERSION,
+    PREPARATION_FILE,
+    REPORT_FILE,
+    TextPreparation,
+)
 from xtune.run_folder import (
     WEIGHTS_FILE,
     RunFolder,
@@ -48,7 +57,46 @@ def create_run_folder(path: str | Path, config: Any, tasks: list[Any], encoder: 
     write_atomic(folder.path / "encoder.json", json.dumps(stored, indent=1, default=str))
     first = next(iter(records.values()))["tokenizer"]
     write_atomic(folder.path / "tokenizer.json", json.dumps(first, indent=1))
+    write_preparation(folder.path, tasks)
     return folder
+
+
+def write_preparation(path: Path, tasks: list[Any]) -> None:
+    """preparation.json (what predicting applies) and preparation_report.json (what it
+    removed), for the tasks whose data went through `data.prepare`."""
+    prepared = {task.name: task.preparation for task in tasks if task.preparation is not None}
+    if not prepared:
+        return
+    write_atomic(path / PREPARATION_FILE, preparation_json(prepared))
+    reports = {name: preparation.report for name, preparation in prepared.items()}
+    write_atomic(path / REPORT_FILE, json.dumps(reports, indent=1, ensure_ascii=False))
+
+
+def preparation_json(preparations: dict[str, TextPreparation]) -> str:
+    """preparation.json's text (run folder, export assets): each task's preparation record."""
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tasks": {name: preparation.to_dict() for name, preparation in preparations.items()},
+    }
+    return json.dumps(record, indent=1, ensure_ascii=False)
+
+
+def read_preparations(path: Path) -> dict[str, TextPreparation]:
+    """Each prepared task's `TextPreparation` from a folder's preparation.json (a run folder
+    or an export's assets); {} when there is none (a run without `data.prepare`)."""
+    file = path / PREPARATION_FILE
+    if not file.is_file():
+        return {}
+    record = read_json(file)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise RunFolderError(f"{file}: not an xtune preparation record (format {FORMAT!r})")
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise RunFolderError(
+            f"{file}: written by a newer xtune (format version {record['format_version']}); "
+            "upgrade xtune to predict with it"
+        )
+    return {name: TextPreparation.from_dict(item) for name, item in record["tasks"].items()}
 
 
 @dataclass
@@ -65,6 +113,8 @@ class LoadedRun:
     encoder: Any
     thresholds: dict[str, np.ndarray | None]
     decision_rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each prepared task's text preparation (preparation.json), applied before tokenizing.
+    preparations: dict[str, TextPreparation] = field(default_factory=dict)
 
     def task(self, name: str | None = None) -> Any:
         """The task called `name`; the first (or only) task when `name` is None."""
@@ -110,7 +160,12 @@ def load_run_files(path: Path, weights_file: Path | None = None) -> LoadedRun:
     graph = build_task_graph(encoder, tasks)
     load_weights(graph.model, weights_file or path / WEIGHTS_FILE)
     thresholds, rules = stored_thresholds(path, {task.name: task.labels for task in tasks})
-    return LoadedRun(path, config, tasks, graph, text_encoders, encoder, thresholds, rules)
+    preparations = read_preparations(path)
+    for task in tasks:
+        task.preparation = preparations.get(task.name)
+    return LoadedRun(
+        path, config, tasks, graph, text_encoders, encoder, thresholds, rules, preparations
+    )
 
 
 def read_json(file: Path) -> Any:
@@ -179,13 +234,17 @@ def task_inputs(
     pairs: list[str] | None = None,
     round_to: int = 1,
 ) -> dict[str, np.ndarray]:
-    """A task's padded model inputs for raw strings, tokenized as in training: `text` and
-    `text_pair` packed as one input, or a bi-encoder's two sides (`a_`, `b_`) each its own.
+    """A task's padded model inputs for raw strings, prepared (`data.prepare`) and tokenized
+    as in training: `text` and `text_pair` packed as one input, or a bi-encoder's two sides
+    (`a_`, `b_`) each its own.
     Each side is padded to its longest row rounded up to a multiple of `round_to` (at most
     the max length): a predictor then traces few input shapes."""
     import tensorflow as tf
 
     text_encoder = run.text_encoders[task_name]
+    preparation = run.preparations.get(task_name)
+    if preparation is not None:  # `data.prepare`, as the training texts went through it
+        texts, pairs = preparation.clean_all(texts), preparation.clean_all(pairs)
     if len(run.task(task_name).sides) == 2:
         sides = [("a_", texts, None), ("b_", pairs, None)]
     else:
