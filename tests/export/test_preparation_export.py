@@ -142,3 +142,41 @@ def test_the_export_prepares_raw_text_in_its_graph(prepared_run, tmp_path):
     assert len(assets["tasks"]["default"]["sentences"]) == 2
     card = (export.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "## Text preparation" in card and "inside the graph" in card
+    served = served_in_a_fresh_process(export.path, texts, titles)
+    assert served["modules"] == [False, False]  # neither xtune nor keras_hub
+    np.testing.assert_allclose(served["probabilities"], from_run["probabilities"], atol=1e-5)
+
+
+SERVE = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+model = tf.saved_model.load(sys.argv[1])
+texts, titles = json.loads(sys.stdin.read())
+serve = model.signatures["serving_default"]
+outputs = serve(text=tf.constant(texts), text_pair=tf.constant(titles))
+print(json.dumps({"probabilities": outputs["probabilities"].numpy().tolist(),
+                  "modules": ["xtune" in sys.modules, "keras_hub" in sys.modules]}))
+"""
+
+
+def served_in_a_fresh_process(export: Path, texts: list[str], titles: list[str]) -> dict:
+    """The export's outputs in a process that imports only tensorflow and tensorflow_text:
+    the preparation's sentence table and ops load without xtune."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    environment.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE, str(export)],
+        input=json.dumps([texts, titles]),
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=export.parent,
+        check=True,
+        timeout=300,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
