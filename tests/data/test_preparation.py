@@ -404,3 +404,26 @@ def test_preparation_module_stays_light():
     source = Path(__file__).parents[2] / "xtune" / "data" / "preparation.py"
     text = source.read_text(encoding="utf-8")
     assert "import tensorflow" not in text and "import pandas" not in text
+
+
+def test_score_tasks_keep_each_kept_rows_score(tmp_path):
+    """The score tasks' reader (regression, cosine bi-encoder) prepares its splits too; a
+    dropped duplicate takes its score with it."""
+    from xtune.tasks.regression import load_score_splits
+
+    texts = ["尊敬的领导您好！第一。", "尊敬的领导您好！第二。", "第一", "尊敬的领导您好！第三。"]
+    frame = pd.DataFrame({"text": texts, "pair": ["甲", "乙", "甲", "丙"], "labels": [1, 2, 3, 4]})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[:2].to_csv(tmp_path / "dev.csv", index=False)
+    prepare = PrepareConfig(boilerplate=BoilerplateConfig(share=0.5, min_rows=3), duplicates="drop")
+    data = DataConfig(
+        train="train.csv", dev="dev.csv", root=str(tmp_path), text_pair="pair", prepare=prepare
+    )
+    scored = load_score_splits(data)
+    train, scores = scored["train"]
+    assert train.texts == ["第一。", "第二。", "第三。"]  # row 3 repeats row 1 (punctuation aside)
+    assert scores.tolist() == [1.0, 2.0, 4.0]
+    assert train.rows == [1, 2, 4]
+    dev, dev_scores = scored["dev"]
+    assert dev.texts == ["第一。", "第二。"] and dev_scores.tolist() == [1.0, 2.0]
+    assert any("repeat a train row" in note for note in dev.warnings)
