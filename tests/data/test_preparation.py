@@ -244,6 +244,7 @@ def test_preparation_off_leaves_the_rows_as_read(tmp_path):
 
 
 def test_learned_preparation_is_saved_and_reloaded(tmp_path):
+    from xtune.run_folder import RunFolderError
     from xtune.tasks.run_folder import read_preparations, write_preparation
 
     texts, _ = planted_corpus(100, seed=6)
@@ -268,6 +269,11 @@ def test_learned_preparation_is_saved_and_reloaded(tmp_path):
     report = json.loads((tmp_path / "preparation_report.json").read_text(encoding="utf-8"))
     assert report["default"]["splits"]["train"]["rows"] == 100
     assert read_preparations(tmp_path / "missing") == {}
+    record = json.loads((tmp_path / "preparation.json").read_text(encoding="utf-8"))
+    record["tasks"]["default"]["width"] = "wide"
+    (tmp_path / "preparation.json").write_text(json.dumps(record), encoding="utf-8")
+    with pytest.raises(RunFolderError, match=r"preparation.json: task 'default': damaged"):
+        read_preparations(tmp_path)
 
 
 TRICKY = list(

@@ -37,7 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from xtune.config_schema import BoilerplateConfig, PrepareConfig
+from xtune.config_schema import (
+    PREPARE_WHITESPACE,
+    PREPARE_WIDTHS,
+    BoilerplateConfig,
+    PrepareConfig,
+)
 
 PREPARATION_FILE = "preparation.json"  # the learned preparation, per task (run folder, export)
 REPORT_FILE = "preparation_report.json"  # what it removed, per task and split (run folder)
@@ -231,13 +236,24 @@ class TextPreparation:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> TextPreparation:
-        return cls(
+        """The preparation `to_dict` wrote; ValueError for a record it cannot have written."""
+        preparation = cls(
             width=record.get("width", "none"),
             control_characters=bool(record.get("control_characters", False)),
             whitespace=record.get("whitespace", "keep"),
             sentences=tuple(record.get("sentences") or ()),
             spans=tuple(record.get("spans") or ()),
         )
+        if preparation.width not in PREPARE_WIDTHS:
+            raise ValueError(f"width {preparation.width!r} is not one of {PREPARE_WIDTHS}")
+        if preparation.whitespace not in PREPARE_WHITESPACE:
+            raise ValueError(
+                f"whitespace {preparation.whitespace!r} is not one of {PREPARE_WHITESPACE}"
+            )
+        learned = (*preparation.sentences, *preparation.spans)
+        if not all(isinstance(item, str) and item for item in learned):
+            raise ValueError("sentences and spans must be non-empty strings")
+        return preparation
 
     @functools.cached_property
     def width_table(self) -> dict[int, int]:
@@ -309,8 +325,9 @@ class TextPreparation:
     def clean_all(self, texts: Sequence[str] | None) -> list[str] | None:
         return None if texts is None else [self.clean(text) for text in texts]
 
-    def in_graph(self) -> list[str]:
-        """The steps the export runs in its graph (all of them: they are string ops)."""
+    def steps(self) -> list[str]:
+        """The steps that change a text, by name (export.json, the model card); the export
+        runs all of them in its graph."""
         steps = []
         if self.width != "none":
             steps.append(f"width: {self.width}")
@@ -325,7 +342,7 @@ class TextPreparation:
         return steps
 
     def is_identity(self) -> bool:
-        return not self.in_graph()
+        return not self.steps()
 
 
 # ---------------------------------------------------------------- learning boilerplate

@@ -376,7 +376,7 @@ def preparation_metadata(preparation: TextPreparation | None, text_inputs: bool)
     if preparation is None:
         return None
     return {
-        "steps": preparation.in_graph(),
+        "steps": preparation.steps(),
         "in_graph": text_inputs,
         "boilerplate_sentences": len(preparation.sentences),
         "boilerplate_spans": len(preparation.spans),

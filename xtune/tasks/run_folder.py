@@ -96,7 +96,13 @@ def read_preparations(path: Path) -> dict[str, TextPreparation]:
             f"{file}: written by a newer xtune (format version {record['format_version']}); "
             "upgrade xtune to predict with it"
         )
-    return {name: TextPreparation.from_dict(item) for name, item in record["tasks"].items()}
+    preparations = {}
+    for name, item in (record.get("tasks") or {}).items():
+        try:
+            preparations[name] = TextPreparation.from_dict(item)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise RunFolderError(f"{file}: task {name!r}: damaged ({error})") from None
+    return preparations
 
 
 @dataclass
