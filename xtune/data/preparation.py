@@ -466,6 +466,12 @@ def duplicate_key(text: str, pair: str | None) -> str:
     return plain(text) + "\x1f" + ("" if pair is None else plain(pair))
 
 
+def duplicate_keys(texts: list[str], pairs: list[str] | None) -> list[str]:
+    return [
+        duplicate_key(text, None if pairs is None else pairs[i]) for i, text in enumerate(texts)
+    ]
+
+
 # ---------------------------------------------------------------- applying it to splits
 
 
@@ -486,8 +492,13 @@ def learn_preparation(
     return dataclasses.replace(with_sentences, spans=tuple(spans)), counts
 
 
-STEP_NAMES = ("width_and_control_characters", "boilerplate_sentences", "boilerplate_spans",
-              "whitespace")  # fmt: skip
+# The report's names of what `TextPreparation.stages` returns.
+STEP_NAMES = (
+    "width_and_control_characters",
+    "boilerplate_sentences",
+    "boilerplate_spans",
+    "whitespace",
+)
 
 
 def apply_with_counts(
@@ -550,16 +561,8 @@ def prepare_splits(
         stats[name] = new_stats(len(split.texts))
         texts[name] = apply_with_counts(preparation, split.texts, stats[name])
         pairs[name] = apply_with_counts(preparation, split.pairs, stats[name])
-        stats[name]["rows_emptied"] = sum(
-            1
-            for index, text in enumerate(texts[name])
-            if not text and (pairs[name] is None or not pairs[name][index])
-        )
-    keys = {
-        name: [duplicate_key(t, None if pairs[name] is None else pairs[name][i])
-               for i, t in enumerate(texts[name])]
-        for name in splits
-    }  # fmt: skip
+        stats[name]["rows_emptied"] = sum(1 for text in texts[name] if not text)
+    keys = {name: duplicate_keys(texts[name], pairs[name]) for name in splits}
     train_kept, dropped = kept_rows(keys["train"], config.duplicates == "drop")
     leakage = cross_split_repeats(splits, keys)
     report = preparation_report(
@@ -698,7 +701,7 @@ def report_summary(report: dict[str, Any]) -> list[str]:
         if split["sentences_removed"]:
             text += f", {split['sentences_removed']:,} sentences"
         if split["rows_emptied"]:
-            text += f", {split['rows_emptied']} row(s) left empty"
+            text += f", {split['rows_emptied']} text(s) left empty"
         if name == "train" and split["duplicated_rows"]:
             action = "dropped" if split["duplicate_rows_dropped"] else "kept (duplicates: keep)"
             text += f", {split['duplicated_rows']} duplicated row(s) {action}"
