@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import keras
+import numpy as np
 
 from xtune.encoders.keras_hub_internals import nested_layers
 from xtune.encoders.prompt_injection import EncoderTuning, tuned_features_model
@@ -72,6 +73,7 @@ class PieceTokenizer(abc.ABC):
     sep_id: int
     pad_id: int
     unk_id: int
+    mask_id: int | None = None  # the masked-LM mask token (`[MASK]`, `<mask>`); None: none
 
     @property
     @abc.abstractmethod
@@ -95,6 +97,10 @@ class PieceTokenizer(abc.ABC):
         """Optional: JSON-able settings shown in export metadata (e.g. `lowercase`)."""
         return {}
 
+    def word_pieces(self) -> WordPieces:
+        """Optional (whole-word masking): every id's piece text and whether it begins a word."""
+        raise NotImplementedError(f"{type(self).__name__} does not list its pieces")
+
     def fingerprint(self) -> str:
         """Identity of everything that decides the ids (token-cache keys): by default a hash
         of the class, the record and every file `save` writes. Override when cheaper."""
@@ -109,6 +115,16 @@ class PieceTokenizer(abc.ABC):
                         digest.update(path.name.encode() + b"\x00" + path.read_bytes())
             cached = self._fingerprint = digest.hexdigest()[:24]
         return cached
+
+
+@dataclass(frozen=True)
+class WordPieces:
+    """Every id's piece as text (without the tokenizer's word marker: `##`, `▁`, `Ġ`) and
+    whether the piece begins a word: what whole-word masking groups pieces by
+    (`xtune.data.whole_word_masking`)."""
+
+    texts: list[str]
+    starts_word: np.ndarray  # bool [vocabulary_size]
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,9 @@ class EncoderAdapter(abc.ABC):
         self.source = source
         self.tuning: EncoderTuning | None = None
         self._tuned_model: keras.Model | None = None
+        # The Hugging Face folder the weights came from (`hf` loads): its masked-LM head
+        # initialises an `mlm` task's (`xtune.encoders.masked_lm`); None: none to read.
+        self.checkpoint_folder: Path | None = None
 
     @property
     def input_names(self) -> tuple[str, ...]:

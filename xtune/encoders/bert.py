@@ -14,6 +14,7 @@ from typing import Any
 
 import keras
 import keras_hub
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -25,6 +26,7 @@ from xtune.encoders.adapter import (
     HfNames,
     Packing,
     PieceTokenizer,
+    WordPieces,
     match_lora_layers,
 )
 from xtune.encoders.checkpoint_files import read_json_object
@@ -110,6 +112,7 @@ class WordPieceTokenizer(PieceTokenizer):
         self.sep_id = self.vocabulary.index("[SEP]")
         self.pad_id = self.vocabulary.index("[PAD]")
         self.unk_id = self.vocabulary.index("[UNK]")
+        self.mask_id = self.vocabulary.index("[MASK]") if "[MASK]" in self.vocabulary else None
         self.literal_specials = [t for t in LITERAL_SPECIAL_TOKENS if t in self.vocabulary]
         self.wordpiece = keras_hub.tokenizers.WordPieceTokenizer(
             vocabulary=self.vocabulary,
@@ -159,6 +162,12 @@ class WordPieceTokenizer(PieceTokenizer):
 
     def settings(self) -> dict[str, Any]:
         return {"lowercase": self.lowercase}
+
+    def word_pieces(self) -> WordPieces:
+        """A `##` piece continues the word before it; every other piece begins one."""
+        continues = [piece.startswith("##") for piece in self.vocabulary]
+        texts = [p[2:] if c else p for p, c in zip(self.vocabulary, continues, strict=True)]
+        return WordPieces(texts, ~np.asarray(continues, bool))
 
     def fingerprint(self) -> str:
         # v2: literal special tokens and U+2028/U+2029 (older caches hold other ids).

@@ -30,6 +30,7 @@ from xtune.encoders.adapter import (
     HfNames,
     Packing,
     PieceTokenizer,
+    WordPieces,
 )
 from xtune.encoders.encoder import HF_HIDDEN_ACTS, HIDDEN_ACTIVATIONS
 from xtune.encoders.hf_port import (
@@ -208,6 +209,7 @@ class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
         self.sep_id = self.vocabulary[self.special_tokens["sep_token"]]
         self.pad_id = self.vocabulary[self.special_tokens["pad_token"]]
         self.unk_id = self.vocabulary[self.special_tokens["unk_token"]]
+        self.mask_id = self.vocabulary.get(self.special_tokens["mask_token"])
         unsplittable = sorted({t for t in self.special_tokens.values() if t in self.vocabulary})
         self.bpe = WhitespaceExactBytePairTokenizer(
             vocabulary=dict(vocabulary),
@@ -258,6 +260,21 @@ class ByteLevelBPETokenizer(PieceTokenizer, tf.Module):
 
     def settings(self) -> dict[str, Any]:
         return {"add_prefix_space": self.add_prefix_space}
+
+    def word_pieces(self) -> WordPieces:
+        """A piece that starts with the space byte (`Ġ`) begins a word; any other continues
+        the one before. A piece's text is its bytes as UTF-8 (a piece holding part of a
+        character's bytes gives only the whole characters it holds)."""
+        byte_of = {symbol: byte for byte, symbol in enumerate(byte_symbols())}
+        texts = [""] * self.vocabulary_size
+        starts = np.ones(self.vocabulary_size, bool)
+        for piece, index in self.vocabulary.items():
+            if piece in self.special_tokens.values() or not all(c in byte_of for c in piece):
+                continue
+            raw = bytes(byte_of[c] for c in piece)
+            texts[index] = raw.decode("utf-8", errors="ignore").removeprefix(" ")
+            starts[index] = raw.startswith(b" ")
+        return WordPieces(texts, starts)
 
     @classmethod
     def from_hf_folder(cls, folder: Path) -> ByteLevelBPETokenizer:

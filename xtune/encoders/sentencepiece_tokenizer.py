@@ -12,12 +12,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from xtune.encoders.adapter import PieceTokenizer
+from xtune.encoders.adapter import PieceTokenizer, WordPieces
 
 MODEL_FILE = "sentencepiece.model"
+WORD_START = "▁"  # SentencePiece's mark of a piece that begins a word
+MASK_TOKENS = ("<mask>", "[MASK]")  # XLM-R's and ALBERT's
 # Unicode non-spacing marks: what Hugging Face's StripAccents drops after NFKD.
 NONSPACING_MARKS = r"\p{Mn}"
 
@@ -79,6 +82,24 @@ class SentencePieceTokenizer(PieceTokenizer, tf.Module):
     @property
     def vocabulary_size(self) -> int:
         return self._vocabulary_size
+
+    @property
+    def mask_id(self) -> int | None:  # type: ignore[override]
+        return next((self.special_tokens[t] for t in MASK_TOKENS if t in self.special_tokens), None)
+
+    def word_pieces(self) -> WordPieces:
+        """A piece that starts with `▁` begins a word; any other continues the one before."""
+        pieces = self.sentencepiece.id_to_string(tf.range(self.piece_count)).numpy()
+        texts = [""] * self.vocabulary_size
+        starts = np.ones(self.vocabulary_size, bool)
+        for spm_id, piece in enumerate(pieces):
+            output_id = self.id_map.get(spm_id, spm_id + self.id_offset)
+            if output_id in self.special_tokens.values() or output_id >= len(texts):
+                continue  # never masked: its text and word start do not matter
+            text = piece.decode("utf-8")
+            texts[output_id] = text.removeprefix(WORD_START)
+            starts[output_id] = text.startswith(WORD_START)
+        return WordPieces(texts, starts)
 
     def piece_id(self, piece: str) -> int | None:
         """The output id of a piece in the SentencePiece model, or None if it has none."""

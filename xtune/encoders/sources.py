@@ -92,6 +92,7 @@ def load_hf_folder(
         raise EncoderLoadError(f"{folder / weights_file_name(folder)}: {problem}") from None
     rows = int(encoder.word_embeddings.shape[0])
     check_vocabulary_size(folder, encoder.tokenizer.vocabulary_size, rows)
+    encoder.checkpoint_folder = folder
     return encoder
 
 
@@ -121,6 +122,7 @@ def load_packaged_minilm(dropout: float | None = None) -> EncoderAdapter:
         )
     encoder = BertAdapter.from_hf_folder(folder, dropout=dropout)
     encoder.source = "minilm-l6 (all-MiniLM-L6-v2, packaged)"
+    encoder.checkpoint_folder = folder
     return encoder
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from xtune.encoders.adapter import EncoderAdapter, PieceTokenizer
+from xtune.encoders.adapter import EncoderAdapter, PieceTokenizer, WordPieces
 
 KEPT_IDS_FILE = "kept_token_ids.npy"
 
@@ -52,6 +52,8 @@ class TrimmedTokenizer(PieceTokenizer, tf.Module):
         id_map[kept] = np.arange(len(kept), dtype=np.int32)
         self.cls_id, self.sep_id = int(id_map[inner.cls_id]), int(id_map[inner.sep_id])
         self.pad_id, self.unk_id = int(id_map[inner.pad_id]), int(id_map[inner.unk_id])
+        kept_mask = inner.mask_id is not None and id_map[inner.mask_id] >= 0
+        self.mask_id = int(id_map[inner.mask_id]) if kept_mask else None
         id_map[id_map < 0] = self.unk_id
         self.id_map = id_map
 
@@ -73,6 +75,11 @@ class TrimmedTokenizer(PieceTokenizer, tf.Module):
 
     def settings(self) -> dict[str, Any]:
         return {**self.inner.settings(), "trimmed_vocabulary_size": self.vocabulary_size}
+
+    def word_pieces(self) -> WordPieces:
+        inner = self.inner.word_pieces()
+        texts = [inner.texts[i] for i in self.kept_ids]
+        return WordPieces(texts, inner.starts_word[self.kept_ids])
 
     def save(self, folder: Path) -> dict[str, Any]:
         inner_class = type(self.inner)
@@ -101,6 +108,7 @@ def trim_encoder(encoder: EncoderAdapter, kept_ids: Any) -> EncoderAdapter:
     record = copy.deepcopy(encoder.record())
     record["backbone_config"]["vocabulary_size"] = tokenizer.vocabulary_size
     trimmed = type(encoder).rebuild(record, tokenizer)
+    trimmed.checkpoint_folder = encoder.checkpoint_folder
     full_embedding = encoder.word_embeddings
     # Same family, same config: the same variables in the same order.
     for source, target in zip(encoder.backbone.weights, trimmed.backbone.weights, strict=True):
