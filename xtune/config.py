@@ -45,6 +45,7 @@ from xtune.config_schema import (
     DataConfig,
     FinetuneConfig,
     HierarchyConfig,
+    MaskedLMConfig,
     RunConfig,
     TaskConfig,
     TrackingConfig,
@@ -368,6 +369,7 @@ RANGES: dict[str, dict[str, Any]] = {
     "finetune.lora_alpha": {"low": 0.0, "open_low": True},
     "finetune.prompt_length": {"low": 0, "high": 4096},
     "finetune.prefix_length": {"low": 0, "high": 4096},
+    "mlm.mask_rate": {"low": 0.0, "high": 1.0, "open_low": True, "open_high": True},
 }
 # List settings whose every item must be in range.
 ITEM_RANGES: dict[str, dict[str, Any]] = {
@@ -472,6 +474,8 @@ def parse_tasks(
             task["hierarchy"] = parse_section(
                 HierarchyConfig, task["hierarchy"], f"{path}.hierarchy", source
             )
+        if "mlm" in task:
+            task["mlm"] = parse_section(MaskedLMConfig, task["mlm"], f"{path}.mlm", source)
         kind = task.get("type", "classification")
         if not isinstance(kind, str) or kind not in task_types:
             names = task_types.names()
@@ -498,7 +502,7 @@ def parse_tasks(
                     f"{source}: unknown key '{path}.{key}'{did_you_mean(key, fields)}; "
                     f"valid keys: {', '.join(fields)}"
                 )
-            if key not in ("data", "head", "loss", "hierarchy"):
+            if key not in ("data", "head", "loss", "hierarchy", "mlm"):
                 values[key] = check_type(values[key], hints[key], f"{path}.{key}", source)
         config = TaskConfig(**values)
         if not config.data.train:

@@ -24,6 +24,7 @@ from xtune.config_schema import (
     FinetuneConfig,
     HierarchyConfig,
     PrepareConfig,
+    MaskedLMConfig,
     RunConfig,
     TaskConfig,
     TrackingConfig,
@@ -82,6 +83,12 @@ SECTIONS = (
         "tasks.NAME",
         TaskConfig,
         "A config without `tasks:` is one classification task over the top-level keys.",
+    ),
+    Section(
+        "`tasks.NAME.mlm`",
+        "tasks.NAME.mlm",
+        MaskedLMConfig,
+        "Only tasks of type `mlm` (masked-LM training, `xtune pretrain`): docs/pretrain.md.",
     ),
 )
 

@@ -252,6 +252,29 @@ class HierarchyConfig:
     level_weights: list[float] | None = None  # per_level: loss weight of each level; None: 1 each
 
 
+@dataclass(frozen=True)
+class MaskedLMConfig:
+    """What an `mlm` task reads and how it masks (`xtune.tasks.mlm`, whole-word masking in
+    `xtune.data.whole_word_masking`). A document is a row: its columns' texts joined."""
+
+    # The text columns of every file read; [] = data.text (and data.text_pair when set).
+    columns: list[str] = field(default_factory=list)
+    # More training files besides data.train (same columns; relative to data.root).
+    files: list[str] = field(default_factory=list)
+    # The share of the words masked; each piece of a masked word becomes the mask token
+    # (80%), a random piece (10%) or stays (10%).
+    mask_rate: float = 0.15
+    # Mask whole words (WordPiece `##`, SentencePiece `▁`, Chinese words from jieba); false:
+    # each piece on its own.
+    whole_words: bool = True
+    # A jieba user dictionary (UTF-8 lines of `word [frequency] [tag]`; relative to data.root)
+    # for the Chinese words of whole-word masking.
+    user_dictionary: str | None = None
+    # Pack several documents into one sequence of up to data.max_length tokens; false: one
+    # document a sequence (a long one is cut at word starts either way).
+    pack: bool = True
+
+
 # Bi-encoder pair features (xtune.heads.pair.PAIR_PARTS): Sentence-BERT's default, all four.
 DEFAULT_PAIR_PARTS = ("u", "v", "abs_diff", "product")
 
@@ -289,6 +312,7 @@ class TaskConfig:
     # Score tasks: a label outside [low, high] is an error naming its file and row (`error`),
     # or is set to the nearest bound, the count printed (`clip`).
     out_of_range: str = "error"
+    mlm: MaskedLMConfig = MaskedLMConfig()  # mlm tasks: the corpus columns and files, masking
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -302,6 +326,8 @@ class TaskConfig:
         drop_unset_hierarchy(out)
         if out["out_of_range"] == "error":
             out.pop("out_of_range")  # added later: unset, run ids stay what they were
+        if out["mlm"] == dataclasses.asdict(MaskedLMConfig()):
+            out.pop("mlm")  # likewise
         return out
 
 

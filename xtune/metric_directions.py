@@ -35,8 +35,16 @@ HIERARCHY_METRIC_DIRECTIONS: dict[str, str] = {
         for name in ("accuracy", "micro_f1", "macro_f1")
     },
 }
+# Masked-LM metrics on the held-out split (`xtune.tasks.mlm`): accuracy of the masked pieces,
+# their mean cross-entropy, and its exponential, the perplexity.
+MLM_METRIC_DIRECTIONS: dict[str, str] = {
+    "mlm_accuracy": "max",
+    "mlm_loss": "min",
+    "perplexity": "min",
+}
 METRIC_DIRECTIONS: dict[str, str] = {
     **MULTILABEL_METRIC_DIRECTIONS,
     **SCORE_METRIC_DIRECTIONS,
     **HIERARCHY_METRIC_DIRECTIONS,
+    **MLM_METRIC_DIRECTIONS,
 }

@@ -46,6 +46,7 @@ class TaskData:
     # The `data.prepare` the texts went through, learned from train (None: used as read):
     # a `xtune.data.preparation.TextPreparation`, with its report.
     preparation: Any = None
+    summary: dict[str, Any] | None = None  # what the data are, for records (an mlm corpus)
 
 
 class Task(TaskRules):
@@ -56,6 +57,7 @@ class Task(TaskRules):
     default_metric = "subset_accuracy"
     sides: tuple[str, ...] = ("",)  # input-name prefixes: one side, or a bi-encoder's a_, b_
     decides_labels = False  # outputs are logits of `labels` (thresholds, majority baseline)
+    serves = True  # has an export signature and predictions (an mlm task has neither)
 
     @property
     def clips_scores(self) -> bool:
@@ -85,6 +87,10 @@ class Task(TaskRules):
     def build_output(self, encoder: Any, encoder_model: keras.Model) -> tuple[dict, Any]:
         """(this task's `keras.Input`s by name, its output tensor) on the shared encoder."""
         raise NotImplementedError
+
+    def required_token_ids(self, tokenizer: Any) -> list[int]:
+        """Ids a trimmed vocabulary must keep besides the data's (an mlm task's mask token)."""
+        return []
 
     def attach(self, data: TaskData) -> None:
         """Take the labels of data loaded (perhaps by another run of a grid) for this task,
@@ -182,6 +188,11 @@ class Task(TaskRules):
             outputs[order[start : start + len(batch)]] = batch
             start += len(batch)
         return outputs
+
+    @property
+    def line_metrics(self) -> tuple[str, ...]:
+        """The metrics the epoch and summary lines show: the selection metric."""
+        return (self.metric,)
 
     def selection_value(self, metrics: dict[str, float]) -> float:
         """The selection metric, signed so that larger is better."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 # Importing the task modules registers their types into TASKS.
-from xtune.tasks import bi_encoder, classification, regression  # noqa: F401
+from xtune.tasks import bi_encoder, classification, mlm, regression  # noqa: F401
 from xtune.tasks.base import Task
 from xtune.tasks.checks import hierarchy_mode
 from xtune.tasks.hierarchical import HierarchicalClassificationTask

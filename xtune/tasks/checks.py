@@ -12,7 +12,11 @@ from collections.abc import Collection
 from typing import Any
 
 from xtune.heads.checks import pair_parts
-from xtune.metric_directions import HIERARCHY_METRIC_DIRECTIONS, METRIC_DIRECTIONS
+from xtune.metric_directions import (
+    HIERARCHY_METRIC_DIRECTIONS,
+    METRIC_DIRECTIONS,
+    MLM_METRIC_DIRECTIONS,
+)
 
 OUT_OF_RANGE = ("error", "clip")  # what a score task does with labels outside [low, high]
 BI_ENCODER_OUTPUTS = ("classifier", "cosine")
@@ -49,6 +53,8 @@ class TaskRules:
                 f"out_of_range: only score tasks read labels as numbers; the {cls.type_name} "
                 "task's labels are names"
             )
+        if cls.type_name != MaskedLMRules.type_name and config.mlm != type(config.mlm)():
+            raise ValueError(f"mlm: only mlm tasks read it; the {cls.type_name} task does not")
 
     @classmethod
     def uses_score_loss(cls, output: Any) -> bool:
@@ -111,6 +117,30 @@ class BiEncoderRules(ClassificationRules):
     @classmethod
     def uses_score_loss(cls, output: Any) -> bool:
         return output == "cosine"
+
+
+class MaskedLMRules(TaskRules):
+    """`mlm`: masked-LM training on unlabeled text; its loss and head are fixed."""
+
+    type_name = "mlm"
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        super().check_config(config)
+        if config.loss is not None:
+            raise ValueError(
+                "loss: the mlm task trains with the masked pieces' cross-entropy; leave loss out"
+            )
+        if config.head.name != "default" or config.head.kwargs:
+            raise ValueError(
+                "head: the mlm task predicts pieces with the encoder's masked-LM head; leave "
+                "head out"
+            )
+        if config.metric is not None and config.metric not in MLM_METRIC_DIRECTIONS:
+            raise ValueError(
+                f"metric: the mlm task reports {', '.join(MLM_METRIC_DIRECTIONS)}; got "
+                f"{config.metric!r}"
+            )
 
 
 def hierarchy_mode(config: Any) -> str:
