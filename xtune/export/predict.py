@@ -81,6 +81,14 @@ def served(outputs: dict[str, Any]) -> dict[str, np.ndarray]:
     return {name: np.asarray(value) for name, value in outputs.items() if name in OUTPUT_NAMES}
 
 
+def served_records(path: Path, records: dict[str, Any]) -> dict[str, Any]:
+    """The task records that predict (an mlm task's record says `serves: false`)."""
+    served = {name: record for name, record in records.items() if record.get("serves", True)}
+    if not served:
+        raise DataError(f"{path}: no task to predict (an mlm task predicts no labels or scores)")
+    return served
+
+
 class RunFolderPredictor:
     """A task of a run folder: its Keras model, text encoder, decision rule and thresholds.
 
@@ -93,7 +101,7 @@ class RunFolderPredictor:
         from xtune.tasks.run_folder import task_records
 
         verify_weights(path)  # before reading the input: a damaged run fails at once
-        records = task_records(path)
+        records = served_records(path, task_records(path))
         self.path = path
         self.task = chosen_task(path, list(records), task)
         self.labels = list(records[self.task]["labels"])

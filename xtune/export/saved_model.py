@@ -48,7 +48,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def _export(
     run_dir = check_run_folder(run_or_dir.path if loaded else run_or_dir).resolve()
     out_dir = Path(out_dir).expanduser().resolve()
     check_output_folder(out_dir, run_dir, force)
-    run = run_or_dir if loaded else load_float32_run(run_dir)
+    run = served_tasks(run_or_dir if loaded else load_float32_run(run_dir))
     signature_names = run_signature_names(run)
     metadata = export_metadata(run, signature_names, text_inputs)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +197,18 @@ def rule_lines(metadata: dict[str, Any]) -> list[str]:
         line += rule_values(record.get("rule_choice"))
         lines.append(line)
     return lines
+
+
+def served_tasks(run: LoadedRun) -> LoadedRun:
+    """The run with only its tasks that serve (`Task.serves`: not an mlm task, which trains
+    the shared encoder and has no signature); a run with none is an `ExportError`."""
+    tasks = [task for task in run.tasks if task.serves]
+    if not tasks:
+        raise ExportError(
+            f"{run.path}: no task to export (an mlm task has no signature); `xtune pretrain` "
+            "writes a pre-trained encoder as a Hugging Face folder"
+        )
+    return replace(run, tasks=tasks)
 
 
 def run_signature_names(run: LoadedRun) -> dict[str, dict[str, str]]:

@@ -73,7 +73,8 @@ class MetricNames:
                 f"{values[task.metric]:.4f}{extra}{best}"
             )
         summary = "  ".join(
-            f"{task.name} {task.metric} {metrics[task.name][task.metric]:.4f}"
+            f"{task.name} "
+            + " ".join(f"{k} {metrics[task.name][k]:.4f}" for k in task.line_metrics)
             for task in self.tasks
         )
         loss = record["train_loss"]

@@ -36,7 +36,7 @@ from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, us
 from xtune.metrics import fixed_threshold_report
 from xtune.model import TaskGraph, build_task_graph, count_parameters
 from xtune.registry import ConfigError
-from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights
+from xtune.run_folder import WEIGHTS_FILE, RunFolder, save_model_weights, write_atomic
 from xtune.tasks import Task, TaskData, build_tasks
 from xtune.tasks.run_folder import LoadedRun, create_run_folder, load_run_files
 from xtune.thresholds import RuleChoice, choose_decision_rule, top1_rule
@@ -99,6 +99,8 @@ from xtune.training.tracking import tracking_callbacks
 
 log = logging.getLogger(__name__)
 
+# Dev metrics of the weights a run starts from (`train(..., initial_evaluation=True)`).
+INITIAL_METRICS_FILE = "initial_metrics.json"
 # `data.trim_vocabulary: auto` trims vocabularies larger than this (multilingual ones: XLM-R's
 # 250,002 pieces; not BERT's 21-30k, whose embedding is a small share of the model).
 TRIM_AUTO_ABOVE = 100_000
@@ -190,7 +192,8 @@ def prepare_data(config: RunConfig, encoder: Any) -> PreparedData:
     prepared = PreparedData({task.name: task.load(encoder) for task in tasks})
     setting = next(iter(config.named_tasks().values())).data.trim_vocabulary
     if should_trim_vocabulary(setting, encoder.tokenizer.vocabulary_size):
-        prepared = trim_to_corpus(prepared, encoder.tokenizer)
+        required = [i for task in tasks for i in task.required_token_ids(encoder.tokenizer)]
+        prepared = trim_to_corpus(prepared, encoder.tokenizer, required)
     return prepared
 
 
@@ -201,16 +204,20 @@ def should_trim_vocabulary(setting: str | bool, vocabulary_size: int) -> bool:
     return bool(setting)
 
 
-def trim_to_corpus(prepared: PreparedData, tokenizer: Any) -> PreparedData:
-    """The same data over a vocabulary of only the pieces its splits use (and the specials);
-    `build_run` trims the encoder's word embedding to match (`encoder_for`)."""
+def trim_to_corpus(
+    prepared: PreparedData, tokenizer: Any, required: list[int] | None = None
+) -> PreparedData:
+    """The same data over a vocabulary of only the pieces its splits use (and the specials,
+    and the `required` ids: an mlm task's mask token); `build_run` trims the encoder's word
+    embedding to match (`encoder_for`)."""
     sides = [
         side
         for data in prepared.tasks.values()
         for split in data.splits.values()
         for side in split.sides
     ]
-    trimmed = TrimmedTokenizer(tokenizer, used_token_ids([side.token_ids for side in sides]))
+    ids = [side.token_ids for side in sides] + [np.asarray(required or [], np.int32)]
+    trimmed = TrimmedTokenizer(tokenizer, used_token_ids(ids))
     tasks = {
         name: dataclasses.replace(
             data,
@@ -260,13 +267,15 @@ def train(
     data: PreparedData | None = None,
     resume: bool = False,
     tags: dict[str, str] | None = None,
+    initial_evaluation: bool = False,
 ) -> RunResult:
     """Train one run and write its run folder; `data` lets a grid reuse tokenized splits.
 
     `resume`: `run_dir` is an interrupted run of this config; training continues from its
     last checkpoint (`xtune.training.checkpoint`) to the result an uninterrupted run gets.
     `tags` label the run in the tracking tools `training.report_to` names (a grid's: grid,
-    row, seed, run id)."""
+    row, seed, run id). `initial_evaluation`: also score dev with the weights training starts
+    from (metrics.json's `initial`; `xtune pretrain` reports before and after)."""
     started = time.perf_counter()
     keras.utils.set_random_seed(config.training.seed)
     precision = resolve_precision(config.training.mixed_precision)
@@ -275,11 +284,14 @@ def train(
         resumed = resume_point(config, run_dir) if resume else None
         run = build_run(config, data, run_strategy(config))
         folder = open_run_folder(config, run, run_dir, precision)
+        initial = (
+            initial_metrics(run, folder, config.training, resume) if initial_evaluation else None
+        )
         mlflow = start_mlflow(config, folder.path, tags or {})
         try:
             evaluation, clock = fit_run(config, run, folder, resumed, mlflow)
             clock.started = started
-            result = finish_run(config, run, folder, evaluation, precision, clock)
+            result = finish_run(config, run, folder, evaluation, precision, clock, initial)
         except BaseException as error:
             mlflow.end(ending_status(error))
             raise
@@ -406,6 +418,34 @@ def open_run_folder(
         flush=True,
     )
     return folder
+
+
+def initial_metrics(
+    run: Run, folder: RunFolder, training: Any, resume: bool
+) -> dict[str, dict[str, float]]:
+    """Every task's dev metrics with the weights training starts from (in the training
+    precision), kept in `INITIAL_METRICS_FILE`: a resumed run reports the ones its start had."""
+    path = folder.path / INITIAL_METRICS_FILE
+    if resume and path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    metrics = {}
+    for task in run.tasks:
+        dev = run.data.tasks[task.name].splits["dev"]
+        view = run.graph.task_models[task.name]
+        outputs = task.predict(view, dev, training.eval_batch_size)
+        metrics[task.name] = {k: float(v) for k, v in task.evaluate(dev.targets, outputs).items()}
+    write_atomic(path, json.dumps(metrics, indent=1))
+    print(f"dev before training: {metrics_line(run.tasks, metrics)}", flush=True)
+    return metrics
+
+
+def metrics_line(tasks: list[Task], metrics: dict[str, dict[str, float]]) -> str:
+    """`task metric value ...` of each task's `line_metrics`."""
+    return "; ".join(
+        f"{task.name} "
+        + "  ".join(f"{key} {metrics[task.name][key]:.4f}" for key in task.line_metrics)
+        for task in tasks
+    )
 
 
 def task_summary(run: Run) -> str:
@@ -591,9 +631,11 @@ def finish_run(
     evaluation: DevEvaluation,
     precision: str,
     clock: FitClock,
+    initial: dict[str, dict[str, float]] | None = None,
 ) -> RunResult:
     """Step 4: the best epoch's weights saved, dev (and test) scored as the export serves
-    them, thresholds tuned, and the result written."""
+    them, thresholds tuned, and the result written (with `initial`, the dev metrics of the
+    starting weights, when given)."""
     training, model = config.training, run.graph.model
     print(after_fit_line(run, precision, training), flush=True)
     model.set_weights(evaluation.best_weights)
@@ -606,6 +648,8 @@ def finish_run(
     for task in run.tasks:
         score_task(task, run, served, evaluation, training, scored)
     result = run_result(config, run, folder, evaluation, scored, precision, clock)
+    if initial is not None:
+        result.extra["initial"] = run.names.best(initial, mean_score(run.tasks, initial))
     write_label_reports(folder.path, run, scored)
     folder.write_result(result, thresholds_record(run, scored))
     remove_checkpoint(folder.path)
@@ -773,6 +817,9 @@ def run_result(
         extra["fixed_thresholds"] = names.per_task(scored.fixed)
     if run.data.warnings:
         extra["data_warnings"] = run.data.warnings
+    summaries = {name: data.summary for name, data in run.data.tasks.items() if data.summary}
+    if summaries:  # what the tasks' data were (an mlm task's corpus)
+        extra["data"] = names.per_task(summaries)
     return RunResult(
         run_dir=folder.path,
         history=evaluation.history,
@@ -919,11 +966,7 @@ def print_summary(result: RunResult, run: Run, scored: Scored) -> None:
     else:
         print(
             f"\nbest epoch {result.best_epoch} by the mean score; dev (float32) mean "
-            f"{result.best['mean_score']:.4f}; "
-            + "; ".join(
-                f"{task.name} {task.metric} {result.best[f'{task.name}.{task.metric}']:.4f}"
-                for task in run.tasks
-            ),
+            f"{result.best['mean_score']:.4f}; {metrics_line(run.tasks, scored.best)}",
             flush=True,
         )
     for name, choice in scored.rules.items():
