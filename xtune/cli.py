@@ -1,4 +1,4 @@
-"""`xtune train | grid | report | export | predict | list | init`: the command line."""
+"""`xtune train | pretrain | grid | report | export | predict | list | init`: the command line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from xtune import __version__, interrupts
 from xtune.components import ALIASES, KINDS
@@ -56,20 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", parents=[debug], help="train one run from a config file")
     train.add_argument("config", help="run config YAML")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set training.epochs=3 (repeatable)",
+    add_run_options(train)
+
+    pretrain = commands.add_parser(
+        "pretrain",
+        parents=[debug],
+        help="further pre-train an encoder (masked LM) and write it as a Hugging Face folder",
     )
-    train.add_argument("--run-dir", help="run folder (default: training.output_dir/<time>)")
-    train.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run of CONFIG from its last finished epoch: the folder "
-        "--run-dir names, else the latest unfinished one under training.output_dir",
+    pretrain.add_argument("config", help="run config YAML with one task of type mlm")
+    add_run_options(pretrain)
+    pretrain.add_argument(
+        "--output", help="the Hugging Face folder to write (default: RUN/hf_model)"
     )
 
     grid = commands.add_parser("grid", parents=[debug], help="run an ablation grid (resumable)")
@@ -153,6 +150,25 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", default="run.yaml", help="where (default: run.yaml)")
     init.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return parser
+
+
+def add_run_options(command: argparse.ArgumentParser) -> None:
+    """`--set`, `--run-dir` and `--resume` of the commands that train one run."""
+    command.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set training.epochs=3 (repeatable)",
+    )
+    command.add_argument("--run-dir", help="run folder (default: training.output_dir/<time>)")
+    command.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run of CONFIG from its last finished epoch: the folder "
+        "--run-dir names, else the latest unfinished one under training.output_dir",
+    )
 
 
 # Options of `--executor ray` (their defaults are `RayExecutor`'s: None means not given).
@@ -245,14 +261,14 @@ def unfinished_work(args: argparse.Namespace) -> str:
     latest = getattr(getattr(run_folder, "RunFolder", None), "latest", None)
     if latest is None or (latest / "metrics.json").exists():
         return "every file written is complete or removed"
-    if args.command != "train":
+    if args.command not in ("train", "pretrain"):
         return (
             f"the run folder {latest} is unfinished (no metrics.json); run the command again "
             "to train it"
         )
     from xtune.training.checkpoint import progress_text
 
-    command = ["xtune", "train", args.config, *(f"--set={item}" for item in args.overrides)]
+    command = ["xtune", args.command, args.config, *(f"--set={item}" for item in args.overrides)]
     return (
         f"the run folder {latest} is unfinished ({progress_text(latest)}); continue it with: "
         f"{shlex.join([*command, '--resume', '--run-dir', str(latest)])}"
@@ -304,17 +320,16 @@ def user_error_message(error: BaseException) -> str | None:
 
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from xtune.config import load_run_config
-
-        config = load_run_config(args.config, args.overrides)  # before TensorFlow is imported
-        run_dir = args.run_dir
-        if args.resume:
-            from xtune.training.checkpoint import find_resumable
-
-            run_dir = find_resumable(config, run_dir)
+        config, run_dir = run_config_and_folder(args)
         from xtune.training.trainer import train
 
         train(config, run_dir=run_dir, resume=args.resume)
+        return 0
+    if args.command == "pretrain":
+        config, run_dir = run_config_and_folder(args)
+        from xtune.training.pretrain import pretrain
+
+        pretrain(config, run_dir, resume=args.resume, output=args.output, source=args.config)
         return 0
     if args.command == "grid":
         from xtune.grid.runner import run_grid
@@ -365,6 +380,23 @@ def run_command(args: argparse.Namespace) -> int:
         )
         return 0
     raise AssertionError(args.command)
+
+
+def run_config_and_folder(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The run config (checked before TensorFlow is imported) and the run folder: `--run-dir`,
+    or with `--resume` the unfinished run of the config it continues."""
+    from xtune.config import load_run_config
+
+    config = load_run_config(args.config, args.overrides)
+    if args.command == "pretrain":
+        from xtune.training.pretrain import masked_lm_task
+
+        masked_lm_task(config, args.config)
+    if not args.resume:
+        return config, args.run_dir
+    from xtune.training.checkpoint import find_resumable
+
+    return config, find_resumable(config, args.run_dir)
 
 
 def list_components(kind: str | None) -> int:
