@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import jieba
+import keras_hub
 import numpy as np
 import tensorflow as tf
 
 from xtune.data.readers import DataError
-from xtune.encoders.keras_hub_internals import tensorflow_mask_generator
 
 # BERT's "Chinese character" ranges (CJK Unified Ideographs, extensions, compatibility).
 CHINESE_CHARACTER = re.compile(
@@ -212,8 +212,12 @@ class MaskingSettings:
         return cls(tokenizer.vocabulary_size, tokenizer.mask_id, tuple(sorted(specials)), rate)
 
     def generator(self) -> Any:
-        """keras-hub's `MaskedLMMaskGenerator` with these settings and 80/10/10 replacement."""
-        return tensorflow_mask_generator(
+        """keras-hub's `MaskedLMMaskGenerator` with these settings and 80/10/10 replacement.
+
+        Call it in a graph (`tf.data`, a `tf.function`): there it runs its TensorFlow path,
+        which masks whole words; called eagerly it runs a pure-Python one that reads
+        `[batch, word, piece]` as flat pieces."""
+        return keras_hub.layers.MaskedLMMaskGenerator(
             vocabulary_size=self.vocabulary_size,
             mask_selection_rate=self.rate,
             mask_token_id=self.mask_id,
@@ -237,19 +241,29 @@ def words_of(token_ids: tf.Tensor, padding_mask: tf.Tensor, starts: tf.Tensor) -
 
 
 class WholeWordMasker:
-    """Masks padded batches of packed sequences (see the module docstring)."""
+    """Masks padded batches of packed sequences (see the module docstring); in a graph of its
+    own (`MaskingSettings.generator`), also when called eagerly."""
 
     def __init__(self, settings: MaskingSettings):
         self.settings = settings
         self.generator = settings.generator()
+        self.masked = tf.function(self.mask, reduce_retracing=True)
 
     def __call__(
+        self, token_ids: Any, padding_mask: Any, starts: Any
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        return self.masked(
+            tf.convert_to_tensor(token_ids, tf.int32),
+            tf.convert_to_tensor(padding_mask, tf.int32),
+            tf.convert_to_tensor(starts, tf.int32),
+        )
+
+    def mask(
         self, token_ids: tf.Tensor, padding_mask: tf.Tensor, starts: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(masked token ids `[b, t]`, mask positions `[b, p]`, original ids there `[b, p]`,
         -1 where a row has fewer than `p` masked pieces); `p` is the batch's most masked
         pieces rounded up to a multiple of `POSITIONS_MULTIPLE`."""
-        token_ids = tf.convert_to_tensor(token_ids, tf.int32)
         masked = self.generator(words_of(token_ids, padding_mask, starts))
         masked_ids = masked["token_ids"].to_tensor(default_value=0, shape=tf.shape(token_ids))
         positions, originals = masked["mask_positions"], masked["mask_ids"]

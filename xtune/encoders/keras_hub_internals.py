@@ -86,15 +86,6 @@ def merge_into_bpe_cache(tokenizer: keras_hub.tokenizers.BytePairTokenizer, word
     tokenizer._bpe_merge_and_update_cache_tf(words)
 
 
-# keras-hub 0.32's preprocessing layers run a pure-Python path when called eagerly, which
-# reads a `[batch, word, piece]` ragged input as flat pieces (and would mask specials inside a
-# word); `_allow_python_workflow=False` keeps them on the TensorFlow path, the one `tf.data`
-# takes, where `tensorflow_text.mask_language_model` masks whole words.
-def tensorflow_mask_generator(**kwargs: Any) -> keras_hub.layers.MaskedLMMaskGenerator:
-    """keras-hub's `MaskedLMMaskGenerator` that runs its TensorFlow path eagerly too."""
-    return keras_hub.layers.MaskedLMMaskGenerator(**kwargs, _allow_python_workflow=False)
-
-
 # keras-hub's `MaskedLMHead` builds its transform and output bias as private attributes and
 # has no accessor: initialising it from a checkpoint's head, and writing it back, need them.
 def masked_lm_head_parts(head: keras.layers.Layer) -> tuple[Any, Any, Any]:

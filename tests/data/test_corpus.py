@@ -1,0 +1,58 @@
+"""Unlabeled documents for masked-LM training: files and columns joined into rows, the held-out
+split, and one-line errors naming the file and the config key."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from xtune.config_schema import DataConfig
+from xtune.data.corpus import read_corpus_splits
+from xtune.data.readers import DataError
+
+KEY = "tasks.lm.mlm"
+
+
+def write(path, rows):
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_columns_of_every_file_become_documents(tmp_path):
+    write(tmp_path / "a.csv", [{"title": "标题", "body": f"正文{i}"} for i in range(9)])
+    write(tmp_path / "b.csv", [{"title": "", "body": "另一个"}, {"title": "", "body": ""}])
+    config = DataConfig(train="a.csv", root=str(tmp_path), dev_fraction=0.1)
+    splits = read_corpus_splits(config, ["b.csv"], ["title", "body"], KEY)
+    documents = splits["train"].documents + splits["dev"].documents
+    assert len(documents) == 10 and len(splits["dev"]) == 1  # ceil(0.1 x 10)
+    assert "标题\n正文0" in documents and "另一个" in documents  # an empty title left out
+    assert splits["train"].sources[str(tmp_path / "b.csv")] == {"documents": 1, "empty_rows": 1}
+
+
+def test_default_columns_are_text_and_text_pair(tmp_path):
+    write(tmp_path / "a.csv", [{"t": "一", "p": "二"}, {"t": "三", "p": "四"}])
+    config = DataConfig(train="a.csv", dev="a.csv", root=str(tmp_path), text="t", text_pair="p")
+    splits = read_corpus_splits(config, [], [], KEY)
+    assert splits["train"].documents == ["一\n二", "三\n四"] == splits["dev"].documents
+
+
+def test_missing_column_names_file_column_and_key(tmp_path):
+    write(tmp_path / "a.csv", [{"body": "正文"}])
+    config = DataConfig(train="a.csv", root=str(tmp_path))
+    with pytest.raises(DataError, match=r"a\.csv: column 'title' \(from tasks\.lm\.mlm\.columns\)"):
+        read_corpus_splits(config, [], ["title", "body"], KEY)
+    with pytest.raises(DataError, match=r"a\.csv: column 'text' \(from data\.text\)"):
+        read_corpus_splits(config, [], [], KEY)
+
+
+def test_missing_file_is_named(tmp_path):
+    write(tmp_path / "a.csv", [{"text": "正文"}, {"text": "正文"}])
+    config = DataConfig(train="a.csv", root=str(tmp_path))
+    with pytest.raises(DataError, match=r"more\.csv: data file not found"):
+        read_corpus_splits(config, ["more.csv"], [], KEY)
+
+
+def test_one_document_cannot_be_split(tmp_path):
+    write(tmp_path / "a.csv", [{"text": "正文"}])
+    with pytest.raises(DataError, match="cannot be split into train and dev"):
+        read_corpus_splits(DataConfig(train="a.csv", root=str(tmp_path)), [], [], KEY)
