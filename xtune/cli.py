@@ -389,9 +389,9 @@ def run_config_and_folder(args: argparse.Namespace) -> tuple[Any, str | None]:
 
     config = load_run_config(args.config, args.overrides)
     if args.command == "pretrain":
-        from xtune.training.pretrain import masked_lm_task
+        from xtune.training.pretrain import pretrain_config
 
-        masked_lm_task(config, args.config)
+        config, _ = pretrain_config(config, args.config)
     if not args.resume:
         return config, args.run_dir
     from xtune.training.checkpoint import find_resumable

@@ -38,6 +38,18 @@ class PretrainResult:
     record: dict[str, Any]  # pretrain.json
 
 
+def pretrain_config(config: RunConfig, source: str = "config") -> tuple[RunConfig, str]:
+    """The config `xtune pretrain` trains, and its mlm task's name: the epoch kept is the one
+    with the lowest held-out `mlm_loss` unless the task names its `metric` (the task type's
+    default, `mlm_accuracy`, suits an auxiliary task: it has other tasks' accuracies' scale)."""
+    task = masked_lm_task(config, source)
+    settings = config.tasks[task]
+    if settings.metric is not None:
+        return config, task
+    tasks = {task: dataclasses.replace(settings, metric="mlm_loss")}
+    return dataclasses.replace(config, tasks=tasks), task
+
+
 def masked_lm_task(config: RunConfig, source: str = "config") -> str:
     """The name of the config's one task, which must be of type `mlm`; else one error."""
     tasks = config.tasks or {}
@@ -60,7 +72,7 @@ def pretrain(
     """Train the config's mlm task, then write pretrain.json and the Hugging Face folder."""
     from xtune.training.trainer import train
 
-    task = masked_lm_task(config, source)
+    config, task = pretrain_config(config, source)
     result = train(config, run_dir=run_dir, resume=resume, initial_evaluation=True)
     hf_folder = Path(output).expanduser() if output else result.run_dir / HF_FOLDER
     record = pretrain_record(config, task, result, hf_folder)
