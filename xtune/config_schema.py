@@ -264,8 +264,8 @@ class MaskedLMConfig:
     # The share of the words masked; each piece of a masked word becomes the mask token
     # (80%), a random piece (10%) or stays (10%).
     mask_rate: float = 0.15
-    # Mask whole words (WordPiece `##`, SentencePiece `▁`, Chinese words from jieba); false:
-    # each piece on its own.
+    # Mask whole words (a `##` piece joins the word before it, a `▁` one begins one; Chinese
+    # words from jieba); false: each piece on its own.
     whole_words: bool = True
     # A jieba user dictionary (UTF-8 lines of `word [frequency] [tag]`; relative to data.root)
     # for the Chinese words of whole-word masking.

@@ -18,7 +18,7 @@ from tests.conftest import tiny_encoder_spec
 from tests.encoders.family_helpers import FIXTURES
 from tests.tasks.task_data import multitask_config, sentiment_rows, write_task_files
 from xtune.config import ConfigError, parse_run_config
-from xtune.encoders import load_encoder
+from xtune.encoders import FAMILIES, load_encoder
 from xtune.encoders.masked_lm import (
     HEAD_NAMES,
     hf_head_weights,
@@ -195,6 +195,21 @@ def test_head_starts_from_the_checkpoints_and_is_named_back(family, tmp_path):
     assert keras.ops.convert_to_numpy(head.weights[0]).shape == (len(rows),)
     full = hf_head_weights(trimmed, head, full_bias=stored[names.bias])
     np.testing.assert_allclose(full[names.bias], stored[names.bias], rtol=1e-6)
+
+
+@pytest.mark.parametrize("family", sorted(HEAD_NAMES))
+def test_every_family_gives_pieces_a_mask_token_and_a_head(family):
+    encoder = FAMILIES.get(family).tiny_random(320)
+    tokenizer = encoder.tokenizer
+    pieces = tokenizer.word_pieces()
+    assert len(pieces.texts) == len(pieces.starts_word) == tokenizer.vocabulary_size
+    assert tokenizer.mask_id is not None and pieces.starts_word.dtype == bool
+    head = built_head(encoder)
+    inputs = {name: np.zeros((2, 5), np.int32) for name in encoder.input_names}
+    inputs.update(token_ids=np.full((2, 5), 7, np.int32), padding_mask=np.ones((2, 5), np.int32))
+    features = encoder_features_model(encoder)(inputs)
+    logits = head(features["sequence_output"], mask_positions=np.array([[1, 2], [3, 0]]))
+    assert logits.shape == (2, 2, tokenizer.vocabulary_size) and logits.dtype == "float32"
 
 
 def test_a_checkpoint_without_head_gets_a_new_one():

@@ -4,6 +4,7 @@ masked-LM head through the Hugging Face folder writer; one-line errors for other
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -15,9 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from tests.reliability.helpers import assert_user_error, run_cli
 from tests.tasks.test_mlm import mlm_config
-from xtune.training.pretrain import PRETRAIN_FILE
+from xtune.config import load_run_config
+from xtune.data.corpus import read_corpus_splits
+from xtune.training.pretrain import PRETRAIN_FILE, pretrain_config
 from xtune.training.trainer import INITIAL_METRICS_FILE, initial_metrics
 
 WRITER = "xtune.encoders.hf_folder_writer"
@@ -109,6 +113,15 @@ def test_a_missing_corpus_column_is_one_line(tmp_path, capsys):
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     code, _, err = run_cli(["pretrain", path], capsys)
     assert_user_error(code, err, "corpus.csv: column 'body' (from tasks.lm.mlm.columns)")
+
+
+def test_the_example_config_reads_its_corpus():
+    config, task = pretrain_config(load_run_config(REPO / "experiments" / "pretrain_example.yaml"))
+    assert config.tasks[task].metric == "mlm_loss"  # kept by the held-out loss
+    settings = config.tasks[task]
+    data = dataclasses.replace(settings.data, root=str(REPO))
+    splits = read_corpus_splits(data, settings.mlm.files, settings.mlm.columns, "tasks.corpus.mlm")
+    assert len(splits["train"]) > len(splits["dev"]) > 0
 
 
 def test_a_resumed_run_reports_the_metrics_its_start_had(tmp_path):

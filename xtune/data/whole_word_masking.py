@@ -1,8 +1,8 @@
 """Whole-word masking for masked-LM training: word boundaries, packed sequences, masks.
 
 1. Word boundaries (`word_starts`): a piece begins a word by its tokenizer's convention
-   (`PieceTokenizer.word_pieces`: no `##` for WordPiece, a `▁` for SentencePiece, a `Ġ` for
-   byte-level BPE), except Chinese characters, which carry no marker (BERT splits every one
+   (`PieceTokenizer.word_pieces`: a piece without `##` in BERT's vocabularies, one with a `▁`
+   in SentencePiece's, one with a `Ġ` in byte-level BPE's), except Chinese characters, which carry no marker (BERT splits every one
    off; SentencePiece runs them together): a piece that begins with one begins a word when
    jieba's segmentation of the text starts a word at that character (`ChineseWords`, with an
    optional user dictionary). Latin letters and digits keep the tokenizer's convention even
@@ -81,7 +81,7 @@ def word_starts(
     token_ids: np.ndarray, pieces: Any, text: str, words: ChineseWords | None
 ) -> np.ndarray:
     """Whether each piece of one text's `token_ids` begins a word (see the module docstring);
-    `pieces` is the tokenizer's `WordPieces`, `words` None leaves Chinese to the tokenizer."""
+    `pieces` is the tokenizer's `word_pieces()`; `words` None leaves Chinese to it."""
     starts = pieces.starts_word[token_ids].copy()
     if len(starts):
         starts[0] = True

@@ -23,7 +23,8 @@ Nothing outside `xtune/encoders/` names a backbone's layers. The rest of xtune t
 - `record()` / `rebuild()`: what a run folder stores to rebuild the architecture (weights are
   loaded separately), with the tokenizer's own files written by `tokenizer.save(folder)`.
 
-Optional, with defaults: `from_hf_folder(folder, **kwargs)` (the `hf` loader dispatches on
+Optional, with defaults: the tokenizer's `mask_id` and `word_pieces()` (masked-LM training,
+`xtune.tasks.mlm`), `from_hf_folder(folder, **kwargs)` (the `hf` loader dispatches on
 config.json's `model_type` through `FAMILIES`) and its inverse `hf_checkpoint(tokenizer,
 word_embeddings)` with the class's `hf_names` (`xtune/encoders/hf_folder_writer.py` writes
 the folder), `tiny_random(vocabulary_size, **kwargs)` (the parametrized tests in
