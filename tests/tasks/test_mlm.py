@@ -26,6 +26,8 @@ from xtune.encoders.masked_lm import (
     masked_lm_head,
 )
 from xtune.encoders.trimmed_vocabulary import trim_encoder
+from xtune.export.predict import open_predictor
+from xtune.export.saved_model import export_run
 from xtune.model import build_task_graph, encoder_features_model
 from xtune.tasks import build_tasks
 from xtune.tasks.mlm import masked_lm_metrics, masked_token_crossentropy
@@ -239,3 +241,9 @@ def test_mlm_as_an_auxiliary_task_beside_classification(tmp_path):
     assert records["lm"]["serves"] is False  # `xtune predict` and export use sentiment only
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
     assert summary["data"]["lm"]["train"]["sequences"] > 0
+    assert open_predictor(tmp_path / "run").task == "sentiment"  # no --task needed
+    exported = export_run(tmp_path / "run", tmp_path / "export")
+    assert list(exported.metadata["tasks"]) == ["sentiment"]
+    assert not any(name.startswith("lm") for name in exported.metadata["signatures"])
+    card = (tmp_path / "export" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "Task `lm` (mlm): trained the shared encoder; not served" in card

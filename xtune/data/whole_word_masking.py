@@ -2,8 +2,9 @@
 
 1. Word boundaries (`word_starts`): a piece begins a word by its tokenizer's convention
    (`PieceTokenizer.word_pieces`: a piece without `##` in BERT's vocabularies, one with a `▁`
-   in SentencePiece's, one with a `Ġ` in byte-level BPE's), except Chinese characters, which carry no marker (BERT splits every one
-   off; SentencePiece runs them together): a piece that begins with one begins a word when
+   in SentencePiece's, one with a `Ġ` in byte-level BPE's), except Chinese characters, which
+   carry no marker (BERT splits every one off; SentencePiece runs them together): a piece
+   that begins with one begins a word when
    jieba's segmentation of the text starts a word at that character (`ChineseWords`, with an
    optional user dictionary). Latin letters and digits keep the tokenizer's convention even
    inside a jieba word such as `A股`.

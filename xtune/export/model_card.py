@@ -58,6 +58,9 @@ def model_card(run: Any, metadata: dict[str, Any]) -> str:
         "## Data and labels",
     ]
     for name, task in config.named_tasks().items():
+        if name not in metadata["tasks"]:  # an mlm task: trained the encoder, has no signature
+            lines.append(f"- Task `{name}` ({task.type}): trained the shared encoder; not served")
+            continue
         record = metadata["tasks"][name]
         data = task.data
         splits = ", ".join(
