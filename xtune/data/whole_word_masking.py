@@ -4,10 +4,9 @@
    (`PieceTokenizer.word_pieces`: a piece without `##` in BERT's vocabularies, one with a `▁`
    in SentencePiece's, one with a `Ġ` in byte-level BPE's), except Chinese characters, which
    carry no marker (BERT splits every one off; SentencePiece runs them together): a piece
-   that begins with one begins a word when
-   jieba's segmentation of the text starts a word at that character (`ChineseWords`, with an
-   optional user dictionary). Latin letters and digits keep the tokenizer's convention even
-   inside a jieba word such as `A股`.
+   that begins with one begins a word when jieba's segmentation of the text starts a word at
+   that character (`ChineseWords`, with an optional user dictionary). Latin letters and
+   digits keep the tokenizer's convention even inside a jieba word such as `A股`.
 2. Packing (`pack_documents`): each document's pieces, followed by a separator, fill
    `[CLS] ... [SEP]` sequences of at most `max_length` tokens; a document longer than a
    sequence is cut at word starts.
