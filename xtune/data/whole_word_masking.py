@@ -111,25 +111,39 @@ def find_character(characters: list[tuple[str, bool]], character: str, start: in
     return None
 
 
+class DocumentTokenizer:
+    """Texts -> each one's piece ids (no special tokens, not truncated) and word starts
+    (`whole_words` False: every piece its own word); the tokenizer traced once."""
+
+    def __init__(self, tokenizer: Any, words: ChineseWords | None, whole_words: bool = True):
+        self.pieces = tokenizer.word_pieces() if whole_words else None
+        self.words = words
+        self.tokenize = tf.function(
+            tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+
+    def __call__(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        documents = []
+        for begin in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = texts[begin : begin + TOKENIZE_CHUNK]
+            ragged = self.tokenize(tf.constant(chunk))
+            ids, splits = ragged.flat_values.numpy().astype(np.int32), ragged.row_splits.numpy()
+            for index, text in enumerate(chunk):
+                row = ids[splits[index] : splits[index + 1]]
+                documents.append((row, self.starts(row, text)))
+        return documents
+
+    def starts(self, row: np.ndarray, text: str) -> np.ndarray:
+        if self.pieces is None:
+            return np.ones(len(row), bool)
+        return word_starts(row, self.pieces, text, self.words)
+
+
 def tokenize_documents(
     texts: list[str], tokenizer: Any, words: ChineseWords | None, whole_words: bool = True
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Each text's piece ids (no special tokens, not truncated) and word starts (`whole_words`
-    False: every piece its own word)."""
-    pieces = tokenizer.word_pieces() if whole_words else None
-    tokenize = tf.function(tokenizer.tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
-    documents = []
-    for begin in range(0, len(texts), TOKENIZE_CHUNK):
-        chunk = texts[begin : begin + TOKENIZE_CHUNK]
-        ragged = tokenize(tf.constant(chunk))
-        ids, splits = ragged.flat_values.numpy().astype(np.int32), ragged.row_splits.numpy()
-        for index, text in enumerate(chunk):
-            row = ids[splits[index] : splits[index + 1]]
-            if pieces is None:
-                documents.append((row, np.ones(len(row), bool)))
-            else:
-                documents.append((row, word_starts(row, pieces, text, words)))
-    return documents
+    """`DocumentTokenizer(tokenizer, words, whole_words)(texts)`, for one set of texts."""
+    return DocumentTokenizer(tokenizer, words, whole_words)(texts)
 
 
 @dataclass

@@ -109,15 +109,15 @@ class MaskedLMTask(MaskedLMRules, Task):
 
     def load(self, encoder: Any) -> TaskData:
         from xtune.data.corpus import read_corpus_splits
-        from xtune.data.whole_word_masking import pack_documents, tokenize_documents
+        from xtune.data.whole_word_masking import DocumentTokenizer, pack_documents
 
         data, mlm, tokenizer = self.config.data, self.config.mlm, encoder.tokenizer
         self.check_mask_token(encoder)
         corpus = read_corpus_splits(data, mlm.files, mlm.columns, f"tasks.{self.name}.mlm")
-        words = self.chinese_words()
+        tokenize = DocumentTokenizer(tokenizer, self.chinese_words(), mlm.whole_words)
         splits, summary = {}, {}
         for name, split in corpus.items():
-            documents = tokenize_documents(split.documents, tokenizer, words, mlm.whole_words)
+            documents = tokenize(split.documents)
             sequences = pack_documents(
                 documents, data.max_length, tokenizer.cls_id, tokenizer.sep_id, mlm.pack
             )

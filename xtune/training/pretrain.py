@@ -134,19 +134,27 @@ def write_hf_folder(
     folder; over a trimmed vocabulary, the head's output bias keeps the checkpoint's values
     for the pieces the corpus did not use (`hf_head_weights`)."""
     from xtune.encoders.hf_folder_writer import save_hf_folder
-    from xtune.encoders.masked_lm import (
-        checkpoint_folder_of,
-        checkpoint_head,
-        head_names,
-        hf_head_weights,
-    )
+    from xtune.encoders.masked_lm import hf_head_weights
     from xtune.tasks.run_folder import load_run
 
     run = load_run(run_dir)  # float32: `train` leaves the global policy at float32
     head = run.graph.model.get_layer(run.task(task).head_name)
-    original = checkpoint_head(
-        checkpoint_folder_of(config.encoder.to_dict()), head_names(run.encoder)
-    )
-    full_bias = None if original is None else original["bias"]
-    weights = hf_head_weights(run.encoder, head, full_bias)
+    weights = hf_head_weights(run.encoder, head, original_output_bias(config, run.encoder))
     return save_hf_folder(run.encoder, folder, extra_weights=weights, provenance=record)
+
+
+def original_output_bias(config: RunConfig, encoder: Any) -> Any:
+    """The starting checkpoint's masked-LM output bias over the full vocabulary, where a
+    trimmed vocabulary's head needs it for the pieces it dropped (else None)."""
+    from xtune.encoders.masked_lm import (
+        checkpoint_folder_of,
+        checkpoint_head,
+        head_names,
+        kept_rows,
+    )
+
+    if kept_rows(encoder) is None:
+        return None
+    folder = checkpoint_folder_of(config.encoder.to_dict())
+    original = checkpoint_head(folder, head_names(encoder))
+    return None if original is None else original["bias"]
