@@ -50,6 +50,7 @@ def writer_calls(monkeypatch) -> list[dict] | None:
 def write_config(tmp_path: Path, **training) -> Path:
     raw = mlm_config(tmp_path)
     raw["training"].update(epochs=3, checkpoints=True, **training)
+    raw["data"]["trim_vocabulary"] = True  # the folder holds the full vocabulary again
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
@@ -82,19 +83,31 @@ def test_pretrain_writes_held_out_metrics_before_and_after(tmp_path, capsys, wri
     assert call["encoder"].family == "bert"
     head = call["extra_weights"]
     assert {name.rpartition(".")[0] for name in head} >= {"cls.predictions.transform.dense"}
-    assert head["cls.predictions.bias"].shape == (call["encoder"].tokenizer.vocabulary_size,)
+    full_vocabulary = call["encoder"].tokenizer.inner.vocabulary_size
+    assert head["cls.predictions.bias"].shape == (full_vocabulary,)
 
 
 def check_written_folder(folder: Path, run: Path) -> None:
-    """The folder loads as `encoder: {name: hf}` with the run's kept encoder weights."""
+    """The folder loads as `encoder: {name: hf}` over the full vocabulary, with the run's kept
+    encoder weights (the trimmed vocabulary's rows at their full ids) and its head."""
+    from safetensors.numpy import load_file
+
     from xtune.encoders import load_encoder
     from xtune.tasks.run_folder import load_run
 
-    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     written = load_encoder({"name": "hf", "path": str(folder)})
-    trained = load_run(run).encoder
+    loaded = load_run(run)
+    trained, kept = loaded.encoder, loaded.encoder.tokenizer.kept_ids
+    assert written.tokenizer.vocabulary_size == trained.tokenizer.inner.vocabulary_size
     for ours, theirs in zip(written.backbone.weights, trained.backbone.weights, strict=True):
-        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-6)
+        ours, theirs = np.asarray(ours), np.asarray(theirs)
+        if ours.shape != theirs.shape:  # the word embedding: the kept rows
+            ours = ours[kept]
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    tensors = load_file(str(folder / "model.safetensors"))
+    head = loaded.graph.model.get_layer("lm__masked_lm")
+    bias = np.asarray(head.weights[0])
+    np.testing.assert_allclose(tensors["cls.predictions.bias"][kept], bias, atol=1e-6)
 
 
 def test_pretrain_refuses_a_config_without_one_mlm_task(tmp_path, capsys):

@@ -3,19 +3,22 @@
 A document is one row: the texts of its `columns` joined by a line break (empty cells left
 out; a row with none is skipped and counted). Train reads `data.train` and every file of
 `tasks.NAME.mlm.files`; the held-out `dev` split is `data.dev` or, without one, a seeded
-`data.dev_fraction` of train's documents; `test` is `data.test` when given.
+`data.dev_fraction` of train's documents; `test` is `data.test` when given. With
+`data.prepare`, `prepare_corpus` cleans every split's documents as it cleans labelled rows.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from xtune.config_schema import DataConfig
+from xtune.config_schema import DataConfig, PrepareConfig
 from xtune.data.examples import is_missing, read_data_table, resolve_path
+from xtune.data.preparation import TextPreparation, prepare_splits, report_summary
 from xtune.data.readers import DataError
 
 
@@ -108,3 +111,25 @@ def subset(corpus: Corpus, size: int, seed: int) -> Corpus:
     """`data.max_train_rows` documents, seeded, in their order."""
     kept = np.sort(np.random.default_rng(seed).choice(len(corpus), size, replace=False))
     return Corpus([corpus.documents[i] for i in kept], corpus.sources)
+
+
+def prepare_corpus(
+    splits: dict[str, Corpus], config: PrepareConfig
+) -> tuple[dict[str, Corpus], TextPreparation]:
+    """Every split's documents through `data.prepare` (learned from train's documents, as
+    `xtune.data.preparation.prepare_splits` does for labelled rows); documents it leaves
+    empty are dropped. Prints the preparation's summary."""
+    rows = {
+        name: SimpleNamespace(texts=split.documents, pairs=None, rows=range(1, len(split) + 1))
+        for name, split in splits.items()
+    }
+    sources = {name: ", ".join(split.sources) for name, split in splits.items()}
+    prepared = prepare_splits(rows, config, sources)
+    print(f"xtune: text preparation of {sources['train']}:", flush=True)
+    for line in report_summary(prepared.preparation.report):
+        print(f"xtune:   {line}", flush=True)
+    cleaned = {
+        name: Corpus([text for text in prepared.texts[name] if text], split.sources)
+        for name, split in splits.items()
+    }
+    return cleaned, prepared.preparation

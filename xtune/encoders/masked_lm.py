@@ -13,9 +13,9 @@ vocabulary when the encoder's was trimmed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
 import keras_hub
@@ -26,6 +26,7 @@ from xtune.encoders.encoder import ACTIVATION_FUNCTIONS
 from xtune.encoders.hf_port import assign
 from xtune.encoders.hf_weights import read_hf_weights
 from xtune.encoders.keras_hub_internals import masked_lm_head_parts
+from xtune.encoders.trimmed_vocabulary import full_vocabulary_rows
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ def initialize_from_checkpoint(encoder: EncoderAdapter, head: keras.layers.Layer
     rows = kept_rows(encoder)
     output_bias = tensors["bias"] if rows is None else tensors["bias"][rows]
     assign(bias, output_bias, names.bias, folder)
-    return f"the checkpoint's masked-LM head ({names.dense.rpartition('.')[0] or names.dense}.*)"
+    prefix = os.path.commonprefix([names.dense, names.norm, names.bias])
+    return f"the checkpoint's masked-LM head ({prefix}*)"
 
 
 def hf_head_weights(
@@ -139,9 +141,8 @@ def hf_head_weights(
     rows = kept_rows(encoder)
     if rows is not None:
         size = encoder.tokenizer.inner.vocabulary_size
-        full = np.zeros(size, np.float32) if full_bias is None else np.array(full_bias)
-        full[rows] = value
-        value = full
+        full = np.zeros(size, np.float32) if full_bias is None else full_bias
+        value = full_vocabulary_rows(value, rows, full)
     weights = {
         f"{names.dense}.weight": keras.ops.convert_to_numpy(dense.kernel).T,
         f"{names.dense}.bias": keras.ops.convert_to_numpy(dense.bias),
@@ -150,10 +151,3 @@ def hf_head_weights(
         names.bias: value,
     }
     return {name: np.ascontiguousarray(array, np.float32) for name, array in weights.items()}
-
-
-def checkpoint_folder_of(spec: dict[str, Any]) -> Path | None:
-    """The Hugging Face folder an encoder config (`{name: hf, path: ...}`) loads, else None."""
-    if spec.get("name") == "hf" and spec.get("path"):
-        return Path(spec["path"]).expanduser()
-    return None

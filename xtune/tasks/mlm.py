@@ -1,16 +1,16 @@
 """`mlm`: masked-language-model training on unlabeled text, a task like any other.
 
-Data: documents (`xtune.data.corpus`: rows of one or more files, one or more columns)
-tokenized, split into words and packed into `[CLS] ... [SEP]` sequences of at most
-`data.max_length` tokens (`xtune.data.whole_word_masking`). Training batches are masked afresh
-each time they are drawn (`tasks.NAME.mlm.mask_rate` of the words, 80/10/10); the held-out
-splits once, from `data.split_seed`, so their metrics compare across epochs and before and
-after training. Output: the masked-LM head on the shared encoder (`xtune.encoders.masked_lm`),
-logits over the vocabulary at the masked positions. Loss: the masked pieces' mean
-cross-entropy. Metrics: `mlm_accuracy` (the share of masked pieces predicted exactly),
-`mlm_loss` (their mean cross-entropy) and `perplexity` (its exponential). It trains alone
-(`xtune pretrain`) or beside other tasks, as an auxiliary loss on their shared encoder. It has
-no export signature.
+Data: documents (`xtune.data.corpus`: rows of one or more files, one or more columns; cleaned
+by `data.prepare` when set) tokenized, split into words and packed into `[CLS] ... [SEP]`
+sequences of at most `data.max_length` tokens (`xtune.data.whole_word_masking`). Training
+batches are masked afresh each time they are drawn (`tasks.NAME.mlm.mask_rate` of the words,
+80/10/10); the held-out splits once, from `data.split_seed`, so their metrics compare across
+epochs and before and after training. Output: the masked-LM head on the shared encoder
+(`xtune.encoders.masked_lm`), logits over the vocabulary at the masked positions. Loss: the
+masked pieces' mean cross-entropy. Metrics: `mlm_accuracy` (the share of masked pieces
+predicted exactly), `mlm_loss` (their mean cross-entropy) and `perplexity` (its exponential).
+It trains alone (`xtune pretrain`) or beside other tasks, as an auxiliary loss on their shared
+encoder. It has no export signature.
 """
 
 from __future__ import annotations
@@ -108,12 +108,15 @@ class MaskedLMTask(MaskedLMRules, Task):
     # ------------------------------------------------------------ data
 
     def load(self, encoder: Any) -> TaskData:
-        from xtune.data.corpus import read_corpus_splits
+        from xtune.data.corpus import prepare_corpus, read_corpus_splits
         from xtune.data.whole_word_masking import DocumentTokenizer, pack_documents
 
         data, mlm, tokenizer = self.config.data, self.config.mlm, encoder.tokenizer
         self.check_mask_token(encoder)
         corpus = read_corpus_splits(data, mlm.files, mlm.columns, f"tasks.{self.name}.mlm")
+        preparation = None
+        if data.prepare.enabled():
+            corpus, preparation = prepare_corpus(corpus, data.prepare)
         tokenize = DocumentTokenizer(tokenizer, self.chinese_words(), mlm.whole_words)
         splits, summary = {}, {}
         for name, split in corpus.items():
@@ -130,7 +133,7 @@ class MaskedLMTask(MaskedLMRules, Task):
                 "sequences": len(sequences),
                 "tokens": int(len(sequences.token_ids)),
             }
-        return TaskData(splits, [], [], summary=summary)
+        return TaskData(splits, [], [], preparation=preparation, summary=summary)
 
     def check_mask_token(self, encoder: Any) -> None:
         from xtune.registry import ConfigError

@@ -131,30 +131,32 @@ def write_hf_folder(
     run_dir: Path, task: str, config: RunConfig, folder: Path, record: dict[str, Any]
 ) -> Path:
     """The run's kept encoder and masked-LM head (loaded in float32) as a Hugging Face
-    folder; over a trimmed vocabulary, the head's output bias keeps the checkpoint's values
-    for the pieces the corpus did not use (`hf_head_weights`)."""
+    folder. Over a trimmed vocabulary the folder holds the full one: the pieces the corpus did
+    not use keep the starting encoder's word-embedding rows and output-bias values."""
     from xtune.encoders.hf_folder_writer import save_hf_folder
     from xtune.encoders.masked_lm import hf_head_weights
     from xtune.tasks.run_folder import load_run
 
     run = load_run(run_dir)  # float32: `train` leaves the global policy at float32
     head = run.graph.model.get_layer(run.task(task).head_name)
-    weights = hf_head_weights(run.encoder, head, original_output_bias(config, run.encoder))
-    return save_hf_folder(run.encoder, folder, extra_weights=weights, provenance=record)
-
-
-def original_output_bias(config: RunConfig, encoder: Any) -> Any:
-    """The starting checkpoint's masked-LM output bias over the full vocabulary, where a
-    trimmed vocabulary's head needs it for the pieces it dropped (else None)."""
-    from xtune.encoders.masked_lm import (
-        checkpoint_folder_of,
-        checkpoint_head,
-        head_names,
-        kept_rows,
+    full_embeddings, full_bias = starting_vocabulary_rows(config, run.encoder)
+    return save_hf_folder(
+        run.encoder,
+        folder,
+        extra_weights=hf_head_weights(run.encoder, head, full_bias),
+        provenance=record,
+        full_word_embeddings=full_embeddings,
     )
 
+
+def starting_vocabulary_rows(config: RunConfig, encoder: Any) -> tuple[Any, Any]:
+    """For a trimmed vocabulary: the starting encoder's full word embedding and its
+    checkpoint's masked-LM output bias (None without a head); (None, None) otherwise."""
+    from xtune.encoders import load_encoder
+    from xtune.encoders.masked_lm import checkpoint_head, head_names, kept_rows
+
     if kept_rows(encoder) is None:
-        return None
-    folder = checkpoint_folder_of(config.encoder.to_dict())
-    original = checkpoint_head(folder, head_names(encoder))
-    return None if original is None else original["bias"]
+        return None, None
+    original = load_encoder(config.encoder)
+    head = checkpoint_head(original.checkpoint_folder, head_names(original))
+    return original.word_embeddings, None if head is None else head["bias"]
