@@ -97,6 +97,18 @@ def test_a_missing_corpus_column_is_one_line(tmp_path, capsys):
     assert_user_error(code, err, "corpus.csv: column 'body' (from tasks.lm.mlm.columns)")
 
 
+def test_a_taken_output_folder_is_refused_before_training(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine", encoding="utf-8")
+    run = tmp_path / "run"
+    command = ["pretrain", write_config(tmp_path), "--output", taken, "--run-dir", run]
+    code, _, err = run_cli(command, capsys)
+    assert_user_error(code, err, f"{taken}: the folder exists and is not empty")
+    assert not run.exists()  # nothing trained
+    assert (taken / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
 def test_the_example_config_reads_its_corpus():
     config, task = pretrain_config(load_run_config(REPO / "experiments" / "pretrain_example.yaml"))
     assert config.tasks[task].metric == "mlm_loss"  # kept by the held-out loss

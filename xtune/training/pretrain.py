@@ -70,9 +70,12 @@ def pretrain(
     source: str = "config",
 ) -> PretrainResult:
     """Train the config's mlm task, then write pretrain.json and the Hugging Face folder."""
+    from xtune.encoders.hf_folder_writer import check_target_folder
     from xtune.training.trainer import train
 
     config, task = pretrain_config(config, source)
+    if output:  # a taken folder is refused before training, not after
+        check_target_folder(Path(output).expanduser())
     result = train(config, run_dir=run_dir, resume=resume, initial_evaluation=True)
     hf_folder = Path(output).expanduser() if output else result.run_dir / HF_FOLDER
     record = pretrain_record(config, task, result, hf_folder)
