@@ -222,11 +222,17 @@ def test_metric_directions_cover_every_metric():
     assert {d for name, d in MULTILABEL_METRIC_DIRECTIONS.items() if name != "hamming_loss"} == {
         "max"
     }
-    # `training.metric` may name a metric of either task family (or a hierarchical task's).
+    # `training.metric` may name a metric of either task family (or a hierarchical task's,
+    # or a masked-LM task's).
+    from xtune.metric_directions import MLM_METRIC_DIRECTIONS
+    from xtune.tasks.mlm import masked_lm_metrics
+
+    assert set(MLM_METRIC_DIRECTIONS) == set(masked_lm_metrics(np.ones((2, 3))))
     assert METRIC_DIRECTIONS == {
         **MULTILABEL_METRIC_DIRECTIONS,
         **SCORE_METRIC_DIRECTIONS,
         **HIERARCHY_METRIC_DIRECTIONS,
+        **MLM_METRIC_DIRECTIONS,
     }
 
 

@@ -230,9 +230,9 @@ def packed(encoder, texts) -> dict[str, np.ndarray]:
     return {name: np.asarray(inputs[name]) for name in encoder.input_names}
 
 
-@pytest.mark.parametrize(
-    "variant", ["bert", "roberta", "xlm_roberta", "distilbert", "albert", "multilingual_e5"]
-)
+# One family per tokenizer kind (WordPiece, byte-level BPE, SentencePiece): the rows go back by
+# `full_vocabulary_rows`, the same for every family.
+@pytest.mark.parametrize("variant", ["bert", "roberta", "multilingual_e5"])
 def test_a_trimmed_encoder_is_written_with_the_full_vocabulary(variant, tmp_path):
     full = load_hf(source_folder(variant, tmp_path))
     kept = used_token_ids([np.asarray(packed(full, CORPUS)["token_ids"])])
