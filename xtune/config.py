@@ -118,6 +118,7 @@ CHOICES = {
     "data.truncation": ("head", "tail", "head_tail", "head_tail_pair"),
     "data.prepare.width": PREPARE_WIDTHS,
     "data.prepare.whitespace": PREPARE_WHITESPACE,
+    "mlm.dev_split": ("documents", "labels"),
     "data.prepare.duplicates": PREPARE_DUPLICATES,
     "data.bad_rows": ("error", "skip"),
     "data.unknown_labels": ("error", "skip_rows", "ignore_labels"),

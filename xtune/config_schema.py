@@ -259,8 +259,15 @@ class MaskedLMConfig:
 
     # The text columns of every file read; [] = data.text (and data.text_pair when set).
     columns: list[str] = field(default_factory=list)
-    # More training files besides data.train (same columns; relative to data.root).
-    files: list[str] = field(default_factory=list)
+    # More training files besides data.train (relative to data.root): a path (read with the
+    # same columns and data.format), or {path, columns, format, header} for a file of another
+    # shape (`header`: column names of a header-less file; the data.columns of that file).
+    files: list[str | dict[str, Any]] = field(default_factory=list)
+    # The held-out documents of data.train when there is no data.dev: `documents` (a seeded
+    # data.dev_fraction of them) or `labels` (exactly the dev rows a classification task with
+    # the same data keys holds out: labels, dev_fraction, split_seed), so that pre-training
+    # and an auxiliary mlm task never read the fine-tuning's dev texts.
+    dev_split: str = "documents"
     # The share of the words masked; each piece of a masked word becomes the mask token
     # (80%), a random piece (10%) or stays (10%).
     mask_rate: float = 0.15
@@ -296,7 +303,7 @@ class TaskConfig:
     data: DataConfig = DataConfig()  # the task's data keys, merged over the top-level `data`
     head: ComponentSpec = ComponentSpec("default")  # the task's head
     loss: ComponentSpec | None = None  # the task's loss; None: the task type's default
-    weight: float = 1.0  # of this task's loss, and of its metric in the best-epoch score
+    weight: float = 1.0  # loss weight; also its metric's share of the best-epoch score if it serves
     metric: str | None = None  # selection metric; None: the task type's default
     low: float = 0.0  # score tasks: the lowest score
     high: float = 5.0  # score tasks: the highest score

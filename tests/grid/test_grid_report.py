@@ -368,6 +368,31 @@ def test_rows_that_train_other_tasks_are_not_ranked_or_tested(toy_results):
     assert "the mean of the tasks' selection metrics" in text
 
 
+def test_a_row_with_an_auxiliary_mlm_task_is_compared_on_its_labelled_task(toy_results):
+    """An `mlm` task trains the encoder but does not serve and is not scored: a row that adds
+    one beside the baseline's task measures the same val-acc, so it gets Δ and p."""
+    lines = read_lines(toy_results / "results.jsonl")
+    for line in lines:
+        line["metric"] = "mean_score"
+        line["best"]["mean_score"] = line["best"]["subset_accuracy"]
+        line["final"]["mean_score"] = line["final"]["subset_accuracy"]
+        for record in line["history"]:
+            record["val_mean_score"] = record["val_subset_accuracy"]
+        tasks = {"appeal": {"type": "classification", "data": {"labels": "y"}}}
+        if line["row"] == "lr 5e-5":
+            tasks["corpus"] = {"type": "mlm", "data": {"labels": "y"}, "mlm": {"pack": False}}
+        line["config"]["tasks"] = tasks
+    rewrite(toy_results, lines)
+    text = Path(write_report(toy_results)).read_text(encoding="utf-8")
+    cells = {row["row"]: row for row in markdown_table(text, "Cells")}
+    auxiliary = cells["**lr 5e-5**"]  # ranked with the others: the best row, in bold
+    assert float(auxiliary["Δ vs baseline"]) == pytest.approx(
+        np.mean(ROWS["lr 5e-5"][1]) - np.mean(ROWS["baseline"][1]), abs=5e-5
+    )
+    assert auxiliary["p (Welch)"] != "–"
+    assert "other tasks or labels" not in text
+
+
 def test_a_row_that_trains_other_labels_is_not_ranked_or_tested(toy_results):
     """The demo's hierarchy row trains the sample's `label_path` instead of `labels`: its
     subset accuracy is over other targets, so it gets no Δ, p or bold."""

@@ -247,3 +247,21 @@ def test_mlm_as_an_auxiliary_task_beside_classification(tmp_path):
     assert not any(name.startswith("lm") for name in exported.metadata["signatures"])
     card = (tmp_path / "export" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "Task `lm` (mlm): trained the shared encoder; not served" in card
+
+
+def test_an_auxiliary_mlm_task_does_not_choose_the_best_epoch():
+    """The best-epoch score is the labelled tasks' (weighted) mean; an mlm task alone (xtune
+    pretrain) is scored on its own metric."""
+    from types import SimpleNamespace
+
+    from xtune.training.callbacks import mean_score
+
+    def task(name, serves, metric, direction="max"):
+        value = SimpleNamespace(name=name, serves=serves, weight=1.0, metric=metric)
+        value.selection_value = lambda metrics: metrics[metric] * (1 if direction == "max" else -1)
+        return value
+
+    appeal, lm = task("appeal", True, "top1_accuracy"), task("lm", False, "mlm_loss", "min")
+    metrics = {"appeal": {"top1_accuracy": 0.8}, "lm": {"mlm_loss": 3.0}}
+    assert mean_score([appeal, lm], metrics) == pytest.approx(0.8)
+    assert mean_score([lm], metrics) == pytest.approx(-3.0)

@@ -114,7 +114,7 @@ def test_the_example_config_reads_its_corpus():
     assert config.tasks[task].metric == "mlm_loss"  # kept by the held-out loss
     settings = config.tasks[task]
     data = dataclasses.replace(settings.data, root=str(REPO))
-    splits = read_corpus_splits(data, settings.mlm.files, settings.mlm.columns, "tasks.corpus.mlm")
+    splits = read_corpus_splits(data, settings.mlm, "tasks.corpus.mlm")
     assert len(splits["train"]) > len(splits["dev"]) > 0
 
 

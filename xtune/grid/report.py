@@ -200,8 +200,23 @@ def confidence_interval(values: list[float]) -> tuple[float, float]:
 
 
 def task_set(cell: Cell) -> tuple[str, ...]:
-    """The names of the tasks a row trains (empty for a single-task config)."""
-    return tuple(sorted(name for name, task in (cell.config.get("tasks") or {}).items() if task))
+    """The names of the tasks a row scores (empty for a single-task config): an auxiliary task
+    that does not serve (`mlm`) trains the encoder but is not part of its val-acc."""
+    return tuple(sorted(scored_tasks(cell)))
+
+
+def scored_tasks(cell: Cell) -> dict[str, dict[str, Any]]:
+    from xtune.catalog import resolve, table
+
+    types = table("tasks")
+    tasks = {name: task for name, task in (cell.config.get("tasks") or {}).items() if task}
+    serving = {
+        name: task
+        for name, task in tasks.items()
+        if task.get("type", "classification") not in types
+        or resolve(types.get(task.get("type", "classification")).fact("rules")).serves
+    }
+    return serving or tasks
 
 
 LABEL_KEYS = ("labels", "label_format", "label_columns")
@@ -210,7 +225,7 @@ LABEL_KEYS = ("labels", "label_format", "label_columns")
 def label_sources(cell: Cell) -> tuple[tuple[str, str], ...]:
     """Where each task's labels come from (`data.labels` and its format): a row that trains
     other labels (the sample's `label_path` instead of `labels`) scores another quantity."""
-    configs = cell.config.get("tasks") or {"": cell.config}
+    configs = scored_tasks(cell) or {"": cell.config}
     return tuple(
         (name, json.dumps({key: (task.get("data") or {}).get(key) for key in LABEL_KEYS}))
         for name, task in sorted(configs.items())

@@ -30,6 +30,7 @@ class TaskRules:
     type_name = ""
     score_loss = False  # the loss comes from SCORE_LOSSES (else LOSSES)
     needs_pair = False  # data.text_pair required
+    serves = True  # has an export signature and predictions, and is scored for the best epoch
 
     @classmethod
     def check_config(cls, config: Any) -> None:
@@ -123,6 +124,7 @@ class MaskedLMRules(TaskRules):
     """`mlm`: masked-LM training on unlabeled text; its loss and head are fixed."""
 
     type_name = "mlm"
+    serves = False  # trains the encoder only (xtune pretrain, or beside labelled tasks)
 
     @classmethod
     def check_config(cls, config: Any) -> None:

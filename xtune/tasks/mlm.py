@@ -113,7 +113,7 @@ class MaskedLMTask(MaskedLMRules, Task):
 
         data, mlm, tokenizer = self.config.data, self.config.mlm, encoder.tokenizer
         self.check_mask_token(encoder)
-        corpus = read_corpus_splits(data, mlm.files, mlm.columns, f"tasks.{self.name}.mlm")
+        corpus = read_corpus_splits(data, mlm, f"tasks.{self.name}.mlm")
         preparation = None
         if data.prepare.enabled():
             corpus, preparation = prepare_corpus(corpus, data.prepare)

@@ -273,6 +273,9 @@ def fit_verbosity(verbose: int) -> int:
 
 
 def mean_score(tasks: list[Any], metrics: dict[str, dict[str, float]]) -> float:
-    """Weighted mean of the tasks' selection metrics (a `min` metric counts negated)."""
-    total = sum(task.weight * task.selection_value(metrics[task.name]) for task in tasks)
-    return total / sum(task.weight for task in tasks)
+    """Weighted mean of the selection metrics (a `min` metric counts negated) of the tasks that
+    serve: an auxiliary `mlm` task trains the encoder for them and is not scored, unless the
+    run has no other task (`xtune pretrain`)."""
+    scored = [task for task in tasks if task.serves] or tasks
+    total = sum(task.weight * task.selection_value(metrics[task.name]) for task in scored)
+    return total / sum(task.weight for task in scored)
