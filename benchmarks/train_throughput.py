@@ -579,7 +579,7 @@ def compiled_task_model(config: Any, encoder: Any, num_labels: int = NUM_LABELS)
     from xtune.training.optimizers import OPTIMIZERS
     from xtune.training.schedules import SCHEDULES
     from xtune.training.task_model import TaskStep, step_plan
-    from xtune.training.trainer import build_model, resolve_jit
+    from xtune.training.trainer import build_model, resolve_jit, resolve_xla_update
 
     tasks = build_tasks(config.named_tasks())
     for task in tasks:
@@ -587,7 +587,8 @@ def compiled_task_model(config: Any, encoder: Any, num_labels: int = NUM_LABELS)
     graph = build_model(config, encoder, tasks)
     model = graph.model
     views = [graph.task_models[task.name] for task in tasks]
-    model.plan = step_plan(tasks, views, [TaskStep(0)], None, SEED)
+    xla_update = resolve_xla_update(config.training.jit_compile)
+    model.plan = step_plan(tasks, views, [TaskStep(0)], None, SEED, xla_update=xla_update)
     schedule = SCHEDULES.build(config.schedule.to_dict())
     optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, 10_000)
     model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.training.jit_compile))
@@ -609,7 +610,15 @@ def fit_batches(dataset: Any) -> Any:
 class XtuneRun:
     """One xtune model and its batch stream, stepped by the train function `fit` uses."""
 
-    def __init__(self, encoder_spec: dict, precision: str, split: Any, padding: str, length: int):
+    def __init__(
+        self,
+        encoder_spec: dict,
+        precision: str,
+        split: Any,
+        padding: str,
+        length: int,
+        jit_compile: str | bool = "auto",
+    ):
         import tensorflow as tf
 
         from xtune.config import parse_run_config
@@ -630,7 +639,11 @@ class XtuneRun:
                     "weight_decay": WEIGHT_DECAY,
                     "clipnorm": CLIPNORM,
                 },
-                "training": {"batch_size": BATCH_SIZE, "mixed_precision": precision},
+                "training": {
+                    "batch_size": BATCH_SIZE,
+                    "mixed_precision": precision,
+                    "jit_compile": jit_compile,
+                },
             },
             source="train_throughput",
         )

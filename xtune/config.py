@@ -619,7 +619,9 @@ def choices_of(key: str) -> tuple[Any, ...] | None:
         return OBJECTIVES
     if key == "training.decision_rule":
         return DECISION_RULES
-    if key in ("training.jit_compile", "data.trim_vocabulary"):
+    if key == "training.jit_compile":
+        return ("auto", True, False, "optimizer")
+    if key == "data.trim_vocabulary":
         return ("auto", True, False)
     return CHOICES.get(key)
 

@@ -158,7 +158,9 @@ class TrainingConfig:
     output_dir: str = "runs"  # each run gets a folder output_dir/run_name
     run_name: str | None = None  # the run folder's name; None: run-<date>-<time>
     mixed_precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    jit_compile: str | bool = "auto"  # XLA: auto (on GPU only) | true | false
+    # XLA: auto (the whole step on GPU; off on CPU) | true | false | optimizer (the optimizer's
+    # update alone: one fused pass over each weight and its moments; not under a strategy)
+    jit_compile: str | bool = "auto"
     steps_per_epoch: int | None = None  # cap for smoke tests and benchmarks
     save_weights: bool = True  # false: no model.weights.h5 (then no export or predict)
     # Keep the last finished epoch's model and optimizer state in RUN/checkpoint/ while the

@@ -126,3 +126,35 @@ def test_optimizer_trains_through_fit_and_round_trips_its_config():
     clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert type(clone) is type(optimizer)
     assert clone.learning_rate_multipliers == optimizer.learning_rate_multipliers
+
+
+def test_the_xla_compiled_update_moves_every_weight_as_the_plain_one():
+    """`training.jit_compile: optimizer` compiles the update alone with XLA: same AdamW (layer-
+    wise rates, head rate, decay, global-norm clipping), so the same weights after three steps
+    up to float rounding."""
+    from tests.training.conftest import LossOnlyTask
+    from xtune.training.task_model import TaskModel, TaskStep, step_plan
+
+    x, y = tiny_batch()
+    start, weights = snapshot(tiny_classifier(seed=0)), []
+    for xla_update in (False, True):
+        model = tiny_classifier(seed=0, model_class=TaskModel)
+        model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)], xla_update=xla_update)
+        model.compile(optimizer=build(model, layerwise_lr_decay=DECAY, head_learning_rate=HEAD_LR))
+        model.optimizer.build(model.trainable_variables)
+        step, data = tf.function(model.train_step), (tf.constant(0), ((x, tf.constant(y)),))
+        for _ in range(3):
+            step(data)
+        assert compiles_with_xla(step.get_concrete_function(data).graph) == xla_update
+        weights.append(snapshot(model))
+    plain, compiled = weights
+    assert any(not np.allclose(plain[path], start[path]) for path in plain)  # they trained
+    for path, value in plain.items():
+        np.testing.assert_allclose(compiled[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def compiles_with_xla(graph) -> bool:
+    """Whether `graph` calls a function that must compile with XLA."""
+    definition = graph.as_graph_def()
+    nodes = [*definition.node, *(n for f in definition.library.function for n in f.node_def)]
+    return any(node.attr["_XlaMustCompile"].b for node in nodes if "_XlaMustCompile" in node.attr)

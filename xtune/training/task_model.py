@@ -73,6 +73,9 @@ class StepPlan:
     loss_tracker: keras.metrics.Mean
     loss_per_task: list[keras.metrics.Mean]
     adversarial_loss_mean: keras.metrics.Mean
+    # The optimizer's update compiled on its own with XLA (`training.jit_compile: optimizer`):
+    # one fused pass per variable instead of Keras' chain of element-wise ops.
+    xla_update: bool = False
 
 
 def step_plan(
@@ -81,6 +84,7 @@ def step_plan(
     step_kinds: Sequence[StepKind],
     attack: EmbeddingAttack | None = None,
     seed: int = 0,
+    xla_update: bool = False,
 ) -> StepPlan:
     return StepPlan(
         tasks=list(tasks),
@@ -91,6 +95,7 @@ def step_plan(
         loss_tracker=keras.metrics.Mean(name="loss"),
         loss_per_task=[keras.metrics.Mean(name=f"loss_{task.name}") for task in tasks],
         adversarial_loss_mean=keras.metrics.Mean(name="adversarial_loss"),
+        xla_update=xla_update,
     )
 
 
@@ -194,7 +199,13 @@ class TaskModel(keras.Model):
         present = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         if present:  # none: nothing of this task trains now (a frozen bi-encoder's cosine)
             dense = dense_for_clipping(base_optimizer(self.optimizer), [g for g, _ in present])
-            self.optimizer.apply(dense, [v for _, v in present])
+            trained = [v for _, v in present]
+            if self.plan.xla_update and not tf.distribute.has_strategy():
+                # Variables are captured, not passed: a tf.function cannot trace Keras ones.
+                update = tf.function(lambda g: self.optimizer.apply(g, trained), jit_compile=True)
+                update(dense)
+            else:
+                self.optimizer.apply(dense, trained)
 
     def per_task(
         self, index: int, loss: tf.Tensor, adversarial: tf.Tensor, batches: Any

@@ -176,10 +176,16 @@ def resolve_precision(setting: str) -> str:
 
 
 def resolve_jit(setting: str | bool) -> bool:
-    """`auto`: XLA on GPU; off on CPU, where it measured slower for training."""
+    """Whether the whole train step is XLA-compiled. `auto`: on GPU; not on CPU, where it
+    measured slower for training."""
     if setting == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
-    return bool(setting)
+    return setting is True
+
+
+def resolve_xla_update(setting: str | bool) -> bool:
+    """Whether only the optimizer's update is XLA-compiled (`optimizer`)."""
+    return setting == "optimizer"
 
 
 # ---------------------------------------------------------------- data
@@ -526,6 +532,7 @@ def fit_stage(
             kinds,
             get_attack(config.adversarial),
             training.seed,
+            xla_update=resolve_xla_update(training.jit_compile),
         )
     if resumed is not None and first == start > 0:
         restore_training_state(model, resumed, mid_stage=first > stage.start_epoch)

@@ -1,0 +1,95 @@
+"""The per-step constant of xtune's training step: the part of a step's time that does not grow
+with its tokens (optimizer update of every weight, per-step overheads), per update mode.
+
+For each update mode (`training.jit_compile`: `auto` = Keras' AdamW as element-wise ops, and
+`optimizer` = the same update compiled alone with XLA) and precision, MiniLM-L6 (batch 32, the
+benchmark configuration of train_throughput.py) is stepped at several fixed lengths; a straight
+line `a + b x tokens` through every timed window gives the constant `a`. Configurations are
+interleaved repeat by repeat (the machine is shared); best and median of the repeats are
+printed, the fit uses every window.
+
+    .venv/bin/python benchmarks/step_constant.py                  # ~8 min on 2 cores
+    .venv/bin/python benchmarks/step_constant.py --modes auto optimizer --lengths 16 64 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train_throughput as throughput  # noqa: E402
+
+
+def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throughput.XtuneRun]:
+    from xtune.encoders.sources import minilm_folder, read_vocabulary
+
+    vocabulary = read_vocabulary(minilm_folder() / "vocab.txt")
+    rows = args.batch * 4
+    throughput.FIXED_LENGTH = max(args.lengths)  # texts long enough for every length
+    texts = throughput.full_length_texts(vocabulary, rows)
+    labels = throughput.random_labels(rows)
+    runs = {}
+    for length in args.lengths:
+        split = throughput.tokenized(texts, labels, vocabulary, length)
+        for precision in args.precisions:
+            for mode in args.modes:
+                jit = {"auto": "auto", "optimizer": "optimizer", "step": True}[mode]
+                run = throughput.XtuneRun(
+                    {"name": "minilm-l6"}, precision, split, "fixed", length, jit
+                )
+                run.warm_up(2)
+                runs[(mode, precision, length)] = run
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", nargs="+", default=["auto", "optimizer"])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[16, 64, 128])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3, help="steps per timed window")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    throughput.BATCH_SIZE = args.batch
+    machine = throughput.machine_description()
+    print(f"{machine}; load before: {throughput.load_average()}", flush=True)
+    started = time.perf_counter()
+    runs = measured_runs(args)
+    print(f"built and warmed {len(runs)} models in {time.perf_counter() - started:.0f} s")
+    windows: dict[tuple[str, str, int], list[float]] = {key: [] for key in runs}
+    for _ in range(args.repeats):
+        for key, run in runs.items():
+            seconds, _, _ = run.run(args.steps)
+            windows[key].append(seconds / args.steps)
+    print(f"\nMiniLM-L6, batch {args.batch}, ms per step (best / median of {args.repeats}):")
+    print(f"{'mode':<10} {'precision':<15}" + "".join(f"{f'len {n}':>16}" for n in args.lengths))
+    for mode in args.modes:
+        for precision in args.precisions:
+            cells = []
+            for length in args.lengths:
+                times = windows[(mode, precision, length)]
+                cells.append(f"{1e3 * min(times):7.0f} / {1e3 * statistics.median(times):5.0f}")
+            print(f"{mode:<10} {precision:<15}" + "".join(f"{c:>16}" for c in cells))
+    print("\nfit a + b x tokens (every window):")
+    for mode in args.modes:
+        for precision in args.precisions:
+            tokens = [args.batch * n for n in args.lengths for _ in windows[(mode, precision, n)]]
+            seconds = [t for n in args.lengths for t in windows[(mode, precision, n)]]
+            slope, intercept = np.polyfit(tokens, seconds, 1)
+            print(
+                f"  {mode:<10} {precision:<15} a = {1e3 * intercept:6.1f} ms, "
+                f"b = {1e6 * slope:6.1f} us/token"
+            )
+    print(f"load after: {throughput.load_average()}")
+
+
+if __name__ == "__main__":
+    main()
