@@ -94,5 +94,7 @@ def test_labels_split_holds_out_exactly_the_classification_dev_rows(tmp_path):
     splits = read_corpus_splits(config, mlm(dev_split="labels"), KEY)
     assert splits["dev"].documents == labelled["dev"].texts
     assert splits["train"].documents == labelled["train"].texts
+    counts = splits["train"].sources[str(tmp_path / "a.csv")]
+    assert counts == {"documents": 24, "empty_rows": 1, "held_out": 6}  # ceil(0.2 x 30)
     by_documents = read_corpus_splits(config, mlm(), KEY)
     assert by_documents["dev"].documents != labelled["dev"].texts  # the plain split differs

@@ -100,10 +100,14 @@ def read_corpus_splits(config: DataConfig, mlm: MaskedLMConfig, key: str) -> dic
     splits = {"train": first}
     if config.dev:
         splits["dev"] = read_documents(config, config.dev, columns, where)
-    elif mlm.dev_split == "labels":
-        splits["train"], splits["dev"] = held_out_like_labels(first, config, key)
     else:
-        splits["train"], splits["dev"] = held_out(first, config.dev_fraction, config.split_seed)
+        if mlm.dev_split == "labels":
+            train, dev = held_out_like_labels(first, config, key)
+        else:
+            train, dev = held_out(first, config.dev_fraction, config.split_seed)
+        source, counts = next(iter(first.sources.items()))
+        train.sources = {source: {**counts, "documents": len(train), "held_out": len(dev)}}
+        splits["train"], splits["dev"] = train, dev
     extra = [
         read_extra_file(config, entry, columns, f"{key}.files[{index}]")
         for index, entry in enumerate(mlm.files)
