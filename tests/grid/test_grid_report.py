@@ -333,6 +333,15 @@ def test_task_settings_vary_per_key_unless_a_row_leaves_the_task_out():
     assert varying_settings(cells) == ["tasks.pairs.type", "tasks.extra"]
     whole = partial_tasks(cells)
     assert changes_from(cells[2], cells[0], ["tasks.extra"], whole) == "no tasks extra"
+    assert changes_from(cells[0], cells[2], ["tasks.extra"], whole) == "tasks extra classification"
+    cells[1].config["tasks"]["pairs"]["data"]["prepare"] = {"width": "ascii"}  # one data key
+    cells[1].config["tasks"]["extra"]["weight"] = 0.5  # inside a task some rows leave out
+    assert set(varying_settings(cells)) == {
+        "tasks.pairs.type",
+        "tasks.pairs.data.prepare",
+        "tasks.extra",
+        "tasks.extra.weight",
+    }
 
 
 def rewrite(folder: Path, lines: list[dict]) -> None:

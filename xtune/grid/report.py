@@ -256,20 +256,33 @@ def best_cell(cells: list[Cell], metric: str) -> Cell | None:
 
 def flatten(config: dict[str, Any], whole_tasks: frozenset[str] = frozenset()) -> dict[str, Any]:
     """`{"head": {"units": [256]}}` -> `{"head.units": [256]}` (one level of sections); each
-    task's settings one level deeper (`tasks.sts.loss`), except the `whole_tasks` (those some
-    rows leave out), kept as one setting (`tasks.quora`)."""
+    task's settings one level deeper (`tasks.sts.loss`, and its data keys `tasks.sts.data.
+    prepare`). A task some rows leave out (`whole_tasks`) is also one setting, its type
+    (`tasks.corpus`: mlm), so that a row that adds it shows as adding it."""
     flat = {}
     for section, values in config.items():
         if not isinstance(values, dict):
             flat[section] = values
             continue
         for key, value in values.items():
-            if section == "tasks" and isinstance(value, dict) and key not in whole_tasks:
-                flat.update({f"tasks.{key}.{name}": item for name, item in value.items()})
+            if section == "tasks" and isinstance(value, dict):
+                if key in whole_tasks:
+                    flat[f"tasks.{key}"] = value.get("type", "classification")
+                flat.update(task_settings(key, value))
             else:
                 flat[f"{section}.{key}"] = value
     for key in (*NON_RESULT_KEYS, "training.seed"):
         flat.pop(key, None)
+    return flat
+
+
+def task_settings(name: str, task: dict[str, Any]) -> dict[str, Any]:
+    flat = {}
+    for key, value in task.items():
+        if key == "data" and isinstance(value, dict):
+            flat.update({f"tasks.{name}.data.{item}": v for item, v in value.items()})
+        else:
+            flat[f"tasks.{name}.{key}"] = value
     return flat
 
 
@@ -280,11 +293,19 @@ def partial_tasks(cells: list[Cell]) -> frozenset[str]:
 
 
 def varying_settings(cells: list[Cell]) -> list[str]:
+    """Settings whose value differs between rows; a setting inside a task that some rows
+    leave out varies only if it differs between the rows that have that task."""
     whole = partial_tasks(cells)
     flats = [flatten(cell.config, whole) for cell in cells]
     keys = list(dict.fromkeys(key for flat in flats for key in flat))
     missing = object()
-    return [key for key in keys if len({repr(flat.get(key, missing)) for flat in flats}) > 1]
+
+    def varies(key: str) -> bool:
+        owner = next((f"tasks.{name}" for name in whole if key.startswith(f"tasks.{name}.")), None)
+        group = [flat for flat in flats if owner is None or owner in flat]
+        return len({repr(flat.get(key, missing)) for flat in group}) > 1
+
+    return [key for key in keys if varies(key)]
 
 
 def setting_name(key: str) -> str:
