@@ -128,7 +128,12 @@ def test_optimizer_trains_through_fit_and_round_trips_its_config():
     assert clone.learning_rate_multipliers == optimizer.learning_rate_multipliers
 
 
-def test_the_xla_compiled_update_moves_every_weight_as_the_plain_one():
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"use_ema": True, "gradient_accumulation_steps": 2, "clipnorm": None}],
+    ids=["adamw", "ema+accumulation"],
+)
+def test_the_xla_compiled_update_moves_every_weight_as_the_plain_one(settings):
     """`training.jit_compile: optimizer` compiles the update alone with XLA: same AdamW (layer-
     wise rates, head rate, decay, global-norm clipping), so the same weights after three steps
     up to float rounding."""
@@ -140,17 +145,23 @@ def test_the_xla_compiled_update_moves_every_weight_as_the_plain_one():
     for xla_update in (False, True):
         model = tiny_classifier(seed=0, model_class=TaskModel)
         model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)], xla_update=xla_update)
-        model.compile(optimizer=build(model, layerwise_lr_decay=DECAY, head_learning_rate=HEAD_LR))
+        optimizer = build(model, layerwise_lr_decay=DECAY, head_learning_rate=HEAD_LR, **settings)
+        model.compile(optimizer=optimizer)
         model.optimizer.build(model.trainable_variables)
         step, data = tf.function(model.train_step), (tf.constant(0), ((x, tf.constant(y)),))
-        for _ in range(3):
+        for _ in range(4):
             step(data)
         assert compiles_with_xla(step.get_concrete_function(data).graph) == xla_update
-        weights.append(snapshot(model))
+        weights.append({**snapshot(model), **optimizer_state(model.optimizer)})
     plain, compiled = weights
     assert any(not np.allclose(plain[path], start[path]) for path in plain)  # they trained
     for path, value in plain.items():
         np.testing.assert_allclose(compiled[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def optimizer_state(optimizer) -> dict[str, np.ndarray]:
+    """The optimizer's variables (moments, EMA, accumulators) by position."""
+    return {f"optimizer/{i}": np.array(v) for i, v in enumerate(optimizer.variables)}
 
 
 def compiles_with_xla(graph) -> bool:
