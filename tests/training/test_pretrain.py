@@ -118,6 +118,19 @@ def test_the_example_config_reads_its_corpus():
     assert len(splits["train"]) > len(splits["dev"]) > 0
 
 
+@pytest.mark.parametrize("name", ["pretrain_appeal_tapt.yaml", "pretrain_chinese_dapt.yaml"])
+def test_the_appeal_study_configs_hold_out_the_classification_dev_rows(name):
+    """The issue-26 pre-training configs parse as one mlm task that holds out the appeal
+    classification's dev rows (their data lives in ../shared, not read here)."""
+    config, task = pretrain_config(load_run_config(REPO / "experiments" / name))
+    settings = config.tasks[task]
+    assert settings.mlm.dev_split == "labels" and settings.mlm.whole_words
+    assert (settings.data.labels, settings.data.dev_fraction) == ("一级分类", 0.2)
+    grid = yaml.safe_load((REPO / "experiments" / "appeal_pretraining.yaml").read_text("utf-8"))
+    assert grid["vars"]["appeal_data"]["dev_fraction"] == settings.data.dev_fraction
+    assert grid["base"]["data"]["split_seed"] == settings.data.split_seed
+
+
 def test_a_resumed_run_reports_the_metrics_its_start_had(tmp_path):
     folder = types.SimpleNamespace(path=tmp_path)
     stored = {"lm": {"mlm_accuracy": 0.1, "mlm_loss": 2.0, "perplexity": 7.4}}
