@@ -1,5 +1,6 @@
 """Training step time with `encoder: multilingual-e5-small`: full vocabulary, trimmed vocabulary,
-frozen embeddings.
+frozen embeddings; the trimmed model with the optimizer's update compiled with XLA
+(`training.jit_compile: optimizer`).
 
     .venv/bin/python benchmarks/e5_step_time.py [--steps 3] [--repeats 3] [--length 128]
         [--pieces 6000] [--precision mixed_bfloat16]
@@ -30,15 +31,16 @@ import numpy as np
 BATCH_SIZE = 32
 NUM_LABELS = 10
 SEED = 0
-# name -> (finetune settings, trim the vocabulary)
+# name -> (finetune settings, trim the vocabulary, training.jit_compile)
 CONFIGURATIONS = {
-    "full vocabulary": ({}, False),
-    "trimmed vocabulary": ({}, True),
-    "freeze_embeddings": ({"freeze_embeddings": True}, False),
+    "full vocabulary": ({}, False, "auto"),
+    "trimmed vocabulary": ({}, True, "auto"),
+    "trimmed, XLA update": ({}, True, "optimizer"),
+    "freeze_embeddings": ({"freeze_embeddings": True}, False, "auto"),
 }
 
 
-def run_config(length: int, finetune: dict, precision: str):
+def run_config(length: int, finetune: dict, precision: str, jit_compile: str = "auto"):
     from xtune.config import parse_run_config
 
     return parse_run_config(
@@ -49,7 +51,11 @@ def run_config(length: int, finetune: dict, precision: str):
             "loss": "bce",
             "optimizer": {"name": "adamw", "learning_rate": 2e-5, "weight_decay": 0.01},
             "finetune": finetune,
-            "training": {"batch_size": BATCH_SIZE, "mixed_precision": precision},
+            "training": {
+                "batch_size": BATCH_SIZE,
+                "mixed_precision": precision,
+                "jit_compile": jit_compile,
+            },
         },
         source="e5_step_time",
     )
@@ -106,14 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     keras.utils.set_random_seed(SEED)
     started = time.perf_counter()
     configs = {
-        name: run_config(args.length, f, args.precision) for name, (f, _) in CONFIGURATIONS.items()
+        name: run_config(args.length, finetune, args.precision, jit)
+        for name, (finetune, _, jit) in CONFIGURATIONS.items()
     }
     encoder = load_encoder(configs["full vocabulary"].encoder)
     print(f"encoder loaded in {time.perf_counter() - started:.1f} s: {encoder.source}")
     rng = np.random.default_rng(SEED)
     kept = rng.choice(encoder.tokenizer.vocabulary_size, args.pieces, replace=False)
     trimmed = trim_encoder(encoder, kept)
-    encoders = {name: trimmed if trim else encoder for name, (_, trim) in CONFIGURATIONS.items()}
+    encoders = {name: trimmed if trim else encoder for name, (_, trim, _) in CONFIGURATIONS.items()}
 
     models, streams, seconds = {}, {}, {name: [] for name in configs}
     for name, config in configs.items():  # traced one after the other: each has its own step
