@@ -350,21 +350,30 @@ def rewrite(folder: Path, lines: list[dict]) -> None:
     )
 
 
-def test_rows_that_train_other_tasks_are_not_ranked_or_tested(toy_results):
-    """A multi-task grid's val-acc is `mean_score`; a row over another set of tasks (here the
-    best-scoring one) is neither bold nor given Δ / p, and a note says why."""
-    lines = read_lines(toy_results / "results.jsonl")
+def as_multitask_grid(folder: Path, tasks_of) -> None:
+    """The toy results as a multi-task grid's: val-acc is `mean_score` (the toy's subset
+    accuracy), each row's tasks are `tasks_of(row)`."""
+    lines = read_lines(folder / "results.jsonl")
     for line in lines:
         line["metric"] = "mean_score"
         line["best"]["mean_score"] = line["best"]["subset_accuracy"]
         line["final"]["mean_score"] = line["final"]["subset_accuracy"]
         for record in line["history"]:
             record["val_mean_score"] = record["val_subset_accuracy"]
-        tasks = {"sst": {"type": "classification"}, "sts": {"type": "regression"}}
-        if line["row"] == "lr 5e-5":
-            tasks = {"sts": {"type": "regression"}}
-        line["config"]["tasks"] = tasks
-    rewrite(toy_results, lines)
+        line["config"]["tasks"] = tasks_of(line["row"])
+    rewrite(folder, lines)
+
+
+def test_rows_that_train_other_tasks_are_not_ranked_or_tested(toy_results):
+    """A multi-task grid's val-acc is `mean_score`; a row over another set of tasks (here the
+    best-scoring one) is neither bold nor given Δ / p, and a note says why."""
+
+    def tasks_of(row: str) -> dict:
+        if row == "lr 5e-5":
+            return {"sts": {"type": "regression"}}
+        return {"sst": {"type": "classification"}, "sts": {"type": "regression"}}
+
+    as_multitask_grid(toy_results, tasks_of)
     text = Path(write_report(toy_results)).read_text(encoding="utf-8")
     cells = {row["row"]: row for row in markdown_table(text, "Cells")}
     assert "val-acc (dev mean_score) mean ± std" in cells["baseline"]
@@ -380,18 +389,14 @@ def test_rows_that_train_other_tasks_are_not_ranked_or_tested(toy_results):
 def test_a_row_with_an_auxiliary_mlm_task_is_compared_on_its_labelled_task(toy_results):
     """An `mlm` task trains the encoder but does not serve and is not scored: a row that adds
     one beside the baseline's task measures the same val-acc, so it gets Δ and p."""
-    lines = read_lines(toy_results / "results.jsonl")
-    for line in lines:
-        line["metric"] = "mean_score"
-        line["best"]["mean_score"] = line["best"]["subset_accuracy"]
-        line["final"]["mean_score"] = line["final"]["subset_accuracy"]
-        for record in line["history"]:
-            record["val_mean_score"] = record["val_subset_accuracy"]
+
+    def tasks_of(row: str) -> dict:
         tasks = {"appeal": {"type": "classification", "data": {"labels": "y"}}}
-        if line["row"] == "lr 5e-5":
+        if row == "lr 5e-5":
             tasks["corpus"] = {"type": "mlm", "data": {"labels": "y"}, "mlm": {"pack": False}}
-        line["config"]["tasks"] = tasks
-    rewrite(toy_results, lines)
+        return tasks
+
+    as_multitask_grid(toy_results, tasks_of)
     text = Path(write_report(toy_results)).read_text(encoding="utf-8")
     cells = {row["row"]: row for row in markdown_table(text, "Cells")}
     auxiliary = cells["**lr 5e-5**"]  # ranked with the others: the best row, in bold
