@@ -209,14 +209,13 @@ def scored_tasks(cell: Cell) -> dict[str, dict[str, Any]]:
     from xtune.catalog import resolve, table
 
     types = table("tasks")
+
+    def serves(task: dict[str, Any]) -> bool:
+        kind = task.get("type", "classification")
+        return kind not in types or resolve(types.get(kind).fact("rules")).serves
+
     tasks = {name: task for name, task in (cell.config.get("tasks") or {}).items() if task}
-    serving = {
-        name: task
-        for name, task in tasks.items()
-        if task.get("type", "classification") not in types
-        or resolve(types.get(task.get("type", "classification")).fact("rules")).serves
-    }
-    return serving or tasks
+    return {name: task for name, task in tasks.items() if serves(task)} or tasks
 
 
 LABEL_KEYS = ("labels", "label_format", "label_columns")

@@ -57,7 +57,6 @@ class Task(TaskRules):
     default_metric = "subset_accuracy"
     sides: tuple[str, ...] = ("",)  # input-name prefixes: one side, or a bi-encoder's a_, b_
     decides_labels = False  # outputs are logits of `labels` (thresholds, majority baseline)
-    serves = True  # has an export signature and predictions (an mlm task has neither)
 
     @property
     def clips_scores(self) -> bool:

@@ -85,7 +85,6 @@ class MaskedLMTask(MaskedLMRules, Task):
     columns (`tasks.NAME.mlm`); held-out `mlm_accuracy` and `perplexity`."""
 
     default_metric = "mlm_accuracy"
-    serves = False
 
     def __init__(self, name: str, config: Any):
         super().__init__(name, config)
