@@ -1,15 +1,17 @@
 """The per-step constant of xtune's training step: the part of a step's time that does not grow
 with its tokens (optimizer update of every weight, per-step overheads), per update mode.
 
-For each update mode (`training.jit_compile`: `auto` = Keras' AdamW as element-wise ops, and
-`optimizer` = the same update compiled alone with XLA) and precision, MiniLM-L6 (batch 32, the
-benchmark configuration of train_throughput.py) is stepped at several fixed lengths; a straight
+For each update mode (`auto` = Keras' AdamW as element-wise ops, `optimizer` = the same update
+compiled alone with XLA (`training.jit_compile: optimizer`), `lazy` = AdamW moving only the
+word-embedding rows of the batch's tokens (`optimizer.lazy_embeddings`)) and precision,
+MiniLM-L6 (batch 32, the benchmark configuration of train_throughput.py) is stepped at several
+fixed lengths; a straight
 line `a + b x tokens` through every timed window gives the constant `a`. Configurations are
 interleaved repeat by repeat (the machine is shared); best and median of the repeats are
 printed, the fit uses every window.
 
     .venv/bin/python benchmarks/step_constant.py                  # ~8 min on 2 cores
-    .venv/bin/python benchmarks/step_constant.py --modes auto optimizer --lengths 16 64 128
+    .venv/bin/python benchmarks/step_constant.py --modes auto lazy --lengths 16 64 128
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_throughput as throughput  # noqa: E402
 
+# mode -> (training.jit_compile, extra optimizer settings)
+MODES = {
+    "auto": ("auto", None),
+    "optimizer": ("optimizer", None),
+    "lazy": ("auto", {"lazy_embeddings": True}),
+    "step": (True, None),
+}
+
 
 def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throughput.XtuneRun]:
     from xtune.encoders.sources import minilm_folder, read_vocabulary
@@ -40,9 +50,9 @@ def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throug
         split = throughput.tokenized(texts, labels, vocabulary, length)
         for precision in args.precisions:
             for mode in args.modes:
-                jit = {"auto": "auto", "optimizer": "optimizer", "step": True}[mode]
+                jit, optimizer = MODES[mode]
                 run = throughput.XtuneRun(
-                    {"name": "minilm-l6"}, precision, split, "fixed", length, jit
+                    {"name": "minilm-l6"}, precision, split, "fixed", length, jit, optimizer
                 )
                 run.warm_up(2)
                 runs[(mode, precision, length)] = run
@@ -51,7 +61,7 @@ def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throug
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", nargs="+", default=["auto", "optimizer"])
+    parser.add_argument("--modes", nargs="+", default=["auto", "optimizer", "lazy"], choices=MODES)
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--lengths", nargs="+", type=int, default=[16, 64, 128])
     parser.add_argument("--batch", type=int, default=32)

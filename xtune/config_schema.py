@@ -453,4 +453,6 @@ def mirroring_blocker(config: RunConfig) -> str | None:
             f"tasks.{frozen[0]}.frozen_epochs gives a stage two step kinds (head only and "
             "full), which cannot be mirrored"
         )
+    if config.optimizer.to_dict().get("lazy_embeddings"):
+        return "optimizer.lazy_embeddings (rows touched by one replica's tokens) is not mirrored"
     return None

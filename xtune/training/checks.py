@@ -54,6 +54,7 @@ def check_adamw(
     use_ema: bool = False,
     ema_momentum: float = 0.99,
     gradient_accumulation_steps: int | None = None,
+    lazy_embeddings: bool = False,
 ) -> None:
     check_adam_arguments(
         learning_rate,
@@ -80,6 +81,7 @@ def check_adam(
     use_ema: bool = False,
     ema_momentum: float = 0.99,
     gradient_accumulation_steps: int | None = None,
+    lazy_embeddings: bool = False,
 ) -> None:
     check_adam_arguments(
         learning_rate,

@@ -198,8 +198,9 @@ class TaskModel(keras.Model):
         gradients (`xtune.training.distribution`)."""
         present = [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         if present:  # none: nothing of this task trains now (a frozen bi-encoder's cosine)
-            dense = dense_for_clipping(base_optimizer(self.optimizer), [g for g, _ in present])
             trained = [v for _, v in present]
+            optimizer = base_optimizer(self.optimizer)
+            dense = dense_for_clipping(optimizer, [g for g, _ in present], trained)
             if self.plan.xla_update and not tf.distribute.has_strategy():
                 # Variables are captured, not passed: a tf.function cannot trace Keras ones.
                 update = tf.function(lambda g: self.optimizer.apply(g, trained), jit_compile=True)

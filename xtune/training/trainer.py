@@ -175,11 +175,11 @@ def resolve_precision(setting: str) -> str:
     return "float32"
 
 
-def resolve_jit(setting: str | bool) -> bool:
+def resolve_jit(setting: str | bool, lazy_embeddings: bool = False) -> bool:
     """Whether the whole train step is XLA-compiled. `auto`: on GPU; not on CPU, where it
-    measured slower for training."""
+    measured slower for training, nor with `optimizer.lazy_embeddings` (varying shapes)."""
     if setting == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
+        return bool(tf.config.list_physical_devices("GPU")) and not lazy_embeddings
     return setting is True
 
 
@@ -598,7 +598,8 @@ def compile_stage(config: RunConfig, run: Run, stage: Stage) -> None:
     schedule = SCHEDULES.build(config.schedule.to_dict())
     stage_steps = run.schedule.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
     optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
-    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.training.jit_compile))
+    lazy = bool(config.optimizer.to_dict().get("lazy_embeddings"))
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.training.jit_compile, lazy))
     # Built before the first step, or the train function is traced twice (the step would
     # create the optimizer's variables).
     model.optimizer.build(model.trainable_variables)

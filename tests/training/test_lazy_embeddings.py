@@ -1,0 +1,137 @@
+"""`optimizer.lazy_embeddings`: the word embedding's Adam step, moments and weight decay on the
+rows a step's tokens touch only, against a numpy reference of LazyAdam."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.training.conftest import (
+    NUM_LAYERS,
+    TINY_VOCAB,
+    bce,
+    snapshot,
+    tiny_batch,
+    tiny_classifier,
+)
+from tests.training.test_optimizers import DECAY, LR, build
+from xtune.config import parse_run_config
+from xtune.model import adapter_of
+from xtune.registry import ConfigError
+from xtune.training.optimizers import dense_for_clipping
+
+WEIGHT_DECAY, BETA_1, BETA_2, EPSILON = 0.1, 0.9, 0.999, 1e-6
+
+
+def reference_lazy_adamw(
+    table: np.ndarray, steps: list[dict[int, np.ndarray]], lr: float
+) -> np.ndarray:
+    """LazyAdam with decoupled decay: each step's {row: summed gradient} moves those rows."""
+    table = table.astype(np.float64).copy()
+    m, v = np.zeros_like(table), np.zeros_like(table)
+    for t, rows in enumerate(steps, start=1):
+        alpha = lr * np.sqrt(1 - BETA_2**t) / (1 - BETA_1**t)
+        for row, gradient in rows.items():
+            table[row] -= table[row] * WEIGHT_DECAY * lr
+            m[row] = BETA_1 * m[row] + (1 - BETA_1) * gradient
+            v[row] = BETA_2 * v[row] + (1 - BETA_2) * gradient**2
+            table[row] -= alpha * m[row] / (np.sqrt(v[row]) + EPSILON)
+    return table
+
+
+def test_lazy_updates_move_only_touched_rows_as_the_numpy_reference():
+    model = tiny_classifier()
+    embeddings = adapter_of(model).word_embeddings
+    optimizer = build(
+        model,
+        lazy_embeddings=True,
+        layerwise_lr_decay=DECAY,
+        weight_decay=WEIGHT_DECAY,
+        clipnorm=None,
+    )
+    optimizer.build(model.trainable_variables)
+    start = np.array(embeddings)
+    rng = np.random.default_rng(0)
+    width = start.shape[1]
+    # Step 1 repeats row 1 (its gradients add up); step 3 comes dense, as accumulation makes it.
+    slices = [([1, 3, 1], rng.normal(size=(3, width))), ([3, 5], rng.normal(size=(2, width)))]
+    dense = np.zeros_like(start)
+    dense[7] = rng.normal(size=width)
+    gradients = [
+        tf.IndexedSlices(tf.constant(values, tf.float32), tf.constant(rows), start.shape)
+        for rows, values in slices
+    ] + [tf.constant(dense, tf.float32)]
+    for gradient in gradients:
+        optimizer.apply([gradient], [embeddings])
+
+    steps = [
+        {1: slices[0][1][0] + slices[0][1][2], 3: slices[0][1][1]},
+        {3: slices[1][1][0], 5: slices[1][1][1]},
+        {7: dense[7]},
+    ]
+    expected = reference_lazy_adamw(start, steps, LR * DECAY ** (NUM_LAYERS + 1))
+    after = np.array(embeddings)
+    np.testing.assert_allclose(after, expected, rtol=2e-5, atol=1e-7)
+    untouched = np.setdiff1d(np.arange(len(start)), [1, 3, 5, 7])
+    np.testing.assert_array_equal(after[untouched], start[untouched])  # no decay, no step
+
+
+def test_clipping_keeps_lazy_slices_sparse_with_each_row_once():
+    model = tiny_classifier()
+    embeddings = adapter_of(model).word_embeddings
+    optimizer = build(model, lazy_embeddings=True, clipnorm=1.0)
+    repeated = tf.IndexedSlices(tf.ones((3, 2)), tf.constant([4, 0, 4]), tf.constant([6, 2]))
+    (prepared,) = dense_for_clipping(optimizer, [repeated], [embeddings])
+    assert isinstance(prepared, tf.IndexedSlices)
+    assert sorted(prepared.indices.numpy().tolist()) == [0, 4]
+    # the norm Keras' clipping then sums row by row: sqrt(2*2^2 + 2*1^2), as the dense one
+    dense_norm = float(tf.norm(tf.convert_to_tensor(repeated)))
+    assert float(tf.norm(prepared.values)) == pytest.approx(dense_norm)
+
+
+def test_a_train_step_leaves_absent_tokens_rows_alone_only_when_lazy():
+    """Through `TaskModel`'s step (global-norm clipping on): with lazy updates the rows of
+    tokens outside the batch keep their values bitwise; without, weight decay moves them."""
+    from tests.training.conftest import LossOnlyTask
+    from xtune.training.task_model import TaskModel, TaskStep, step_plan
+
+    x, y = tiny_batch()
+    present = np.unique(x["token_ids"])
+    moved = {}
+    for lazy in (False, True):
+        model = tiny_classifier(seed=0, model_class=TaskModel)
+        model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)])
+        model.compile(optimizer=build(model, lazy_embeddings=lazy, clipnorm=1.0))
+        model.optimizer.build(model.trainable_variables)
+        embeddings = adapter_of(model).word_embeddings
+        before, weights = np.array(embeddings), snapshot(model)
+        step, data = tf.function(model.train_step), (tf.constant(0), ((x, tf.constant(y)),))
+        for _ in range(2):
+            step(data)
+        rows_changed = np.any(np.array(embeddings) != before, axis=1)
+        moved[lazy] = set(np.flatnonzero(rows_changed).tolist())
+        others = [p for p in weights if p != embeddings.path]
+        assert all(not np.array_equal(np.array(snapshot(model)[p]), weights[p]) for p in others[:3])
+    assert moved[True] == set(present.tolist())
+    assert moved[False] == set(range(len(before)))
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"jit_compile": "optimizer"}, "not with training.jit_compile: optimizer"),
+        ({"jit_compile": True}, "not with training.jit_compile: true"),
+        ({"distribution": "mirrored"}, "lazy_embeddings (rows touched by one replica"),
+    ],
+)
+def test_lazy_embeddings_refuses_xla_and_mirroring_with_one_error(training, message):
+    raw = {
+        "data": {"train": "train.csv"},
+        "encoder": {"name": "random", "vocabulary": str(TINY_VOCAB)},
+        "optimizer": {"name": "adamw", "lazy_embeddings": True},
+        "training": training,
+    }
+    with pytest.raises(ConfigError, match="lazy_embeddings") as error:
+        parse_run_config(raw, source="run.yaml")
+    assert message in str(error.value) and str(error.value).startswith("run.yaml")
