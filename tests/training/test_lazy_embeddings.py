@@ -135,3 +135,33 @@ def test_lazy_embeddings_refuses_xla_and_mirroring_with_one_error(training, mess
     with pytest.raises(ConfigError, match="lazy_embeddings") as error:
         parse_run_config(raw, source="run.yaml")
     assert message in str(error.value) and str(error.value).startswith("run.yaml")
+
+
+@pytest.mark.parametrize(
+    ("settings", "attack"),
+    [
+        ({"gradient_accumulation_steps": 2}, None),
+        ({"use_ema": True}, None),
+        ({}, {"name": "fgm", "epsilon": 1.0}),
+    ],
+    ids=["accumulation", "ema", "fgm"],
+)
+def test_lazy_rows_with_accumulation_ema_and_fgm(settings, attack):
+    """Accumulated (dense) gradients, EMA and an adversarial step keep to the batch's rows."""
+    from tests.training.conftest import LossOnlyTask
+    from xtune.training.adversarial import get_attack
+    from xtune.training.task_model import TaskModel, TaskStep, step_plan
+
+    x, y = tiny_batch()
+    model = tiny_classifier(seed=0, model_class=TaskModel)
+    attack = get_attack(attack) if attack else None
+    model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)], attack)
+    model.compile(optimizer=build(model, lazy_embeddings=True, clipnorm=1.0, **settings))
+    model.optimizer.build(model.trainable_variables)
+    embeddings = adapter_of(model).word_embeddings
+    before = np.array(embeddings)
+    step, data = tf.function(model.train_step), (tf.constant(0), ((x, tf.constant(y)),))
+    for _ in range(2):
+        step(data)
+    moved = np.flatnonzero(np.any(np.array(embeddings) != before, axis=1))
+    assert moved.tolist() == np.unique(x["token_ids"]).tolist()
