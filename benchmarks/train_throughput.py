@@ -1,7 +1,7 @@
 """Training throughput of xtune next to PyTorch + transformers, measured side by side in one run.
 
     .venv/bin/python benchmarks/train_throughput.py [--quick] [--torch-python PATH]
-        [--device auto|cpu|gpu] [--sections minilm bert-base real]
+        [--device auto|cpu|gpu] [--sections minilm bert-base real e5] [--no-torch-compile]
 
 Sections (each interleaves its configurations repeat by repeat, so load from other users of a
 shared machine hits every configuration alike):
@@ -11,10 +11,22 @@ shared machine hits every configuration alike):
    after every section, the best kept and printed at the end.
 2. Fixed shapes: MiniLM-L6 and a BERT-base-shaped random encoder (12 layers, hidden 768,
    12 heads, intermediate 3072, Chinese vocabulary of 21128), every row 128 tokens, batch 32,
-   float32 and bfloat16, xtune against PyTorch.
+   float32 and bfloat16 (MiniLM also with `optimizer.lazy_embeddings`), xtune against
+   PyTorch. Target: xtune's best >= 1.2x PyTorch's best.
 3. Real data: a GoEmotions slice (`--data-root`/goemotions/train.tsv), MiniLM, max length 64,
-   xtune with fixed padding, per-batch dynamic padding and length bucketing, against PyTorch's
-   best recipe (bfloat16 autocast + per-batch dynamic padding) on the same rows.
+   xtune with fixed padding, per-batch dynamic padding, length bucketing and bucketing with
+   lazy embedding updates, against PyTorch with per-batch dynamic padding in float32 and
+   bfloat16 autocast, eager and `torch.compile`d, on the same rows. Target: xtune's best
+   >= 2.0x PyTorch's best; the fitted per-step constant of each side is printed.
+4. multilingual-e5-small (BERT with XLM-R's 250,037-piece vocabulary; xtune's real weights,
+   PyTorch's `BertModel` of the same configuration with random weights), length 64, batch
+   32, float32 and bfloat16, the full vocabulary (xtune also with lazy embedding updates)
+   and one trimmed to `--e5-pieces` rows, as `data.trim_vocabulary` does.
+
+PyTorch's side of every section runs float32 and bfloat16 autocast, and (sections 2 and 3;
+`--no-torch-compile` leaves them out) the same through `torch.compile` (inductor; its
+compilation, minutes on a CPU, happens in the untimed warm-up): each ratio is against
+PyTorch's best configuration on the machine at hand, and per precision.
 
 xtune side: the real pipeline (`tokenize_examples`, `make_dataset`), the model of
 `xtune.training.trainer.build_model` (mean-pooling head), the `bce` loss and the `adamw`
@@ -79,6 +91,7 @@ NUM_LABELS = 28
 BATCH_SIZE = 32
 FIXED_LENGTH = 128
 REAL_DATA_LENGTH = 64
+E5_LENGTH = 64
 LEARNING_RATE = 5e-5
 WEIGHT_DECAY = 0.01
 CLIPNORM = 1.0
@@ -185,8 +198,9 @@ class TorchWorker:
         if self.on_gpu:
             # TensorFlow runs float32 matmuls in TensorFloat-32 on GPUs by default: so does this.
             torch.set_float32_matmul_precision("high")
-        self.model = None
-        self.optimizer = None
+        # name -> {"model", "optimizer", "compiled"}: a section's models, stepped in turn.
+        self.models: dict[str, dict[str, Any]] = {}
+        self.loss = torch.nn.BCEWithLogitsLoss()
         self.streams: dict[str, Any] = {}
 
     def wait(self) -> None:
@@ -217,15 +231,20 @@ class TorchWorker:
             "device_name": device_name,
         }
 
-    def build(self, model: dict[str, Any]) -> dict[str, Any]:
-        """BertModel from the xtune backbone's configuration + mean pooling + linear logits."""
+    def clear(self) -> dict[str, Any]:
+        """Free every model (a new section builds its own)."""
+        self.models = {}
+        gc.collect()
+        if self.on_gpu:
+            self.torch.cuda.empty_cache()
+        return {}
+
+    def build(self, model: dict[str, Any], name: str = "model") -> dict[str, Any]:
+        """BertModel from the xtune backbone's configuration + mean pooling + linear logits,
+        with its AdamW, kept as `name`."""
         import transformers
 
         torch = self.torch
-        self.model = self.optimizer = None
-        gc.collect()
-        if self.on_gpu:
-            torch.cuda.empty_cache()
         config = transformers.BertConfig(
             vocab_size=model["vocabulary_size"],
             hidden_size=model["hidden_dim"],
@@ -256,12 +275,12 @@ class TorchWorker:
                 pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
                 return self.logits(self.dropout(pooled)).float()
 
-        self.model = Classifier().to(self.device).train()
+        classifier = Classifier().to(self.device).train()
         decay, no_decay = [], []
-        for name, parameter in self.model.named_parameters():
-            is_excluded = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+        for path, parameter in classifier.named_parameters():
+            is_excluded = path.endswith("bias") or "LayerNorm" in path or "layer_norm" in path
             (no_decay if is_excluded else decay).append(parameter)
-        self.optimizer = torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": WEIGHT_DECAY},
                 {"params": no_decay, "weight_decay": 0.0},
@@ -270,8 +289,18 @@ class TorchWorker:
             eps=1e-6,
             fused=self.on_gpu or None,  # one kernel per update on GPU; the default on CPU
         )
-        self.loss = torch.nn.BCEWithLogitsLoss()
-        return {"parameters": sum(p.numel() for p in self.model.parameters())}
+        self.models[name] = {"model": classifier, "optimizer": optimizer, "compiled": None}
+        return {"parameters": sum(p.numel() for p in classifier.parameters())}
+
+    def forward_of(self, name: str, compiled: bool) -> Any:
+        """The model's forward, or its `torch.compile`d version (compiled on first use;
+        backward through AOTAutograd, dynamic shapes after the second padded length)."""
+        entry = self.models[name]
+        if not compiled:
+            return entry["model"]
+        if entry["compiled"] is None:
+            entry["compiled"] = self.torch.compile(entry["model"])
+        return entry["compiled"]
 
     def load(self, name: str, path: str, padding: str, max_length: int) -> dict[str, Any]:
         """A batch stream over the rows in `path`: shuffled per epoch, last batch kept."""
@@ -298,28 +327,40 @@ class TorchWorker:
     def to_device(self, arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
         return tuple(self.torch.from_numpy(x).to(self.device) for x in arrays)
 
-    def step(self, batch: tuple[Any, ...], bfloat16: bool) -> Any:
+    def step(self, batch: tuple[Any, ...], bfloat16: bool, name: str, compiled: bool) -> Any:
         """One training step; the loss stays on the device (reading it would wait for it)."""
         torch = self.torch
         ids, segments, mask, labels = batch
+        forward, entry = self.forward_of(name, compiled), self.models[name]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bfloat16):
-            logits = self.model(ids, segments, mask)
+            logits = forward(ids, segments, mask)
         loss = self.loss(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
+        entry["optimizer"].zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIPNORM)
-        self.optimizer.step()
+        torch.nn.utils.clip_grad_norm_(entry["model"].parameters(), CLIPNORM)
+        entry["optimizer"].step()
         return loss.detach()
 
-    def run(self, stream: str, precision: str, steps: int) -> dict[str, Any]:
-        """Time `steps` steps (batch padding included, as a DataLoader collate does it)."""
+    def run(
+        self, stream: str, precision: str, steps: int, model: str = "model", compiled: bool = False
+    ) -> dict[str, Any]:
+        """Time `steps` steps (batch padding included, as a DataLoader collate does it); an
+        `error` instead where the step fails (`torch.compile` without a working compiler)."""
+        try:
+            return self.timed_steps(stream, precision, steps, model, compiled)
+        except Exception as error:  # reported in the table; the other rows still run
+            return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
+
+    def timed_steps(
+        self, stream: str, precision: str, steps: int, model: str, compiled: bool
+    ) -> dict[str, Any]:
         source = self.streams[stream]
         bfloat16 = precision == "bfloat16"
         shapes, tokens = [], 0
         started = time.perf_counter()
         for _ in range(steps):
             arrays = self.next_batch(source)
-            self.step(self.to_device(arrays), bfloat16)
+            self.step(self.to_device(arrays), bfloat16, model, compiled)
             # Counted on the host: reading a GPU tensor would wait for the GPU every step.
             shapes.append(list(arrays[0].shape))
             tokens += int(arrays[2].sum())
@@ -618,7 +659,12 @@ class XtuneRun:
         padding: str,
         length: int,
         jit_compile: str | bool = "auto",
+        optimizer: dict | None = None,
+        encoder: Any = None,
+        num_labels: int = NUM_LABELS,
     ):
+        """`optimizer`: settings added to the AdamW's (e.g. `lazy_embeddings`); `encoder`: a
+        loaded encoder to use instead of loading `encoder_spec` (a trimmed one)."""
         import tensorflow as tf
 
         from xtune.config import parse_run_config
@@ -638,6 +684,7 @@ class XtuneRun:
                     "learning_rate": LEARNING_RATE,
                     "weight_decay": WEIGHT_DECAY,
                     "clipnorm": CLIPNORM,
+                    **(optimizer or {}),
                 },
                 "training": {
                     "batch_size": BATCH_SIZE,
@@ -651,8 +698,8 @@ class XtuneRun:
             import keras
 
             keras.utils.set_random_seed(SEED)
-            self.encoder = load_encoder(config.encoder)
-            self.model = compiled_task_model(config, self.encoder)
+            self.encoder = encoder if encoder is not None else load_encoder(config.encoder)
+            self.model = compiled_task_model(config, self.encoder, num_labels)
 
         def stream() -> Any:
             # A new dataset object each time: the same seed then gives the same batches.
@@ -752,10 +799,11 @@ def tokenized(texts: list[str], labels: np.ndarray, vocabulary: list[str], lengt
 
 
 def save_split(split: Any, path: Path) -> str:
+    segments = split.segment_ids  # None for encoders without segment ids: zeros for BertModel
     np.savez(
         path,
         token_ids=split.token_ids,
-        segment_ids=split.segment_ids,
+        segment_ids=np.zeros_like(split.token_ids, np.int8) if segments is None else segments,
         row_splits=split.row_splits,
         labels=split.labels,
     )
@@ -795,37 +843,47 @@ class Config:
     xtune: XtuneRun | None = None
     torch_stream: str | None = None
     warmup_steps: int = 2
+    torch_model: str = "model"  # which of the worker's models
+    compiled: bool = False  # its torch.compile'd forward
+
+
+def torch_run(torch: TorchClient, config: Config, steps: int) -> dict[str, Any]:
+    return torch.call(
+        "run",
+        stream=config.torch_stream,
+        precision=config.measurement.precision,
+        steps=steps,
+        model=config.torch_model,
+        compiled=config.compiled,
+    )
 
 
 def interleave(
     configs: list[Config], torch: TorchClient | None, repeats: int, steps: int, shape: Shape
-) -> None:
-    """Warm every configuration up, then time `--steps` steps of each, repeat by repeat."""
+) -> list[Config]:
+    """Warm every configuration up, then time `--steps` steps of each, repeat by repeat; the
+    configurations that ran (a PyTorch one whose warm-up failed is reported and dropped)."""
+    running = []
     for config in configs:
         measurement = config.measurement
         if config.xtune is not None:
             measurement.warmup_seconds = config.xtune.warm_up(config.warmup_steps)
         else:
-            reply = torch.call(
-                "run",
-                stream=config.torch_stream,
-                precision=measurement.precision,
-                steps=config.warmup_steps,
-            )
+            reply = torch_run(torch, config, config.warmup_steps)
+            if "error" in reply:
+                print(f"  {measurement.label}: left out, {reply['error']}", flush=True)
+                continue
             measurement.warmup_seconds = reply["seconds"]
+        running.append(config)
     for _ in range(repeats):
-        for config in configs:
+        for config in running:
             if config.xtune is not None:
                 seconds, shapes, tokens = config.xtune.run(steps)
             else:
-                reply = torch.call(
-                    "run",
-                    stream=config.torch_stream,
-                    precision=config.measurement.precision,
-                    steps=steps,
-                )
+                reply = torch_run(torch, config, steps)
                 seconds, shapes, tokens = reply["seconds"], reply["shapes"], reply["tokens"]
             config.measurement.add(seconds, shapes, tokens, shape)
+    return running
 
 
 def print_table(measurements: list[Measurement], peak: Peak, with_padding: bool) -> None:
@@ -899,12 +957,56 @@ def measure(
     shape: Shape,
     with_padding: bool,
 ) -> list[Measurement]:
-    """Time `configs` interleaved, re-measure the peak, print the table; the measurements."""
-    interleave(configs, torch, repeats, steps, shape)
+    """Time `configs` interleaved, re-measure the peak, print the table; the measurements of
+    the configurations that ran."""
+    running = interleave(configs, torch, repeats, steps, shape)
     peak.measure()
-    measurements = [c.measurement for c in configs]
+    measurements = [c.measurement for c in running]
     print_table(measurements, peak, with_padding=with_padding)
     return measurements
+
+
+def torch_configs(
+    stream: str, paddings: str, args: Any, warmup_steps: int, model: str = "model", tag: str = ""
+) -> list[Config]:
+    """PyTorch's rows for one stream: float32 and bfloat16 autocast, each also through
+    `torch.compile` (unless --no-torch-compile), so its best configuration on this machine is
+    the one xtune is compared with."""
+    configs = []
+    for compiled in (False, True) if args.torch_compile else (False,):
+        for precision in ("float32", "bfloat16"):
+            label = f"torch {'compiled ' if compiled else ''}{precision}{tag} {paddings}".strip()
+            # A compiled model compiles again at the second padded length (dynamic shapes).
+            steps = max(warmup_steps, 4) if compiled else warmup_steps
+            configs.append(
+                Config(
+                    Measurement(label, precision),
+                    torch_stream=stream,
+                    warmup_steps=steps,
+                    torch_model=model,
+                    compiled=compiled,
+                )
+            )
+    return configs
+
+
+def best_of(measurements: list[Measurement], side: str) -> Measurement | None:
+    """The fastest configuration (best repeat) of one side ("xtune" or "torch")."""
+    mine = [m for m in measurements if m.label.startswith(side)]
+    return max(mine, key=lambda m: m.best) if mine else None
+
+
+def print_ratios(measurements: list[Measurement], target: float) -> None:
+    """xtune's best against PyTorch's best, and per precision, best against best."""
+    xtune_best, torch_best = best_of(measurements, "xtune"), best_of(measurements, "torch")
+    if torch_best is None:
+        return
+    print(ratio_line("xtune best / torch best", xtune_best, torch_best, target))
+    for precision in ("float32", "bfloat16"):
+        mine = [m for m in measurements if precision in m.precision]
+        xtune_side, torch_side = best_of(mine, "xtune"), best_of(mine, "torch")
+        if xtune_side is not None and torch_side is not None:
+            print(f"  {precision}: xtune / torch = {xtune_side.best / torch_side.best:.2f}x")
 
 
 def fixed_shape_section(
@@ -917,31 +1019,30 @@ def fixed_shape_section(
     steps: int,
     warmup_steps: int,
     scratch: Path,
+    lazy: bool = False,
 ) -> None:
     rows = BATCH_SIZE * max(steps, 4)
     split = tokenized(full_length_texts(vocabulary, rows), random_labels(rows), vocabulary, 128)
     assert int(split.lengths.min()) == FIXED_LENGTH, "texts must fill every row"
     configs = []
     for precision in ("float32", "mixed_bfloat16"):
-        run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH)
-        label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}"
-        configs.append(Config(Measurement(label, precision), xtune=run, warmup_steps=warmup_steps))
+        for lazy_rows in (False, True) if lazy else (False,):
+            optimizer = {"lazy_embeddings": True} if lazy_rows else None
+            run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH, "auto", optimizer)
+            label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}"
+            label += " lazy" if lazy_rows else ""
+            measurement = Measurement(label, precision)
+            configs.append(Config(measurement, xtune=run, warmup_steps=warmup_steps))
     backbone = configs[0].xtune.backbone_config()
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
     torch_parameters = ""
     if torch is not None:
+        torch.call("clear")
         parameters = torch.call("build", model=backbone)["parameters"]
         torch_parameters = f" (torch {parameters / 1e6:.1f}M)"
         path = save_split(split, scratch / f"{name}_fixed.npz")
         torch.call("load", name=f"{name}_fixed", path=path, padding="fixed", max_length=128)
-        for precision in ("float32", "bfloat16"):
-            configs.append(
-                Config(
-                    Measurement(f"torch {precision}", precision),
-                    torch_stream=f"{name}_fixed",
-                    warmup_steps=warmup_steps,
-                )
-            )
+        configs += torch_configs(f"{name}_fixed", "", args, warmup_steps)
     from xtune.model import count_parameters
 
     xtune_parameters = count_parameters(configs[0].xtune.model)["trainable"]
@@ -952,12 +1053,7 @@ def fixed_shape_section(
         flush=True,
     )
     measurements = measure(configs, torch, peak, args.repeats, steps, shape, with_padding=False)
-    xtune_best = max(measurements[:2], key=lambda m: m.best)
-    if torch is not None:
-        torch_best = max(measurements[2:], key=lambda m: m.best)
-        print(ratio_line("xtune best / torch best", xtune_best, torch_best, 1.0))
-        same_precision = measurements[1].best / measurements[3].best
-        print(f"  xtune bfloat16 / torch bfloat16 = {same_precision:.2f}x")
+    print_ratios(measurements, 1.2)
     print(f"  load after: {load_average()}", flush=True)
     free_runs(configs)
 
@@ -981,20 +1077,26 @@ def real_data_section(
     precision = resolve_precision("auto")
     label_precision = "bfloat16" if "bfloat16" in precision else precision
     configs = []
-    for padding in ("fixed", "dynamic", "bucket"):
-        run = XtuneRun({"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH)
-        measurement = Measurement(f"xtune {label_precision} {padding}", precision)
+    rows = (("fixed", False), ("dynamic", False), ("bucket", False), ("bucket", True))
+    for padding, lazy in rows:
+        optimizer = {"lazy_embeddings": True} if lazy else None
+        run = XtuneRun(
+            {"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH, "auto", optimizer
+        )
+        label = f"xtune {label_precision} {padding}{' lazy' if lazy else ''}"
+        measurement = Measurement(label, precision)
         measurement.pad_fraction_epoch = epoch_pad_fraction(split, padding, REAL_DATA_LENGTH)
         configs.append(Config(measurement, xtune=run, warmup_steps=4))
     backbone = configs[0].xtune.backbone_config()
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
     if torch is not None:
+        torch.call("clear")
         torch.call("build", model=backbone)
         path = save_split(split, scratch / "goemotions.npz")
         torch.call("load", name="goemotions", path=path, padding="dynamic", max_length=64)
-        measurement = Measurement("torch bfloat16 dynamic", "bfloat16")
-        measurement.pad_fraction_epoch = torch_pad_fraction(split)
-        configs.append(Config(measurement, torch_stream="goemotions", warmup_steps=4))
+        for config in torch_configs("goemotions", "dynamic", args, 4):
+            config.measurement.pad_fraction_epoch = torch_pad_fraction(split)
+            configs.append(config)
     print(
         f"\n== real data: GoEmotions, first {len(split)} train rows (mean "
         f"{split.lengths.mean():.1f} tokens, max {split.lengths.max()}), minilm-l6, "
@@ -1003,11 +1105,83 @@ def real_data_section(
         flush=True,
     )
     measurements = measure(configs, torch, peak, args.repeats, steps, shape, with_padding=True)
-    xtune_best = max(measurements[:3], key=lambda m: m.best)
-    if torch is not None:
-        print(ratio_line("xtune best / torch best recipe", xtune_best, measurements[3], 2.0))
+    print_ratios(measurements, 2.0)
     print(ratio_line("xtune bucket / xtune fixed", measurements[2], measurements[0], 3.0))
-    print(fixed_cost_line(measurements[:3], steps))
+    print(fixed_cost_line(measurements[:3], steps))  # step_constant.py: per update mode
+    print(f"  load after: {load_average()}", flush=True)
+    free_runs(configs)
+
+
+def random_id_split(vocabulary_size: int, rows: int, length: int) -> Any:
+    """`rows` rows of `length` random ids (no segment ids, as XLM-R's packing has none)."""
+    from xtune.data.pipeline import TokenizedSplit
+
+    rng = np.random.default_rng(SEED)
+    token_ids = rng.integers(4, vocabulary_size, rows * length).astype(np.int32)
+    row_splits = np.arange(0, rows * length + 1, length, dtype=np.int64)
+    return TokenizedSplit(token_ids, None, row_splits, random_labels(rows))
+
+
+def e5_encoders(precision: str, pieces: int) -> tuple[Any, Any]:
+    """multilingual-e5-small built under `precision`'s policy: full, and trimmed to `pieces`
+    random rows (what `data.trim_vocabulary` keeps of a corpus)."""
+    from xtune.encoders import load_encoder
+    from xtune.encoders.trimmed_vocabulary import trim_encoder
+
+    with global_policy(precision):
+        full = load_encoder({"name": "multilingual-e5-small"})
+        rng = np.random.default_rng(SEED)
+        kept = rng.choice(full.tokenizer.vocabulary_size, pieces, replace=False)
+        return full, trim_encoder(full, kept)
+
+
+def e5_section(torch: TorchClient | None, peak: Peak, args: Any, scratch: Path) -> None:
+    """multilingual-e5-small (BERT with XLM-R's 250,037-piece vocabulary) against the same
+    architecture in transformers (random weights), full and trimmed vocabulary."""
+    rows, length, spec = BATCH_SIZE * 4, E5_LENGTH, {"name": "multilingual-e5-small"}
+    configs, backbones = [], {}
+    for precision in ("float32", "mixed_bfloat16"):
+        full, trimmed = e5_encoders(precision, args.e5_pieces)
+        for vocabulary, encoder in (("full", full), ("trimmed", trimmed)):
+            split = random_id_split(encoder.tokenizer.vocabulary_size, rows, length)
+            backbones[vocabulary] = (encoder.backbone.get_config(), split)
+            for lazy in (False, True) if vocabulary == "full" else (False,):
+                optimizer = {"lazy_embeddings": True} if lazy else None
+                run = XtuneRun(spec, precision, split, "fixed", length, "auto", optimizer, encoder)
+                name = "bfloat16" if precision != "float32" else "float32"
+                label = f"xtune {name} {vocabulary}{' lazy' if lazy else ''}"
+                configs.append(Config(Measurement(label, precision), xtune=run, warmup_steps=1))
+    backbone = backbones["full"][0]
+    shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
+    if torch is not None:
+        torch.call("clear")
+        for vocabulary, (config, split) in backbones.items():
+            torch.call("build", model=config, name=vocabulary)
+            path = save_split(split, scratch / f"e5_{vocabulary}.npz")
+            stream = f"e5_{vocabulary}"
+            torch.call("load", name=stream, path=path, padding="fixed", max_length=length)
+            for precision in ("float32", "bfloat16"):
+                configs.append(
+                    Config(
+                        Measurement(f"torch {precision} {vocabulary}", precision),
+                        torch_stream=stream,
+                        warmup_steps=1,
+                        torch_model=vocabulary,
+                    )
+                )
+    print(
+        f"\n== multilingual-e5-small: {backbone['vocabulary_size']:,} or {args.e5_pieces:,} "
+        f"pieces, length {length}, batch {BATCH_SIZE}, {args.e5_steps} steps x {args.repeats} "
+        f"repeats ==  load {load_average()}",
+        flush=True,
+    )
+    measurements = measure(configs, torch, peak, args.repeats, args.e5_steps, shape, False)
+    print_ratios(measurements, 1.2)
+    for vocabulary in ("full", "trimmed"):
+        mine = [m for m in measurements if f" {vocabulary}" in m.label]
+        xtune_side, torch_side = best_of(mine, "xtune"), best_of(mine, "torch")
+        if xtune_side is not None and torch_side is not None:
+            print(ratio_line(f"{vocabulary} vocabulary", xtune_side, torch_side, 1.2))
     print(f"  load after: {load_average()}", flush=True)
     free_runs(configs)
 
@@ -1035,15 +1209,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bert-base-steps", type=int, default=1, help="steps per window")
     parser.add_argument("--real-steps", type=int, default=20, help="steps per window")
     parser.add_argument("--rows", type=int, default=8192, help="GoEmotions rows in the slice")
+    parser.add_argument("--e5-steps", type=int, default=2, help="steps per window (e5)")
+    parser.add_argument("--e5-pieces", type=int, default=6000, help="trimmed e5 vocabulary")
     parser.add_argument(
-        "--sections", nargs="+", default=["minilm", "bert-base", "real"], help="which to run"
+        "--no-torch-compile",
+        dest="torch_compile",
+        action="store_false",
+        help="leave out PyTorch's torch.compile rows (each compiles for minutes on a CPU)",
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["minilm", "bert-base", "real", "e5"],
+        help="which to run",
     )
     parser.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats = min(args.repeats, 2)
         args.steps, args.real_steps, args.rows = 4, 10, 2048
-        args.sections = [s for s in args.sections if s != "bert-base"]
+        args.sections = [s for s in args.sections if s not in ("bert-base", "e5")]
     return args
 
 
@@ -1116,6 +1301,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.steps,
                     2,
                     scratch,
+                    lazy=True,
                 )
             if "bert-base" in args.sections:
                 vocabulary_path = bert_base_vocabulary(Path(args.data_root), scratch)
@@ -1133,6 +1319,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if "real" in args.sections:
                 real_data_section(minilm_vocabulary, torch, peak, args, args.real_steps, scratch)
+            if "e5" in args.sections:
+                e5_section(torch, peak, args, scratch)
         finally:
             if torch is not None:
                 torch.close()
