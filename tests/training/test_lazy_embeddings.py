@@ -19,7 +19,7 @@ from tests.training.test_optimizers import DECAY, LR, build
 from xtune.config import parse_run_config
 from xtune.model import adapter_of
 from xtune.registry import ConfigError
-from xtune.training.optimizers import dense_for_clipping
+from xtune.training.optimizers import gradients_for_clipping
 
 WEIGHT_DECAY, BETA_1, BETA_2, EPSILON = 0.1, 0.9, 0.999, 1e-6
 
@@ -82,7 +82,7 @@ def test_clipping_keeps_lazy_slices_sparse_with_each_row_once():
     embeddings = adapter_of(model).word_embeddings
     optimizer = build(model, lazy_embeddings=True, clipnorm=1.0)
     repeated = tf.IndexedSlices(tf.ones((3, 2)), tf.constant([4, 0, 4]), tf.constant([6, 2]))
-    (prepared,) = dense_for_clipping(optimizer, [repeated], [embeddings])
+    (prepared,) = gradients_for_clipping(optimizer, [repeated], [embeddings])
     assert isinstance(prepared, tf.IndexedSlices)
     assert sorted(prepared.indices.numpy().tolist()) == [0, 4]
     # the norm Keras' clipping then sums row by row: sqrt(2*2^2 + 2*1^2), as the dense one

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tests.training.conftest import NUM_LAYERS, bce, snapshot, tiny_batch, tiny_classifier
 from xtune.training.layerwise import group_names, parameter_groups
-from xtune.training.optimizers import OPTIMIZERS, dense_for_clipping
+from xtune.training.optimizers import OPTIMIZERS, gradients_for_clipping
 from xtune.training.schedules import SCHEDULES
 
 LR, DECAY, HEAD_LR = 1e-3, 0.5, 1e-2
@@ -107,11 +107,11 @@ def test_global_clipnorm_uses_the_dense_embedding_gradient():
     optimizer = build(model, clipnorm=1.0)
     # Rows 0 and 0 again: the dense gradient is 2 * ones in row 0, norm 2 * sqrt(3).
     repeated = tf.IndexedSlices(tf.ones((2, 3)), tf.constant([0, 0]), tf.constant([4, 3]))
-    (dense,) = dense_for_clipping(optimizer, [repeated])
+    (dense,) = gradients_for_clipping(optimizer, [repeated])
     # what Keras' global-norm clipping then sees: 3.46, not the rows' 2.45
     assert float(tf.norm(dense)) == pytest.approx(2 * 3**0.5, rel=1e-6)
     unclipped = build(model, clipnorm=None)
-    assert dense_for_clipping(unclipped, [repeated])[0] is repeated
+    assert gradients_for_clipping(unclipped, [repeated])[0] is repeated
 
 
 def test_optimizer_trains_through_fit_and_round_trips_its_config():

@@ -311,7 +311,7 @@ def clips_global_norm(optimizer: Any) -> bool:
     return bool(getattr(optimizer, "global_clipnorm", None))
 
 
-def dense_for_clipping(
+def gradients_for_clipping(
     optimizer: Any, gradients: list[Any], variables: list[Any] | None = None
 ) -> list[Any]:
     """With global-norm clipping, `IndexedSlices` gradients made dense first: Keras sums the

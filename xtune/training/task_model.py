@@ -36,7 +36,7 @@ from xtune.training.distribution import (
     weighted_loss,
 )
 from xtune.training.ema import base_optimizer
-from xtune.training.optimizers import clips_global_norm, dense_for_clipping
+from xtune.training.optimizers import clips_global_norm, gradients_for_clipping
 from xtune.training.pcgrad import pcgrad
 
 
@@ -200,13 +200,13 @@ class TaskModel(keras.Model):
         if present:  # none: nothing of this task trains now (a frozen bi-encoder's cosine)
             trained = [v for _, v in present]
             optimizer = base_optimizer(self.optimizer)
-            dense = dense_for_clipping(optimizer, [g for g, _ in present], trained)
+            prepared = gradients_for_clipping(optimizer, [g for g, _ in present], trained)
             if self.plan.xla_update and not tf.distribute.has_strategy():
                 # Variables are captured, not passed: a tf.function cannot trace Keras ones.
                 update = tf.function(lambda g: self.optimizer.apply(g, trained), jit_compile=True)
-                update(dense)
+                update(prepared)
             else:
-                self.optimizer.apply(dense, trained)
+                self.optimizer.apply(prepared, trained)
 
     def per_task(
         self, index: int, loss: tf.Tensor, adversarial: tf.Tensor, batches: Any
