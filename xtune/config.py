@@ -51,6 +51,7 @@ from xtune.config_schema import (
     TrackingConfig,
     TrainingConfig,
     mirroring_blocker,
+    uses_lazy_embeddings,
 )
 from xtune.encoders.positions import max_positions, num_layers
 from xtune.metric_directions import METRIC_DIRECTIONS
@@ -744,7 +745,7 @@ def check_distribution(config: RunConfig, source: str) -> None:
 def check_lazy_embeddings(config: RunConfig, source: str) -> None:
     """`optimizer.lazy_embeddings` updates a different set of rows each step: not inside an
     XLA-compiled step or update (static shapes); not mirrored (`mirroring_blocker`)."""
-    if not config.optimizer.to_dict().get("lazy_embeddings"):
+    if not uses_lazy_embeddings(config):
         return
     jit = config.training.jit_compile
     if jit is True or jit == "optimizer":

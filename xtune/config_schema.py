@@ -453,6 +453,11 @@ def mirroring_blocker(config: RunConfig) -> str | None:
             f"tasks.{frozen[0]}.frozen_epochs gives a stage two step kinds (head only and "
             "full), which cannot be mirrored"
         )
-    if config.optimizer.to_dict().get("lazy_embeddings"):
+    if uses_lazy_embeddings(config):
         return "optimizer.lazy_embeddings (rows touched by one replica's tokens) is not mirrored"
     return None
+
+
+def uses_lazy_embeddings(config: RunConfig) -> bool:
+    """Whether the optimizer updates the word embedding lazily (`optimizer.lazy_embeddings`)."""
+    return bool(config.optimizer.to_dict().get("lazy_embeddings"))

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from xtune import faults
-from xtune.config_schema import RunConfig
+from xtune.config_schema import RunConfig, uses_lazy_embeddings
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.prompt_injection import tune_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
@@ -598,8 +598,8 @@ def compile_stage(config: RunConfig, run: Run, stage: Stage) -> None:
     schedule = SCHEDULES.build(config.schedule.to_dict())
     stage_steps = run.schedule.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
     optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
-    lazy = bool(config.optimizer.to_dict().get("lazy_embeddings"))
-    model.compile(optimizer=optimizer, jit_compile=resolve_jit(config.training.jit_compile, lazy))
+    jit = resolve_jit(config.training.jit_compile, uses_lazy_embeddings(config))
+    model.compile(optimizer=optimizer, jit_compile=jit)
     # Built before the first step, or the train function is traced twice (the step would
     # create the optimizer's variables).
     model.optimizer.build(model.trainable_variables)
