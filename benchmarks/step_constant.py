@@ -33,6 +33,8 @@ MODES = {
     "auto": ("auto", None),
     "optimizer": ("optimizer", None),
     "lazy": ("auto", {"lazy_embeddings": True}),
+    "fused": ("auto", {"fused_update": True}),
+    "lazy_fused": ("auto", {"lazy_embeddings": True, "fused_update": True}),
     "step": (True, None),
 }
 

@@ -11,16 +11,18 @@ shared machine hits every configuration alike):
    after every section, the best kept and printed at the end.
 2. Fixed shapes: MiniLM-L6 and a BERT-base-shaped random encoder (12 layers, hidden 768,
    12 heads, intermediate 3072, Chinese vocabulary of 21128), every row 128 tokens, batch 32,
-   float32 and bfloat16 (MiniLM also with `optimizer.lazy_embeddings`), xtune against
-   PyTorch. Target: xtune's best >= 1.2x PyTorch's best.
+   float32 and bfloat16 (MiniLM also with each optimizer variant of `UPDATES`: TensorFlow's
+   fused Adam kernel, and lazy embedding updates with it), xtune against PyTorch. Target:
+   xtune's best >= 1.2x PyTorch's best.
 3. Real data: a GoEmotions slice (`--data-root`/goemotions/train.tsv), MiniLM, max length 64,
-   xtune with fixed padding, per-batch dynamic padding, length bucketing and bucketing with
-   lazy embedding updates, against PyTorch with per-batch dynamic padding in float32 and
-   bfloat16 autocast, eager and `torch.compile`d, on the same rows. Target: xtune's best
-   >= 2.0x PyTorch's best; the fitted per-step constant of each side is printed.
+   xtune with fixed padding, per-batch dynamic padding, length bucketing, bucketing with the
+   fused Adam kernel and with lazy embedding updates too, against PyTorch with per-batch
+   dynamic padding in float32 and bfloat16 autocast, eager and `torch.compile`d, on the same
+   rows. Target: xtune's best >= 2.0x PyTorch's best; the fitted per-step constant of each
+   side is printed.
 4. multilingual-e5-small (BERT with XLM-R's 250,037-piece vocabulary; xtune's real weights,
    PyTorch's `BertModel` of the same configuration with random weights), length 64, batch
-   32, float32 and bfloat16, the full vocabulary (xtune also with lazy embedding updates)
+   32, float32 and bfloat16, the full vocabulary (xtune also with the `UPDATES` variants)
    and one trimmed to `--e5-pieces` rows, as `data.trim_vocabulary` does.
 
 PyTorch's side of every section runs float32 and bfloat16 autocast, and (sections 2 and 3;
@@ -92,6 +94,14 @@ BATCH_SIZE = 32
 FIXED_LENGTH = 128
 REAL_DATA_LENGTH = 64
 E5_LENGTH = 64
+# The optimizer variants of xtune's rows: label suffix -> settings added to the AdamW's
+# (`optimizer.fused_update`: TensorFlow's fused Adam kernel; `optimizer.lazy_embeddings`:
+# only the batch's word-embedding rows move).
+UPDATES: dict[str, dict | None] = {
+    "": None,
+    " fused": {"fused_update": True},
+    " lazy fused": {"lazy_embeddings": True, "fused_update": True},
+}
 LEARNING_RATE = 5e-5
 WEIGHT_DECAY = 0.01
 CLIPNORM = 1.0
@@ -1019,18 +1029,17 @@ def fixed_shape_section(
     steps: int,
     warmup_steps: int,
     scratch: Path,
-    lazy: bool = False,
+    updates: bool = False,
 ) -> None:
+    """`updates`: xtune rows for each of `UPDATES`, not only Keras' AdamW."""
     rows = BATCH_SIZE * max(steps, 4)
     split = tokenized(full_length_texts(vocabulary, rows), random_labels(rows), vocabulary, 128)
     assert int(split.lengths.min()) == FIXED_LENGTH, "texts must fill every row"
     configs = []
     for precision in ("float32", "mixed_bfloat16"):
-        for lazy_rows in (False, True) if lazy else (False,):
-            optimizer = {"lazy_embeddings": True} if lazy_rows else None
+        for update, optimizer in UPDATES.items() if updates else [("", None)]:
             run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH, "auto", optimizer)
-            label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}"
-            label += " lazy" if lazy_rows else ""
+            label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}{update}"
             measurement = Measurement(label, precision)
             configs.append(Config(measurement, xtune=run, warmup_steps=warmup_steps))
     backbone = configs[0].xtune.backbone_config()
@@ -1077,13 +1086,14 @@ def real_data_section(
     precision = resolve_precision("auto")
     label_precision = "bfloat16" if "bfloat16" in precision else precision
     configs = []
-    rows = (("fixed", False), ("dynamic", False), ("bucket", False), ("bucket", True))
-    for padding, lazy in rows:
-        optimizer = {"lazy_embeddings": True} if lazy else None
+    rows = [("fixed", ""), ("dynamic", ""), ("bucket", ""), ("bucket", " fused")]
+    rows += [("bucket", " lazy fused")]
+    for padding, update in rows:
+        optimizer = UPDATES[update]
         run = XtuneRun(
             {"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH, "auto", optimizer
         )
-        label = f"xtune {label_precision} {padding}{' lazy' if lazy else ''}"
+        label = f"xtune {label_precision} {padding}{update}"
         measurement = Measurement(label, precision)
         measurement.pad_fraction_epoch = epoch_pad_fraction(split, padding, REAL_DATA_LENGTH)
         configs.append(Config(measurement, xtune=run, warmup_steps=4))
@@ -1145,11 +1155,11 @@ def e5_section(torch: TorchClient | None, peak: Peak, args: Any, scratch: Path) 
         for vocabulary, encoder in (("full", full), ("trimmed", trimmed)):
             split = random_id_split(encoder.tokenizer.vocabulary_size, rows, length)
             backbones[vocabulary] = (encoder.backbone.get_config(), split)
-            for lazy in (False, True) if vocabulary == "full" else (False,):
-                optimizer = {"lazy_embeddings": True} if lazy else None
+            updates = UPDATES if vocabulary == "full" else {"": None, " fused": UPDATES[" fused"]}
+            for update, optimizer in updates.items():
                 run = XtuneRun(spec, precision, split, "fixed", length, "auto", optimizer, encoder)
                 name = "bfloat16" if precision != "float32" else "float32"
-                label = f"xtune {name} {vocabulary}{' lazy' if lazy else ''}"
+                label = f"xtune {name} {vocabulary}{update}"
                 configs.append(Config(Measurement(label, precision), xtune=run, warmup_steps=1))
     backbone = backbones["full"][0]
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
@@ -1301,7 +1311,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.steps,
                     2,
                     scratch,
-                    lazy=True,
+                    updates=True,
                 )
             if "bert-base" in args.sections:
                 vocabulary_path = bert_base_vocabulary(Path(args.data_root), scratch)

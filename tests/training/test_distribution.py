@@ -107,8 +107,9 @@ def test_mirrored_refuses_a_loss_of_row_pairs(tmp_path):
 
 
 def test_two_replicas_train_the_weights_of_one(tmp_path):
-    """(a) AdamW, (b) layer-wise rates with FGM and clipping, (c) two tasks by PCGrad:
-    the same global batch on two mirrored CPU replicas and on one device."""
+    """(a) AdamW (TensorFlow's fused Adam kernel), (b) layer-wise rates with FGM and clipping,
+    (c) two tasks by PCGrad: the same global batch on two mirrored CPU replicas and on one
+    device."""
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "TF_CPP_MIN_LOG_LEVEL": "2"}
     script = REPOSITORY / "tests" / "training" / "mirrored_runs.py"
     finished = subprocess.run(

@@ -55,6 +55,7 @@ def check_adamw(
     ema_momentum: float = 0.99,
     gradient_accumulation_steps: int | None = None,
     lazy_embeddings: bool = False,
+    fused_update: bool = False,
 ) -> None:
     check_adam_arguments(
         learning_rate,
@@ -82,6 +83,7 @@ def check_adam(
     ema_momentum: float = 0.99,
     gradient_accumulation_steps: int | None = None,
     lazy_embeddings: bool = False,
+    fused_update: bool = False,
 ) -> None:
     check_adam_arguments(
         learning_rate,

@@ -12,6 +12,11 @@ gradient accumulation and EMA would each work per group instead of over the whol
 moments and weight decay; an absent token's row, moments and decay wait until it appears. That
 is a different optimizer (a rare token's moments do not decay while it is absent), in exchange
 for not touching the whole vocabulary's rows every step (see benchmarks/README.md).
+
+`fused_update` (off by default) runs each variable's Adam step as TensorFlow's fused kernel
+(`ResourceApplyAdam`: one multi-threaded pass over gradient, moments and weights) instead of
+Keras' chain of element-wise ops. Same formula; the kernel forms `1 - beta` in float32 where
+Keras forms it in float64, so the weights differ from Keras' in the last bit or two.
 """
 
 from __future__ import annotations
@@ -174,6 +179,71 @@ def unique_slices(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
     return indices, values
 
 
+class FusedAdam(keras.optimizers.Optimizer):
+    """Keras' Adam with the step of TensorFlow's fused kernel `ResourceApplyAdam`: one pass
+    per variable, each element read and written once, on every core; the update Keras writes
+    as ~10 element-wise ops. Differs from `keras.optimizers.Adam` in the rounding of
+    `1 - beta_1` and `1 - beta_2` (float32 here, float64 there); tests bound the difference."""
+
+    def __init__(
+        self,
+        learning_rate: Any = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.fused_moments: dict[int, tuple[Any, Any]] = {}
+
+    def build(self, var_list: list[Any]) -> None:
+        if self.built:
+            return
+        super().build(var_list)
+        momentums, velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
+        strategy = tf.distribute.get_strategy()
+        for variable, momentum, velocity in zip(var_list, momentums, velocities, strict=True):
+            # As in `StepScaling.build`: under a strategy, each replica's copy; the moments'
+            # `handle` is then that replica's own (inside the strategy's update call).
+            copies = strategy.experimental_local_results(variable.value)
+            for form in (variable, variable.value, *copies):
+                self.fused_moments[id(form)] = (momentum, velocity)
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        momentum, velocity = self.fused_moments[id(variable)]
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=backend_variable(variable).handle,
+            m=backend_variable(momentum).handle,
+            v=backend_variable(velocity).handle,
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(tf.convert_to_tensor(gradient), dtype),
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
+
+
+def backend_variable(variable: Any) -> Any:
+    """The `tf.Variable` behind a Keras variable (`update_step` gets either)."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 @keras.saving.register_keras_serializable(package="xtune")
 class ScaledAdamW(StepScaling, keras.optimizers.Adam):
     """AdamW with per-variable learning-rate multipliers (see `StepScaling`)."""
@@ -182,6 +252,16 @@ class ScaledAdamW(StepScaling, keras.optimizers.Adam):
 @keras.saving.register_keras_serializable(package="xtune")
 class ScaledAdam(StepScaling, keras.optimizers.Adam):
     """Adam with per-variable learning-rate multipliers (see `StepScaling`)."""
+
+
+@keras.saving.register_keras_serializable(package="xtune")
+class ScaledFusedAdamW(StepScaling, FusedAdam):
+    """`ScaledAdamW` with the fused kernel's step (`optimizer.fused_update`)."""
+
+
+@keras.saving.register_keras_serializable(package="xtune")
+class ScaledFusedAdam(StepScaling, FusedAdam):
+    """`ScaledAdam` with the fused kernel's step (`optimizer.fused_update`)."""
 
 
 def shared_arguments(
@@ -233,6 +313,7 @@ def adamw(
     ema_momentum: float = 0.99,
     gradient_accumulation_steps: int | None = None,
     lazy_embeddings: bool = False,
+    fused_update: bool = False,
 ) -> OptimizerFactory:
     """AdamW; no weight decay on biases and LayerNorm. `layerwise_lr_decay` and
     `head_learning_rate` set per-group rates (`xtune.training.layerwise`), `clipnorm` clips
@@ -240,10 +321,13 @@ def adamw(
     (schedule steps still count batches), `use_ema` keeps an exponential moving average of
     the weights that the dev evaluation uses. `lazy_embeddings` updates only the word
     embedding's rows of the batch's tokens (their moments and decay too; see the module's
-    docstring): faster steps, a different optimizer, off by default."""
+    docstring): faster steps, a different optimizer, off by default. `fused_update` runs the
+    Adam step as TensorFlow's fused kernel (same formula, last-bit differences; off by
+    default)."""
 
     def build(model: keras.Model, schedule: Any, total_steps: int) -> keras.optimizers.Optimizer:
-        return ScaledAdamW(
+        optimizer = ScaledFusedAdamW if fused_update else ScaledAdamW
+        return optimizer(
             decoupled_weight_decay=weight_decay,
             no_decay_names=NO_DECAY_NAMES,
             beta_1=beta_1,
@@ -281,11 +365,13 @@ def adam(
     ema_momentum: float = 0.99,
     gradient_accumulation_steps: int | None = None,
     lazy_embeddings: bool = False,
+    fused_update: bool = False,
 ) -> OptimizerFactory:
     """Adam without weight decay; the other settings as for `adamw`."""
 
     def build(model: keras.Model, schedule: Any, total_steps: int) -> keras.optimizers.Optimizer:
-        return ScaledAdam(
+        optimizer = ScaledFusedAdam if fused_update else ScaledAdam
+        return optimizer(
             beta_1=beta_1,
             beta_2=beta_2,
             epsilon=epsilon,
