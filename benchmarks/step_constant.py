@@ -3,15 +3,18 @@ with its tokens (optimizer update of every weight, per-step overheads), per upda
 
 For each update mode (`auto` = Keras' AdamW as element-wise ops, `optimizer` = the same update
 compiled alone with XLA (`training.jit_compile: optimizer`), `lazy` = AdamW moving only the
-word-embedding rows of the batch's tokens (`optimizer.lazy_embeddings`)) and precision,
-MiniLM-L6 (batch 32, the benchmark configuration of train_throughput.py) is stepped at several
-fixed lengths; a straight
-line `a + b x tokens` through every timed window gives the constant `a`. Configurations are
-interleaved repeat by repeat (the machine is shared); best and median of the repeats are
-printed, the fit uses every window.
+word-embedding rows of the batch's tokens (`optimizer.lazy_embeddings`), `fused` = each
+variable's step as TensorFlow's fused Adam kernel (`optimizer.fused_update`), `lazy_fused` =
+both, `step` / `step_fused` = the whole train step XLA-compiled (`training.jit_compile: true`))
+and precision, MiniLM-L6 (batch 32, the benchmark configuration of train_throughput.py) is
+stepped at several fixed lengths; a straight line `a + b x tokens` through each length's
+median window gives the constant `a`. Configurations are interleaved repeat by repeat (the
+machine is shared); best and median of the repeats are printed.
 
     .venv/bin/python benchmarks/step_constant.py                  # ~8 min on 2 cores
     .venv/bin/python benchmarks/step_constant.py --modes auto lazy --lengths 16 64 128
+    # the constant itself: a step of one row of 8 tokens does almost no matmul work
+    .venv/bin/python benchmarks/step_constant.py --batch 1 --lengths 8 16 --precisions float32
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ MODES = {
     "fused": ("auto", {"fused_update": True}),
     "lazy_fused": ("auto", {"lazy_embeddings": True, "fused_update": True}),
     "step": (True, None),
+    "step_fused": (True, {"fused_update": True}),
 }
 
 
@@ -90,11 +94,12 @@ def main() -> None:
                 times = windows[(mode, precision, length)]
                 cells.append(f"{1e3 * min(times):7.0f} / {1e3 * statistics.median(times):5.0f}")
             print(f"{mode:<10} {precision:<15}" + "".join(f"{c:>16}" for c in cells))
-    print("\nfit a + b x tokens (every window):")
+    # Through each length's median: one slow window of a shared machine would tilt the line.
+    print("\nfit a + b x tokens (through the medians):")
     for mode in args.modes:
         for precision in args.precisions:
-            tokens = [args.batch * n for n in args.lengths for _ in windows[(mode, precision, n)]]
-            seconds = [t for n in args.lengths for t in windows[(mode, precision, n)]]
+            tokens = [args.batch * n for n in args.lengths]
+            seconds = [statistics.median(windows[(mode, precision, n)]) for n in args.lengths]
             slope, intercept = np.polyfit(tokens, seconds, 1)
             print(
                 f"  {mode:<10} {precision:<15} a = {1e3 * intercept:6.1f} ms, "

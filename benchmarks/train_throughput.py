@@ -984,7 +984,7 @@ def torch_configs(
     the one xtune is compared with."""
     configs = []
     for compiled in (False, True) if args.torch_compile else (False,):
-        for precision in ("float32", "bfloat16"):
+        for precision in torch_precisions(args):
             label = f"torch {'compiled ' if compiled else ''}{precision}{tag} {paddings}".strip()
             # A compiled model compiles again at the second padded length (dynamic shapes).
             steps = max(warmup_steps, 4) if compiled else warmup_steps
@@ -998,6 +998,22 @@ def torch_configs(
                 )
             )
     return configs
+
+
+def torch_precisions(args: Any) -> list[str]:
+    """PyTorch's precisions: `--torch-precisions`, or by default float32 and bfloat16 where
+    bfloat16 is native (a GPU, a CPU with bf16 instructions) and float32 alone on other CPUs,
+    where PyTorch's bfloat16 is emulated: 0.3 GFLOP/s matmuls and 2.1 samples/s on GoEmotions,
+    5% of its float32, on a 2-core AMD EPYC (2026-12-05). The peak section still measures it."""
+    if args.torch_precisions:
+        return list(args.torch_precisions)
+    import tensorflow as tf
+
+    from xtune.training.trainer import cpu_supports_bfloat16
+
+    gpu = args.device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
+    native = gpu or cpu_supports_bfloat16()
+    return ["float32", "bfloat16"] if native else ["float32"]
 
 
 def best_of(measurements: list[Measurement], side: str) -> Measurement | None:
@@ -1086,17 +1102,19 @@ def real_data_section(
     precision = resolve_precision("auto")
     label_precision = "bfloat16" if "bfloat16" in precision else precision
     configs = []
-    rows = [("fixed", ""), ("dynamic", ""), ("bucket", ""), ("bucket", " fused")]
-    rows += [("bucket", " lazy fused")]
-    for padding, update in rows:
+    # (padding, optimizer variant, training.jit_compile): the last row XLA-compiles the step.
+    rows = [("fixed", "", "auto"), ("dynamic", "", "auto"), ("bucket", "", "auto")]
+    rows += [("bucket", " fused", "auto"), ("bucket", " lazy fused", "auto"), ("bucket", "", True)]
+    for padding, update, jit in rows:
         optimizer = UPDATES[update]
         run = XtuneRun(
-            {"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH, "auto", optimizer
+            {"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH, jit, optimizer
         )
-        label = f"xtune {label_precision} {padding}{update}"
+        label = f"xtune {label_precision} {padding}{update}{' xla' if jit is True else ''}"
         measurement = Measurement(label, precision)
         measurement.pad_fraction_epoch = epoch_pad_fraction(split, padding, REAL_DATA_LENGTH)
-        configs.append(Config(measurement, xtune=run, warmup_steps=4))
+        # XLA compiles each bucket's shape once: warm up through (nearly) all of them.
+        configs.append(Config(measurement, xtune=run, warmup_steps=40 if jit is True else 4))
     backbone = configs[0].xtune.backbone_config()
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
     if torch is not None:
@@ -1170,7 +1188,7 @@ def e5_section(torch: TorchClient | None, peak: Peak, args: Any, scratch: Path) 
             path = save_split(split, scratch / f"e5_{vocabulary}.npz")
             stream = f"e5_{vocabulary}"
             torch.call("load", name=stream, path=path, padding="fixed", max_length=length)
-            for precision in ("float32", "bfloat16"):
+            for precision in torch_precisions(args):
                 configs.append(
                     Config(
                         Measurement(f"torch {precision} {vocabulary}", precision),
@@ -1219,6 +1237,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bert-base-steps", type=int, default=1, help="steps per window")
     parser.add_argument("--real-steps", type=int, default=20, help="steps per window")
     parser.add_argument("--rows", type=int, default=8192, help="GoEmotions rows in the slice")
+    parser.add_argument(
+        "--torch-precisions",
+        nargs="+",
+        choices=["float32", "bfloat16"],
+        help="PyTorch's precisions (default: bfloat16 too where native; see torch_precisions)",
+    )
     parser.add_argument("--e5-steps", type=int, default=2, help="steps per window (e5)")
     parser.add_argument("--e5-pieces", type=int, default=6000, help="trimmed e5 vocabulary")
     parser.add_argument(
