@@ -179,6 +179,7 @@ def unique_slices(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
     return indices, values
 
 
+@keras.saving.register_keras_serializable(package="xtune")
 class FusedAdam(keras.optimizers.Optimizer):
     """Keras' Adam with the step of TensorFlow's fused kernel `ResourceApplyAdam`: one pass
     per variable, each element read and written once, on every core; the update Keras writes
