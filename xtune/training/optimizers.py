@@ -83,13 +83,9 @@ class StepScaling:
         if self.built:
             return
         super().build(var_list)
-        strategy = tf.distribute.get_strategy()
         for variable in var_list:
             multiplier = float(self.learning_rate_multipliers.get(variable.path, 1.0))
-            # `update_step` gets the backend variable (`variable.value`) on TensorFlow, and
-            # under a `tf.distribute` strategy each replica's copy of it.
-            copies = strategy.experimental_local_results(variable.value)
-            for form in (variable, variable.value, *copies):
+            for form in update_step_forms(variable):
                 self.step_multipliers[id(form)] = multiplier
         self.build_lazy_moments(var_list)
 
@@ -205,12 +201,9 @@ class FusedAdam(keras.optimizers.Optimizer):
             return
         super().build(var_list)
         momentums, velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
-        strategy = tf.distribute.get_strategy()
         for variable, momentum, velocity in zip(var_list, momentums, velocities, strict=True):
-            # As in `StepScaling.build`: under a strategy, each replica's copy; the moments'
-            # `handle` is then that replica's own (inside the strategy's update call).
-            copies = strategy.experimental_local_results(variable.value)
-            for form in (variable, variable.value, *copies):
+            # Under a strategy the moments' `handle` is the replica's own inside its update.
+            for form in update_step_forms(variable):
                 self.fused_moments[id(form)] = (momentum, velocity)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
@@ -238,6 +231,14 @@ class FusedAdam(keras.optimizers.Optimizer):
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,
         }
+
+
+def update_step_forms(variable: Any) -> tuple[Any, ...]:
+    """Every object `update_step` may get for `variable`: the Keras variable, its backend
+    variable (`variable.value`, what TensorFlow passes), and under a `tf.distribute` strategy
+    each replica's copy of it."""
+    copies = tf.distribute.get_strategy().experimental_local_results(variable.value)
+    return (variable, variable.value, *copies)
 
 
 def backend_variable(variable: Any) -> Any:
