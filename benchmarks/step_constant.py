@@ -5,7 +5,8 @@ For each update mode (`auto` = Keras' AdamW as element-wise ops, `optimizer` = t
 compiled alone with XLA (`training.jit_compile: optimizer`), `lazy` = AdamW moving only the
 word-embedding rows of the batch's tokens (`optimizer.lazy_embeddings`), `fused` = each
 variable's step as TensorFlow's fused Adam kernel (`optimizer.fused_update`), `lazy_fused` =
-both, `step` / `step_fused` = the whole train step XLA-compiled (`training.jit_compile: true`))
+both, `step` / `step_fused` / `step_lazy` / `step_lazy_fused` = the whole train step
+XLA-compiled (`training.jit_compile: true`))
 and precision, MiniLM-L6 (batch 32, the benchmark configuration of train_throughput.py) is
 stepped at several fixed lengths; a straight line `a + b x tokens` through each length's
 median window gives the constant `a`. Configurations are interleaved repeat by repeat (the
@@ -40,6 +41,8 @@ MODES = {
     "lazy_fused": ("auto", {"lazy_embeddings": True, "fused_update": True}),
     "step": (True, None),
     "step_fused": (True, {"fused_update": True}),
+    "step_lazy": (True, {"lazy_embeddings": True}),
+    "step_lazy_fused": (True, {"lazy_embeddings": True, "fused_update": True}),
 }
 
 
