@@ -51,7 +51,6 @@ from xtune.config_schema import (
     TrackingConfig,
     TrainingConfig,
     mirroring_blocker,
-    uses_lazy_embeddings,
 )
 from xtune.encoders.positions import max_positions, num_layers
 from xtune.metric_directions import METRIC_DIRECTIONS
@@ -699,7 +698,6 @@ def check_across_sections(
     check_data_settings(config, source)
     check_report_to(config.training.report_to, config.tracking.mlflow_uri, source)
     check_distribution(config, source)
-    check_lazy_embeddings(config, source)
     finetune, epochs = config.finetune, config.training.epochs
     if finetune.frozen_epochs >= epochs:
         raise ConfigError(
@@ -740,20 +738,6 @@ def check_distribution(config: RunConfig, source: str) -> None:
     blocker = mirroring_blocker(config)
     if config.training.distribution == "mirrored" and blocker is not None:
         raise ConfigError(f"{source}: training.distribution: mirrored: {blocker}")
-
-
-def check_lazy_embeddings(config: RunConfig, source: str) -> None:
-    """`optimizer.lazy_embeddings` updates a different set of rows each step: not inside an
-    XLA-compiled step or update (static shapes); not mirrored (`mirroring_blocker`)."""
-    if not uses_lazy_embeddings(config):
-        return
-    jit = config.training.jit_compile
-    if jit is True or jit == "optimizer":
-        raise ConfigError(
-            f"{source}: optimizer.lazy_embeddings: not with training.jit_compile: "
-            f"{format_choice(jit)} (XLA compiles fixed shapes; the rows a step touches vary); "
-            "set jit_compile to auto or false, or lazy_embeddings to false"
-        )
 
 
 def check_decision_rule(config: RunConfig, default_threshold: float | None, source: str) -> None:

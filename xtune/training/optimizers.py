@@ -64,6 +64,7 @@ class StepScaling:
         decoupled_weight_decay: float | None = None,
         no_decay_names: list[str] | None = None,
         lazy_paths: list[str] | None = None,
+        rows_clipnorm: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -76,6 +77,8 @@ class StepScaling:
         self.no_decay_names = list(no_decay_names or [])
         # Paths of the variables updated lazily (rows the gradient touches), with own moments.
         self.lazy_paths = list(lazy_paths or [])
+        # Global-norm clipping done here instead of by Keras (which makes slices dense).
+        self.rows_clipnorm = rows_clipnorm
         self.step_multipliers: dict[int, float] = {}
         self.lazy_moments: dict[int, tuple[Any, Any]] = {}
 
@@ -100,6 +103,11 @@ class StepScaling:
                 )
                 for form in (variable, variable.value):
                     self.lazy_moments[id(form)] = moments
+
+    def apply(self, grads: list[Any], trainable_variables: list[Any] | None = None) -> None:
+        if self.rows_clipnorm:
+            grads = clipped_by_global_norm(grads, self.rows_clipnorm)
+        super().apply(grads, trainable_variables)
 
     def multiplier_of(self, variable: Any) -> float:
         return self.step_multipliers[id(variable)]
@@ -132,19 +140,19 @@ class StepScaling:
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         lr = tf.cast(learning_rate, dtype) * multiplier
         alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+        rows = tf.gather(variable, indices)
         if self.decays(variable):
             decay = tf.cast(self.learning_rate, dtype) * multiplier
-            decay *= tf.cast(self.decoupled_weight_decay, dtype)
-            rows = tf.gather(variable, indices)
-            self.assign_sub(variable, tf.IndexedSlices(rows * decay, indices))
+            rows -= rows * (decay * tf.cast(self.decoupled_weight_decay, dtype))
         m = tf.gather(momentum.value, indices)
         m += (values - m) * (1 - beta_1)
         v = tf.gather(velocity.value, indices)
         v += (tf.square(values) - v) * (1 - beta_2)
+        rows -= m * alpha / (tf.sqrt(v) + tf.cast(self.epsilon, dtype))
+        # Row writes, not increments: `indices` may repeat a row with equal values.
         self.assign(momentum, tf.IndexedSlices(m, indices))
         self.assign(velocity, tf.IndexedSlices(v, indices))
-        step_rows = m * alpha / (tf.sqrt(v) + tf.cast(self.epsilon, dtype))
-        self.assign_sub(variable, tf.IndexedSlices(step_rows, indices))
+        self.assign(variable, tf.IndexedSlices(rows, indices))
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -154,15 +162,18 @@ class StepScaling:
             "decoupled_weight_decay": self.decoupled_weight_decay,
             "no_decay_names": self.no_decay_names,
             "lazy_paths": self.lazy_paths,
+            "rows_clipnorm": self.rows_clipnorm,
         }
 
 
 def touched_rows(gradient: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """(row indices, summed gradient rows) of the rows a gradient touches, each index once:
-    an `IndexedSlices`' indices with repeats summed, or a dense gradient's non-zero rows (one
-    that gradient accumulation or a tied output layer made dense)."""
+    """(row indices, summed gradient rows) of the rows a gradient touches, for row writes: an
+    `IndexedSlices`' indices, each with its summed rows (`unique_slices`; its pad rows repeat
+    the first row's values), or a dense gradient's non-zero rows (one that gradient
+    accumulation or a tied output layer made dense)."""
     if isinstance(gradient, tf.IndexedSlices):
-        return unique_slices(gradient)
+        indices, values = unique_slices(gradient)
+        return indices, tf.where((indices == indices[0])[:, None], values[:1], values)
     gradient = tf.convert_to_tensor(gradient)
     nonzero = tf.reduce_any(tf.not_equal(gradient, 0), axis=list(range(1, gradient.shape.rank)))
     indices = tf.reshape(tf.where(nonzero), [-1])
@@ -170,9 +181,39 @@ def touched_rows(gradient: Any) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def unique_slices(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
-    indices, positions = tf.unique(gradient.indices)
-    values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.size(indices))
-    return indices, values
+    """Each touched row once with its summed gradient, in static shapes (XLA compiles them):
+    as many rows as `gradient` has slices, sorted by index; past the distinct indices, pad
+    rows of zeros at the first row's index (no weight to a norm; slices of `gradient` again,
+    they add nothing to that row)."""
+    order = tf.argsort(gradient.indices, stable=True)  # stable: each row sums in slice order
+    indices = tf.gather(gradient.indices, order)
+    starts = tf.concat([[True], indices[1:] != indices[:-1]], axis=0)
+    segments = tf.cumsum(tf.cast(starts, tf.int32)) - 1
+    count = tf.shape(indices)[0]
+    values = tf.math.unsorted_segment_sum(tf.gather(gradient.values, order), segments, count)
+    distinct = tf.range(count) <= segments[-1]
+    unique = tf.math.unsorted_segment_max(indices, segments, count)
+    return tf.where(distinct, unique, indices[0]), values
+
+
+def clipped_by_global_norm(gradients: list[Any], clipnorm: float) -> list[Any]:
+    """Keras' global-norm clipping with the same ops, but an `IndexedSlices` stays slices
+    (its rows counted once each, as `gradients_for_clipping` leaves them)."""
+    parts = [values_of(g) for g in gradients if g is not None]
+    norm = ops.sqrt(ops.sum(ops.stack([ops.sum(ops.square(part)) for part in parts])))
+    scale = clipnorm * ops.minimum(1.0 / norm, 1.0 / clipnorm)
+    scale = scale + (norm - norm)  # NaN for a non-finite norm, as Keras'
+    return [None if g is None else scaled(g, scale) for g in gradients]
+
+
+def values_of(gradient: Any) -> Any:
+    return gradient.values if isinstance(gradient, tf.IndexedSlices) else gradient
+
+
+def scaled(gradient: Any, scale: Any) -> Any:
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * scale, gradient.indices, gradient.dense_shape)
+    return gradient * scale
 
 
 @keras.saving.register_keras_serializable(package="xtune")
@@ -281,6 +322,10 @@ def shared_arguments(
 ) -> dict[str, Any]:
     """Constructor arguments both optimizers take, resolved against the model."""
     lazy_paths = [adapter_of(model).word_embeddings.path] if lazy_embeddings else []
+    accumulates = bool(gradient_accumulation_steps and gradient_accumulation_steps > 1)
+    # Lazy rows: xtune clips (Keras' clipping would make the slices dense), unless Keras
+    # accumulates gradients first (it clips their mean at the update).
+    rows_clipnorm = clipnorm if lazy_paths and not accumulates else None
     head_multiplier = 1.0 if head_learning_rate is None else head_learning_rate / learning_rate
     return {
         "learning_rate": schedule(learning_rate, total_steps),
@@ -289,14 +334,13 @@ def shared_arguments(
         ),
         "base_learning_rate": learning_rate,
         "lazy_paths": lazy_paths,
+        "rows_clipnorm": rows_clipnorm,
         # Keras clips each replica's share of the summed gradient (xtune.training.distribution).
-        "global_clipnorm": per_replica_clipnorm(clipnorm),
+        "global_clipnorm": None if rows_clipnorm else per_replica_clipnorm(clipnorm),
         "use_ema": use_ema,
         "ema_momentum": ema_momentum,
         # Keras wants >= 2 or None.
-        "gradient_accumulation_steps": gradient_accumulation_steps
-        if gradient_accumulation_steps and gradient_accumulation_steps > 1
-        else None,
+        "gradient_accumulation_steps": gradient_accumulation_steps if accumulates else None,
     }
 
 
@@ -396,7 +440,10 @@ def adam(
 
 
 def clips_global_norm(optimizer: Any) -> bool:
-    return bool(getattr(optimizer, "global_clipnorm", None))
+    """Whether the optimizer clips the global norm (Keras' clipping or xtune's, lazy rows)."""
+    return bool(
+        getattr(optimizer, "global_clipnorm", None) or getattr(optimizer, "rows_clipnorm", None)
+    )
 
 
 def gradients_for_clipping(
