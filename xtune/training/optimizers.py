@@ -105,7 +105,7 @@ class StepScaling:
                     self.lazy_moments[id(form)] = moments
 
     def apply(self, grads: list[Any], trainable_variables: list[Any] | None = None) -> None:
-        if self.rows_clipnorm:
+        if self.rows_clipnorm and any(g is not None for g in grads):
             grads = clipped_by_global_norm(grads, self.rows_clipnorm)
         super().apply(grads, trainable_variables)
 
