@@ -84,9 +84,9 @@ def test_clipping_keeps_lazy_slices_sparse_with_each_row_once():
     repeated = tf.IndexedSlices(tf.ones((3, 2)), tf.constant([4, 0, 4]), tf.constant([6, 2]))
     (prepared,) = gradients_for_clipping(optimizer, [repeated], [embeddings])
     assert isinstance(prepared, tf.IndexedSlices)
-    # static shapes (XLA): as many rows as slices; the pad row is zeros at the first index
-    assert prepared.indices.numpy().tolist() == [0, 4, 0]
-    np.testing.assert_array_equal(prepared.values.numpy(), [[1, 1], [2, 2], [0, 0]])
+    # static shapes (XLA): the slices' indices; a row's first slice has its sum, repeats zeros
+    assert prepared.indices.numpy().tolist() == [4, 0, 4]
+    np.testing.assert_array_equal(prepared.values.numpy(), [[2, 2], [1, 1], [0, 0]])
     # the norm Keras' clipping then sums row by row: sqrt(2*2^2 + 2*1^2), as the dense one
     dense_norm = float(tf.norm(tf.convert_to_tensor(repeated)))
     assert float(tf.norm(prepared.values)) == pytest.approx(dense_norm)

@@ -168,12 +168,12 @@ class StepScaling:
 
 def touched_rows(gradient: Any) -> tuple[tf.Tensor, tf.Tensor]:
     """(row indices, summed gradient rows) of the rows a gradient touches, for row writes: an
-    `IndexedSlices`' indices, each with its summed rows (`unique_slices`; its pad rows repeat
-    the first row's values), or a dense gradient's non-zero rows (one that gradient
-    accumulation or a tied output layer made dense)."""
+    `IndexedSlices`' indices, every slice of a row with that row's sum (a row written twice
+    gets one value), or a dense gradient's non-zero rows (one that gradient accumulation or a
+    tied output layer made dense)."""
     if isinstance(gradient, tf.IndexedSlices):
-        indices, values = unique_slices(gradient)
-        return indices, tf.where((indices == indices[0])[:, None], values[:1], values)
+        indices, summed = unique_slices(gradient)
+        return indices, tf.gather(summed, first_slices(gradient))
     gradient = tf.convert_to_tensor(gradient)
     nonzero = tf.reduce_any(tf.not_equal(gradient, 0), axis=list(range(1, gradient.shape.rank)))
     indices = tf.reshape(tf.where(nonzero), [-1])
@@ -181,19 +181,24 @@ def touched_rows(gradient: Any) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def unique_slices(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
-    """Each touched row once with its summed gradient, in static shapes (XLA compiles them):
-    as many rows as `gradient` has slices, sorted by index; past the distinct indices, pad
-    rows of zeros at the first row's index (no weight to a norm; slices of `gradient` again,
-    they add nothing to that row)."""
-    order = tf.argsort(gradient.indices, stable=True)  # stable: each row sums in slice order
-    indices = tf.gather(gradient.indices, order)
-    starts = tf.concat([[True], indices[1:] != indices[:-1]], axis=0)
-    segments = tf.cumsum(tf.cast(starts, tf.int32)) - 1
-    count = tf.shape(indices)[0]
-    values = tf.math.unsorted_segment_sum(tf.gather(gradient.values, order), segments, count)
-    distinct = tf.range(count) <= segments[-1]
-    unique = tf.math.unsorted_segment_max(indices, segments, count)
-    return tf.where(distinct, unique, indices[0]), values
+    """Each touched row's summed gradient once, in static shapes (XLA compiles them): the
+    slices keep their indices; the first slice of each row carries the row's sum (added in
+    slice order) and its repeats carry zeros (no weight to a norm; slices of `gradient`
+    again, they add nothing to the row)."""
+    first = first_slices(gradient)
+    count = tf.shape(first)[0]
+    return gradient.indices, tf.math.unsorted_segment_sum(gradient.values, first, count)
+
+
+def first_slices(gradient: tf.IndexedSlices) -> tf.Tensor:
+    """For each slice, the position of the first slice with its index (a minimum scattered
+    into a vocabulary-sized table)."""
+    indices = gradient.indices
+    positions = tf.range(tf.shape(indices)[0], dtype=indices.dtype)
+    rows = tf.cast(gradient.dense_shape[0], indices.dtype)
+    table = tf.fill([rows], tf.shape(indices, out_type=indices.dtype)[0])
+    table = tf.tensor_scatter_nd_min(table, indices[:, None], positions)
+    return tf.gather(table, indices)
 
 
 def clipped_by_global_norm(gradients: list[Any], clipnorm: float) -> list[Any]:
