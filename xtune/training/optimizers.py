@@ -11,7 +11,10 @@ gradient accumulation and EMA would each work per group instead of over the whol
 `LazyAdam`: a step moves only the rows of the tokens in the batch, and only those rows' Adam
 moments and weight decay; an absent token's row, moments and decay wait until it appears. That
 is a different optimizer (a rare token's moments do not decay while it is absent), in exchange
-for not touching the whole vocabulary's rows every step (see benchmarks/README.md).
+for not touching the whole vocabulary's rows every step (see benchmarks/README.md). The rows stay
+a sparse `IndexedSlices` through global-norm clipping, which xtune then does itself (`apply`:
+Keras' clipping would make them dense), and are deduplicated in static shapes, so XLA compiles
+the update.
 
 `fused_update` (off by default) runs each variable's Adam step as TensorFlow's fused kernel
 (`ResourceApplyAdam`: one multi-threaded pass over gradient, moments and weights) instead of

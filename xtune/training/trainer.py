@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from xtune import faults
-from xtune.config_schema import RunConfig, uses_lazy_embeddings
+from xtune.config_schema import RunConfig
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.prompt_injection import tune_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
@@ -175,13 +175,11 @@ def resolve_precision(setting: str) -> str:
     return "float32"
 
 
-def resolve_jit(setting: str | bool, lazy_embeddings: bool = False) -> bool:
+def resolve_jit(setting: str | bool) -> bool:
     """Whether the whole train step is XLA-compiled. `auto`: on GPU; not on CPU, where its
-    compile time per batch shape outweighs its gain in short runs, nor with
-    `optimizer.lazy_embeddings`, whose row dedupe measured 3.5x slower inside a compiled CPU
-    step (unmeasured on GPU; benchmarks/README.md)."""
+    compile time per batch shape outweighs its gain in short runs (benchmarks/README.md)."""
     if setting == "auto":
-        return bool(tf.config.list_physical_devices("GPU")) and not lazy_embeddings
+        return bool(tf.config.list_physical_devices("GPU"))
     return setting is True
 
 
@@ -600,7 +598,7 @@ def compile_stage(config: RunConfig, run: Run, stage: Stage) -> None:
     schedule = SCHEDULES.build(config.schedule.to_dict())
     stage_steps = run.schedule.steps_per_epoch * (stage.end_epoch - stage.start_epoch)
     optimizer = OPTIMIZERS.build(config.optimizer.to_dict())(model, schedule, stage_steps)
-    jit = resolve_jit(config.training.jit_compile, uses_lazy_embeddings(config))
+    jit = resolve_jit(config.training.jit_compile)
     model.compile(optimizer=optimizer, jit_compile=jit)
     # Built before the first step, or the train function is traced twice (the step would
     # create the optimizer's variables).
