@@ -132,25 +132,34 @@ def test_lazy_rows_are_clipped_as_slices_as_keras_clips_the_dense_gradient():
     np.testing.assert_allclose(np.array(tf.convert_to_tensor(lazy)), expected, rtol=1e-6)
 
 
-def test_a_train_step_leaves_absent_tokens_rows_alone_only_when_lazy():
-    """Through `TaskModel`'s step (global-norm clipping on): with lazy updates the rows of
-    tokens outside the batch keep their values bitwise; without, weight decay moves them."""
+def stepped_lazy_model(
+    lazy: bool, steps: int = 2, jit: bool = False, attack=None, **settings
+) -> tuple[object, np.ndarray, dict]:
+    """A tiny `TaskModel` (clipping 1.0) after `steps` train steps on `tiny_batch()`, with the
+    word embedding's table and every weight from before the steps."""
     from tests.training.conftest import LossOnlyTask
     from xtune.training.task_model import TaskModel, TaskStep, step_plan
 
     x, y = tiny_batch()
-    present = np.unique(x["token_ids"])
+    model = tiny_classifier(seed=0, model_class=TaskModel)
+    model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)], attack)
+    model.compile(optimizer=build(model, lazy_embeddings=lazy, clipnorm=1.0, **settings))
+    model.optimizer.build(model.trainable_variables)
+    before, weights = np.array(adapter_of(model).word_embeddings), snapshot(model)
+    step = tf.function(model.train_step, jit_compile=jit)
+    for _ in range(steps):
+        step((tf.constant(0), ((x, tf.constant(y)),)))
+    return model, before, weights
+
+
+def test_a_train_step_leaves_absent_tokens_rows_alone_only_when_lazy():
+    """Through `TaskModel`'s step (global-norm clipping on): with lazy updates the rows of
+    tokens outside the batch keep their values bitwise; without, weight decay moves them."""
+    present = np.unique(tiny_batch()[0]["token_ids"])
     moved = {}
     for lazy in (False, True):
-        model = tiny_classifier(seed=0, model_class=TaskModel)
-        model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)])
-        model.compile(optimizer=build(model, lazy_embeddings=lazy, clipnorm=1.0))
-        model.optimizer.build(model.trainable_variables)
+        model, before, weights = stepped_lazy_model(lazy)
         embeddings = adapter_of(model).word_embeddings
-        before, weights = np.array(embeddings), snapshot(model)
-        step, data = tf.function(model.train_step), (tf.constant(0), ((x, tf.constant(y)),))
-        for _ in range(2):
-            step(data)
         rows_changed = np.any(np.array(embeddings) != before, axis=1)
         moved[lazy] = set(np.flatnonzero(rows_changed).tolist())
         others = [p for p in weights if p != embeddings.path]
@@ -163,24 +172,14 @@ def test_lazy_rows_in_an_xla_compiled_step_as_in_the_plain_step():
     """`jit_compile: true` with lazy rows and clipping: the static-shaped row update and
     xtune's clip compile, move the batch's rows only and end within float32 rounding of the
     plain step. (`jit_compile: optimizer` compiles the same update alone.)"""
-    from tests.training.conftest import LossOnlyTask
-    from xtune.training.task_model import TaskModel, TaskStep, step_plan
-
-    x, y = tiny_batch()
+    present = np.unique(tiny_batch()[0]["token_ids"])
     after = {}
     for jit in (False, True):
-        model = tiny_classifier(seed=0, model_class=TaskModel)
-        model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)])
-        model.compile(optimizer=build(model, lazy_embeddings=True, clipnorm=1.0))
-        model.optimizer.build(model.trainable_variables)
-        before = np.array(adapter_of(model).word_embeddings)
-        step = tf.function(model.train_step, jit_compile=jit)
-        for _ in range(2):
-            step((tf.constant(0), ((x, tf.constant(y)),)))
+        model, before, _ = stepped_lazy_model(lazy=True, jit=jit)
         after[jit] = snapshot(model)
         table = np.array(adapter_of(model).word_embeddings)
         moved = np.flatnonzero(np.any(table != before, axis=1))
-        assert moved.tolist() == np.unique(x["token_ids"]).tolist()
+        assert moved.tolist() == present.tolist()
     for path, value in after[False].items():
         np.testing.assert_allclose(after[True][path], value, rtol=1e-5, atol=1e-7, err_msg=path)
 
@@ -212,20 +211,10 @@ def test_lazy_embeddings_refuses_mirroring_with_one_error(training, message):
 )
 def test_lazy_rows_with_accumulation_ema_and_fgm(settings, attack):
     """Accumulated (dense) gradients, EMA and an adversarial step keep to the batch's rows."""
-    from tests.training.conftest import LossOnlyTask
     from xtune.training.adversarial import get_attack
-    from xtune.training.task_model import TaskModel, TaskStep, step_plan
 
-    x, y = tiny_batch()
-    model = tiny_classifier(seed=0, model_class=TaskModel)
     attack = get_attack(attack) if attack else None
-    model.plan = step_plan([LossOnlyTask(bce())], [model], [TaskStep(0)], attack)
-    model.compile(optimizer=build(model, lazy_embeddings=True, clipnorm=1.0, **settings))
-    model.optimizer.build(model.trainable_variables)
-    embeddings = adapter_of(model).word_embeddings
-    before = np.array(embeddings)
-    step, data = tf.function(model.train_step), (tf.constant(0), ((x, tf.constant(y)),))
-    for _ in range(2):
-        step(data)
-    moved = np.flatnonzero(np.any(np.array(embeddings) != before, axis=1))
-    assert moved.tolist() == np.unique(x["token_ids"]).tolist()
+    model, before, _ = stepped_lazy_model(lazy=True, attack=attack, **settings)
+    table = np.array(adapter_of(model).word_embeddings)
+    moved = np.flatnonzero(np.any(table != before, axis=1))
+    assert moved.tolist() == np.unique(tiny_batch()[0]["token_ids"]).tolist()

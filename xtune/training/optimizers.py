@@ -175,8 +175,8 @@ def touched_rows(gradient: Any) -> tuple[tf.Tensor, tf.Tensor]:
     gets one value), or a dense gradient's non-zero rows (one that gradient accumulation or a
     tied output layer made dense)."""
     if isinstance(gradient, tf.IndexedSlices):
-        indices, summed = unique_slices(gradient)
-        return indices, tf.gather(summed, first_slices(gradient))
+        first = first_slices(gradient)
+        return gradient.indices, tf.gather(row_sums(gradient, first), first)
     gradient = tf.convert_to_tensor(gradient)
     nonzero = tf.reduce_any(tf.not_equal(gradient, 0), axis=list(range(1, gradient.shape.rank)))
     indices = tf.reshape(tf.where(nonzero), [-1])
@@ -188,9 +188,12 @@ def unique_slices(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
     slices keep their indices; the first slice of each row carries the row's sum (added in
     slice order) and its repeats carry zeros (no weight to a norm; slices of `gradient`
     again, they add nothing to the row)."""
-    first = first_slices(gradient)
-    count = tf.shape(first)[0]
-    return gradient.indices, tf.math.unsorted_segment_sum(gradient.values, first, count)
+    return gradient.indices, row_sums(gradient, first_slices(gradient))
+
+
+def row_sums(gradient: tf.IndexedSlices, first: tf.Tensor) -> tf.Tensor:
+    """Each row's slices summed (in slice order) onto its first slice; zeros elsewhere."""
+    return tf.math.unsorted_segment_sum(gradient.values, first, tf.shape(first)[0])
 
 
 def first_slices(gradient: tf.IndexedSlices) -> tf.Tensor:
