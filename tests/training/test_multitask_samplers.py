@@ -1,5 +1,6 @@
 """Each sampler family and PCGrad train a two-task run in the trainer."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -107,6 +108,7 @@ def test_a_head_only_task_trains_its_head_not_the_encoder(files, tmp_path):
         return parse_run_config(raw)
 
     config, with_pcgrad = deterministic(), deterministic(pcgrad=True)
+    keras.utils.set_random_seed(config.training.seed)  # as `train` does: the same start alone
     run = build_run(config, None)
     assert head_only_tasks(run.tasks, 0) == (0,) and head_only_tasks(run.tasks, 1) == ()
 
@@ -122,9 +124,11 @@ def test_a_head_only_task_trains_its_head_not_the_encoder(files, tmp_path):
     both = first_step_changes(run, with_pcgrad, PCGradStep(frozen=(0,)))
     assert moved(both, "sentiment__") and moved(both, "paraphrase__")
     for name in moved(other, encoder):
-        # steps are ~3e-3 (the learning rate); PCGrad densifies the word-embedding gradient,
-        # which changes Adam's second moment of repeated tokens in the 4th digit
-        np.testing.assert_allclose(both[name], other[name], atol=1e-5)
+        # A first Adam step is lr * g / (|g| + eps), ~3e-3 (the learning rate) wherever |g| is
+        # well above eps = 1e-7; where a gradient is near eps (an embedding row's sum, say),
+        # PCGrad's other summation order (and its dense word-embedding gradient) moves the last
+        # bits of g, which shows as up to ~1% of a step. Measured: 1.9e-5 at most.
+        np.testing.assert_allclose(both[name], other[name], atol=3e-5, err_msg=name)
     nothing = first_step_changes(run, with_pcgrad, PCGradStep(frozen=(0, 1)))
     assert not moved(nothing, encoder) and moved(nothing, "paraphrase__")
 
