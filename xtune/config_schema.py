@@ -133,7 +133,10 @@ class DataConfig:
     # Text encoding of CSV/TSV/JSONL files (e.g. gb18030); auto: UTF-8 (BOM or not) when a
     # file decodes as UTF-8, else GB18030, decided per file.
     encoding: str = "utf-8"
-    padding: str = "bucket"  # bucket | dynamic | fixed
+    # bucket (train rows of similar length batched together, padded to one of <= 32 lengths
+    # fitted to the data; 8 when the step is XLA-compiled, each length a compile) | dynamic
+    # (to the batch's longest row) | fixed (to max_length).
+    padding: str = "bucket"
     # Keep only the word-embedding rows the data's pieces use (encoders/trimmed_vocabulary.py):
     # auto = for vocabularies over 100,000 pieces (multilingual ones), true, false.
     trim_vocabulary: str | bool = "auto"

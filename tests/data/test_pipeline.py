@@ -13,10 +13,12 @@ from tests.conftest import TINY_VOCAB, tiny_encoder_spec
 from xtune.data.examples import Examples
 from xtune.data.pipeline import (
     MAX_BUCKETS,
+    TRACED_BUCKETS,
     TokenizedSplit,
     batches_per_epoch,
     bucket_boundaries,
     bucket_edges,
+    bucket_limit,
     cache_key,
     make_dataset,
     tokenize_examples,
@@ -152,6 +154,24 @@ def test_bucket_edges_count_and_fit():
     assert len(bucket_edges(lengths[:600], 32)) == 2
     assert bucket_edges(np.full(1000, 7), 1) == [7]
     assert bucket_edges(np.array([], np.int64), 32) == [1]
+
+
+def test_more_buckets_where_shapes_are_free():
+    """Without an XLA-compiled step `make_dataset` may use `TRACED_BUCKETS` lengths: every
+    row still comes once, the batch count is exact, and fewer positions are padding."""
+    assert bucket_limit(xla_step=True) == MAX_BUCKETS < bucket_limit(xla_step=False)
+    split = ragged_split(mixed_lengths(8000, 64, 5), 5)
+    pads, widths = {}, {}
+    for limit in (MAX_BUCKETS, TRACED_BUCKETS):
+        dataset = make_dataset(split, 32, "bucket", 64, shuffle=True, seed=5, max_buckets=limit)
+        masks = [inputs["padding_mask"].numpy() for inputs, _ in dataset]
+        assert len(masks) == batches_per_epoch(split, 32, "bucket", 64, max_buckets=limit)
+        assert sum(len(mask) for mask in masks) == len(split)
+        pads[limit] = 1 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
+        widths[limit] = {mask.shape[1] for mask in masks}
+    assert len(widths[MAX_BUCKETS]) == MAX_BUCKETS
+    assert MAX_BUCKETS < len(widths[TRACED_BUCKETS]) <= TRACED_BUCKETS
+    assert pads[TRACED_BUCKETS] < pads[MAX_BUCKETS] / 2
 
 
 def test_batches_per_epoch_counts_partial_buckets():

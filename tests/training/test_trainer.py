@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.task_view import load_task_view as load_run
 from tests.training.conftest import run_config
-from xtune.data.pipeline import make_dataset
+from xtune.data.pipeline import MAX_BUCKETS, TRACED_BUCKETS, make_dataset
 from xtune.encoders import load_encoder
 from xtune.tasks import build_tasks
 from xtune.training.evaluation import evaluate_scores, predict_logits, scores_of
 from xtune.training.lora import ADAPTER_FILE, load_adapter
-from xtune.training.trainer import build_model, prepare_data, train
+from xtune.training.trainer import build_model, prepare_data, train, train_bucket_limit
 
 
 def test_lora_fgm_ema_run_reloads_to_identical_predictions(tiny_task, tmp_path, capsys):
@@ -103,3 +105,12 @@ def test_the_divergence_bound_is_100x_the_first_loss_and_at_least_10(tiny_task, 
         TrainingDiverged, match="epoch 1, step 1: the training loss inf is non-finite"
     ):
         DivergenceGuard(config).on_train_batch_end(0, {"loss": float("inf")})
+
+
+@pytest.mark.parametrize("setting", [True, False, "optimizer", "auto"])
+def test_train_batches_take_few_lengths_only_where_each_compiles_the_step(setting):
+    """A whole step in XLA compiles once per batch shape: `MAX_BUCKETS` lengths; otherwise
+    (no XLA, or only the update compiled) `TRACED_BUCKETS`."""
+    xla = setting is True or (setting == "auto" and bool(tf.config.list_physical_devices("GPU")))
+    expected = MAX_BUCKETS if xla else TRACED_BUCKETS
+    assert train_bucket_limit(SimpleNamespace(jit_compile=setting)) == expected

@@ -520,6 +520,7 @@ class GridSession:
 def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
     """What a result line keeps of a `RunResult`."""
     from xtune.data.pipeline import batches_per_epoch
+    from xtune.training.trainer import train_bucket_limit
 
     training = config.training
     history = result.history
@@ -534,6 +535,7 @@ def result_fields(result: Any, config: RunConfig, data: Any) -> dict[str, Any]:
             next(iter(data.tasks.values())).splits["train"].sides[0], training.batch_size,
             config.data.padding,
             config.data.max_length,
+            train_bucket_limit(training),
         )  # fmt: skip
         if training.steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, training.steps_per_epoch)

@@ -152,6 +152,7 @@ class Task(TaskRules):
         indices: np.ndarray | None = None,
         with_labels: bool = True,
         padding: str | None = None,
+        max_buckets: int | None = None,
     ) -> tf.data.Dataset:
         """Batches of `(inputs, targets)`; one side goes through `make_dataset` (bucketing)."""
         from xtune.data.pipeline import make_dataset
@@ -168,6 +169,7 @@ class Task(TaskRules):
             seed=seed,
             indices=indices,
             with_labels=with_labels,
+            max_buckets=max_buckets,
         )
 
     def predict(self, model: keras.Model, split: TaskSplit, batch_size: int) -> np.ndarray:

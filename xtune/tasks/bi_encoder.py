@@ -124,9 +124,10 @@ class BiEncoderTask(BiEncoderRules, ClassificationTask):
         indices: np.ndarray | None = None,
         with_labels: bool = True,
         padding: str | None = None,
+        max_buckets: int | None = None,
     ) -> tf.data.Dataset:
         """Batches of `({a_token_ids, ..., b_token_ids, ...}, targets)`, each side padded to
-        its longest row in the batch (no bucketing: two lengths per row)."""
+        its longest row in the batch (no bucketing: two lengths per row; `max_buckets` unused)."""
         order = np.arange(len(split)) if indices is None else np.asarray(indices)
         columns = []
         for side in split.sides:

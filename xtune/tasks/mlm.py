@@ -168,6 +168,7 @@ class MaskedLMTask(MaskedLMRules, Task):
         indices: np.ndarray | None = None,
         with_labels: bool = True,
         padding: str | None = None,
+        max_buckets: int | None = None,
     ) -> tf.data.Dataset:
         """Batches of `(inputs with mask_positions, original ids)`, masked afresh each time
         (`WholeWordMasker`); the sequences bucketed by length as any task's rows."""
@@ -183,6 +184,7 @@ class MaskedLMTask(MaskedLMRules, Task):
             shuffle=shuffle,
             seed=seed,
             indices=indices,
+            max_buckets=max_buckets,
         )
         masker = WholeWordMasker(self.masking)
 

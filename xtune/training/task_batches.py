@@ -50,11 +50,13 @@ class Schedule:
     sizes: list[int] = field(default_factory=list)
 
 
-def task_batches(task: Any, split: Any, batch_size: int) -> int:
-    """Batches in one pass over a task's train split (bucketing included)."""
+def task_batches(task: Any, split: Any, batch_size: int, max_buckets: int) -> int:
+    """Batches in one pass over a task's train split (bucketing, in at most `max_buckets`
+    lengths, included)."""
     if len(split.sides) == 1:
         data = task.config.data
-        return batches_per_epoch(split.sides[0], batch_size, data.padding, data.max_length)
+        side = split.sides[0]
+        return batches_per_epoch(side, batch_size, data.padding, data.max_length, max_buckets)
     return -(-len(split) // batch_size)
 
 
@@ -72,9 +74,12 @@ def head_only_tasks(tasks: list[Any], epoch: int) -> tuple[int, ...]:
     return tuple(i for i, task in enumerate(tasks) if epoch < task.config.frozen_epochs)
 
 
-def plan_epochs(training: Any, tasks: list[Any], train: dict[str, Any]) -> Schedule:
-    """The schedule of all `training.epochs`, from `training.sampler` / `training.pcgrad`."""
-    batches = [task_batches(t, train[t.name], training.batch_size) for t in tasks]
+def plan_epochs(
+    training: Any, tasks: list[Any], train: dict[str, Any], max_buckets: int
+) -> Schedule:
+    """The schedule of all `training.epochs`, from `training.sampler` / `training.pcgrad`;
+    `max_buckets`: the train datasets' `bucket_limit`."""
+    batches = [task_batches(t, train[t.name], training.batch_size, max_buckets) for t in tasks]
     batches = scaled_batches(batches, training.steps_per_epoch)
     sizes = [len(train[task.name]) for task in tasks]
     sampler = get_sampler(training.sampler or DEFAULT_SAMPLER)

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from xtune import faults
 from xtune.config_schema import RunConfig
+from xtune.data.pipeline import bucket_limit
 from xtune.encoders import EncoderAdapter, load_encoder
 from xtune.encoders.prompt_injection import tune_encoder
 from xtune.encoders.trimmed_vocabulary import TrimmedTokenizer, trim_encoder, used_token_ids
@@ -181,6 +182,11 @@ def resolve_jit(setting: str | bool) -> bool:
     if setting == "auto":
         return bool(tf.config.list_physical_devices("GPU"))
     return setting is True
+
+
+def train_bucket_limit(training: Any) -> int:
+    """How many bucket lengths the train batches may take (`bucket_limit`)."""
+    return bucket_limit(resolve_jit(training.jit_compile))
 
 
 def resolve_xla_update(setting: str | bool) -> bool:
@@ -383,7 +389,7 @@ def build_run(
         set_trainable(graph.model, config.finetune, head_only=True)
         parameters["trainable_head_only_stage"] = count_parameters(graph.model)["trainable"]
     train = {task.name: data.tasks[task.name].splits["train"] for task in tasks}
-    schedule = plan_epochs(config.training, tasks, train)
+    schedule = plan_epochs(config.training, tasks, train, train_bucket_limit(config.training))
     names = MetricNames(tasks, implicit=config.tasks is None)
     return Run(encoder, data, tasks, graph, names, parameters, stages, schedule, strategy)
 
@@ -568,7 +574,9 @@ def stage_task_datasets(run: Run, training: Any, stage: Stage, first: int) -> li
     datasets = []
     for task, skipped in zip(run.tasks, taken, strict=True):
         split = run.data.tasks[task.name].splits["train"]
-        dataset = task.dataset(split, training.batch_size, True, seed).repeat()
+        buckets = train_bucket_limit(training)
+        dataset = task.dataset(split, training.batch_size, True, seed, max_buckets=buckets)
+        dataset = dataset.repeat()
         datasets.append(dataset.skip(skipped) if skipped else dataset)
     return datasets
 
