@@ -9,8 +9,10 @@ both, `step` / `step_fused` / `step_lazy` / `step_lazy_fused` = the whole train 
 XLA-compiled (`training.jit_compile: true`))
 and precision, MiniLM-L6 (batch 32, the benchmark configuration of train_throughput.py) is
 stepped at several fixed lengths; a straight line `a + b x tokens` through each length's
-median window gives the constant `a`. Configurations are interleaved repeat by repeat (the
-machine is shared); best and median of the repeats are printed.
+median window gives the constant `a`. With `.venv-torch` (or `--torch-python`) PyTorch +
+transformers' step of the same model (the train_throughput.py worker: AdamW, clipping,
+float32) is a `torch` row, the peer's constant for scale. Configurations are interleaved
+repeat by repeat (the machine is shared); best and median of the repeats are printed.
 
     .venv/bin/python benchmarks/step_constant.py                  # ~8 min on 2 cores
     .venv/bin/python benchmarks/step_constant.py --modes auto lazy --lengths 16 64 128
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +49,8 @@ MODES = {
 }
 
 
-def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throughput.XtuneRun]:
+def length_splits(args: argparse.Namespace) -> dict[int, object]:
+    """One split of batch x 4 rows per length, every row filling it."""
     from xtune.encoders.sources import minilm_folder, read_vocabulary
 
     vocabulary = read_vocabulary(minilm_folder() / "vocab.txt")
@@ -54,9 +58,14 @@ def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throug
     throughput.FIXED_LENGTH = max(args.lengths)  # texts long enough for every length
     texts = throughput.full_length_texts(vocabulary, rows)
     labels = throughput.random_labels(rows)
+    return {n: throughput.tokenized(texts, labels, vocabulary, n) for n in args.lengths}
+
+
+def measured_runs(
+    args: argparse.Namespace, splits: dict[int, object]
+) -> dict[tuple[str, str, int], throughput.XtuneRun]:
     runs = {}
-    for length in args.lengths:
-        split = throughput.tokenized(texts, labels, vocabulary, length)
+    for length, split in splits.items():
         for precision in args.precisions:
             for mode in args.modes:
                 jit, optimizer = MODES[mode]
@@ -68,6 +77,25 @@ def measured_runs(args: argparse.Namespace) -> dict[tuple[str, str, int], throug
     return runs
 
 
+def torch_streams(
+    args: argparse.Namespace, splits: dict, run: throughput.XtuneRun, scratch: Path
+) -> throughput.TorchClient | None:
+    """The PyTorch worker with the same model and one fixed-length stream per length, warmed
+    up; None without a PyTorch interpreter."""
+    torch = throughput.start_torch(args.torch_python, "cpu")
+    if torch is None:
+        return None
+    torch.call("build", model=run.backbone_config())
+    for length, split in splits.items():
+        path = throughput.save_split(split, scratch / f"len{length}.npz")
+        name = f"len{length}"
+        torch.call(
+            "load", name=name, path=path, padding="fixed", max_length=length, batch_size=args.batch
+        )
+        torch.call("run", stream=name, precision="float32", steps=2)
+    return torch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", nargs="+", default=["auto", "optimizer", "lazy"], choices=MODES)
@@ -76,31 +104,52 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="steps per timed window")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--torch-python",
+        default=str(throughput.REPO / ".venv-torch" / "bin" / "python"),
+        help="interpreter with torch and transformers (a missing one skips the torch row)",
+    )
     args = parser.parse_args()
     throughput.BATCH_SIZE = args.batch
     machine = throughput.machine_description()
     print(f"{machine}; load before: {throughput.load_average()}", flush=True)
     started = time.perf_counter()
-    runs = measured_runs(args)
+    splits = length_splits(args)
+    runs = measured_runs(args, splits)
     print(f"built and warmed {len(runs)} models in {time.perf_counter() - started:.0f} s")
     windows: dict[tuple[str, str, int], list[float]] = {key: [] for key in runs}
-    for _ in range(args.repeats):
-        for key, run in runs.items():
-            seconds, _, _ = run.run(args.steps)
-            windows[key].append(seconds / args.steps)
+    with tempfile.TemporaryDirectory() as scratch:
+        torch = torch_streams(args, splits, next(iter(runs.values())), Path(scratch))
+        if torch is not None:
+            args.modes.append("torch")
+            windows.update({("torch", "float32", n): [] for n in args.lengths})
+        for _ in range(args.repeats):
+            for key, run in runs.items():
+                seconds, _, _ = run.run(args.steps)
+                windows[key].append(seconds / args.steps)
+            for length in args.lengths if torch is not None else []:
+                reply = torch.call(
+                    "run", stream=f"len{length}", precision="float32", steps=args.steps
+                )
+                windows[("torch", "float32", length)].append(reply["seconds"] / args.steps)
+        if torch is not None:
+            torch.close()
     print(f"\nMiniLM-L6, batch {args.batch}, ms per step (best / median of {args.repeats}):")
     print(f"{'mode':<10} {'precision':<15}" + "".join(f"{f'len {n}':>16}" for n in args.lengths))
     for mode in args.modes:
-        for precision in args.precisions:
+        for precision in args.precisions if mode != "torch" else ["float32"]:
             cells = []
             for length in args.lengths:
                 times = windows[(mode, precision, length)]
                 cells.append(f"{1e3 * min(times):7.0f} / {1e3 * statistics.median(times):5.0f}")
             print(f"{mode:<10} {precision:<15}" + "".join(f"{c:>16}" for c in cells))
+    if len(args.lengths) < 2:  # no line through one length
+        print(f"load after: {throughput.load_average()}")
+        return
     # Through each length's median: one slow window of a shared machine would tilt the line.
     print("\nfit a + b x tokens (through the medians):")
     for mode in args.modes:
-        for precision in args.precisions:
+        for precision in args.precisions if mode != "torch" else ["float32"]:
             tokens = [args.batch * n for n in args.lengths]
             seconds = [statistics.median(windows[(mode, precision, n)]) for n in args.lengths]
             slope, intercept = np.polyfit(tokens, seconds, 1)

@@ -12,19 +12,23 @@ shared machine hits every configuration alike):
 2. Fixed shapes: MiniLM-L6 and a BERT-base-shaped random encoder (12 layers, hidden 768,
    12 heads, intermediate 3072, Chinese vocabulary of 21128), every row 128 tokens, batch 32,
    float32 and bfloat16 (MiniLM also with each optimizer variant of `UPDATES`: TensorFlow's
-   fused Adam kernel, and lazy embedding updates with it), xtune against PyTorch. Target:
+   fused Adam kernel, and lazy embedding updates with it; and, in the precision `auto`
+   picks, the whole step XLA-compiled, alone and with lazy rows), xtune against PyTorch. Target:
    xtune's best >= 1.2x PyTorch's best.
 3. Real data: a GoEmotions slice (`--data-root`/goemotions/train.tsv), MiniLM, max length 64,
    xtune with fixed padding, per-batch dynamic padding, length bucketing, bucketing with the
    fused Adam kernel and with lazy embedding updates too, bucketing with the whole step
    XLA-compiled (alone and with lazy rows and the fused kernel), against PyTorch with per-batch
-   dynamic padding in float32 and bfloat16 autocast, eager and `torch.compile`d, on the same
+   dynamic padding, in random batches and in Hugging Face Trainer's length-grouped order
+   (`group_by_length`), float32 and bfloat16 autocast, eager and `torch.compile`d, on the same
    rows. Target: xtune's best >= 2.0x PyTorch's best; the fitted per-step constant of each
    side is printed.
 4. multilingual-e5-small (BERT with XLM-R's 250,037-piece vocabulary; xtune's real weights,
    PyTorch's `BertModel` of the same configuration with random weights), length 64, batch
    32, float32 and bfloat16, the full vocabulary (xtune also with the `UPDATES` variants)
-   and one trimmed to `--e5-pieces` rows, as `data.trim_vocabulary` does.
+   and one trimmed to `--e5-pieces` rows, as `data.trim_vocabulary` does; in the precision
+   `auto` picks, also the whole step XLA-compiled (full vocabulary: with lazy rows and the
+   fused kernel).
 
 PyTorch's side of every section runs float32 and bfloat16 autocast, and (sections 2 and 3;
 `--no-torch-compile` leaves them out) the same through `torch.compile` (inductor; its
@@ -313,23 +317,55 @@ class TorchWorker:
             entry["compiled"] = self.torch.compile(entry["model"])
         return entry["compiled"]
 
-    def load(self, name: str, path: str, padding: str, max_length: int) -> dict[str, Any]:
-        """A batch stream over the rows in `path`: shuffled per epoch, last batch kept."""
+    def load(
+        self, name: str, path: str, padding: str, max_length: int, batch_size: int = BATCH_SIZE
+    ) -> dict[str, Any]:
+        """A batch stream over the rows in `path`: shuffled per epoch, last batch kept.
+        `padding`: "fixed" (to `max_length`), "dynamic" (to each batch's longest row) or
+        "grouped" (dynamic, in the order of Hugging Face Trainer's `group_by_length`: its
+        `LengthGroupedSampler`, shuffled megabatches of 50 batches sorted by length)."""
         with np.load(path) as stored:
             data = {key: stored[key] for key in stored.files}
         self.streams[name] = {
             **data,
             "length": max_length if padding == "fixed" else None,
+            "grouped": padding == "grouped",
+            "batch_size": batch_size,
+            "generator": self.torch.Generator().manual_seed(SEED),
             "rng": np.random.default_rng(SEED),
             "order": np.array([], np.int64),
         }
-        return {"rows": len(data["row_splits"]) - 1}
+        return {"rows": len(data["row_splits"]) - 1, "pad_fraction": self.pad_fraction(name)}
+
+    def epoch_order(self, stream: dict[str, Any]) -> np.ndarray:
+        """The rows of one epoch, in the order the stream batches them."""
+        if not stream["grouped"]:
+            return stream["rng"].permutation(len(stream["row_splits"]) - 1)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        lengths = np.diff(stream["row_splits"]).tolist()
+        batch, generator = stream["batch_size"], stream["generator"]
+        sampler = LengthGroupedSampler(batch, lengths=lengths, generator=generator)
+        return np.fromiter(iter(sampler), np.int64)
+
+    def pad_fraction(self, name: str) -> float:
+        """Share of computed positions that are padding over one epoch (a fresh order, so the
+        stream's own shuffling is left as it was)."""
+        stream = dict(self.streams[name], rng=np.random.default_rng(SEED))
+        stream["generator"] = self.torch.Generator().manual_seed(SEED)
+        lengths = np.diff(stream["row_splits"])[self.epoch_order(stream)]
+        batch = stream["batch_size"]
+        batches = np.array_split(lengths, range(batch, len(lengths), batch))
+        width = stream["length"]
+        computed = sum(len(b) * (width or int(b.max())) for b in batches)
+        return 1 - int(lengths.sum()) / computed
 
     def next_batch(self, stream: dict[str, Any]) -> tuple[np.ndarray, ...]:
         """Ids, segments, mask and labels of the stream's next batch, as numpy arrays."""
         if len(stream["order"]) == 0:
-            stream["order"] = stream["rng"].permutation(len(stream["row_splits"]) - 1)
-        rows, stream["order"] = stream["order"][:BATCH_SIZE], stream["order"][BATCH_SIZE:]
+            stream["order"] = self.epoch_order(stream)
+        batch = stream["batch_size"]
+        rows, stream["order"] = stream["order"][:batch], stream["order"][batch:]
         ids, segments, mask = pad_rows(
             stream["token_ids"], stream["segment_ids"], stream["row_splits"], rows, stream["length"]
         )
@@ -476,6 +512,15 @@ class Measurement:
     @property
     def median(self) -> float:
         return statistics.median(self.rates(self.samples))
+
+    def epoch_rate(self, mean_length: float) -> float:
+        """Samples/s over an epoch, projected from the fastest window: its computed (padded)
+        tokens/s at the epoch's padding, `mean_length` non-pad tokens a row. A window is a
+        few batches, and length-grouped orders (bucketing, `group_by_length`) make some
+        windows shorter than the epoch's average; this takes that out."""
+        k = self.fastest
+        computed_rate = self.computed_tokens[k] / self.seconds[k]
+        return computed_rate * (1 - self.pad_fraction_epoch) / mean_length
 
     @property
     def fastest(self) -> int:
@@ -673,14 +718,17 @@ class XtuneRun:
         optimizer: dict | None = None,
         encoder: Any = None,
         num_labels: int = NUM_LABELS,
+        max_buckets: int | None = None,
     ):
         """`optimizer`: settings added to the AdamW's (e.g. `lazy_embeddings`); `encoder`: a
-        loaded encoder to use instead of loading `encoder_spec` (a trimmed one)."""
+        loaded encoder to use instead of loading `encoder_spec` (a trimmed one);
+        `max_buckets`: bucket lengths, instead of what `train` picks (`train_bucket_limit`)."""
         import tensorflow as tf
 
         from xtune.config import parse_run_config
         from xtune.data.pipeline import make_dataset
         from xtune.encoders import load_encoder
+        from xtune.training.trainer import train_bucket_limit
 
         self.precision = precision
         self.wait = tensorflow_wait()
@@ -705,6 +753,7 @@ class XtuneRun:
             },
             source="train_throughput",
         )
+        self.max_buckets = max_buckets or train_bucket_limit(config.training)
         with global_policy(precision):
             import keras
 
@@ -714,7 +763,9 @@ class XtuneRun:
 
         def stream() -> Any:
             # A new dataset object each time: the same seed then gives the same batches.
-            return make_dataset(split, BATCH_SIZE, padding, length, shuffle=True, seed=SEED)
+            return make_dataset(
+                split, BATCH_SIZE, padding, length, True, SEED, max_buckets=self.max_buckets
+            )
 
         def batch_shape(inputs: Any, labels: Any) -> Any:
             mask = inputs["padding_mask"]
@@ -821,26 +872,16 @@ def save_split(split: Any, path: Path) -> str:
     return str(path)
 
 
-def epoch_pad_fraction(split: Any, padding: str, length: int) -> float:
+def epoch_pad_fraction(split: Any, padding: str, length: int, max_buckets: int) -> float:
     """Share of computed positions that are padding over one epoch of `make_dataset`."""
     from xtune.data.pipeline import make_dataset
 
     real = computed = 0
-    for inputs, _ in make_dataset(split, BATCH_SIZE, padding, length, shuffle=True, seed=SEED):
+    batches = make_dataset(split, BATCH_SIZE, padding, length, True, SEED, max_buckets=max_buckets)
+    for inputs, _ in batches:
         mask = inputs["padding_mask"].numpy()
         real, computed = real + int(mask.sum()), computed + mask.size
     return 1 - real / computed
-
-
-def torch_pad_fraction(split: Any) -> float:
-    """The same for the PyTorch recipe: shuffled batches padded to their longest row."""
-    order = np.random.default_rng(SEED).permutation(len(split))
-    lengths = split.lengths[order]
-    computed = sum(
-        len(chunk) * int(chunk.max())
-        for chunk in np.array_split(lengths, range(BATCH_SIZE, len(lengths), BATCH_SIZE))
-    )
-    return 1 - int(lengths.sum()) / computed
 
 
 # ---------------------------------------------------------------- sections
@@ -931,6 +972,22 @@ def ratio_line(name: str, numerator: Measurement, denominator: Measurement, targ
         f"  {name}: {numerator.label.strip()} {numerator.best:.1f} / "
         f"{denominator.label.strip()} {denominator.best:.1f} = {value:.2f}x "
         f"(target >= {target:.1f}x: {verdict})"
+    )
+
+
+def epoch_ratio_line(measurements: list[Measurement], mean_length: float) -> str:
+    """xtune's best against PyTorch's best in projected epoch samples/s (`epoch_rate`)."""
+    sides = {}
+    for side in ("xtune", "torch"):
+        mine = [m for m in measurements if m.label.startswith(side)]
+        sides[side] = max(mine, key=lambda m: m.epoch_rate(mean_length), default=None)
+    if None in sides.values():
+        return "  per epoch: one side has no rows"
+    rates = {side: m.epoch_rate(mean_length) for side, m in sides.items()}
+    return (
+        f"  per epoch (fastest window's padded tokens/s at the epoch's padding): "
+        f"{sides['xtune'].label} {rates['xtune']:.1f} / {sides['torch'].label} "
+        f"{rates['torch']:.1f} samples/s = {rates['xtune'] / rates['torch']:.2f}x"
     )
 
 
@@ -1052,11 +1109,19 @@ def fixed_shape_section(
     rows = BATCH_SIZE * max(steps, 4)
     split = tokenized(full_length_texts(vocabulary, rows), random_labels(rows), vocabulary, 128)
     assert int(split.lengths.min()) == FIXED_LENGTH, "texts must fill every row"
+    from xtune.training.trainer import resolve_precision
+
     configs = []
     for precision in ("float32", "mixed_bfloat16"):
-        for update, optimizer in UPDATES.items() if updates else [("", None)]:
-            run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH, "auto", optimizer)
-            label = f"xtune {'bfloat16' if precision != 'float32' else 'float32'}{update}"
+        rows = [(update, "auto") for update in (UPDATES if updates else [""])]
+        if updates and precision == resolve_precision("auto"):
+            # One shape, so XLA compiles the step once (in the warm-up) wherever it runs.
+            rows += [("", True), (" lazy fused", True)]
+        for update, jit in rows:
+            optimizer = UPDATES[update]
+            run = XtuneRun(encoder_spec, precision, split, "fixed", FIXED_LENGTH, jit, optimizer)
+            name = "bfloat16" if precision != "float32" else "float32"
+            label = f"xtune {name}{update}{' xla' if jit is True else ''}"
             measurement = Measurement(label, precision)
             configs.append(Config(measurement, xtune=run, warmup_steps=warmup_steps))
     backbone = configs[0].xtune.backbone_config()
@@ -1104,17 +1169,30 @@ def real_data_section(
     label_precision = "bfloat16" if "bfloat16" in precision else precision
     configs = []
     # (padding, optimizer variant, training.jit_compile): the last rows XLA-compile the step.
+    # Bucketing takes up to 32 lengths where shapes are free, 8 where each compiles the step
+    # (XLA); the "8 lengths" row is the earlier limit without XLA, for the difference.
     rows = [("fixed", "", "auto"), ("dynamic", "", "auto"), ("bucket", "", "auto")]
-    rows += [("bucket", " fused", "auto"), ("bucket", " lazy fused", "auto"), ("bucket", "", True)]
+    rows += [("bucket 8 lengths", "", "auto"), ("bucket", " fused", "auto")]
+    rows += [("bucket", " lazy fused", "auto"), ("bucket", "", True)]
     rows += [("bucket", " lazy fused", True)]
-    for padding, update, jit in rows:
+    for name, update, jit in rows:
+        padding, limit = name.split()[0], 8 if name.endswith(" 8 lengths") else None
         optimizer = UPDATES[update]
         run = XtuneRun(
-            {"name": "minilm-l6"}, precision, split, padding, REAL_DATA_LENGTH, jit, optimizer
+            {"name": "minilm-l6"},
+            precision,
+            split,
+            padding,
+            REAL_DATA_LENGTH,
+            jit,
+            optimizer,
+            max_buckets=limit,
         )
-        label = f"xtune {label_precision} {padding}{update}{' xla' if jit is True else ''}"
+        label = f"xtune {label_precision} {name}{update}{' xla' if jit is True else ''}"
         measurement = Measurement(label, precision)
-        measurement.pad_fraction_epoch = epoch_pad_fraction(split, padding, REAL_DATA_LENGTH)
+        measurement.pad_fraction_epoch = epoch_pad_fraction(
+            split, padding, REAL_DATA_LENGTH, run.max_buckets
+        )
         # XLA compiles each bucket's shape once: warm up through (nearly) all of them.
         configs.append(Config(measurement, xtune=run, warmup_steps=40 if jit is True else 4))
     backbone = configs[0].xtune.backbone_config()
@@ -1123,10 +1201,14 @@ def real_data_section(
         torch.call("clear")
         torch.call("build", model=backbone)
         path = save_split(split, scratch / "goemotions.npz")
-        torch.call("load", name="goemotions", path=path, padding="dynamic", max_length=64)
-        for config in torch_configs("goemotions", "dynamic", args, 4):
-            config.measurement.pad_fraction_epoch = torch_pad_fraction(split)
-            configs.append(config)
+        # Per-batch padding in random batches, and in Hugging Face Trainer's length-grouped
+        # order (`group_by_length=True`), PyTorch's answer to bucketing.
+        for padding in ("dynamic", "grouped"):
+            stream = f"goemotions_{padding}"
+            loaded = torch.call("load", name=stream, path=path, padding=padding, max_length=64)
+            for config in torch_configs(stream, padding, args, 4):
+                config.measurement.pad_fraction_epoch = loaded["pad_fraction"]
+                configs.append(config)
     print(
         f"\n== real data: GoEmotions, first {len(split)} train rows (mean "
         f"{split.lengths.mean():.1f} tokens, max {split.lengths.max()}), minilm-l6, "
@@ -1136,6 +1218,13 @@ def real_data_section(
     )
     measurements = measure(configs, torch, peak, args.repeats, steps, shape, with_padding=True)
     print_ratios(measurements, 2.0)
+    print(epoch_ratio_line(measurements, float(split.lengths.mean())))
+    dynamic = best_of([m for m in measurements if m.label.endswith(" dynamic")], "torch")
+    if dynamic is not None:  # the comparison of earlier runs, which had no grouped rows
+        print(
+            f"  xtune best / torch dynamic (random batches): "
+            f"{best_of(measurements, 'xtune').best / dynamic.best:.2f}x"
+        )
     print(ratio_line("xtune bucket / xtune fixed", measurements[2], measurements[0], 3.0))
     print(fixed_cost_line(measurements[:3], steps))  # step_constant.py: per update mode
     print(f"  load after: {load_average()}", flush=True)
@@ -1168,6 +1257,8 @@ def e5_encoders(precision: str, pieces: int) -> tuple[Any, Any]:
 def e5_section(torch: TorchClient | None, peak: Peak, args: Any, scratch: Path) -> None:
     """multilingual-e5-small (BERT with XLM-R's 250,037-piece vocabulary) against the same
     architecture in transformers (random weights), full and trimmed vocabulary."""
+    from xtune.training.trainer import resolve_precision
+
     rows, length, spec = BATCH_SIZE * 4, E5_LENGTH, {"name": "multilingual-e5-small"}
     configs, backbones = [], {}
     for precision in ("float32", "mixed_bfloat16"):
@@ -1175,11 +1266,15 @@ def e5_section(torch: TorchClient | None, peak: Peak, args: Any, scratch: Path) 
         for vocabulary, encoder in (("full", full), ("trimmed", trimmed)):
             split = random_id_split(encoder.tokenizer.vocabulary_size, rows, length)
             backbones[vocabulary] = (encoder.backbone.get_config(), split)
-            updates = UPDATES if vocabulary == "full" else {"": None, " fused": UPDATES[" fused"]}
-            for update, optimizer in updates.items():
-                run = XtuneRun(spec, precision, split, "fixed", length, "auto", optimizer, encoder)
+            updates = list(UPDATES) if vocabulary == "full" else ["", " fused"]
+            rows_here = [(update, "auto") for update in updates]
+            if precision == resolve_precision("auto"):  # the whole step in XLA (one shape)
+                rows_here.append((" lazy fused" if vocabulary == "full" else "", True))
+            for update, jit in rows_here:
+                optimizer = UPDATES[update]
+                run = XtuneRun(spec, precision, split, "fixed", length, jit, optimizer, encoder)
                 name = "bfloat16" if precision != "float32" else "float32"
-                label = f"xtune {name} {vocabulary}{update}"
+                label = f"xtune {name} {vocabulary}{update}{' xla' if jit is True else ''}"
                 configs.append(Config(Measurement(label, precision), xtune=run, warmup_steps=1))
     backbone = backbones["full"][0]
     shape = Shape(backbone["num_layers"], backbone["hidden_dim"], backbone["intermediate_dim"])
