@@ -17,10 +17,11 @@ from xtune.data.tokenization import TextEncoder
 TOKENIZE_CHUNK = 2048
 BUCKET_WIDTH = 16
 # Length bucketing: at most this many padded lengths where each costs an XLA compile (a
-# step compiled whole), at most TRACED_BUCKETS where shapes are free (Keras traces its train
-# function with a relaxed shape after the second one), and about this many full batches per
-# bucket in an epoch. On GoEmotions (43,410 rows, max length 64) 8 fitted edges pad 9.8% of
-# the computed positions, 16 pad 3.6% and 32 pad 0.5%.
+# step compiled whole), at most TRACED_BUCKETS where shapes are free (`fit` traces its train
+# function for the dataset's element spec, whose length is unknown, so every length reuses
+# that one graph), and about this many full batches per bucket in an epoch. On GoEmotions
+# (43,410 rows, max length 64) 8 fitted edges pad 9.8% of the computed positions, 16 pad 3.6%
+# and 32 pad 0.5%.
 MAX_BUCKETS = 8
 TRACED_BUCKETS = 32
 MIN_BATCHES_PER_BUCKET = 8
