@@ -1106,11 +1106,11 @@ def fixed_shape_section(
     updates: bool = False,
 ) -> None:
     """`updates`: xtune rows for each of `UPDATES`, not only Keras' AdamW."""
+    from xtune.training.trainer import resolve_precision
+
     rows = BATCH_SIZE * max(steps, 4)
     split = tokenized(full_length_texts(vocabulary, rows), random_labels(rows), vocabulary, 128)
     assert int(split.lengths.min()) == FIXED_LENGTH, "texts must fill every row"
-    from xtune.training.trainer import resolve_precision
-
     configs = []
     for precision in ("float32", "mixed_bfloat16"):
         rows = [(update, "auto") for update in (UPDATES if updates else [""])]
@@ -1157,6 +1157,7 @@ def real_data_section(
     steps: int,
     scratch: Path,
 ) -> None:
+    from xtune.data.pipeline import MAX_BUCKETS
     from xtune.training.trainer import resolve_precision
 
     source = Path(args.data_root) / "goemotions" / "train.tsv"
@@ -1172,11 +1173,11 @@ def real_data_section(
     # Bucketing takes up to 32 lengths where shapes are free, 8 where each compiles the step
     # (XLA); the "8 lengths" row is the earlier limit without XLA, for the difference.
     rows = [("fixed", "", "auto"), ("dynamic", "", "auto"), ("bucket", "", "auto")]
-    rows += [("bucket 8 lengths", "", "auto"), ("bucket", " fused", "auto")]
+    rows += [(f"bucket {MAX_BUCKETS} lengths", "", "auto"), ("bucket", " fused", "auto")]
     rows += [("bucket", " lazy fused", "auto"), ("bucket", "", True)]
     rows += [("bucket", " lazy fused", True)]
     for name, update, jit in rows:
-        padding, limit = name.split()[0], 8 if name.endswith(" 8 lengths") else None
+        padding, limit = name.split()[0], MAX_BUCKETS if name.endswith(" lengths") else None
         optimizer = UPDATES[update]
         run = XtuneRun(
             {"name": "minilm-l6"},
