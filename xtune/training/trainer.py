@@ -571,10 +571,9 @@ def stage_task_datasets(run: Run, training: Any, stage: Stage, first: int) -> li
     """
     seed = stage_seed(training.seed, run.stages.index(stage))
     taken = batches_taken(run.schedule, len(run.tasks), stage.start_epoch, first)
-    datasets = []
+    datasets, buckets = [], train_bucket_limit(training)
     for task, skipped in zip(run.tasks, taken, strict=True):
         split = run.data.tasks[task.name].splits["train"]
-        buckets = train_bucket_limit(training)
         dataset = task.dataset(split, training.batch_size, True, seed, max_buckets=buckets)
         dataset = dataset.repeat()
         datasets.append(dataset.skip(skipped) if skipped else dataset)
