@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import xtune  # noqa: F401  (its TensorFlow settings, before any test module imports TensorFlow)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 FIXTURES = Path(__file__).parent / "fixtures"
