@@ -4,8 +4,11 @@ x 128 tokens, float32) with the checkpoint's dropout (0.1 on hidden states and a
 probabilities) and with none. No optimizer: the difference between the rows is dropout alone,
 and the no-dropout rows compare the two frameworks' matmul and attention work directly.
 
-    .venv/bin/python benchmarks/dropout_share.py            # ~4 min on 2 cores
+    .venv/bin/python benchmarks/dropout_share.py            # ~3 min on 2 cores
     .venv/bin/python benchmarks/dropout_share.py --torch-python none   # TensorFlow only
+    TF_ENABLE_ONEDNN_OPTS=0 .venv/bin/python benchmarks/dropout_share.py   # Eigen kernels
+
+TensorFlow runs as xtune sets it up (`import xtune` first: oneDNN kernels on x86 CPUs).
 
 Each configuration is timed in `--repeats` windows of one step, interleaved repeat by repeat
 (the machine is shared); ms best / median.
@@ -120,6 +123,8 @@ def main() -> None:
     if args.torch_worker:
         print(json.dumps(timed(torch_steps(args.batch, args.length), args.repeats)))
         return
+    import xtune  # noqa: F401  (before TensorFlow loads: its settings, as a run gets them)
+
     times = timed(tensorflow_steps(args.batch, args.length), args.repeats)
     if args.torch_python != "none":
         worker = [args.torch_python, __file__, "--torch-worker"]

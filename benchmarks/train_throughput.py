@@ -1402,6 +1402,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_worker:
         return torch_worker_main(args.device)
 
+    import xtune  # before TensorFlow loads: its settings (oneDNN on x86 CPUs), as a run gets them
+
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default")
     import keras
     import tensorflow as tf
 
@@ -1416,8 +1419,10 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load_average()}"
     )
     print(
-        f"xtune side: TF {tf.__version__}, Keras {keras.__version__}, numpy {np.__version__}, "
-        f"TF threads intra {tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}"
+        f"xtune side: xtune {xtune.__version__}, TF {tf.__version__}, Keras {keras.__version__}, "
+        f"numpy {np.__version__}, TF threads intra "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}, "
+        f"TF_ENABLE_ONEDNN_OPTS {onednn}"
     )
     torch = start_torch(args.torch_python, args.device)
     with tempfile.TemporaryDirectory() as scratch_name:
