@@ -1,10 +1,9 @@
 """`python -m tests.onednn_probe OUT.npz`: a small random classifier's logits and one step's
-gradients on fixed inputs, written to OUT.npz, and the `TF_ENABLE_ONEDNN_OPTS` that `import
-xtune` left printed; tests/test_tensorflow_settings.py runs it under each setting and compares."""
+gradients on fixed inputs, written to OUT.npz after `import xtune` set TensorFlow up;
+tests/test_tensorflow_settings.py runs it under each `TF_ENABLE_ONEDNN_OPTS` and compares."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -42,4 +41,3 @@ def probe() -> dict[str, np.ndarray]:
 
 if __name__ == "__main__":
     np.savez(sys.argv[1], **probe())
-    print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
