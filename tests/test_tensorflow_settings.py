@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from xtune import X86_MACHINES
 
 ONEDNN_NOTICE = "oneDNN custom operations are on"
 
@@ -34,7 +35,7 @@ def probe(output: Path, **env: str) -> str:
 
 
 @pytest.mark.skipif(
-    platform.machine().lower() not in ("x86_64", "amd64"), reason="oneDNN default is for x86"
+    platform.machine().lower() not in X86_MACHINES, reason="oneDNN default is for x86"
 )
 def test_onednn_kernels_are_on_by_default_keep_the_numbers_and_a_users_0_wins(tmp_path):
     """TensorFlow turns oneDNN on by itself only on AVX-512 class x86 CPUs; xtune asks for it on

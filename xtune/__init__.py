@@ -9,6 +9,7 @@ import platform
 from typing import Any
 
 __version__ = "0.1.0"
+X86_MACHINES = ("x86_64", "amd64")  # `platform.machine()`, lower-cased, of the CPUs below
 
 # TensorFlow's oneDNN kernels (fused matmuls, oneDNN batch matmul) are on by default only on
 # x86 CPUs with AVX-512 class features; on AVX2-only x86 CPUs (many AMD EPYC, older Xeon) TF
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 # "oneDNN"). xtune turns them on for every x86 CPU, before anything imports TensorFlow; a
 # user's own TF_ENABLE_ONEDNN_OPTS (0 keeps the Eigen kernels) wins. Set here because every
 # import of xtune (its CLI, its API, a test) runs this module first.
-if platform.machine().lower() in ("x86_64", "amd64"):
+if platform.machine().lower() in X86_MACHINES:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __all__ = ["__version__", "train", "load", "Model", "Prediction"]
