@@ -13,6 +13,9 @@ median window gives the constant `a`. With `.venv-torch` (or `--torch-python`) P
 transformers' step of the same model (the train_throughput.py worker: AdamW, clipping,
 float32) is a `torch` row, the peer's constant for scale. Configurations are interleaved
 repeat by repeat (the machine is shared); best and median of the repeats are printed.
+Last, the memory floor of a dense float32 AdamW step: the bytes it must move over the
+bandwidth this machine gives an XLA pass over the same weights (no implementation of that
+step, in any framework, is faster than the floor).
 
     .venv/bin/python benchmarks/step_constant.py                  # ~8 min on 2 cores
     .venv/bin/python benchmarks/step_constant.py --modes auto lazy --lengths 16 64 128
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +100,58 @@ def torch_streams(
     return torch
 
 
+def dense_weights(run: throughput.XtuneRun) -> list[Any]:
+    """The trainable weights every dense AdamW step moves: all but the word embedding."""
+    from xtune.model import adapter_of
+
+    embedding = adapter_of(run.model).word_embeddings.path
+    return [v for v in run.model.trainable_variables if v.path != embedding]
+
+
+def streaming_bandwidth(weights: list[Any], repeats: int = 20) -> float:
+    """Bytes per second of one XLA-fused pass that reads and rewrites, in place, a copy of every
+    weight (the model untouched), as AdamW rewrites weights and moments: this machine's memory
+    bandwidth for the step's traffic, on arrays of the step's own sizes (best of `repeats`)."""
+    import tensorflow as tf
+
+    scale = tf.Variable(1.0)  # a variable, so XLA cannot fold the pass away
+    copies = [tf.Variable(tf.convert_to_tensor(w)) for w in weights]
+
+    @tf.function(jit_compile=True)
+    def one_pass() -> Any:
+        for copy in copies:
+            copy.assign(copy * scale)
+        return scale + 0.0
+
+    float(one_pass())
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        float(one_pass())
+        seconds.append(time.perf_counter() - started)
+    size = sum(int(np.prod(w.shape)) for w in weights)
+    return 8 * size / min(seconds)  # 4 bytes read and 4 written per float32 weight
+
+
+def print_memory_floor(run: throughput.XtuneRun) -> None:
+    """The time a dense float32 AdamW step cannot go below at this machine's bandwidth:
+    forward reads each weight (4 bytes), backward reads it again and writes its gradient (8),
+    the update reads weight, gradient and both moments and writes weight and moments (28)."""
+    weights = dense_weights(run)
+    size = sum(int(np.prod(w.shape)) for w in weights)
+    bandwidth = streaming_bandwidth(weights)
+    print(
+        f"\nmemory floor of a dense float32 AdamW step: {size / 1e6:.1f}M weights besides the "
+        f"word embedding, streamed at {bandwidth / 1e9:.1f} GB/s (an XLA read + write pass "
+        "over copies of them):"
+    )
+    for label, per_weight in (("gradient written and read back", 40), ("gradient kept", 32)):
+        print(
+            f"  {per_weight} bytes per weight ({label}): {per_weight * size / 1e6:.0f} MB, "
+            f"{1e3 * per_weight * size / bandwidth:.1f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", nargs="+", default=["auto", "optimizer", "lazy"], choices=MODES)
@@ -143,6 +199,7 @@ def main() -> None:
                 times = windows[(mode, precision, length)]
                 cells.append(f"{1e3 * min(times):7.0f} / {1e3 * statistics.median(times):5.0f}")
             print(f"{mode:<10} {precision:<15}" + "".join(f"{c:>16}" for c in cells))
+    print_memory_floor(next(iter(runs.values())))
     if len(args.lengths) < 2:  # no line through one length
         print(f"load after: {throughput.load_average()}")
         return
