@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow is imported before xtune here, as in a serving process without xtune, so this is
+# the value TensorFlow starts with (xtune's later import sets it, too late to matter); unset,
+# TensorFlow chooses its kernels itself (oneDNN only on AVX-512 class x86).
+ONEDNN_AT_START = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -105,9 +109,7 @@ def report(args: argparse.Namespace, run_dir: Path, export_dir: Path) -> None:
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}, TF {tf.__version__}; "
         f"{metadata['num_labels']} labels, max_length {metadata['max_length']}, "
         f"inputs {', '.join(metadata['inputs'])}; {args.repeats} timed calls per row; "
-        # TensorFlow is imported before xtune here, as in a serving process without xtune:
-        # unset, TensorFlow chooses its kernels itself (oneDNN only on AVX-512 class x86).
-        f"TF_ENABLE_ONEDNN_OPTS {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}"
+        f"TF_ENABLE_ONEDNN_OPTS at TensorFlow's start {ONEDNN_AT_START}"
     )
     print(f"\n{'signature':<20}{'batch':>6} {'p50 ms':>8} {'p99 ms':>8} {'rows/s':>9}")
     for batch_size in args.batch_sizes:
@@ -155,7 +157,7 @@ def in_framework_throughput(
     for _ in range(4):
         started = time.perf_counter()
         for batch in batches:
-            np.asarray(model.predict_on_batch(batch))
+            model.predict_on_batch(batch)  # returns numpy: the batch is done
         passes.append(time.perf_counter() - started)
     length = next(iter(inputs.values())).shape[1]
     print(

@@ -108,10 +108,10 @@ def dense_weights(run: throughput.XtuneRun) -> list[Any]:
     return [v for v in run.model.trainable_variables if v.path != embedding]
 
 
-def streaming_bandwidth(weights: list[Any], repeats: int = 20) -> float:
-    """Bytes per second of one XLA-fused pass that reads and rewrites, in place, a copy of every
-    weight (the model untouched), as AdamW rewrites weights and moments: this machine's memory
-    bandwidth for the step's traffic, on arrays of the step's own sizes (best of `repeats`)."""
+def streaming_pass_seconds(weights: list[Any], repeats: int = 20) -> float:
+    """Seconds of one XLA-fused pass that reads and rewrites, in place, a copy of every weight
+    (the model untouched), as AdamW rewrites weights and moments: 8 bytes per weight at this
+    machine's memory bandwidth, on arrays of the step's own sizes (best of `repeats`)."""
     import tensorflow as tf
 
     scale = tf.Variable(1.0)  # a variable, so XLA cannot fold the pass away
@@ -129,8 +129,7 @@ def streaming_bandwidth(weights: list[Any], repeats: int = 20) -> float:
         started = time.perf_counter()
         float(one_pass())
         seconds.append(time.perf_counter() - started)
-    size = sum(int(np.prod(w.shape)) for w in weights)
-    return 8 * size / min(seconds)  # 4 bytes read and 4 written per float32 weight
+    return min(seconds)
 
 
 def print_memory_floor(run: throughput.XtuneRun) -> None:
@@ -139,7 +138,7 @@ def print_memory_floor(run: throughput.XtuneRun) -> None:
     the update reads weight, gradient and both moments and writes weight and moments (28)."""
     weights = dense_weights(run)
     size = sum(int(np.prod(w.shape)) for w in weights)
-    bandwidth = streaming_bandwidth(weights)
+    bandwidth = 8 * size / streaming_pass_seconds(weights)  # 4 bytes read, 4 written each
     print(
         f"\nmemory floor of a dense float32 AdamW step: {size / 1e6:.1f}M weights besides the "
         f"word embedding, streamed at {bandwidth / 1e9:.1f} GB/s (an XLA read + write pass "
